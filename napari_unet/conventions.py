@@ -24,6 +24,10 @@ ROLE_INSTANCES = "instances"
 ROLE_PROBABILITIES = "probabilities"
 ROLE_ACCEPTED = "accepted"
 
+# Accepted-region labels: 0 = not accepted, 1 = accepted background, id + 1 = accepted object `id`.
+# One layer thus records both where the user vouched for the prediction and which objects it holds.
+ACCEPTED_BACKGROUND = 1
+
 # Default RGBA colours for label values 1..K (background first), then cycled.
 DEFAULT_CLASS_COLORS = (
     (0.55, 0.55, 0.55, 1.0),  # background: grey

@@ -1,0 +1,239 @@
+"""Training data: validated (image, annotation) pairs and a patch sampler that favours rare classes.
+
+Two kinds of annotation feed one format: sparse *scribbles* (0 = not annotated, 1 =
+background, 2..K = classes) and dense *instances* (0 = background, one id per object).
+Instance heads learn only where `instance_mask` says instance identities are known.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .conventions import ACCEPTED_BACKGROUND, BACKGROUND, FIRST_CLASS, UNANNOTATED
+from .errors import UserInputError
+from .normalisation import Normalisation
+from .targets import boundary_target, distance_target
+
+IGNORE = -1  # semantic target value that the loss skips
+MAX_CENTRES_PER_CLASS = 200_000
+
+
+@dataclass
+class TrainingImage:
+    """One 2D image (C, H, W) with its annotations; `instances` only where `instance_mask` is True."""
+
+    image: np.ndarray
+    annotations: np.ndarray
+    instances: np.ndarray | None = None
+    instance_mask: np.ndarray | None = None
+    name: str = ""
+
+    @classmethod
+    def from_scribbles(cls, image: np.ndarray, scribbles: np.ndarray, name: str = "") -> TrainingImage:
+        return cls(image=image, annotations=np.asarray(scribbles), name=name)
+
+    @classmethod
+    def from_instances(cls, image: np.ndarray, instances: np.ndarray, name: str = "") -> TrainingImage:
+        """Dense instance labels: every pixel is annotated, objects are class 2."""
+        instances = np.asarray(instances)
+        annotations = np.where(instances > 0, FIRST_CLASS, BACKGROUND).astype(np.uint8)
+        mask = np.ones(instances.shape, dtype=bool)
+        return cls(image=image, annotations=annotations, instances=instances, instance_mask=mask, name=name)
+
+    @classmethod
+    def from_annotations(
+        cls, image: np.ndarray, annotations: np.ndarray, accepted: np.ndarray | None = None, name: str = ""
+    ) -> TrainingImage:
+        """Scribbles plus accepted regions (see conventions.ACCEPTED_BACKGROUND) whose objects train the instance heads."""
+        annotations = np.asarray(annotations)
+        if accepted is None or not np.any(accepted):
+            return cls(image=image, annotations=annotations, name=name)
+        accepted = np.asarray(accepted)
+        if accepted.shape != annotations.shape:
+            raise UserInputError(f"{name or 'image'}: accepted regions and annotations differ in shape")
+        mask = accepted > 0
+        instances = np.where(mask, accepted.astype(np.int64) - ACCEPTED_BACKGROUND, 0)
+        return cls(image=image, annotations=annotations, instances=instances, instance_mask=mask, name=name)
+
+    @property
+    def label(self) -> str:
+        return self.name or "image"
+
+    def check(self) -> None:
+        """Raise a UserInputError that says what is wrong with this pair, if anything."""
+        if self.image.ndim != 3:
+            raise UserInputError(f"{self.label}: expected a (C, H, W) image, got shape {self.image.shape}")
+        if self.annotations.shape != self.image.shape[1:]:
+            raise UserInputError(
+                f"{self.label}: image is {self.image.shape[1]}x{self.image.shape[2]} but its labels are "
+                f"{'x'.join(map(str, self.annotations.shape))}; they must have the same height and width"
+            )
+        if not np.issubdtype(self.annotations.dtype, np.integer):
+            raise UserInputError(f"{self.label}: labels must be integers, got {self.annotations.dtype}")
+        if self.annotations.min() < 0:
+            raise UserInputError(f"{self.label}: labels must not be negative")
+        if self.instances is not None and self.instances.shape != self.annotations.shape:
+            raise UserInputError(f"{self.label}: instance labels and annotations differ in shape")
+
+
+def check_training_set(items: list[TrainingImage]) -> int:
+    """Validate all pairs together and return the number of classes K (background included)."""
+    if not items:
+        raise UserInputError("no training images: add an image with annotations first")
+    for item in items:
+        item.check()
+    channels = {item.image.shape[0] for item in items}
+    if len(channels) > 1:
+        raise UserInputError(f"training images differ in channel count {sorted(channels)}; use images of one kind")
+    present = set()
+    for item in items:
+        present.update(int(v) for v in np.unique(item.annotations))
+    present.discard(UNANNOTATED)
+    if not present:
+        raise UserInputError(
+            "the labels contain no annotated pixel: paint background (label 1) and at least one class (label 2+)"
+        )
+    if len(present) < 2:
+        (only,) = present
+        what = "background (1)" if only == BACKGROUND else f"class {only}"
+        raise UserInputError(
+            f"only one class is annotated ({what}): paint at least background (label 1) and one class (label 2+)"
+        )
+    return max(present)  # labels 1..K -> K classes
+
+
+@dataclass
+class PreparedImage:
+    """A training image cropped to its annotations, normalised, with all targets precomputed."""
+
+    image: np.ndarray  # (C, h, w) float32, normalised
+    semantic: np.ndarray  # (h, w) int64, class index or IGNORE
+    boundary: np.ndarray  # (h, w) float32
+    distance: np.ndarray  # (h, w) float32
+    instance_valid: np.ndarray  # (h, w) bool
+
+
+def prepare(item: TrainingImage, normalisation: Normalisation, margin: int) -> PreparedImage:
+    """Crop to the annotated bounding box plus `margin` (context), normalise, and build targets."""
+    stats = normalisation.statistics(item.image)
+    annotated = item.annotations > 0
+    rows = np.flatnonzero(annotated.any(axis=1))
+    cols = np.flatnonzero(annotated.any(axis=0))
+    if rows.size == 0:
+        rows = cols = np.array([0])
+    h, w = item.annotations.shape
+    y0, y1 = max(0, rows[0] - margin), min(h, rows[-1] + 1 + margin)
+    x0, x1 = max(0, cols[0] - margin), min(w, cols[-1] + 1 + margin)
+    crop = (slice(y0, y1), slice(x0, x1))
+    image = Normalisation.apply(item.image[(slice(None), *crop)], stats)
+    annotations = np.asarray(item.annotations[crop]).astype(np.int64)
+    semantic = np.where(annotations > 0, annotations - BACKGROUND, IGNORE)
+    if item.instances is not None:
+        instances = np.asarray(item.instances[crop])
+        valid = np.ones(instances.shape, bool) if item.instance_mask is None else np.asarray(item.instance_mask[crop])
+        instances = np.where(valid, instances, 0)
+        boundary, distance = boundary_target(instances), distance_target(instances)
+    else:
+        valid = np.zeros(annotations.shape, bool)
+        boundary = distance = np.zeros(annotations.shape, np.float32)
+    return PreparedImage(image, semantic, boundary, distance, valid)
+
+
+@dataclass
+class Batch:
+    """A batch of training patches as numpy arrays, ready to become tensors."""
+
+    image: np.ndarray  # (B, C, P, P)
+    semantic: np.ndarray  # (B, P, P)
+    boundary: np.ndarray
+    distance: np.ndarray
+    instance_valid: np.ndarray
+
+
+@dataclass
+class PatchSampler:
+    """Draws augmented patches centred on annotated pixels, each class equally often.
+
+    Sparse scribbles would otherwise be missed by uniform sampling, and a rare class
+    would be drowned out by background.
+    """
+
+    images: list[PreparedImage]
+    patch_size: int
+    rng: np.random.Generator = field(default_factory=np.random.default_rng)
+    annotated_fraction: float = 0.9
+
+    def __post_init__(self) -> None:
+        centres: dict[int, list[np.ndarray]] = {}
+        for index, prepared in enumerate(self.images):
+            for cls in np.unique(prepared.semantic):
+                if cls == IGNORE:
+                    continue
+                ys, xs = np.nonzero(prepared.semantic == cls)
+                keep = self.rng.permutation(ys.size)[:MAX_CENTRES_PER_CLASS]
+                coords = np.stack([np.full(keep.size, index), ys[keep], xs[keep]], axis=1)
+                centres.setdefault(int(cls), []).append(coords)
+        self._centres = [np.concatenate(c) for _, c in sorted(centres.items())]
+
+    def sample(self, batch_size: int) -> Batch:
+        patches = [self._patch(*self._centre()) for _ in range(batch_size)]
+        return Batch(*(np.stack(parts) for parts in zip(*patches)))
+
+    def _centre(self) -> tuple[int, int, int]:
+        if self.rng.random() < self.annotated_fraction:
+            coords = self._centres[self.rng.integers(len(self._centres))]
+            index, y, x = coords[self.rng.integers(len(coords))]
+            # jitter so the annotated pixel is not always in the middle
+            half = self.patch_size // 2
+            y += self.rng.integers(-half // 2, half // 2 + 1)
+            x += self.rng.integers(-half // 2, half // 2 + 1)
+            return int(index), int(y), int(x)
+        index = int(self.rng.integers(len(self.images)))
+        h, w = self.images[index].semantic.shape
+        return index, int(self.rng.integers(h)), int(self.rng.integers(w))
+
+    def _patch(self, index: int, cy: int, cx: int) -> tuple[np.ndarray, ...]:
+        prepared = self.images[index]
+        p = self.patch_size
+        h, w = prepared.semantic.shape
+        y0 = int(np.clip(cy - p // 2, 0, max(0, h - p)))
+        x0 = int(np.clip(cx - p // 2, 0, max(0, w - p)))
+        window = (slice(y0, y0 + p), slice(x0, x0 + p))
+        parts = [
+            prepared.image[(slice(None), *window)],
+            prepared.semantic[window],
+            prepared.boundary[window],
+            prepared.distance[window],
+            prepared.instance_valid[window],
+        ]
+        parts = _pad_to(parts, p)
+        return self._augment(parts)
+
+    def _augment(self, parts: list[np.ndarray]) -> tuple[np.ndarray, ...]:
+        k = int(self.rng.integers(4))
+        flip = bool(self.rng.integers(2))
+        out = []
+        for part in parts:
+            part = np.rot90(part, k, axes=(-2, -1))
+            if flip:
+                part = part[..., ::-1]
+            out.append(np.ascontiguousarray(part))
+        gain = np.exp(self.rng.normal(0.0, 0.2))
+        offset = self.rng.normal(0.0, 0.1)
+        out[0] = (out[0] * gain + offset).astype(np.float32)
+        return tuple(out)
+
+
+def _pad_to(parts: list[np.ndarray], size: int) -> list[np.ndarray]:
+    """Pad patches of images smaller than the patch size: reflect the image, ignore the targets."""
+    h, w = parts[1].shape
+    if h >= size and w >= size:
+        return parts
+    pad = ((0, max(0, size - h)), (0, max(0, size - w)))
+    image_mode = "reflect" if h > 1 and w > 1 and size - h < h and size - w < w else "edge"
+    image = np.pad(parts[0], ((0, 0), *pad), mode=image_mode)
+    semantic = np.pad(parts[1], pad, constant_values=IGNORE)
+    rest = [np.pad(part, pad) for part in parts[2:]]
+    return [image, semantic, *rest]

@@ -1,0 +1,151 @@
+"""Tiled inference with overlap and smooth blending, in memory bounded by the tile size.
+
+Tiles are processed one row of tiles at a time; rows of the output are finished as
+soon as no later tile touches them, so only a band of about one tile's height is
+accumulated, whatever the image size. Inputs may be lazy (zarr, dask): only the
+tiles are read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .model import BOUNDARY_CHANNEL, DISTANCE_CHANNEL, UNet
+from .normalisation import Normalisation
+
+
+class Stopped(Exception):
+    """Raised inside inference when the caller's stop flag is set."""
+
+
+@dataclass
+class Prediction:
+    """Network outputs for one 2D image, post-activation."""
+
+    probabilities: np.ndarray  # (K, H, W) class probabilities, class 0 = background
+    boundary: np.ndarray  # (H, W) probability of an object border
+    distance: np.ndarray  # (H, W) predicted distance to the border, 1 at object centres
+
+    def semantic(self) -> np.ndarray:
+        """Class label per pixel as annotation values (1 = background, 2..K = classes)."""
+        return (np.argmax(self.probabilities, axis=0) + 1).astype(np.uint8)
+
+    def foreground(self) -> np.ndarray:
+        """Probability that a pixel belongs to any non-background class."""
+        return 1.0 - self.probabilities[0]
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """Tile origins along one axis: evenly spaced, the last tile flush with the end."""
+
+    size: int
+    tile: int
+    overlap: int
+
+    def starts(self) -> list[int]:
+        if self.size <= self.tile:
+            return [0]
+        step = self.tile - self.overlap
+        n = int(np.ceil((self.size - self.tile) / step)) + 1
+        return sorted({int(round(i * (self.size - self.tile) / (n - 1))) for i in range(n)})
+
+
+def blend_window(tile: int, overlap: int) -> np.ndarray:
+    """1D weights: a raised-cosine ramp over the overlap, flat in the middle, never exactly 0."""
+    w = np.ones(tile, np.float32)
+    if overlap > 0:
+        ramp = 0.5 - 0.5 * np.cos(np.pi * (np.arange(overlap) + 0.5) / overlap)
+        w[:overlap] = ramp
+        w[-overlap:] = np.minimum(w[-overlap:], ramp[::-1])
+    return np.maximum(w, 1e-3)
+
+
+def predict_tiled(
+    net: UNet,
+    image,
+    stats: np.ndarray,
+    *,
+    device: torch.device,
+    tile_size: int = 512,
+    overlap: int = 64,
+    batch_size: int = 4,
+    amp_dtype: torch.dtype | None = None,
+    out_dtype: np.dtype = np.float32,
+    progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Prediction:
+    """Predict a (C, H, W) image (numpy or lazy) tile by tile and blend the tiles smoothly."""
+    _, height, width = image.shape
+    tile_h, tile_w = min(tile_size, height), min(tile_size, width)
+    overlap_h = min(overlap, tile_h // 2) if height > tile_h else 0
+    overlap_w = min(overlap, tile_w // 2) if width > tile_w else 0
+    ys = TileGrid(height, tile_h, overlap_h).starts()
+    xs = TileGrid(width, tile_w, overlap_w).starts()
+    weight = np.outer(blend_window(tile_h, overlap_h), blend_window(tile_w, overlap_w))
+    n_out = net.config.out_channels
+    out = np.empty((n_out, height, width), dtype=out_dtype)
+    band = np.zeros((n_out, tile_h, width), np.float32)  # accumulates the current band of rows
+    band_weight = np.zeros((tile_h, width), np.float32)
+    total, done = len(ys) * len(xs), 0
+    net.eval()
+    for row, y in enumerate(ys):
+        for x_batch in _chunks(xs, batch_size):
+            if should_stop is not None and should_stop():
+                raise Stopped
+            tiles = np.stack(
+                [Normalisation.apply(image[:, y : y + tile_h, x : x + tile_w], stats) for x in x_batch]
+            )
+            raw = _forward(net, tiles, device, amp_dtype)
+            for x, tile_out in zip(x_batch, raw):
+                band[:, :, x : x + tile_w] += tile_out * weight
+                band_weight[:, x : x + tile_w] += weight
+            done += len(x_batch)
+            if progress is not None:
+                progress(done, total)
+        next_y = ys[row + 1] if row + 1 < len(ys) else y + tile_h
+        finished = next_y - y
+        out[:, y:next_y] = band[:, :finished] / band_weight[:finished]
+        band = np.roll(band, -finished, axis=1)
+        band_weight = np.roll(band_weight, -finished, axis=0)
+        band[:, -finished:] = 0
+        band_weight[-finished:] = 0
+    return _activate(out, net.config.n_classes)
+
+
+def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+@torch.inference_mode()
+def _forward(net: UNet, tiles: np.ndarray, device: torch.device, amp_dtype: torch.dtype | None) -> np.ndarray:
+    batch = torch.from_numpy(tiles).to(device, non_blocking=True)
+    if amp_dtype is not None:
+        with torch.autocast(device.type, dtype=amp_dtype):
+            logits = net(batch)
+    else:
+        logits = net(batch)
+    return logits.float().cpu().numpy()
+
+
+def _activate(logits: np.ndarray, n_classes: int) -> Prediction:
+    """Softmax over classes and sigmoid for the instance heads, in place to save memory."""
+    classes = logits[:n_classes]
+    classes -= classes.max(axis=0, keepdims=True)
+    np.exp(classes, out=classes)
+    classes /= classes.sum(axis=0, keepdims=True)
+    heads = logits[n_classes:]
+    np.negative(heads, out=heads)
+    np.exp(heads, out=heads)
+    heads += 1
+    np.reciprocal(heads, out=heads)
+    return Prediction(
+        probabilities=classes,
+        boundary=heads[BOUNDARY_CHANNEL],
+        distance=heads[DISTANCE_CHANNEL],
+    )

@@ -1,0 +1,84 @@
+"""Robust percentile normalisation, per image and channel, so intensity ranges never matter.
+
+Percentiles are taken from a strided subsample, so huge or lazy (zarr, dask) images
+are never read whole just to normalise them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .errors import UserInputError
+
+SAMPLE_PIXELS = 2**20  # pixels per channel used to estimate percentiles
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    """How raw intensities map to network inputs; stored in checkpoints."""
+
+    low_percentile: float = 1.0
+    high_percentile: float = 99.8
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def statistics(self, image) -> np.ndarray:
+        """Per-channel (low, high) intensities of a (C, H, W) image, shape (C, 2)."""
+        channels, height, width = image.shape
+        stride = max(1, int(np.sqrt(height * width / SAMPLE_PIXELS)))
+        sample = np.asarray(image[:, ::stride, ::stride], dtype=np.float32).reshape(channels, -1)
+        if not np.all(np.isfinite(sample)):
+            raise UserInputError(
+                "the image contains NaN or infinite values; replace them (e.g. with numpy.nan_to_num) first"
+            )
+        low = np.percentile(sample, self.low_percentile, axis=1)
+        high = np.percentile(sample, self.high_percentile, axis=1)
+        flat = high - low < 1e-6
+        if np.any(flat):  # a nearly constant channel: fall back to min/max, then to an offset
+            high = np.where(flat, sample.max(axis=1), high)
+            low = np.where(flat, sample.min(axis=1), low)
+        return np.stack([low, np.maximum(high, low + 1e-6)], axis=1).astype(np.float32)
+
+    @staticmethod
+    def apply(tile, stats: np.ndarray) -> np.ndarray:
+        """Map a (C, h, w) tile to float32 with the image's statistics; NaNs become a clear error."""
+        tile = np.asarray(tile, dtype=np.float32)
+        if not np.all(np.isfinite(tile)):
+            raise UserInputError(
+                "the image contains NaN or infinite values; replace them (e.g. with numpy.nan_to_num) first"
+            )
+        low = stats[:, 0, None, None]
+        high = stats[:, 1, None, None]
+        return (tile - low) / (high - low)
+
+
+def as_channels_first(image, *, rgb: bool | None = None, channel_axis: int | None = None):
+    """Return a (C, H, W) view of a 2D image given as (H, W), (H, W, 3|4) RGB(A) or with a channel axis.
+
+    `rgb=None` treats a last axis of 3 or 4 as colour, as napari does. Alpha is dropped.
+    Anything else with more than two spatial axes is a clear error that says how to proceed.
+    """
+    ndim = image.ndim
+    if channel_axis is not None:
+        axis = channel_axis % ndim
+        if ndim != 3:
+            raise UserInputError(f"expected a 2D image with one channel axis, got shape {tuple(image.shape)}")
+        return np.moveaxis(image, axis, 0) if isinstance(image, np.ndarray) else _moveaxis_lazy(image, axis)
+    if ndim == 2:
+        return image[None]
+    if ndim == 3 and (rgb or (rgb is None and image.shape[-1] in (3, 4))):
+        return np.moveaxis(np.asarray(image)[..., :3], -1, 0)
+    raise UserInputError(
+        f"expected a 2D image (H, W) or RGB (H, W, 3), got shape {tuple(image.shape)}: "
+        "for a multichannel image say which axis holds the channels (--channel-axis), "
+        "for a 3D stack or time series pass one plane (e.g. --plane N) or use the napari widgets"
+    )
+
+
+def _moveaxis_lazy(image, axis: int):
+    if axis == 0:
+        return image
+    return np.moveaxis(np.asarray(image), axis, 0)

@@ -1,0 +1,191 @@
+"""A trained U-Net together with everything needed to use it: the self-describing checkpoint.
+
+A checkpoint stores the architecture, class names, input normalisation, channel layout,
+training history and a short model card, so `Segmenter.load` rebuilds the model with
+no other information, in another session or on another machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__
+from .device import autocast_dtype
+from .errors import UserInputError
+from .inference import Prediction, predict_tiled
+from .instances import InstanceParams, instances_from_prediction
+from .model import ModelConfig, UNet
+from .normalisation import Normalisation
+
+FORMAT = "napari-unet-checkpoint"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Segmenter:
+    """The network plus its metadata; what training produces and prediction consumes."""
+
+    net: UNet
+    class_names: list[str]
+    normalisation: Normalisation = field(default_factory=Normalisation)
+    rgb: bool = False
+    instance_heads_trained: bool = False
+    history: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, config: ModelConfig, class_names: list[str], **kwargs) -> Segmenter:
+        if len(class_names) != config.n_classes:
+            raise ValueError(f"{config.n_classes} classes but {len(class_names)} names")
+        return cls(net=UNet(config), class_names=list(class_names), **kwargs)
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.net.config
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    def to(self, device: torch.device) -> Segmenter:
+        self.net.to(device)
+        return self
+
+    # --- prediction -------------------------------------------------------------------------
+
+    def predict(
+        self,
+        image,
+        *,
+        tile_size: int = 512,
+        overlap: int = 64,
+        batch_size: int = 4,
+        out_dtype: np.dtype = np.float32,
+        progress: Callable[[int, int], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> Prediction:
+        """Network outputs for a (C, H, W) image (numpy or lazy), normalised as in training."""
+        self.check_input(image)
+        stats = self.normalisation.statistics(image)
+        return predict_tiled(
+            self.net,
+            image,
+            stats,
+            device=self.device,
+            tile_size=tile_size,
+            overlap=overlap,
+            batch_size=batch_size,
+            amp_dtype=autocast_dtype(self.device),
+            out_dtype=out_dtype,
+            progress=progress,
+            should_stop=should_stop,
+        )
+
+    def instances(self, prediction: Prediction, params: InstanceParams = InstanceParams()) -> np.ndarray:
+        return instances_from_prediction(prediction, params, use_instance_heads=self.instance_heads_trained)
+
+    def check_input(self, image) -> None:
+        channels = image.shape[0]
+        if channels != self.config.in_channels:
+            raise UserInputError(
+                f"this model expects {self.config.in_channels} input channel(s) "
+                f"but the image has {channels}; use an image like the ones it was trained on"
+            )
+
+    # --- checkpoints -------------------------------------------------------------------------
+
+    def model_card(self) -> dict:
+        """A short summary for people: classes, inputs, training amount, last results."""
+        last = self.history[-1] if self.history else {}
+        return {
+            "classes": self.class_names,
+            "input_channels": self.config.in_channels,
+            "rgb": self.rgb,
+            "normalisation": self.normalisation.to_dict(),
+            "training_images": last.get("images"),
+            "steps": sum(run.get("steps", 0) for run in self.history),
+            "final_loss": last.get("loss"),
+            "validation": last.get("validation"),
+            "instance_heads_trained": self.instance_heads_trained,
+        }
+
+    def to_checkpoint(self) -> dict:
+        state = {k: v.detach().cpu() for k, v in self.net.state_dict().items()}
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "napari_unet_version": __version__,
+            "architecture": self.config.to_dict(),
+            "class_names": self.class_names,
+            "normalisation": self.normalisation.to_dict(),
+            "channels": {"in_channels": self.config.in_channels, "layout": "CHW", "rgb": self.rgb},
+            "instance_heads_trained": self.instance_heads_trained,
+            "history": self.history,
+            "model_card": self.model_card(),
+            "state_dict": state,
+        }
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: dict) -> Segmenter:
+        if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
+            raise UserInputError("not a napari-unet model checkpoint")
+        net = UNet(ModelConfig(**checkpoint["architecture"]))
+        net.load_state_dict(checkpoint["state_dict"])
+        return cls(
+            net=net,
+            class_names=list(checkpoint["class_names"]),
+            normalisation=Normalisation(**checkpoint["normalisation"]),
+            rgb=bool(checkpoint["channels"].get("rgb", False)),
+            instance_heads_trained=bool(checkpoint["instance_heads_trained"]),
+            history=list(checkpoint["history"]),
+        )
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the checkpoint atomically: a failed write never leaves a truncated model behind."""
+        path = Path(path)
+        buffer = io.BytesIO()
+        torch.save(self.to_checkpoint(), buffer)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(buffer.getbuffer())
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except OSError as error:
+            raise UserInputError(f"could not save the model to {path}: {error.strerror or error}") from error
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: torch.device | None = None) -> Segmenter:
+        path = Path(path)
+        if not path.is_file():
+            raise UserInputError(f"model file not found: {path}")
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # torch raises many types for foreign files
+            raise UserInputError(f"{path} is not a napari-unet model checkpoint ({type(error).__name__})") from error
+        try:
+            segmenter = cls.from_checkpoint(checkpoint)
+        except (KeyError, TypeError, RuntimeError) as error:
+            raise UserInputError(f"{path} is a damaged or incompatible napari-unet checkpoint: {error}") from error
+        return segmenter.to(device) if device is not None else segmenter
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the weights, recorded as provenance next to predictions."""
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.net.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()

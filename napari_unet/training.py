@@ -1,0 +1,300 @@
+"""The training loop as a generator: it yields progress records and honours a stop flag.
+
+The same loop runs in a napari worker thread, a script and the command line. Stopping
+(by flag, budget or the caller closing the generator) always leaves a usable model:
+`run()` returns the trained `Segmenter`.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Generator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .conventions import DEFAULT_CLASS_NAMES
+from .data import IGNORE, Batch, PatchSampler, TrainingImage, check_training_set, prepare
+from .device import autocast_dtype, describe, is_out_of_memory, pick_device, use_all_cpu_cores
+from .errors import UserInputError
+from .inference import Prediction
+from .model import PRESETS, ModelConfig, UNet
+from .normalisation import Normalisation
+from .segmenter import Segmenter
+
+WARMUP_STEPS = 20
+
+
+@dataclass
+class TrainConfig:
+    """Training settings; budget by `steps`, `seconds`, both (first reached wins) or neither (until stopped)."""
+
+    preset: str = "fast"
+    norm: str = "batch"
+    patch_size: int = 128
+    batch_size: int = 8
+    learning_rate: float = 3e-3
+    weight_decay: float = 1e-4
+    steps: int | None = None
+    seconds: float | None = None
+    device: str = "auto"
+    seed: int | None = 0
+    boundary_pos_weight: float = 3.0
+
+    def model_config(self, in_channels: int, n_classes: int) -> ModelConfig:
+        if self.preset not in PRESETS:
+            raise UserInputError(f"unknown model preset {self.preset!r}: choose one of {', '.join(PRESETS)}")
+        return ModelConfig(in_channels=in_channels, n_classes=n_classes, norm=self.norm, **PRESETS[self.preset])
+
+
+@dataclass
+class Progress:
+    """One progress record; `preview` carries a requested live prediction when one was made."""
+
+    step: int
+    loss: float
+    pixels_per_second: float
+    device: str
+    elapsed: float
+    remaining: float | None = None
+    fraction: float | None = None
+    message: str = ""
+    preview: tuple[object, Prediction] | None = None
+
+
+@dataclass
+class _PreviewRequest:
+    image: object  # (C, H, W), numpy or lazy
+    tag: object
+
+
+@dataclass
+class Trainer:
+    """Fine-tunes a U-Net on annotated images; warm-starts from `segmenter` when given."""
+
+    items: list[TrainingImage]
+    config: TrainConfig = field(default_factory=TrainConfig)
+    segmenter: Segmenter | None = None
+    class_names: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        self.n_classes = check_training_set(self.items)
+        self._preview: _PreviewRequest | None = None
+        self._lock = threading.Lock()
+
+    def request_preview(self, image, tag: object = None) -> None:
+        """Ask for a prediction of `image` (C, H, W) with the current weights; the latest request wins."""
+        with self._lock:
+            self._preview = _PreviewRequest(image, tag)
+
+    def run(self, should_stop: Callable[[], bool] | None = None) -> Generator[Progress, None, Segmenter]:
+        config = self.config
+        device = pick_device(config.device)
+        if device.type == "cpu":
+            use_all_cpu_cores()
+        if config.seed is not None:
+            torch.manual_seed(config.seed)
+        rng = np.random.default_rng(config.seed)
+        segmenter = self._initial_segmenter().to(device)
+        net = segmenter.net
+        margin = config.patch_size // 2
+        prepared = [prepare(item, segmenter.normalisation, margin) for item in self.items]
+        sampler = PatchSampler(prepared, config.patch_size, rng=rng)
+        trains_instances = any(p.instance_valid.any() for p in prepared)
+        optimizer = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+        amp = autocast_dtype(device)
+        scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
+        pos_weight = torch.tensor(config.boundary_pos_weight, device=device)
+        batch_size = config.batch_size
+        start = time.perf_counter()
+        step, loss_ema, speed_ema, last_loss = 0, None, None, math.nan
+        stopped = False
+        net.train()
+        try:
+            while True:
+                elapsed = time.perf_counter() - start
+                fraction = self._fraction(step, elapsed)
+                if fraction is not None and fraction >= 1.0:
+                    break
+                if should_stop is not None and should_stop():
+                    stopped = True
+                    break
+                for group in optimizer.param_groups:
+                    group["lr"] = _learning_rate(config.learning_rate, step, fraction)
+                tick = time.perf_counter()
+                batch = sampler.sample(batch_size)
+                try:
+                    last_loss = _train_step(net, optimizer, scaler, batch, device, amp, segmenter, pos_weight)
+                except Exception as error:
+                    if not is_out_of_memory(error) or batch_size == 1:
+                        if is_out_of_memory(error):
+                            raise UserInputError(
+                                "the GPU ran out of memory even with one patch per step: "
+                                "choose a smaller model preset or train on the CPU (device: cpu)"
+                            ) from error
+                        raise
+                    _free_device_memory(device)
+                    batch_size //= 2
+                    yield self._record(step, last_loss, 0.0, device, elapsed, fraction,
+                                       f"out of GPU memory: continuing with {batch_size} patches per step")
+                    continue
+                step += 1
+                step_time = time.perf_counter() - tick
+                speed = batch_size * config.patch_size**2 / max(step_time, 1e-9)
+                speed_ema = speed if speed_ema is None else 0.9 * speed_ema + 0.1 * speed
+                loss_ema = last_loss if loss_ema is None else 0.9 * loss_ema + 0.1 * last_loss
+                elapsed = time.perf_counter() - start
+                record = self._record(step, loss_ema, speed_ema, device, elapsed, self._fraction(step, elapsed))
+                record.preview = self._take_preview(segmenter)
+                yield record
+        finally:
+            net.eval()
+            segmenter.instance_heads_trained = segmenter.instance_heads_trained or (trains_instances and step > 0)
+            segmenter.history.append(
+                {
+                    "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "steps": step,
+                    "seconds": round(time.perf_counter() - start, 2),
+                    "loss": None if loss_ema is None else round(float(loss_ema), 5),
+                    "images": len(self.items),
+                    "device": str(device),
+                    "stopped": stopped,
+                    "config": asdict(config),
+                }
+            )
+            self.segmenter = segmenter
+        return segmenter
+
+    # --- helpers --------------------------------------------------------------------------------
+
+    def _initial_segmenter(self) -> Segmenter:
+        in_channels = self.items[0].image.shape[0]
+        names = self._class_names()
+        if self.segmenter is None:
+            config = self.config.model_config(in_channels, self.n_classes)
+            return Segmenter.create(config, names)
+        previous = self.segmenter
+        if previous.config.in_channels != in_channels:
+            raise UserInputError(
+                f"the current model takes {previous.config.in_channels} channel(s) but these images have "
+                f"{in_channels}: start a new model for this kind of image"
+            )
+        if previous.config.n_classes == self.n_classes:
+            previous.class_names = names if self.class_names else previous.class_names
+            return previous
+        return _with_classes(previous, self.n_classes, names)
+
+    def _class_names(self) -> list[str]:
+        names = list(self.class_names or [])
+        if self.segmenter is not None and not names:
+            names = list(self.segmenter.class_names)
+        if not names:
+            names = list(DEFAULT_CLASS_NAMES)
+        names = names[: self.n_classes]
+        names += [f"class {i + 1}" for i in range(len(names), self.n_classes)]
+        return names
+
+    def _fraction(self, step: int, elapsed: float) -> float | None:
+        fractions = []
+        if self.config.steps is not None:
+            fractions.append(step / max(self.config.steps, 1))
+        if self.config.seconds is not None:
+            fractions.append(elapsed / max(self.config.seconds, 1e-9))
+        return max(fractions) if fractions else None
+
+    def _record(self, step, loss, speed, device, elapsed, fraction, message: str = "") -> Progress:
+        remaining = None
+        if fraction is not None and 0 < fraction < 1:
+            remaining = elapsed * (1 - fraction) / fraction
+        elif fraction is not None:
+            remaining = 0.0
+        loss = math.nan if loss is None else float(loss)
+        return Progress(step, loss, float(speed or 0.0), describe(device), elapsed, remaining, fraction, message)
+
+    def _take_preview(self, segmenter: Segmenter) -> tuple[object, Prediction] | None:
+        with self._lock:
+            request, self._preview = self._preview, None
+        if request is None:
+            return None
+        prediction = segmenter.predict(request.image)
+        segmenter.net.train()
+        return request.tag, prediction
+
+
+def _learning_rate(base: float, step: int, fraction: float | None) -> float:
+    """Linear warm-up, then cosine decay over the budget (constant when there is no budget)."""
+    warm = min(1.0, (step + 1) / WARMUP_STEPS)
+    if fraction is None:
+        return base * warm
+    return base * warm * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(fraction, 1.0))))
+
+
+def _train_step(net, optimizer, scaler, batch: Batch, device, amp, segmenter: Segmenter, pos_weight) -> float:
+    image = torch.from_numpy(batch.image).to(device, non_blocking=True)
+    semantic = torch.from_numpy(batch.semantic).to(device, non_blocking=True)
+    boundary = torch.from_numpy(batch.boundary).to(device, non_blocking=True)
+    distance = torch.from_numpy(batch.distance).to(device, non_blocking=True)
+    valid = torch.from_numpy(batch.instance_valid).to(device, non_blocking=True)
+    optimizer.zero_grad(set_to_none=True)
+    with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+        logits = net(image)
+    logits = logits.float()
+    loss = _loss(logits, semantic, boundary, distance, valid, net.config.n_classes, pos_weight)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    return float(loss.detach())
+
+
+def _loss(logits, semantic, boundary, distance, valid, n_classes: int, pos_weight) -> torch.Tensor:
+    """Cross-entropy on annotated pixels, plus instance-head losses where instances are known."""
+    loss = logits.new_zeros(())
+    if (semantic != IGNORE).any():
+        loss = loss + F.cross_entropy(logits[:, :n_classes], semantic, ignore_index=IGNORE)
+    if valid.any():
+        heads = logits[:, n_classes:]
+        mask = valid.float()
+        count = mask.sum()
+        bce_boundary = F.binary_cross_entropy_with_logits(heads[:, 0], boundary, pos_weight=pos_weight, reduction="none")
+        bce_distance = F.binary_cross_entropy_with_logits(heads[:, 1], distance, reduction="none")
+        loss = loss + ((bce_boundary + bce_distance) * mask).sum() / count
+    return loss
+
+
+def _free_device_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _with_classes(previous: Segmenter, n_classes: int, names: list[str]) -> Segmenter:
+    """A copy of `previous` whose semantic head has `n_classes` outputs; shared weights are kept."""
+    config = ModelConfig(**{**previous.config.to_dict(), "n_classes": n_classes})
+    net = UNet(config)
+    old = previous.net.state_dict()
+    new = net.state_dict()
+    keep = min(previous.config.n_classes, n_classes)
+    for name, tensor in old.items():
+        if name.startswith("head."):
+            target = new[name]
+            target[:keep] = tensor[:keep]
+            target[n_classes:] = tensor[previous.config.n_classes :]
+        else:
+            new[name] = tensor
+    net.load_state_dict(new)
+    return Segmenter(
+        net=net,
+        class_names=names,
+        normalisation=previous.normalisation,
+        rgb=previous.rgb,
+        instance_heads_trained=previous.instance_heads_trained,
+        history=list(previous.history),
+    )
