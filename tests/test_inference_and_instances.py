@@ -1,0 +1,86 @@
+import numpy as np
+import pytest
+import torch
+
+from napari_unet.inference import Prediction, Stopped, TileGrid, blend_window, predict_tiled
+from napari_unet.instances import InstanceParams, instances_from_prediction
+from napari_unet.model import ModelConfig, UNet
+from napari_unet.normalisation import Normalisation
+
+
+@pytest.mark.parametrize("size,tile,overlap", [(100, 32, 8), (64, 64, 8), (20, 32, 8), (97, 40, 16)])
+def test_tile_grid_covers_image(size, tile, overlap):
+    starts = TileGrid(size, min(tile, size), overlap).starts()
+    covered = np.zeros(size, bool)
+    for s in starts:
+        covered[s : s + min(tile, size)] = True
+    assert covered.all() and starts[0] == 0 and starts[-1] + min(tile, size) == size
+
+
+def test_blend_window_is_positive_and_flat_inside():
+    w = blend_window(32, 8)
+    assert w.min() > 0 and np.all(w[8:24] == 1) and w[0] < 0.1
+
+
+def _net():
+    torch.manual_seed(0)
+    return UNet(ModelConfig(depth=2, base_width=4, norm="none")).eval()
+
+
+def test_tiled_matches_whole_image_and_has_no_seams():
+    net = _net()
+    image = np.random.default_rng(0).normal(size=(1, 96, 80)).astype(np.float32)
+    stats = Normalisation().statistics(image)
+    whole = predict_tiled(net, image, stats, device=torch.device("cpu"), tile_size=256)
+    tiled = predict_tiled(net, image, stats, device=torch.device("cpu"), tile_size=48, overlap=16, batch_size=3)
+    # A fully convolutional net differs only near tile borders (padding); blending hides it.
+    err = np.abs(whole.probabilities - tiled.probabilities)
+    assert err.mean() < 0.01
+    assert tiled.probabilities.shape == (2, 96, 80)
+    assert np.allclose(tiled.probabilities.sum(axis=0), 1, atol=1e-5)
+    assert 0 <= tiled.distance.min() and tiled.distance.max() <= 1
+
+
+def test_stop_flag_interrupts():
+    image = np.zeros((1, 64, 64), np.float32)
+    with pytest.raises(Stopped):
+        predict_tiled(_net(), image, np.array([[0, 1]], np.float32), device=torch.device("cpu"),
+                      tile_size=32, should_stop=lambda: True)
+
+
+def _prediction_from_labels(labels: np.ndarray) -> Prediction:
+    from napari_unet.targets import boundary_target, distance_target
+
+    fg = (labels > 0).astype(np.float32)
+    return Prediction(np.stack([1 - fg, fg]), boundary_target(labels), distance_target(labels))
+
+
+def test_touching_objects_are_split_by_the_distance_head():
+    labels = np.zeros((30, 60), np.int32)
+    labels[5:25, 5:30] = 1
+    labels[5:25, 30:55] = 2
+    out = instances_from_prediction(_prediction_from_labels(labels), InstanceParams(min_size=5))
+    assert out.max() == 2
+    assert out.dtype == np.uint32
+    assert len(np.unique(out[labels == 1])) == 1 and len(np.unique(out[labels == 2])) == 1
+
+
+def test_fallback_without_instance_heads_and_min_size():
+    labels = np.zeros((40, 40), np.int32)
+    labels[5:15, 5:15] = 1
+    labels[30:32, 30:32] = 2  # 4 pixels
+    pred = _prediction_from_labels(labels)
+    kept = instances_from_prediction(pred, InstanceParams(min_size=10), use_instance_heads=False)
+    assert kept.max() == 1
+    both = instances_from_prediction(pred, InstanceParams(min_size=1), use_instance_heads=False)
+    assert both.max() == 2
+
+
+def test_threshold_changes_result():
+    labels = np.zeros((20, 20), np.int32)
+    labels[5:15, 5:15] = 1
+    pred = _prediction_from_labels(labels)
+    pred.probabilities[1] *= 0.6
+    pred.probabilities[0] = 1 - pred.probabilities[1]
+    assert instances_from_prediction(pred, InstanceParams(threshold=0.5)).max() == 1
+    assert instances_from_prediction(pred, InstanceParams(threshold=0.7)).max() == 0

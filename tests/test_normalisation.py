@@ -1,0 +1,38 @@
+import numpy as np
+import pytest
+
+from napari_unet.errors import UserInputError
+from napari_unet.normalisation import Normalisation, as_channels_first
+
+
+def test_percentile_normalisation_maps_range_to_unit():
+    rng = np.random.default_rng(0)
+    image = rng.uniform(1000, 5000, (2, 64, 64)).astype(np.uint16)
+    norm = Normalisation(1, 99)
+    stats = norm.statistics(image)
+    out = Normalisation.apply(image, stats)
+    assert out.dtype == np.float32
+    assert np.percentile(out[0], 1) == pytest.approx(0, abs=0.01)
+    assert np.percentile(out[1], 99) == pytest.approx(1, abs=0.01)
+
+
+def test_constant_image_does_not_divide_by_zero():
+    image = np.full((1, 8, 8), 7, np.uint8)
+    out = Normalisation.apply(image, Normalisation().statistics(image))
+    assert np.all(np.isfinite(out))
+
+
+def test_nan_is_a_clear_error():
+    image = np.ones((1, 8, 8), np.float32)
+    image[0, 2, 2] = np.nan
+    with pytest.raises(UserInputError, match="NaN"):
+        Normalisation().statistics(image)
+
+
+def test_layouts():
+    assert as_channels_first(np.zeros((5, 6))).shape == (1, 5, 6)
+    assert as_channels_first(np.zeros((5, 6, 3))).shape == (3, 5, 6)
+    assert as_channels_first(np.zeros((5, 6, 4))).shape == (3, 5, 6)  # alpha dropped
+    assert as_channels_first(np.zeros((2, 5, 6)), channel_axis=0).shape == (2, 5, 6)
+    with pytest.raises(UserInputError, match="3D stack"):
+        as_channels_first(np.zeros((7, 5, 6)))

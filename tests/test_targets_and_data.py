@@ -1,0 +1,81 @@
+import numpy as np
+import pytest
+from synthetic import blobs
+
+from napari_unet.data import IGNORE, PatchSampler, TrainingImage, check_training_set, prepare
+from napari_unet.errors import UserInputError
+from napari_unet.normalisation import Normalisation
+from napari_unet.targets import boundary_target, distance_target
+
+
+def test_touching_objects_get_separate_distance_peaks():
+    labels = np.zeros((20, 40), np.int32)
+    labels[5:15, 5:20] = 1
+    labels[5:15, 20:35] = 2
+    d = distance_target(labels)
+    assert d.max() == pytest.approx(1.0)
+    assert d[10, 12] == pytest.approx(1.0, abs=0.2) and d[10, 27] == pytest.approx(1.0, abs=0.2)
+    assert d[10, 19] == 0 and d[10, 20] == 0  # shared border
+    b = boundary_target(labels)
+    assert b[10, 19] == 1 and b[10, 20] == 1 and b[10, 12] == 0 and b[0, 0] == 0
+
+
+def test_checks_give_clear_messages():
+    image = np.zeros((1, 10, 10), np.float32)
+    with pytest.raises(UserInputError, match="no annotated pixel"):
+        check_training_set([TrainingImage.from_scribbles(image, np.zeros((10, 10), np.uint8))])
+    with pytest.raises(UserInputError, match="only one class"):
+        check_training_set([TrainingImage.from_scribbles(image, np.ones((10, 10), np.uint8))])
+    with pytest.raises(UserInputError, match="same height and width"):
+        check_training_set([TrainingImage.from_scribbles(image, np.ones((10, 12), np.uint8))])
+    with pytest.raises(UserInputError, match="no training images"):
+        check_training_set([])
+    scribbles = np.zeros((10, 10), np.uint8)
+    scribbles[0, 0], scribbles[5, 5], scribbles[6, 6] = 1, 2, 3
+    assert check_training_set([TrainingImage.from_scribbles(image, scribbles)]) == 3
+
+
+def test_prepare_crops_to_annotations_and_ignores_unannotated():
+    image = np.random.default_rng(0).normal(size=(1, 200, 200)).astype(np.float32)
+    scribbles = np.zeros((200, 200), np.uint8)
+    scribbles[100, 100:110] = 1
+    scribbles[120, 100:110] = 2
+    prepared = prepare(TrainingImage.from_scribbles(image, scribbles), Normalisation(), margin=16)
+    assert prepared.semantic.shape == (21 + 32, 10 + 32)
+    assert set(np.unique(prepared.semantic)) == {IGNORE, 0, 1}
+    assert not prepared.instance_valid.any()
+
+
+def test_sampler_balances_rare_class_and_augments():
+    image, labels = blobs(96, n=10)
+    scribbles = np.ones_like(labels, dtype=np.uint8)
+    scribbles[labels == 1] = 2  # one small object only: a rare class
+    prepared = prepare(TrainingImage.from_scribbles(image[None], scribbles), Normalisation(), margin=32)
+    sampler = PatchSampler([prepared], 32, rng=np.random.default_rng(0))
+    batch = sampler.sample(64)
+    assert batch.image.shape == (64, 1, 32, 32) and batch.semantic.shape == (64, 32, 32)
+    rare_share = (batch.semantic == 1).mean()
+    assert rare_share > 3 * (scribbles == 2).mean()
+
+
+def test_small_image_is_padded_with_ignored_targets():
+    image = np.ones((1, 10, 12), np.float32)
+    scribbles = np.ones((10, 12), np.uint8)
+    scribbles[:5] = 2
+    prepared = prepare(TrainingImage.from_scribbles(image, scribbles), Normalisation(), margin=8)
+    batch = PatchSampler([prepared], 32, rng=np.random.default_rng(1)).sample(2)
+    assert batch.image.shape == (2, 1, 32, 32)
+    assert (batch.semantic == IGNORE).sum() == 2 * (32 * 32 - 10 * 12)
+
+
+def test_accepted_regions_train_instance_heads():
+    image = np.zeros((1, 8, 8), np.float32)
+    annotations = np.zeros((8, 8), np.uint8)
+    annotations[:4] = 1
+    annotations[1, 1] = 2
+    accepted = np.zeros((8, 8), np.uint32)
+    accepted[:4, :4] = 1
+    accepted[1:3, 1:3] = 6  # object 5
+    item = TrainingImage.from_annotations(image, annotations, accepted)
+    assert item.instance_mask.sum() == 16
+    assert set(np.unique(item.instances[item.instance_mask])) == {0, 5}

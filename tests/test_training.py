@@ -1,0 +1,109 @@
+import numpy as np
+import pytest
+import torch
+from synthetic import blobs
+
+from napari_unet.data import TrainingImage
+from napari_unet.errors import UserInputError
+from napari_unet.metrics import average_precision
+from napari_unet.training import Progress, TrainConfig, Trainer
+
+TINY = dict(patch_size=64, batch_size=4, device="cpu", seed=0)
+
+
+def run_to_end(trainer: Trainer, should_stop=None):
+    records = []
+    gen = trainer.run(should_stop)
+    while True:
+        try:
+            records.append(next(gen))
+        except StopIteration as done:
+            return records, done.value
+
+
+def test_progress_records_and_step_budget():
+    image, labels = blobs(96, n=8)
+    trainer = Trainer([TrainingImage.from_instances(image[None], labels)], TrainConfig(steps=5, **TINY))
+    records, segmenter = run_to_end(trainer)
+    assert [r.step for r in records] == [1, 2, 3, 4, 5]
+    assert all(isinstance(r, Progress) and np.isfinite(r.loss) and r.pixels_per_second > 0 for r in records)
+    assert records[-1].remaining == 0.0 and records[-1].device.startswith("cpu")
+    assert segmenter.history[-1]["steps"] == 5 and segmenter.instance_heads_trained
+
+
+def test_stop_flag_ends_early_with_a_usable_model():
+    image, labels = blobs(96, n=8)
+    trainer = Trainer([TrainingImage.from_instances(image[None], labels)], TrainConfig(steps=1000, **TINY))
+    seen = []
+    gen = trainer.run(should_stop=lambda: len(seen) >= 3)
+    with pytest.raises(StopIteration) as done:
+        while True:
+            seen.append(next(gen))
+    segmenter = done.value.value
+    assert len(seen) == 3
+    assert segmenter.history[-1]["stopped"] is True
+    assert segmenter.predict(image[None]).probabilities.shape == (2, 96, 96)
+
+
+def test_scribbles_only_do_not_train_instance_heads_and_seconds_budget():
+    image, labels = blobs(96, n=8)
+    scribbles = np.zeros(labels.shape, np.uint8)
+    scribbles[labels == 1] = 2
+    scribbles[:3] = 1
+    trainer = Trainer([TrainingImage.from_scribbles(image[None], scribbles)], TrainConfig(seconds=1.0, **TINY))
+    records, segmenter = run_to_end(trainer)
+    assert records and records[-1].elapsed >= 1.0
+    assert not segmenter.instance_heads_trained
+
+
+def test_seeded_runs_are_reproducible():
+    image, labels = blobs(64, n=5)
+    item = TrainingImage.from_instances(image[None], labels)
+    losses = [[r.loss for r in run_to_end(Trainer([item], TrainConfig(steps=3, **TINY)))[0]] for _ in range(2)]
+    assert losses[0] == losses[1]
+
+
+def test_warm_start_continues_and_new_class_extends_head():
+    image, labels = blobs(64, n=5)
+    item = TrainingImage.from_instances(image[None], labels)
+    _, first = run_to_end(Trainer([item], TrainConfig(steps=2, **TINY)))
+    weights = first.net.encoders[0][0].weight.detach().clone()
+    scribbles = np.where(labels > 0, 2, 1).astype(np.uint8)
+    scribbles[:4, :4] = 3  # the user added a third class
+    _, second = run_to_end(Trainer([TrainingImage.from_scribbles(image[None], scribbles)],
+                                   TrainConfig(steps=1, **TINY), segmenter=first))
+    assert second.config.n_classes == 3 and len(second.class_names) == 3
+    assert len(second.history) == 2
+    assert not torch.equal(second.net.encoders[0][0].weight, weights)  # trained further from the warm start
+    with pytest.raises(UserInputError, match="channel"):
+        Trainer([TrainingImage.from_instances(np.stack([image, image]), labels)], TrainConfig(steps=1, **TINY),
+                segmenter=first).run().__next__()
+
+
+def test_preview_is_served_from_the_training_thread():
+    image, labels = blobs(64, n=5)
+    trainer = Trainer([TrainingImage.from_instances(image[None], labels)], TrainConfig(steps=3, **TINY))
+    trainer.request_preview(image[None, :32, :40], tag="view")
+    records, _ = run_to_end(trainer)
+    previews = [r.preview for r in records if r.preview is not None]
+    assert len(previews) == 1
+    tag, prediction = previews[0]
+    assert tag == "view" and prediction.probabilities.shape == (2, 32, 40)
+
+
+@pytest.mark.slow
+def test_training_learns_objects_an_untrained_model_misses():
+    image, labels = blobs(192, n=50, seed=1)
+    train, test = (image[:128], labels[:128]), (image[128:], labels[128:])
+    config = TrainConfig(steps=150, patch_size=64, batch_size=8, device="cpu", seed=0)
+    trainer = Trainer([TrainingImage.from_instances(train[0][None], train[1])], config)
+    records, segmenter = run_to_end(trainer)
+    trained = segmenter.instances(segmenter.predict(test[0][None]))
+    ap_trained = average_precision([test[1]], [trained], thresholds=[0.5])[0.5]
+
+    _, untrained = run_to_end(Trainer([TrainingImage.from_instances(train[0][None], train[1])],
+                                      TrainConfig(steps=0, **TINY)))
+    untrained.instance_heads_trained = True
+    baseline = untrained.instances(untrained.predict(test[0][None]))
+    ap_untrained = average_precision([test[1]], [baseline], thresholds=[0.5])[0.5]
+    assert ap_trained > 0.8 > ap_untrained + 0.3
