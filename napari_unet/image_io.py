@@ -1,0 +1,285 @@
+"""Read and write images and labels by file extension, for the command line.
+
+Every failure a user can cause (missing file, unreadable file, unsupported
+extension, full disk) becomes a one-line `UserInputError`. Writes are atomic:
+the data goes to a hidden sibling first and is renamed into place, so a failed
+write never leaves a half-written file or damages the file it was replacing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import tifffile
+import zarr
+
+from .errors import UserInputError
+
+SUPPORTED_EXTENSIONS = (".tif", ".tiff", ".png", ".npy", ".zarr")
+
+# Chunk edge along the two image axes of written zarr arrays.
+ZARR_CHUNK = 1024
+
+# Exceptions the readers raise for a file that is not what its extension says
+# (tifffile, zarr and numpy raise ValueError subclasses, Pillow OSError).
+_READ_ERRORS = (OSError, ValueError, EOFError, KeyError)
+
+
+def _extension(path: Path) -> str:
+    ext = path.suffix.lower()
+    if ext not in SUPPORTED_EXTENSIONS:
+        raise UserInputError(
+            f"unsupported file type '{ext or path.name}' for {path}; "
+            f"use one of {', '.join(SUPPORTED_EXTENSIONS)}"
+        )
+    return ext
+
+
+def _zarr_root(path: Path) -> tuple[Path, str] | None:
+    """Split 'data.zarr/labels/0' into the store and the path inside it."""
+    for i, part in enumerate(path.parts):
+        if part.lower().endswith(".zarr"):
+            return Path(*path.parts[: i + 1]), "/".join(path.parts[i + 1 :])
+    return None
+
+
+def _one_line(error: Exception) -> str:
+    """The gist of a library error, on one line (OSErrors by their strerror)."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def _multiscale_level0(group: zarr.Group) -> str | None:
+    """Path of the full-resolution array of an OME-Zarr image (NGFF 0.5 or 0.4)."""
+    attrs = group.attrs.asdict()
+    multiscales = attrs.get("ome", {}).get("multiscales") or attrs.get("multiscales")
+    try:
+        return multiscales[0]["datasets"][0]["path"]
+    except (TypeError, KeyError, IndexError):
+        return None
+
+
+def _read_zarr(store: Path, inner: str) -> zarr.Array:
+    name = store / inner if inner else store
+    try:
+        node = zarr.open(store=str(store), path=inner, mode="r")
+    except zarr.errors.NodeNotFoundError as error:
+        raise UserInputError(
+            f"could not read {name} as an image: no zarr array or group there"
+        ) from error
+    if isinstance(node, zarr.Array):
+        return node
+    level0 = _multiscale_level0(node)
+    if level0 is not None:
+        try:
+            return node[level0]
+        except KeyError as error:
+            raise UserInputError(
+                f"could not read {name} as an image: its OME-Zarr metadata names "
+                f"array '{level0}', which is missing"
+            ) from error
+    members = node.members(max_depth=None)
+    arrays = sorted(key for key, member in members if isinstance(member, zarr.Array))
+    if not arrays:
+        raise UserInputError(f"{name} is a zarr group with no arrays in it")
+    raise UserInputError(
+        f"{name} is a zarr group, not an image; give one of its arrays as "
+        f"{name}/<array>, with <array> one of: {', '.join(arrays)}"
+    )
+
+
+def _read_png(path: Path, palette_indices: bool) -> np.ndarray:
+    """PNG pixels; palette images give their indices when `palette_indices` (labels)."""
+    with iio.imopen(path, "r", plugin="pillow", extension=".png") as file:
+        keep = palette_indices and file.metadata().get("mode") == "P"
+        return file.read(mode="P" if keep else None)
+
+
+def _read(path: str | os.PathLike, palette_indices: bool = False) -> np.ndarray | zarr.Array:
+    path = Path(path)
+    is_file_type = path.suffix.lower() in SUPPORTED_EXTENSIONS and path.suffix.lower() != ".zarr"
+    zarr_parts = None if is_file_type else _zarr_root(path)
+    ext = ".zarr" if zarr_parts else _extension(path)
+    if not (zarr_parts[0] if zarr_parts else path).exists():
+        raise UserInputError(f"file not found: {path}")
+    try:
+        if zarr_parts:
+            return _read_zarr(*zarr_parts)
+        if ext == ".npy":
+            return np.load(path, allow_pickle=False)
+        if ext == ".png":
+            return _read_png(path, palette_indices)
+        return tifffile.imread(path)
+    except UserInputError:
+        raise
+    except _READ_ERRORS as error:
+        raise UserInputError(f"could not read {path} as an image: {_one_line(error)}") from error
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray | zarr.Array:
+    """Image at `path`, chosen by extension.
+
+    A zarr path gives the (read-only, lazy) zarr array itself, so images larger
+    than memory are read tile by tile as callers index it; a path inside a store
+    (`data.zarr/labels/cells`) opens that node, and an OME-Zarr image group gives
+    its full-resolution level. Other formats are read into a numpy array.
+    """
+    return _read(path)
+
+
+def read_labels(path: str | os.PathLike) -> np.ndarray:
+    """Integer label image at `path`, read into memory.
+
+    Integral floats are converted to the smallest unsigned type; colour PNGs are
+    accepted only when their colour channels are equal (grey saved as RGB), and
+    palette PNGs give their palette indices.
+    """
+    labels = np.asarray(_read(path, palette_indices=True))
+    if Path(path).suffix.lower() == ".png" and labels.ndim == 3:
+        colour = labels[..., :-1] if labels.shape[-1] in (2, 4) else labels  # drop alpha
+        if np.any(colour != colour[..., :1]):
+            raise UserInputError(
+                f"{path} is a colour image, but labels need one integer id per pixel; "
+                "save them as a single-channel PNG or a TIFF"
+            )
+        labels = colour[..., 0]
+    if labels.dtype.kind == "b":
+        return labels.astype(np.uint8)
+    if labels.dtype.kind == "f":
+        integral = np.all(np.isfinite(labels)) and np.all(labels == np.round(labels))
+        if not integral or np.any(labels < 0):
+            raise UserInputError(
+                f"{path} holds fractional or negative values; labels must be "
+                "non-negative integer ids"
+            )
+        return labels.astype(np.min_scalar_type(int(labels.max(initial=0))))
+    if labels.dtype.kind not in "iu":
+        raise UserInputError(f"{path} holds {labels.dtype} values; labels must be integer ids")
+    if labels.dtype.kind == "i" and labels.size and labels.min() < 0:
+        raise UserInputError(f"{path} holds negative values; labels must be non-negative ids")
+    return labels
+
+
+def _png_ready(path: Path, array: np.ndarray) -> np.ndarray:
+    """`array` as 8- or 16-bit PNG pixels, or an error saying which format to use."""
+    grey = array.ndim == 2
+    colour = array.ndim == 3 and array.shape[-1] in (3, 4) and array.dtype == np.uint8
+    if not (grey or colour):
+        raise UserInputError(
+            f"cannot write {path}: PNG holds 2D greyscale or RGB(A) 8-bit images, "
+            f"not shape {array.shape} {array.dtype}; use .tif, .npy or .zarr"
+        )
+    if array.dtype.kind == "b":
+        return array.astype(np.uint8)
+    if array.dtype.kind not in "iu":
+        raise UserInputError(
+            f"cannot write {path}: PNG holds only 8- or 16-bit integers, not "
+            f"{array.dtype}; use .tif, .npy or .zarr"
+        )
+    low, high = (int(array.min()), int(array.max())) if array.size else (0, 0)
+    if low < 0 or high > 65535:
+        raise UserInputError(
+            f"cannot write {path}: PNG holds values 0 to 65535, but the array spans "
+            f"{low} to {high}; use .tif instead"
+        )
+    return array.astype(np.uint8 if high <= 255 else np.uint16, copy=False)
+
+
+def _zarr_chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """ZARR_CHUNK tiles over the last two axes longer than 4 (the image plane).
+
+    Shorter axes (channels, RGB) stay whole; any other axis is chunked by 1 plane.
+    """
+    image_axes = [i for i, n in enumerate(shape) if n > 4][-2:]
+    return tuple(
+        min(n, ZARR_CHUNK) if i in image_axes else (n if n <= 4 else 1)
+        for i, n in enumerate(shape)
+    )
+
+
+def _write_tif(target: Path, array: np.ndarray) -> None:
+    # Explicit, so (3, Y, X) stacks are not taken for planar RGB; (Y, X, 3|4) is.
+    rgb = array.ndim == 3 and array.shape[-1] in (3, 4)
+    tifffile.imwrite(
+        target, array, compression="zlib", photometric="rgb" if rgb else "minisblack"
+    )
+
+
+def _write_png(target: Path, array: np.ndarray) -> None:
+    iio.imwrite(target, array, plugin="pillow", extension=".png")
+
+
+def _write_npy(target: Path, array: np.ndarray) -> None:
+    with open(target, "wb") as file:  # a file object keeps np.save from renaming it
+        np.save(file, array, allow_pickle=False)
+
+
+def _write_zarr(target: Path, array: np.ndarray) -> None:
+    out = zarr.create_array(
+        store=str(target), shape=array.shape, dtype=array.dtype, chunks=_zarr_chunks(array.shape)
+    )
+    out[...] = array
+
+
+_WRITERS: dict[str, Callable[[Path, np.ndarray], None]] = {
+    ".tif": _write_tif,
+    ".tiff": _write_tif,
+    ".png": _write_png,
+    ".npy": _write_npy,
+    ".zarr": _write_zarr,
+}
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _swap_into_place(temp: Path, target: Path) -> None:
+    """Rename `temp` to `target`; an existing directory (or a file where a
+    directory goes) is moved aside first and removed only after the swap."""
+    if not (target.exists() and (target.is_dir() or temp.is_dir())):
+        os.replace(temp, target)
+        return
+    aside = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.old")
+    os.replace(target, aside)
+    try:
+        os.replace(temp, target)
+    except OSError:
+        os.replace(aside, target)
+        raise
+    _remove(aside)
+
+
+def write_array(path: str | os.PathLike, array: np.ndarray, *, overwrite: bool = True) -> None:
+    """Write `array` to `path` in the format its extension names, atomically.
+
+    TIFF is zlib-compressed and takes any dtype; PNG takes 2D 8/16-bit integers
+    (other integer types are narrowed when their values fit) or 8-bit RGB(A);
+    zarr writes a v3 array chunked in 1024x1024 tiles.
+    """
+    path = Path(path)
+    ext = _extension(path)
+    if path.exists() and not overwrite:
+        raise UserInputError(f"{path} already exists; choose another name or allow overwriting")
+    array = np.asarray(array)
+    if ext == ".png":
+        array = _png_ready(path, array)
+    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp{ext}")
+    try:
+        _WRITERS[ext](temp, array)
+        _swap_into_place(temp, path)
+    except OSError as error:
+        raise UserInputError(f"could not write {path}: {_one_line(error)}") from error
+    finally:
+        _remove(temp)
