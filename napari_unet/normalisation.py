@@ -74,7 +74,7 @@ def as_channels_first(image, *, rgb: bool | None = None, channel_axis: int | Non
     raise UserInputError(
         f"expected a 2D image (H, W) or RGB (H, W, 3), got shape {tuple(image.shape)}: "
         "for a multichannel image say which axis holds the channels (--channel-axis), "
-        "for a 3D stack or time series pass one plane (e.g. --plane N) or use the napari widgets"
+        "for a 3D stack or time series save one plane as a 2D file or use the napari widgets"
     )
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import validation
 from .conventions import DEFAULT_CLASS_NAMES
 from .data import IGNORE, Batch, PatchSampler, TrainingImage, check_training_set, prepare
 from .device import autocast_dtype, describe, is_out_of_memory, pick_device, use_all_cpu_cores
@@ -45,6 +46,8 @@ class TrainConfig:
     device: str = "auto"
     seed: int | None = 0
     boundary_pos_weight: float = 3.0
+    validation_fraction: float = 0.1
+    validation_interval: float = 30.0  # seconds between validation scores
 
     def model_config(self, in_channels: int, n_classes: int) -> ModelConfig:
         if self.preset not in PRESETS:
@@ -64,6 +67,7 @@ class Progress:
     remaining: float | None = None
     fraction: float | None = None
     message: str = ""
+    validation: dict[str, float] | None = None
     preview: tuple[object, Prediction] | None = None
 
 
@@ -103,7 +107,8 @@ class Trainer:
         segmenter = self._initial_segmenter().to(device)
         net = segmenter.net
         margin = config.patch_size // 2
-        prepared = [prepare(item, segmenter.normalisation, margin) for item in self.items]
+        held_out = validation.split(self.items, config.validation_fraction)
+        prepared = [prepare(item, segmenter.normalisation, margin) for item in held_out.train]
         sampler = PatchSampler(prepared, config.patch_size, rng=rng)
         trains_instances = any(p.instance_valid.any() for p in prepared)
         optimizer = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -113,7 +118,7 @@ class Trainer:
         batch_size = config.batch_size
         start = time.perf_counter()
         step, loss_ema, speed_ema, last_loss = 0, None, None, math.nan
-        stopped = False
+        stopped, scores, last_scored = False, None, start
         net.train()
         try:
             while True:
@@ -150,8 +155,16 @@ class Trainer:
                 loss_ema = last_loss if loss_ema is None else 0.9 * loss_ema + 0.1 * last_loss
                 elapsed = time.perf_counter() - start
                 record = self._record(step, loss_ema, speed_ema, device, elapsed, self._fraction(step, elapsed))
+                if held_out.validation and time.perf_counter() - last_scored > config.validation_interval:
+                    scores = self._validate(segmenter, held_out.validation)
+                    last_scored = time.perf_counter()
+                record.validation = scores
                 record.preview = self._take_preview(segmenter)
                 yield record
+            if held_out.validation and step > 0:
+                scores = self._validate(segmenter, held_out.validation)
+                yield self._record(step, loss_ema, speed_ema, device, time.perf_counter() - start, 1.0,
+                                   "validated", validation=scores)
         finally:
             net.eval()
             segmenter.instance_heads_trained = segmenter.instance_heads_trained or (trains_instances and step > 0)
@@ -164,6 +177,7 @@ class Trainer:
                     "images": len(self.items),
                     "device": str(device),
                     "stopped": stopped,
+                    "validation": scores,
                     "config": asdict(config),
                 }
             )
@@ -207,14 +221,20 @@ class Trainer:
             fractions.append(elapsed / max(self.config.seconds, 1e-9))
         return max(fractions) if fractions else None
 
-    def _record(self, step, loss, speed, device, elapsed, fraction, message: str = "") -> Progress:
+    def _validate(self, segmenter: Segmenter, items: list[TrainingImage]) -> dict[str, float]:
+        scores = validation.score(segmenter, items)
+        segmenter.net.train()
+        return scores
+
+    def _record(self, step, loss, speed, device, elapsed, fraction, message: str = "", validation=None) -> Progress:
         remaining = None
         if fraction is not None and 0 < fraction < 1:
             remaining = elapsed * (1 - fraction) / fraction
         elif fraction is not None:
             remaining = 0.0
         loss = math.nan if loss is None else float(loss)
-        return Progress(step, loss, float(speed or 0.0), describe(device), elapsed, remaining, fraction, message)
+        return Progress(step, loss, float(speed or 0.0), describe(device), elapsed, remaining, fraction, message,
+                        validation)
 
     def _take_preview(self, segmenter: Segmenter) -> tuple[object, Prediction] | None:
         with self._lock:

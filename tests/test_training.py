@@ -107,3 +107,19 @@ def test_training_learns_objects_an_untrained_model_misses():
     baseline = untrained.instances(untrained.predict(test[0][None]))
     ap_untrained = average_precision([test[1]], [baseline], thresholds=[0.5])[0.5]
     assert ap_trained > 0.8 > ap_untrained + 0.3
+
+
+def test_validation_strip_is_held_out_and_scored_when_data_is_large(monkeypatch):
+    from napari_unet import validation
+
+    monkeypatch.setattr(validation, "MIN_ANNOTATED_PIXELS", 100)
+    image, labels = blobs(128, n=12)
+    item = TrainingImage.from_instances(image[None], labels)
+    held = validation.split([item], 0.25)
+    assert held.train[0].annotations.shape == (96, 128) and held.validation[0].annotations.shape == (32, 128)
+    records, segmenter = run_to_end(Trainer([item], TrainConfig(steps=2, **TINY)))
+    assert records[-1].validation is not None and set(records[-1].validation) == {"mean_iou", "ap50"}
+    assert segmenter.history[-1]["validation"] == records[-1].validation
+    assert validation.split([item], 0.25).validation  # monkeypatched threshold
+    monkeypatch.setattr(validation, "MIN_ANNOTATED_PIXELS", 10**9)
+    assert not validation.split([item], 0.25).validation

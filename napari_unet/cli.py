@@ -1,0 +1,264 @@
+"""Command line: `napari-unet train | predict | evaluate`, the same core the widgets use, headless.
+
+Every user mistake ends with one line on stderr and exit status 2, never a traceback
+and never a half-written output (outputs are written atomically, models too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .device import DEVICE_CHOICES
+from .errors import UserInputError
+
+EXIT_USER_ERROR = 2
+
+
+class _AppendLabels(argparse.Action):
+    """Collect --instances/--scribbles in the order given, so they pair with --image in order."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        kind = option_string.lstrip("-")
+        namespace.labels = [*(namespace.labels or []), (kind, values)]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="napari-unet", description="Train and apply napari-unet U-Nets headless.")
+    parser.add_argument("--version", action="version", version=f"napari-unet {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks for unexpected errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train (or continue training) a model on annotated images")
+    train.add_argument("--image", action="append", default=[], help="training image; repeat for more")
+    train.add_argument("--instances", action=_AppendLabels, dest="labels", help="dense instance labels for the image")
+    train.add_argument("--scribbles", action=_AppendLabels, dest="labels",
+                       help="sparse labels: 0 = not annotated, 1 = background, 2.. = classes")
+    train.add_argument("--dataset", action="append", default=[], help="napari-unet OME-Zarr dataset to train on")
+    train.add_argument("--out", required=True, help="where to save the model checkpoint (.pt)")
+    budget = train.add_mutually_exclusive_group()
+    budget.add_argument("--seconds", type=float, help="training time budget in seconds (default 60)")
+    budget.add_argument("--steps", type=int, help="number of training steps")
+    train.add_argument("--resume", help="checkpoint to continue training from (warm start)")
+    train.add_argument("--preset", default="fast", help="model size: fast, balanced or accurate (default fast)")
+    train.add_argument("--classes", nargs="+", help="class names for labels 1..K, background first")
+    train.add_argument("--patch-size", type=int, default=128)
+    train.add_argument("--batch-size", type=int, default=8)
+    train.add_argument("--learning-rate", type=float, default=3e-3)
+    train.add_argument("--seed", type=int, default=0)
+    _add_common(train)
+
+    predict = sub.add_parser("predict", help="segment an image with a trained model")
+    predict.add_argument("--model", required=True, help="model checkpoint (.pt)")
+    predict.add_argument("--image", required=True)
+    predict.add_argument("--instances", help="output: instance labels (one id per object)")
+    predict.add_argument("--semantic", help="output: class per pixel (1 = background, 2.. = classes)")
+    predict.add_argument("--probabilities", help="output: per-class probabilities (K, H, W) float32")
+    predict.add_argument("--tile-size", type=int, default=512)
+    predict.add_argument("--overlap", type=int, default=64)
+    predict.add_argument("--threshold", type=float, default=0.5, help="foreground probability threshold")
+    predict.add_argument("--min-size", type=int, default=10, help="smallest object kept, in pixels")
+    predict.add_argument("--seed-spacing", type=int, default=4, help="seeds closer than this merge, in pixels")
+    _add_common(predict)
+
+    evaluate = sub.add_parser("evaluate", help="instance AP of predictions against ground truth")
+    evaluate.add_argument("--truth", action="append", required=True, help="ground-truth instance labels")
+    evaluate.add_argument("--pred", action="append", required=True, help="predicted instance labels")
+    return parser
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    parser.add_argument("--channel-axis", type=int, help="axis holding channels of a multichannel 2D image")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return {"train": _train, "predict": _predict, "evaluate": _evaluate}[args.command](args)
+    except UserInputError as error:
+        print(f"napari-unet: error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("napari-unet: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # a bug or an environment problem: still one line unless --debug
+        if args.debug:
+            raise
+        print(f"napari-unet: unexpected error: {type(error).__name__}: {error} (rerun with --debug for details)",
+              file=sys.stderr)
+        return 1
+
+
+# --- train -------------------------------------------------------------------------------------
+
+
+def _train(args) -> int:
+    from .data import TrainingImage
+    from .segmenter import Segmenter
+    from .training import TrainConfig, Trainer
+
+    _check_outputs(args.overwrite, args.out)
+    items = _training_items(args)
+    config = TrainConfig(
+        preset=args.preset,
+        patch_size=args.patch_size,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        steps=args.steps,
+        seconds=args.seconds if args.seconds is not None or args.steps is not None else 60.0,
+        device=args.device,
+        seed=args.seed,
+    )
+    warm = Segmenter.load(args.resume) if args.resume else None
+    trainer = Trainer(items, config, segmenter=warm, class_names=args.classes)
+    segmenter = _run_training(trainer, config, args.quiet)
+    path = segmenter.save(args.out)
+    last = segmenter.history[-1]
+    print(f"saved {path} ({last['steps']} steps in {last['seconds']:.0f} s, loss {last['loss']})")
+    return 0
+
+
+def _training_items(args) -> list:
+    from .data import TrainingImage
+
+    pairs = args.labels or []
+    if len(args.image) != len(pairs):
+        raise UserInputError(
+            f"got {len(args.image)} --image but {len(pairs)} --instances/--scribbles: give one labels file per image, "
+            "in the same order"
+        )
+    if not args.image and not args.dataset:
+        raise UserInputError("nothing to train on: give --image with --instances or --scribbles, or --dataset")
+    from .image_io import read_labels
+
+    items = []
+    for image_path, (kind, labels_path) in zip(args.image, pairs):
+        image = _load_image(image_path, args.channel_axis)
+        labels = read_labels(labels_path)
+        make = TrainingImage.from_instances if kind == "instances" else TrainingImage.from_scribbles
+        items.append(make(image, labels, name=Path(image_path).name))
+    items += _dataset_items(args.dataset)
+    return items
+
+
+def _dataset_items(paths: list[str]) -> list:
+    """Training pairs from exported napari-unet OME-Zarr datasets (annotations and accepted regions)."""
+    if not paths:
+        return []
+    from .data import TrainingImage
+    from .ome_zarr_io import dataset_training_pairs
+    from .normalisation import as_channels_first
+
+    items = []
+    for path in paths:
+        for image, annotations, accepted in dataset_training_pairs(path):
+            image = as_channels_first(np.asarray(image))
+            items.append(TrainingImage.from_annotations(image, annotations, accepted, name=Path(path).name))
+    return items
+
+
+def _run_training(trainer, config, quiet: bool):
+    from tqdm import tqdm
+
+    total = config.steps if config.steps is not None else config.seconds
+    unit = "step" if config.steps is not None else "s"
+    bar = tqdm(total=total, unit=unit, disable=quiet, desc="training", file=sys.stderr,
+               bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} {unit} [{elapsed}<{remaining}]{postfix}")
+    generator = trainer.run()
+    try:
+        while True:
+            record = next(generator)
+            bar.n = record.step if config.steps is not None else min(record.elapsed, total)
+            bar.set_postfix_str(f"loss {record.loss:.3f}, {record.pixels_per_second / 1e6:.2f} Mpx/s, {record.device}",
+                                refresh=False)
+            bar.refresh()
+    except StopIteration as done:
+        return done.value
+    except KeyboardInterrupt:
+        generator.close()  # the finally block records the run; keep what was learned
+        print("\ninterrupted: saving the model trained so far", file=sys.stderr)
+        return trainer.segmenter
+    finally:
+        bar.close()
+
+
+# --- predict -----------------------------------------------------------------------------------
+
+
+def _predict(args) -> int:
+    from tqdm import tqdm
+
+    from .image_io import write_array
+    from .instances import InstanceParams
+    from .segmenter import Segmenter
+    from .device import pick_device
+
+    outputs = [p for p in (args.instances, args.semantic, args.probabilities) if p]
+    if not outputs:
+        raise UserInputError("nothing to write: give at least one of --instances, --semantic, --probabilities")
+    _check_outputs(args.overwrite, *outputs)
+    segmenter = Segmenter.load(args.model, device=pick_device(args.device))
+    image = _load_image(args.image, args.channel_axis)
+    with tqdm(total=0, unit="tile", disable=args.quiet, desc="predicting", file=sys.stderr) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        prediction = segmenter.predict(image, tile_size=args.tile_size, overlap=args.overlap, progress=progress)
+    if args.semantic:
+        write_array(args.semantic, prediction.semantic())
+    if args.probabilities:
+        write_array(args.probabilities, prediction.probabilities)
+    if args.instances:
+        params = InstanceParams(threshold=args.threshold, min_size=args.min_size, seed_spacing=args.seed_spacing)
+        labels = segmenter.instances(prediction, params)
+        write_array(args.instances, labels)
+        print(f"{int(labels.max())} objects", file=sys.stderr)
+    return 0
+
+
+# --- evaluate ----------------------------------------------------------------------------------
+
+
+def _evaluate(args) -> int:
+    from .image_io import read_labels
+    from .metrics import instance_scores
+
+    if len(args.truth) != len(args.pred):
+        raise UserInputError(f"got {len(args.truth)} --truth but {len(args.pred)} --pred: give them in pairs")
+    truths = [read_labels(p) for p in args.truth]
+    preds = [read_labels(p) for p in args.pred]
+    for t, p, tp, pp in zip(truths, preds, args.truth, args.pred):
+        if t.shape != p.shape:
+            raise UserInputError(f"{tp} is {t.shape} but {pp} is {p.shape}: they must have the same shape")
+    print(instance_scores(truths, preds).table())
+    return 0
+
+
+# --- shared ------------------------------------------------------------------------------------
+
+
+def _load_image(path: str, channel_axis: int | None):
+    from .image_io import read_image
+    from .normalisation import as_channels_first
+
+    image = read_image(path)
+    return as_channels_first(image, channel_axis=channel_axis)
+
+
+def _check_outputs(overwrite: bool, *paths: str) -> None:
+    for path in paths:
+        if Path(path).exists() and not overwrite:
+            raise UserInputError(f"{path} already exists: pass --overwrite to replace it")
+        if not Path(path).parent.exists():
+            raise UserInputError(f"the folder for {path} does not exist: create it first")
