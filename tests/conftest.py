@@ -1,0 +1,36 @@
+"""Shared test setup for napari-unet (keep it small).
+
+napari's pytest plugin (installed with napari) provides `make_napari_viewer`;
+pytest-qt provides `qtbot`. GUI tests need a display: run under `xvfb-run -a`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    """The repository root (holds pyproject.toml, napari.yaml, resources/)."""
+    return REPO_ROOT
+
+
+@pytest.fixture
+def napari_unet_plugin():
+    """Make sure npe2's global plugin manager knows napari-unet.
+
+    With the package installed (pip install -e .) napari discovers it through the
+    `napari.manifest` entry point; in an uninstalled checkout the manifest is
+    registered from napari.yaml so GUI tests can still run.
+    """
+    import npe2
+
+    pm = npe2.PluginManager.instance()
+    pm.discover()
+    if "napari-unet" not in pm:
+        pm.register(npe2.PluginManifest.from_file(REPO_ROOT / "napari.yaml"))
+    return pm

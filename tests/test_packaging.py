@@ -1,0 +1,172 @@
+"""Packaging: Qt-free core, a valid npe2 manifest, installed entry points."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata as md
+import os
+import pkgutil
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import napari_unet
+
+ROOT = Path(__file__).resolve().parent.parent
+GUI_MODULES = {"widgets", "_sample_data", "_reader", "_writer"}
+GUI_IMPORTS = ("qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "napari", "magicgui", "superqt")
+
+
+def _is_gui(modname: str) -> bool:
+    parts = modname.split(".")[1:]
+    return any(p in GUI_MODULES or "widget" in p or p.startswith("_") for p in parts)
+
+
+def core_modules() -> list[str]:
+    """Every napari_unet module that is not part of the GUI layer."""
+    mods = ["napari_unet"]
+    for info in pkgutil.walk_packages(napari_unet.__path__, "napari_unet."):
+        if not _is_gui(info.name):
+            mods.append(info.name)
+    return sorted(mods)
+
+
+def test_core_imports_no_gui():
+    mods = core_modules()
+    assert "napari_unet.conventions" in mods
+    code = textwrap.dedent(
+        f"""
+        import importlib, sys
+        for m in {mods!r}:
+            importlib.import_module(m)
+        bad = sorted(m for m in sys.modules if m.split('.')[0] in {GUI_IMPORTS!r})
+        print(repr(sorted({{m.split('.')[0] for m in bad}})))
+        """
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip().splitlines()[-1] == "[]", (
+        f"core modules import GUI packages: {res.stdout.strip()}"
+    )
+
+
+def test_all_subpackages_listed_in_pyproject():
+    tomllib = pytest.importorskip("tomllib")
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    listed = set(cfg["tool"]["setuptools"]["packages"])
+    found = {
+        ".".join(p.parent.relative_to(ROOT).parts)
+        for p in (ROOT / "napari_unet").rglob("__init__.py")
+        if "__pycache__" not in p.parts
+    }
+    missing = found - listed
+    assert not missing, f"add these packages to [tool.setuptools] packages: {sorted(missing)}"
+    assert "napari_unet.resources_data" in listed
+
+
+def test_manifest_file_valid():
+    import npe2
+
+    mf = npe2.PluginManifest.from_file(ROOT / "napari.yaml")
+    assert mf.name == "napari-unet"
+    assert mf.display_name == "napari-unet"
+    keys = {s.key for s in mf.contributions.sample_data}
+    assert {"nuclei", "em"} <= keys
+    # the package copy npe2 reads is the same file
+    pkg_copy = ROOT / "napari_unet" / "napari.yaml"
+    assert pkg_copy.read_text() == (ROOT / "napari.yaml").read_text()
+
+
+def _installed_manifest():
+    import npe2
+
+    try:
+        return npe2.PluginManifest.from_distribution("napari-unet")
+    except (md.PackageNotFoundError, ValueError) as e:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"napari-unet is not installed (pip install -e .): {e}")
+
+
+def test_manifest_from_distribution():
+    import npe2
+
+    mf = _installed_manifest()
+    assert mf.name == "napari-unet"
+    ref = npe2.PluginManifest.from_file(ROOT / "napari.yaml")
+    assert [c.id for c in mf.contributions.commands] == [
+        c.id for c in ref.contributions.commands
+    ]
+
+
+def test_console_script_entry_point():
+    try:
+        dist = md.distribution("napari-unet")
+    except md.PackageNotFoundError:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip("napari-unet is not installed")
+    eps = {ep.name: ep.value for ep in dist.entry_points if ep.group == "console_scripts"}
+    assert eps.get("napari-unet") == "napari_unet.cli:main"
+
+
+def test_every_command_resolves_to_callable():
+    import npe2
+
+    mf = npe2.PluginManifest.from_file(ROOT / "napari.yaml")
+    for cmd in mf.contributions.commands:
+        assert cmd.python_name, cmd.id
+        modname, _, attr = cmd.python_name.partition(":")
+        obj = importlib.import_module(modname)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+        assert callable(obj), cmd.python_name
+    # every contribution points at a declared command
+    ids = {c.id for c in mf.contributions.commands}
+    contribs = mf.contributions
+    for group in ("sample_data", "widgets", "readers", "writers"):
+        for item in getattr(contribs, group) or []:
+            assert item.command in ids, (group, item.command)
+
+
+def test_resources_found():
+    from napari_unet.resources import resource_path, resources_dir
+
+    for name in (
+        "nuclei_dsb2018_image.tif",
+        "nuclei_dsb2018_instances.tif",
+        "nuclei_dsb2018_scribbles.tif",
+        "em_isbi2012_image.tif",
+        "em_isbi2012_labels.tif",
+        "em_isbi2012_scribbles.tif",
+        "LICENSES.md",
+    ):
+        assert resource_path(name).is_file()
+    with pytest.raises(FileNotFoundError, match="available"):
+        resource_path("no_such_file.tif")
+    total = sum(p.stat().st_size for p in resources_dir().rglob("*") if p.is_file())
+    assert total < 3_000_000, f"resources/ is {total / 1e6:.1f} MB; keep it under 3 MB"
+    licences = (resources_dir() / "LICENSES.md").read_text()
+    for p in resources_dir().glob("*.tif"):
+        assert p.name in licences, f"{p.name} has no entry in resources/LICENSES.md"
+
+
+def test_ci_runs_the_readme_test_command():
+    """.ci/run's last command is the test command written in README.md."""
+    lines = [
+        ln.strip()
+        for ln in (ROOT / ".ci" / "run").read_text().splitlines()
+        if ln.strip() and not ln.strip().startswith("#")
+    ]
+    test_cmd = lines[-1]
+    assert "pytest" in test_cmd
+    readme = (ROOT / "README.md").read_text()
+    assert f"`{test_cmd}`" in readme or f"&& {test_cmd}\n" in readme
+    # torch is installed before the project, from the local CPU wheel
+    assert re.search(r"pip install (-q )?torch==", (ROOT / ".ci" / "run").read_text())
