@@ -1,0 +1,59 @@
+"""Shared helpers for the benchmark scripts: machine description, baselines, result files."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+from skimage.filters import gaussian, threshold_otsu
+from skimage.segmentation import watershed
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> str:
+    """One line: CPU model, cores, torch version and threads."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def otsu_watershed(image: np.ndarray, min_distance: int = 4) -> np.ndarray:
+    """The classical baseline: Otsu threshold, then watershed on the distance transform."""
+    smooth = gaussian(image.astype(np.float32), 1.0, preserve_range=True)
+    mask = smooth > threshold_otsu(smooth)
+    distance = ndimage.distance_transform_edt(mask)
+    peaks = (distance == ndimage.maximum_filter(distance, size=2 * min_distance + 1)) & mask & (distance > 1)
+    markers, _ = ndimage.label(ndimage.binary_dilation(peaks, iterations=1))
+    return watershed(-distance, markers, mask=mask)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    """Run `python -m napari_unet ...`, failing loudly with its stderr."""
+    result = subprocess.run([sys.executable, "-m", "napari_unet", *args, "--quiet"], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"napari-unet {' '.join(args)} failed:\n{result.stderr}")
+    return result
+
+
+def save(name: str, payload: dict) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    payload = {"date": date.today().isoformat(), "machine": machine(), **payload}
+    path.write_text(json.dumps(payload, indent=2))
+    return path
