@@ -1,0 +1,92 @@
+"""Generalisation to unseen images: train on 10 ISBI 2012 EM sections, score the other 20.
+
+    python benchmarks/isbi_em.py [--seconds 120] [--preset fast]
+
+Cells (interior, label 255) are the objects, membranes the background. Reports membrane
+IoU and cell-instance AP@0.5 beside an Otsu + connected-components baseline computed
+in the same run. Data: ../shared/data/isbi2012-membranes (see its README).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from common import machine, run_cli, save
+from scipy import ndimage
+from skimage.filters import gaussian, threshold_otsu
+from skimage.io import imread
+
+from napari_unet.metrics import instance_scores, semantic_iou
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "isbi2012-membranes"
+
+
+def load(index: int) -> tuple[np.ndarray, np.ndarray]:
+    image = imread(DATA / f"{index}_image.png")
+    interior = imread(DATA / f"{index}_labels.png") > 127
+    return image, interior
+
+
+def cells(interior: np.ndarray) -> np.ndarray:
+    return ndimage.label(interior)[0]
+
+
+def otsu_cells(image: np.ndarray) -> np.ndarray:
+    smooth = gaussian(image.astype(np.float32), 1.0, preserve_range=True)
+    return ndimage.label(smooth > threshold_otsu(smooth))[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=120)
+    parser.add_argument("--preset", default="fast")
+    parser.add_argument("--data", type=Path, default=DATA)
+    args = parser.parse_args()
+    train_ids, test_ids = range(10), range(10, 30)
+    truths = [load(i) for i in test_ids]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        train_args = []
+        for i in train_ids:
+            image, interior = load(i)
+            tifffile.imwrite(tmp / f"{i}.tif", image)
+            tifffile.imwrite(tmp / f"{i}_cells.tif", cells(interior).astype(np.uint16))
+            train_args += ["--image", str(tmp / f"{i}.tif"), "--instances", str(tmp / f"{i}_cells.tif")]
+        model = tmp / "model.pt"
+        run_cli("train", *train_args, "--out", str(model), "--seconds", f"{args.seconds:g}",
+                "--preset", args.preset, "--classes", "membrane", "cell")
+        preds, semantics = [], []
+        for i, (image, _) in zip(test_ids, truths):
+            tifffile.imwrite(tmp / "test.tif", image)
+            run_cli("predict", "--model", str(model), "--image", str(tmp / "test.tif"), "--overwrite",
+                    "--instances", str(tmp / "inst.tif"), "--semantic", str(tmp / "sem.tif"))
+            preds.append(tifffile.imread(tmp / "inst.tif"))
+            semantics.append(tifffile.imread(tmp / "sem.tif"))
+    truth_cells = [cells(interior) for _, interior in truths]
+    truth_semantic = [np.where(interior, 2, 1) for _, interior in truths]
+    baseline = [otsu_cells(image) for image, _ in truths]
+    rows = [
+        _row("Otsu + connected components", truth_cells, baseline, truth_semantic,
+             [np.where(b > 0, 2, 1) for b in baseline]),
+        _row(f"napari-unet {args.preset}, {args.seconds:g} s", truth_cells, preds, truth_semantic, semantics),
+    ]
+    print(f"machine: {machine()}")
+    print("| method | membrane IoU | cell AP@0.5 |")
+    print("|---|---|---|")
+    for row in rows:
+        print(f"| {row['method']} | {row['membrane_iou']:.3f} | {row['ap50']:.3f} |")
+    print(f"results: {save('isbi_em', {'rows': rows, 'train': list(train_ids), 'test': list(test_ids)})}")
+
+
+def _row(method, truth_cells, pred_cells, truth_semantic, pred_semantic) -> dict:
+    ap = instance_scores(truth_cells, pred_cells, (0.5,)).ap[0.5]
+    ious = [semantic_iou(t, p, labels=[1])[1] for t, p in zip(truth_semantic, pred_semantic)]
+    return {"method": method, "membrane_iou": round(float(np.mean(ious)), 3), "ap50": round(ap, 3)}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""npe2 reader: a napari-unet OME-Zarr dataset (or any OME-Zarr image) -> napari layers.
+
+Restores what `_writer.write_layers` saved: the image layer and every Labels layer,
+with their names, pixel values and dtypes, scale and translate, display settings,
+Labels colours, and role / class names in `metadata["napari_unet"]`. The dataset's
+provenance goes to the image layer's `metadata["napari_unet"]["provenance"]`.
+
+Labels are loaded into memory (numpy) so they can be painted; images stay lazy
+(dask) when they are large or stored as a pyramid.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .conventions import METADATA_KEY
+from .errors import UserInputError
+from .ome_zarr_io import ImageEntry, LabelsEntry, is_ome_zarr_image, read_dataset
+
+# Up to this size an array is loaded into memory; larger ones stay lazy.
+IN_MEMORY_BYTES = 1 << 30
+_TRANSPARENT = (0.0, 0.0, 0.0, 0.0)
+
+LayerData = tuple[Any, dict, str]
+
+
+def get_reader(path: str | list[str]) -> Callable[[str], list[LayerData]] | None:
+    """Return `read_layers` if `path` is an OME-Zarr image folder, else None."""
+    if isinstance(path, list | tuple):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    path = os.fspath(path)
+    if not os.path.isdir(path) or not is_ome_zarr_image(path):
+        return None
+    return read_layers
+
+
+def read_layers(path: str | list[str]) -> list[LayerData]:
+    """Layers of the dataset at `path`: the image first, then its Labels layers."""
+    if isinstance(path, list | tuple):
+        path = path[0]
+    image, labels, provenance = read_dataset(path)
+    layers = [image_layer_data(image, provenance)]
+    layers += [labels_layer_data(entry, path) for entry in labels]
+    return layers
+
+
+def image_layer_data(entry: ImageEntry, provenance: dict | None = None) -> LayerData:
+    levels = entry.levels or [entry.data]
+    if len(levels) > 1:
+        data: Any = list(levels)
+    else:
+        data = np.asarray(levels[0]) if levels[0].nbytes <= IN_MEMORY_BYTES else levels[0]
+    metadata = dict(entry.metadata)
+    if provenance:
+        metadata[METADATA_KEY] = {**(metadata.get(METADATA_KEY) or {}), "provenance": provenance}
+    meta: dict[str, Any] = {
+        "name": entry.name,
+        "scale": list(entry.scale) if entry.scale is not None else None,
+        "translate": list(entry.translate) if entry.translate is not None else None,
+        "metadata": metadata,
+        "rgb": entry.rgb,
+        "multiscale": len(levels) > 1,
+    }
+    meta.update(_units(entry.units))
+    if entry.contrast_limits is not None:
+        meta["contrast_limits"] = list(entry.contrast_limits)
+    for key, value in entry.display.items():
+        if key == "colormap" and not _known_colormap(value):
+            continue
+        meta[key] = value
+    if entry.channel_axis is not None:
+        meta["channel_axis"] = entry.channel_axis
+        # per channel: napari splits the image into one layer per channel
+        meta.pop("contrast_limits", None)
+    return data, {k: v for k, v in meta.items() if v is not None}, "image"
+
+
+def labels_layer_data(entry: LabelsEntry, path: str | os.PathLike = "") -> LayerData:
+    levels = entry.levels or [entry.data]
+    if levels[0].nbytes <= IN_MEMORY_BYTES:  # editable: napari paints into numpy arrays
+        try:
+            data: Any = np.asarray(levels[0])
+        except Exception as exc:
+            raise UserInputError(
+                f"{Path(path)} is damaged: labels {entry.name!r} cannot be read ({exc})"
+            ) from exc
+    else:
+        data = list(levels) if len(levels) > 1 else levels[0]
+    metadata = dict(entry.metadata)
+    own = dict(metadata.get(METADATA_KEY) or {})
+    if entry.role is not None:
+        own["role"] = entry.role
+    if entry.class_names is not None:
+        own["class_names"] = list(entry.class_names)
+    if own:
+        metadata[METADATA_KEY] = own
+    meta: dict[str, Any] = {
+        "name": entry.name,
+        "scale": list(entry.scale) if entry.scale is not None else None,
+        "translate": list(entry.translate) if entry.translate is not None else None,
+        "metadata": metadata,
+        **entry.display,
+    }
+    meta.update(_units(entry.units))
+    if entry.colors:
+        colors = dict(entry.colors)
+        colors.setdefault(None, _TRANSPARENT)
+        meta["colormap"] = colors  # napari makes a DirectLabelColormap of a dict
+    if isinstance(data, list):
+        meta["multiscale"] = True
+    return data, {k: v for k, v in meta.items() if v is not None}, "labels"
+
+
+def _units(units) -> dict:
+    """{"units": [...]} when every axis has a unit, else {} (napari's default: pixels)."""
+    if units and all(units):
+        return {"units": list(units)}
+    return {}
+
+
+def _known_colormap(name) -> bool:
+    if not isinstance(name, str):
+        return False
+    try:
+        from napari.utils.colormaps import AVAILABLE_COLORMAPS
+    except ImportError:  # pragma: no cover
+        return False
+    return name in AVAILABLE_COLORMAPS

@@ -1,0 +1,462 @@
+"""OME-Zarr export/import core, on real zarr stores under tmp_path (no viewer)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+
+import dask.array as da
+import numpy as np
+import pytest
+import zarr
+
+import napari_unet
+from napari_unet import ome_zarr_io as io
+from napari_unet.conventions import ROLE_ACCEPTED, ROLE_ANNOTATIONS, ROLE_INSTANCES, ROLE_SEMANTIC
+from napari_unet.errors import UserInputError
+from napari_unet.ome_zarr_io import ImageEntry, LabelsEntry
+
+CLASS_COLORS = {
+    None: (0.0, 0.0, 0.0, 0.0),
+    0: (0.0, 0.0, 0.0, 0.0),
+    1: (0.55, 0.55, 0.55, 1.0),
+    2: (1.0, 0.2, 0.2, 1.0),
+    3: (0.2, 0.4, 1.0, 0.5),
+}
+
+
+def _image(shape, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    if np.dtype(dtype).kind == "f":
+        return rng.normal(100, 30, shape).astype(dtype)
+    return rng.integers(0, np.iinfo(dtype).max, shape, endpoint=True).astype(dtype)
+
+
+def _annotations(shape, seed=1):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 4, shape).astype(np.uint8)
+
+
+def _listing(tmp_path):
+    return sorted(p.name for p in tmp_path.iterdir())
+
+
+def _simple(tmp_path, value=7, name="ds.zarr", **kwargs):
+    image = np.full((40, 50), value, np.uint16)
+    ann = np.zeros((40, 50), np.uint8)
+    ann[5:10, 5:10] = 2
+    return io.write_dataset(
+        tmp_path / name, ImageEntry(image, name="img"),
+        [LabelsEntry(ann, "img annotations", role=ROLE_ANNOTATIONS, class_names=["background", "cell"])],
+        **kwargs,
+    )
+
+
+# --------------------------------------------------------------------------- round trips
+
+
+@pytest.mark.parametrize(
+    "shape, dtype, axes",
+    [
+        ((60, 70), np.uint8, "yx"),
+        ((60, 70), np.uint16, "yx"),
+        ((60, 70), np.float32, "yx"),
+        ((5, 33, 47), np.uint16, "zyx"),
+        ((4, 33, 47), np.float32, "tyx"),
+    ],
+)
+def test_round_trip_image_and_labels(tmp_path, shape, dtype, axes):
+    image = _image(shape, dtype)
+    ann = _annotations(shape)
+    instances = np.zeros(shape, np.uint32)
+    instances[..., 3:9, 3:9] = 70_000  # needs more than 16 bits
+    instances[..., 20:30, 10:40] = 4_000_000_000
+    big = np.zeros(shape, np.uint64)
+    big[..., :5, :5] = 2**40 + 3
+    scale = tuple(0.5 + i for i in range(len(shape)))
+    translate = tuple(float(-i) for i in range(len(shape)))
+
+    out = io.write_dataset(
+        tmp_path / "ds.zarr",
+        ImageEntry(image, name="cells", axes=axes, scale=scale, translate=translate,
+                   contrast_limits=(1, 200), display={"colormap": "magma", "gamma": 0.7},
+                   metadata={"napari_unet": {"note": "x"}}),
+        [
+            LabelsEntry(ann, "cells annotations", role=ROLE_ANNOTATIONS,
+                        class_names=["background", "nucleus", "debris"], colors=CLASS_COLORS,
+                        display={"opacity": 0.8}, metadata={"napari_unet": {"image": "cells"}}),
+            LabelsEntry(instances, "cells instances", role=ROLE_INSTANCES),
+            LabelsEntry(big, "huge ids"),
+        ],
+        provenance={"model": {"sha256": "deadbeef"}, "training": {"steps": 300}},
+    )
+    assert out == (tmp_path / "ds.zarr").absolute()
+    assert _listing(tmp_path) == ["ds.zarr"]
+
+    got, labels, provenance = io.read_dataset(out)
+    assert got.name == "cells"
+    assert got.axes == axes
+    assert got.data.dtype == dtype
+    np.testing.assert_array_equal(np.asarray(got.data), image)
+    assert got.scale == pytest.approx(scale)
+    assert got.translate == pytest.approx(translate)
+    assert got.contrast_limits == [1.0, 200.0]
+    assert got.display == {"colormap": "magma", "gamma": 0.7}
+    assert got.metadata == {"napari_unet": {"note": "x"}}
+    assert not got.rgb and got.channel_axis is None
+
+    assert [e.name for e in labels] == ["cells annotations", "cells instances", "huge ids"]
+    ann_entry, inst_entry, big_entry = labels
+    np.testing.assert_array_equal(np.asarray(ann_entry.data), ann)
+    assert ann_entry.data.dtype == np.uint8
+    assert ann_entry.role == ROLE_ANNOTATIONS
+    assert ann_entry.class_names == ["background", "nucleus", "debris"]
+    assert ann_entry.colors == CLASS_COLORS  # exact floats, default colour (None) included
+    assert ann_entry.scale == pytest.approx(scale)
+    assert ann_entry.translate == pytest.approx(translate)
+    assert ann_entry.display == {"opacity": 0.8}
+    assert ann_entry.metadata == {"napari_unet": {"image": "cells"}}
+
+    assert inst_entry.data.dtype == np.uint32
+    np.testing.assert_array_equal(np.asarray(inst_entry.data), instances)
+    assert inst_entry.role == ROLE_INSTANCES and inst_entry.colors is None and inst_entry.class_names is None
+    assert big_entry.data.dtype == np.uint64
+    np.testing.assert_array_equal(np.asarray(big_entry.data), big)
+
+    assert provenance["plugin_version"] == napari_unet.__version__
+    assert provenance["created"].startswith("20")
+    assert provenance["model"] == {"sha256": "deadbeef"}
+    assert provenance["training"] == {"steps": 300}
+    assert io.is_napari_unet_dataset(out) and io.is_ome_zarr_image(out)
+
+
+def test_rgb_round_trip_is_stored_as_channels(tmp_path):
+    image = _image((50, 60, 3), np.uint8)
+    ann = _annotations((50, 60))
+    out = io.write_dataset(tmp_path / "rgb.zarr", ImageEntry(image, name="photo", rgb=True),
+                           [LabelsEntry(ann, "photo annotations", role=ROLE_ANNOTATIONS)])
+    root = zarr.open_group(out, mode="r")
+    axes = [a["name"] for a in root.attrs["ome"]["multiscales"][0]["axes"]]
+    assert axes == ["c", "y", "x"] and root["s0"].shape == (3, 50, 60)
+    # NGFF: labels have the image's dimensions (a size-1 channel axis)
+    assert root["labels/photo_annotations/s0"].shape == (1, 50, 60)
+
+    got, labels, _ = io.read_dataset(out)
+    assert got.rgb and got.channel_axis is None
+    np.testing.assert_array_equal(np.asarray(got.data), image)
+    np.testing.assert_array_equal(np.asarray(labels[0].data), ann)
+
+
+def test_multichannel_round_trip_keeps_channel_axis(tmp_path):
+    image = _image((30, 2, 40), np.uint16)  # channels in the middle
+    out = io.write_dataset(tmp_path / "mc.zarr", ImageEntry(image, name="mc", channel_axis=1),
+                           [LabelsEntry(np.ones((30, 40), np.int32), "lab")])
+    assert zarr.open_group(out, mode="r")["s0"].shape == (2, 30, 40)
+    got, labels, _ = io.read_dataset(out)
+    assert got.channel_axis == 1
+    np.testing.assert_array_equal(np.asarray(got.data), image)
+    assert labels[0].data.dtype == np.int32
+
+
+def test_lazy_input_and_pyramid(tmp_path):
+    image = da.from_array(_image((2100, 1100), np.uint16), chunks=(700, 300))
+    ann = np.zeros((2100, 1100), np.uint8)
+    ann[::7, ::5] = 2
+    seen = []
+    out = io.write_dataset(tmp_path / "big.zarr", ImageEntry(image, name="big", scale=(2.0, 3.0)),
+                           [LabelsEntry(ann, "big annotations")], progress=lambda d, t: seen.append((d, t)))
+    root = zarr.open_group(out, mode="r")
+    assert [root[f"s{i}"].shape for i in range(3)] == [(2100, 1100), (1050, 550), (525, 275)]
+    assert root["s0"].chunks == (1024, 1024)
+    assert root["labels/big_annotations/s1"].shape == (1050, 550)
+    datasets = root.attrs["ome"]["multiscales"][0]["datasets"]
+    assert datasets[2]["coordinateTransformations"][0]["scale"] == [8.0, 12.0]
+    # nearest downsampling keeps label values exact
+    np.testing.assert_array_equal(root["labels/big_annotations/s1"][:], ann[::2, ::2])
+    # mean downsampling for the image
+    full = np.asarray(image).astype(np.float64)
+    expected = np.round((full[0::2, 0::2] + full[1::2, 0::2] + full[0::2, 1::2] + full[1::2, 1::2]) / 4)
+    np.testing.assert_array_equal(root["s1"][:], expected.astype(np.uint16))
+
+    dones = [d for d, _ in seen]
+    assert dones == sorted(dones) and seen[-1][0] == seen[-1][1] > 0
+    got, labels, _ = io.read_dataset(out)
+    assert len(got.levels) == 3 and len(labels[0].levels) == 3
+
+
+def test_unserialisable_metadata_is_left_out(tmp_path, caplog):
+    out = io.write_dataset(
+        tmp_path / "m.zarr",
+        ImageEntry(np.zeros((8, 8), np.uint8), metadata={"ok": np.float32(1.5), "arr": np.arange(3),
+                                                         "obj": object()}),
+    )
+    got, labels, _ = io.read_dataset(out)
+    assert got.metadata == {"ok": 1.5, "arr": [0, 1, 2]}
+    assert labels == []
+    assert "obj" in caplog.text
+
+
+def test_training_pairs(tmp_path):
+    image = _image((32, 32), np.float32)
+    ann = _annotations((32, 32))
+    accepted = np.zeros((32, 32), np.uint32)  # 0 not accepted, 1 background, id + 1 objects
+    accepted[:16] = 1
+    accepted[2:6, 2:6] = 70_001
+    instances = np.zeros((32, 32), np.uint32)
+    instances[2:6, 2:6] = 70_000
+    out = io.write_dataset(
+        tmp_path / "t.zarr", ImageEntry(image, name="im"),
+        [
+            LabelsEntry(ann, "im annotations", role=ROLE_ANNOTATIONS, class_names=["background", "a", "b"]),
+            LabelsEntry(np.zeros((32, 32), np.uint8), "im semantic", role=ROLE_SEMANTIC),
+            LabelsEntry(accepted, "im accepted", role=ROLE_ACCEPTED),
+            LabelsEntry(instances, "im instances", role=ROLE_INSTANCES),
+        ],
+    )
+    ((got_image, got_ann, got_accepted),) = io.dataset_training_pairs(out)
+    assert isinstance(got_image, np.ndarray) and isinstance(got_ann, np.ndarray)
+    np.testing.assert_array_equal(got_image, image)
+    np.testing.assert_array_equal(got_ann, ann)
+    assert got_accepted.dtype == np.uint32
+    np.testing.assert_array_equal(got_accepted, accepted)
+
+    without_accepted = io.write_dataset(
+        tmp_path / "w.zarr", ImageEntry(image), [LabelsEntry(ann, "a", role=ROLE_ANNOTATIONS)])
+    ((_, _, none),) = io.dataset_training_pairs(without_accepted)
+    assert none is None
+
+    no_ann = io.write_dataset(tmp_path / "n.zarr", ImageEntry(image))
+    with pytest.raises(UserInputError, match="annotations"):
+        io.dataset_training_pairs(no_ann)
+
+
+def test_invalid_inputs_are_user_errors(tmp_path):
+    image = ImageEntry(np.zeros((10, 12), np.uint8), name="im")
+    with pytest.raises(UserInputError, match="pixel for pixel"):
+        io.write_dataset(tmp_path / "a.zarr", image, [LabelsEntry(np.zeros((10, 11), np.uint8), "lab")])
+    with pytest.raises(UserInputError, match="integers"):
+        io.write_dataset(tmp_path / "a.zarr", image, [LabelsEntry(np.zeros((10, 12), np.float32), "lab")])
+    with pytest.raises(UserInputError, match="named"):
+        io.write_dataset(tmp_path / "a.zarr", image, [LabelsEntry(np.zeros((10, 12), np.uint8), "im")])
+    with pytest.raises(UserInputError, match="RGB"):
+        io.write_dataset(tmp_path / "a.zarr", ImageEntry(np.zeros((10, 12, 5), np.uint8), rgb=True))
+    assert _listing(tmp_path) == []
+
+
+# --------------------------------------------------------------------------- interop
+
+
+def test_reference_reader_sees_image_with_labels(tmp_path):
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Label, Multiscales, Reader
+
+    ann = _annotations((40, 50))
+    out = io.write_dataset(
+        tmp_path / "ref.zarr", ImageEntry(_image((40, 50), np.uint16), name="img", scale=(0.3, 0.3)),
+        [LabelsEntry(ann, "img annotations", role=ROLE_ANNOTATIONS,
+                     class_names=["background", "cell", "other"], colors=CLASS_COLORS),
+         LabelsEntry(np.zeros((40, 50), np.uint32), "img instances", role=ROLE_INSTANCES)],
+    )
+    meta = json.loads((out / "zarr.json").read_text())
+    assert meta["zarr_format"] == 3 and meta["attributes"]["ome"]["version"] == "0.5"
+    assert json.loads((out / "s0" / "zarr.json").read_text())["dimension_names"] == ["y", "x"]
+
+    nodes = list(Reader(parse_url(str(out)))())
+    image_node = nodes[0]
+    assert image_node.load(Multiscales) is not None and image_node.load(Label) is None
+    assert image_node.data[0].shape == (40, 50)
+    label_nodes = [n for n in nodes if n.load(Label) is not None]
+    # the multiscales name carries the layer name
+    assert [n.metadata["name"] for n in label_nodes] == ["img annotations", "img instances"]
+    ann_node = label_nodes[0]
+    np.testing.assert_array_equal(np.asarray(ann_node.data[0]), ann)
+    assert ann_node.metadata["properties"][2] == {"class": "cell"}
+    assert ann_node.metadata["color"][2] == pytest.approx([1.0, 0.2, 0.2, 1.0], abs=1 / 255)
+    assert ann_node.metadata["coordinateTransformations"][0][0]["scale"] == [0.3, 0.3]
+
+
+def test_reads_ome_zarr_written_by_ome_zarr_library(tmp_path):
+    from ome_zarr.writer import write_image, write_labels
+
+    image = _image((3, 64, 64), np.uint8)  # c, y, x
+    labels = np.zeros((64, 64), np.uint16)
+    labels[10:20, 10:20] = 9
+    root = zarr.open_group(str(tmp_path / "foreign.zarr"), mode="w", zarr_format=3)
+    write_image(image, root, axes="cyx", scale_factors=(2,))
+    write_labels(labels[np.newaxis], root, name="cells", axes="cyx", scaler=None, scale_factors=(2,),
+                 label_metadata={"colors": [{"label-value": 9, "rgba": [255, 0, 0, 255]}],
+                                 "properties": [{"label-value": 1, "class": "bg"}]})
+    assert io.is_ome_zarr_image(tmp_path / "foreign.zarr")
+    assert not io.is_napari_unet_dataset(tmp_path / "foreign.zarr")
+    got, entries, provenance = io.read_dataset(tmp_path / "foreign.zarr")
+    assert provenance == {}
+    assert got.channel_axis == 0 and got.data.shape == (3, 64, 64)
+    np.testing.assert_array_equal(np.asarray(got.data), image)
+    (entry,) = entries
+    assert entry.name == "cells" and entry.data.shape == (64, 64)
+    np.testing.assert_array_equal(np.asarray(entry.data), labels)
+    assert entry.colors == {9: (1.0, 0.0, 0.0, 1.0)}
+    assert entry.class_names == ["bg"]
+
+
+# --------------------------------------------------------------------------- atomicity
+
+
+def _assert_previous_intact(tmp_path, path, value=7):
+    assert _listing(tmp_path) == [path.name]  # no temporary or moved-aside folder left
+    got, labels, _ = io.read_dataset(path)
+    assert np.asarray(got.data).max() == value
+    assert labels[0].class_names == ["background", "cell"]
+
+
+def test_overwrite_requires_flag(tmp_path):
+    path = _simple(tmp_path, value=7)
+    with pytest.raises(UserInputError, match="--overwrite"):
+        _simple(tmp_path, value=9)
+    _assert_previous_intact(tmp_path, path, 7)
+    _simple(tmp_path, value=9, overwrite=True)
+    _assert_previous_intact(tmp_path, path, 9)
+
+
+def test_overwrite_never_replaces_a_non_zarr_folder(tmp_path):
+    folder = tmp_path / "notes.zarr"
+    folder.mkdir()
+    (folder / "thesis.docx").write_text("precious")
+    with pytest.raises(UserInputError, match="not a zarr dataset"):
+        _simple(tmp_path, name="notes.zarr", overwrite=True)
+    assert (folder / "thesis.docx").read_text() == "precious"
+    (tmp_path / "file.zarr").write_text("x")
+    with pytest.raises(UserInputError, match="is a file"):
+        _simple(tmp_path, name="file.zarr", overwrite=True)
+
+
+def test_stop_requested_mid_write_keeps_previous_dataset(tmp_path):
+    path = _simple(tmp_path, value=7)
+    big = np.full((1500, 1300), 9, np.uint16)  # several chunks and levels
+    calls = {"n": 0}
+
+    def should_stop():
+        calls["n"] += 1
+        return calls["n"] > 3
+
+    with pytest.raises(io.WriteStopped, match="unchanged"):
+        io.write_dataset(path, ImageEntry(big), [LabelsEntry(np.zeros(big.shape, np.uint8), "lab")],
+                         overwrite=True, should_stop=should_stop)
+    _assert_previous_intact(tmp_path, path, 7)
+
+    # a first write that stops leaves nothing at all
+    with pytest.raises(io.WriteStopped):
+        io.write_dataset(tmp_path / "new.zarr", ImageEntry(big), should_stop=lambda: True)
+    assert _listing(tmp_path) == [path.name]
+
+
+def test_full_disk_mid_write_keeps_previous_dataset(tmp_path, monkeypatch):
+    path = _simple(tmp_path, value=7)
+    real_set = zarr.storage.LocalStore.set
+    writes = {"n": 0}
+
+    async def failing_set(self, key, value):
+        writes["n"] += 1
+        if writes["n"] > 4:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return await real_set(self, key, value)
+
+    monkeypatch.setattr(zarr.storage.LocalStore, "set", failing_set)
+    big = np.full((1500, 1300), 9, np.uint16)
+    with pytest.raises(UserInputError, match="disk space"):
+        io.write_dataset(path, ImageEntry(big), [LabelsEntry(np.zeros(big.shape, np.uint8), "lab")],
+                         overwrite=True)
+    assert writes["n"] > 4
+    monkeypatch.undo()
+    _assert_previous_intact(tmp_path, path, 7)
+
+
+def test_interrupt_from_progress_callback_cleans_up(tmp_path):
+    path = _simple(tmp_path, value=7)
+
+    def progress(done, total):
+        if done >= 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        io.write_dataset(path, ImageEntry(np.full((1500, 1300), 9, np.uint16)), overwrite=True,
+                         progress=progress)
+    _assert_previous_intact(tmp_path, path, 7)
+
+
+def test_failed_swap_restores_previous_dataset(tmp_path, monkeypatch):
+    path = _simple(tmp_path, value=7)
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if ".writing-" in str(src):  # moving the new dataset into place fails
+            raise OSError(errno.EIO, "I/O error")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(io.os, "replace", replace)
+    with pytest.raises(OSError):
+        _simple(tmp_path, value=9, overwrite=True)
+    monkeypatch.undo()
+    _assert_previous_intact(tmp_path, path, 7)
+
+
+def test_dataset_moved_aside_by_a_killed_write_is_restored(tmp_path):
+    path = _simple(tmp_path, value=7)
+    os.replace(path, tmp_path / f".{path.name}.replaced-1234abcd")  # killed right after this
+    assert not path.exists()
+    with pytest.raises(UserInputError, match="--overwrite"):  # the old dataset is back
+        _simple(tmp_path, value=9)
+    _assert_previous_intact(tmp_path, path, 7)
+
+
+# --------------------------------------------------------------------------- foreign / corrupt
+
+
+def test_foreign_and_corrupt_stores_give_user_errors(tmp_path):
+    with pytest.raises(UserInputError, match="does not exist"):
+        io.read_dataset(tmp_path / "missing.zarr")
+
+    plain = tmp_path / "plain.zarr"
+    zarr.open_group(str(plain), mode="w").create_array("x", shape=(4,), dtype="u1")
+    with pytest.raises(UserInputError, match="not an OME-Zarr image"):
+        io.read_dataset(plain)
+
+    array = tmp_path / "array.zarr"
+    zarr.create_array(str(array), shape=(4, 4), dtype="u1")
+    with pytest.raises(UserInputError, match="plain zarr array"):
+        io.read_dataset(array)
+
+    folder = tmp_path / "folder.zarr"
+    folder.mkdir()
+    (folder / "readme.txt").write_text("hi")
+    with pytest.raises(UserInputError, match="not a zarr"):
+        io.read_dataset(folder)
+
+    garbled = _simple(tmp_path, name="garbled.zarr")
+    (garbled / "zarr.json").write_text("{ not json")
+    with pytest.raises(UserInputError, match="damaged"):
+        io.read_dataset(garbled)
+
+    missing_level = _simple(tmp_path, name="missing_level.zarr")
+    import shutil
+
+    shutil.rmtree(missing_level / "s0")
+    with pytest.raises(UserInputError, match="damaged"):
+        io.read_dataset(missing_level)
+
+    missing_label = _simple(tmp_path, name="missing_label.zarr")
+    shutil.rmtree(missing_label / "labels" / "img_annotations")
+    with pytest.raises(UserInputError, match="damaged"):
+        io.read_dataset(missing_label)
+
+    bad_meta = _simple(tmp_path, name="bad_meta.zarr")
+    meta = json.loads((bad_meta / "zarr.json").read_text())
+    meta["attributes"]["ome"]["multiscales"][0]["datasets"] = "nonsense"
+    (bad_meta / "zarr.json").write_text(json.dumps(meta))
+    with pytest.raises(UserInputError, match="damaged"):
+        io.read_dataset(bad_meta)
+
+    for path in (plain, array, folder, garbled, tmp_path / "missing.zarr"):
+        assert not io.is_napari_unet_dataset(path)
+        assert not io.is_ome_zarr_image(path)
