@@ -153,15 +153,15 @@ def _dataset_items(paths: list[str]) -> list:
     """Training pairs from exported napari-unet OME-Zarr datasets (annotations and accepted regions)."""
     if not paths:
         return []
-    from .data import TrainingImage
-    from .ome_zarr_io import dataset_training_pairs
-    from .normalisation import as_channels_first
+    from .data import annotated_planes
+    from .ome_zarr_io import dataset_training_pairs, read_dataset
 
     items = []
     for path in paths:
+        layout = read_dataset(path)[0]
         for image, annotations, accepted in dataset_training_pairs(path):
-            image = as_channels_first(np.asarray(image))
-            items.append(TrainingImage.from_annotations(image, annotations, accepted, name=Path(path).name))
+            items += annotated_planes(image, annotations, accepted, rgb=layout.rgb, channel_axis=layout.channel_axis,
+                                      name=Path(path).name)
     return items
 
 

@@ -78,6 +78,37 @@ class TrainingImage:
             raise UserInputError(f"{self.label}: instance labels and annotations differ in shape")
 
 
+def annotated_planes(
+    image: np.ndarray,
+    annotations: np.ndarray,
+    accepted: np.ndarray | None = None,
+    *,
+    rgb: bool = False,
+    channel_axis: int | None = None,
+    name: str = "",
+) -> list[TrainingImage]:
+    """One TrainingImage per annotated 2D plane of an image in napari's layout.
+
+    `image` is (..., H, W), (..., H, W, 3|4) when `rgb`, or has channels at `channel_axis`;
+    `annotations` (and `accepted`) are (..., H, W). Unannotated planes are skipped.
+    """
+    pixels = np.moveaxis(image, channel_axis, -1) if channel_axis is not None else image
+    pixels = pixels[..., :3] if rgb else pixels if channel_axis is not None else pixels[..., None]
+    if pixels.shape[:-1] != annotations.shape:
+        raise UserInputError(
+            f"{name or 'image'}: image {tuple(image.shape)} and annotations {tuple(annotations.shape)} do not match"
+        )
+    items = []
+    for index in np.ndindex(annotations.shape[:-2]):
+        plane = np.asarray(annotations[index])
+        if not plane.any():
+            continue
+        label = f"{name} plane {index}" if index else name
+        plane_accepted = None if accepted is None else np.asarray(accepted[index])
+        items.append(TrainingImage.from_annotations(np.moveaxis(pixels[index], -1, 0), plane, plane_accepted, label))
+    return items
+
+
 def check_training_set(items: list[TrainingImage]) -> int:
     """Validate all pairs together and return the number of classes K (background included)."""
     if not items:

@@ -75,3 +75,23 @@ def test_bad_inputs_are_one_line_errors(files, capsys):
 def test_console_script_runs():
     out = subprocess.run([sys.executable, "-m", "napari_unet", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("napari-unet ")
+
+
+def test_train_from_exported_dataset_with_a_stack(tmp_path, capsys):
+    from napari_unet.conventions import ROLE_ACCEPTED, ROLE_ANNOTATIONS
+    from napari_unet.ome_zarr_io import ImageEntry, LabelsEntry, write_dataset
+    from napari_unet.segmenter import Segmenter
+
+    image, labels = blobs(64, n=6)
+    stack = np.stack([image, image[::-1]])
+    annotations = np.zeros((2, 64, 64), np.uint8)
+    annotations[1] = np.where(labels[::-1] > 0, 2, 1)  # only plane 1 annotated
+    accepted = np.zeros((2, 64, 64), np.uint32)
+    accepted[1] = labels[::-1] + 1
+    write_dataset(tmp_path / "d.zarr", ImageEntry(stack, name="cells"), [
+        LabelsEntry(annotations, name="cells annotations", role=ROLE_ANNOTATIONS, class_names=["background", "cell"]),
+        LabelsEntry(accepted, name="cells accepted", role=ROLE_ACCEPTED),
+    ])
+    assert main(["train", "--dataset", str(tmp_path / "d.zarr"), "--out", str(tmp_path / "m.pt"), *FAST]) == 0
+    model = Segmenter.load(tmp_path / "m.pt")
+    assert model.history[-1]["images"] == 1 and model.instance_heads_trained

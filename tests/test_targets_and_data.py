@@ -79,3 +79,20 @@ def test_accepted_regions_train_instance_heads():
     item = TrainingImage.from_annotations(image, annotations, accepted)
     assert item.instance_mask.sum() == 16
     assert set(np.unique(item.instances[item.instance_mask])) == {0, 5}
+
+
+def test_annotated_planes_of_stacks_rgb_and_channels():
+    from napari_unet.data import annotated_planes
+
+    annotations = np.zeros((3, 8, 9), np.uint8)
+    annotations[1, 0, 0], annotations[1, 1, 1] = 1, 2
+    annotations[2, 2, 2] = 1
+    stack = annotated_planes(np.zeros((3, 8, 9)), annotations, name="s")
+    assert [item.image.shape for item in stack] == [(1, 8, 9), (1, 8, 9)]
+    assert stack[0].name == "s plane (1,)"
+    rgb = annotated_planes(np.zeros((8, 9, 4)), annotations[1], rgb=True)
+    assert rgb[0].image.shape == (3, 8, 9)
+    channels = annotated_planes(np.zeros((3, 2, 8, 9)), annotations, channel_axis=1)
+    assert channels[0].image.shape == (2, 8, 9)
+    with pytest.raises(UserInputError, match="do not match"):
+        annotated_planes(np.zeros((8, 8)), annotations[1])
