@@ -66,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--seed-spacing", type=int, default=4, help="seeds closer than this merge, in pixels")
     _add_common(predict)
 
+    gui = sub.add_parser("gui", help="open napari with the napari-unet dock and sample data")
+    gui.add_argument("--sample", default="nuclei", choices=["nuclei", "em", "none"],
+                     help="sample to open with its example scribbles (default nuclei)")
+    gui.add_argument("images", nargs="*", help="image files to open as well")
+
     evaluate = sub.add_parser("evaluate", help="instance AP of predictions against ground truth")
     evaluate.add_argument("--truth", action="append", required=True, help="ground-truth instance labels")
     evaluate.add_argument("--pred", action="append", required=True, help="predicted instance labels")
@@ -82,7 +87,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"train": _train, "predict": _predict, "evaluate": _evaluate}[args.command](args)
+        commands = {"train": _train, "predict": _predict, "evaluate": _evaluate, "gui": _gui}
+        return commands[args.command](args)
     except UserInputError as error:
         print(f"napari-unet: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -242,6 +248,16 @@ def _evaluate(args) -> int:
         if t.shape != p.shape:
             raise UserInputError(f"{tp} is {t.shape} but {pp} is {p.shape}: they must have the same shape")
     print(instance_scores(truths, preds).table())
+    return 0
+
+
+# --- gui ---------------------------------------------------------------------------------------
+
+
+def _gui(args) -> int:
+    from .widgets.launch import launch  # napari and Qt load only here
+
+    launch(None if args.sample == "none" else args.sample, args.images)
     return 0
 
 

@@ -1,0 +1,26 @@
+"""Open napari with the napari-unet dock and, optionally, a sample or the user's images."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import napari
+
+PLUGIN = "napari-unet"
+MAIN_WIDGET = "U-Net human-in-the-loop segmentation"
+
+
+def open_viewer(sample: str | None = "nuclei", paths: Sequence[str] = ()) -> napari.Viewer:
+    """A viewer with the dock on the right and the requested data loaded (no event loop started)."""
+    viewer = napari.Viewer(title="napari-unet")
+    for path in paths:
+        viewer.open(path)
+    if sample:
+        viewer.open_sample(PLUGIN, sample)
+    viewer.window.add_plugin_dock_widget(PLUGIN, MAIN_WIDGET)
+    return viewer
+
+
+def launch(sample: str | None = "nuclei", paths: Sequence[str] = ()) -> None:
+    open_viewer(sample, paths)
+    napari.run()
