@@ -9,7 +9,7 @@ def test_gui_opens_with_dock_and_sample(qtbot, napari_unet_plugin):
     try:
         assert [layer.name for layer in viewer.layers] == ["EM membranes (ISBI 2012)",
                                                           "EM membranes (ISBI 2012) annotations"]
-        docks = [w for w in viewer.window._dock_widgets.values() if MAIN_WIDGET in w.name]
-        assert docks and isinstance(docks[0].widget(), UNetWidget)
+        docks = [w for name, w in viewer.window.dock_widgets.items() if MAIN_WIDGET in name]
+        assert len(docks) == 1 and isinstance(docks[0], UNetWidget)
     finally:
         viewer.close()
