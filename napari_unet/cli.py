@@ -16,6 +16,7 @@ import numpy as np
 from . import __version__
 from .device import DEVICE_CHOICES
 from .errors import UserInputError
+from .instances import InstanceParams
 
 EXIT_USER_ERROR = 2
 
@@ -61,9 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--probabilities", help="output: per-class probabilities (K, H, W) float32")
     predict.add_argument("--tile-size", type=int, default=512)
     predict.add_argument("--overlap", type=int, default=64)
-    predict.add_argument("--threshold", type=float, default=0.5, help="foreground probability threshold")
-    predict.add_argument("--min-size", type=int, default=10, help="smallest object kept, in pixels")
-    predict.add_argument("--seed-spacing", type=int, default=4, help="seeds closer than this merge, in pixels")
+    predict.add_argument("--threshold", type=float, default=InstanceParams.threshold,
+                         help="foreground probability threshold")
+    predict.add_argument("--min-size", type=int, default=InstanceParams.min_size, help="smallest object kept, in pixels")
+    predict.add_argument("--seed-spacing", type=int, default=InstanceParams.seed_spacing,
+                         help="seeds closer than this merge, in pixels")
+    predict.add_argument("--seed-prominence", type=float, default=InstanceParams.seed_prominence,
+                         help="how far a distance-map peak must rise above its surroundings to seed an object")
     _add_common(predict)
 
     gui = sub.add_parser("gui", help="open napari with the napari-unet dock and sample data")
@@ -203,7 +208,6 @@ def _predict(args) -> int:
     from tqdm import tqdm
 
     from .image_io import write_array
-    from .instances import InstanceParams
     from .segmenter import Segmenter
     from .device import pick_device
 
@@ -226,7 +230,8 @@ def _predict(args) -> int:
     if args.probabilities:
         write_array(args.probabilities, prediction.probabilities)
     if args.instances:
-        params = InstanceParams(threshold=args.threshold, min_size=args.min_size, seed_spacing=args.seed_spacing)
+        params = InstanceParams(threshold=args.threshold, min_size=args.min_size, seed_spacing=args.seed_spacing,
+                                seed_prominence=args.seed_prominence)
         labels = segmenter.instances(prediction, params)
         write_array(args.instances, labels)
         print(f"{int(labels.max())} objects", file=sys.stderr)

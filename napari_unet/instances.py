@@ -1,8 +1,10 @@
 """Instances from the network's own outputs: seeded watershed on the predicted distance map.
 
-Seeds are the peaks of the distance head (or, for a model whose instance heads were
-never trained, of the distance transform of the foreground); touching objects are
-split along the watershed of the distance map, pushed apart by the boundary head.
+Seeds are the peaks of the distance head that stand out from their surroundings by at
+least `seed_prominence` (h-maxima: robust to how high the peaks are, which grows as
+training goes on), or, for a model whose instance heads were never trained, the peaks
+of the distance transform of the foreground. Touching objects are split along the
+watershed of the distance map, pushed apart by the boundary head.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy import ndimage
+from skimage.morphology import h_maxima
 from skimage.segmentation import relabel_sequential, watershed
 
-from .inference import Prediction
+from .prediction import Prediction
 
 
 @dataclass(frozen=True)
@@ -22,8 +25,8 @@ class InstanceParams:
 
     threshold: float = 0.5
     min_size: int = 10
-    seed_spacing: int = 4
-    seed_level: float = 0.5
+    seed_spacing: int = 2
+    seed_prominence: float = 0.1
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -37,7 +40,7 @@ def instances_from_prediction(
     if use_instance_heads:
         distance = prediction.distance.astype(np.float32)
         elevation = -distance + prediction.boundary
-        seeds = distance >= params.seed_level
+        seeds = h_maxima(ndimage.gaussian_filter(distance, 1.0), params.seed_prominence) > 0
     else:
         distance = ndimage.distance_transform_edt(foreground).astype(np.float32)
         elevation = -distance

@@ -21,7 +21,8 @@ import torch
 from . import __version__
 from .device import autocast_dtype
 from .errors import UserInputError
-from .inference import Prediction, predict_tiled
+from .inference import predict_tiled
+from .prediction import Prediction
 from .instances import InstanceParams, instances_from_prediction
 from .model import ModelConfig, UNet
 from .normalisation import Normalisation

@@ -23,7 +23,7 @@ from .conventions import DEFAULT_CLASS_NAMES
 from .data import IGNORE, Batch, PatchSampler, TrainingImage, check_training_set, prepare
 from .device import autocast_dtype, describe, is_out_of_memory, pick_device, use_all_cpu_cores
 from .errors import UserInputError
-from .inference import Prediction
+from .prediction import Prediction
 from .model import PRESETS, ModelConfig, UNet
 from .normalisation import Normalisation
 from .segmenter import Segmenter
