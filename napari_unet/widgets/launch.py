@@ -8,16 +8,18 @@ import napari
 
 PLUGIN = "napari-unet"
 MAIN_WIDGET = "U-Net human-in-the-loop segmentation"
+EXPORT_WIDGET = "Export dataset (OME-Zarr)"
 
 
 def open_viewer(sample: str | None = "nuclei", paths: Sequence[str] = ()) -> napari.Viewer:
-    """A viewer with the dock on the right and the requested data loaded (no event loop started)."""
+    """A viewer with the docks (workflow, export in a tab behind it) on the right and the requested data loaded (no event loop started)."""
     viewer = napari.Viewer(title="napari-unet")
     for path in paths:
         viewer.open(path)
     if sample:
         viewer.open_sample(PLUGIN, sample)
     viewer.window.add_plugin_dock_widget(PLUGIN, MAIN_WIDGET)
+    viewer.window.add_plugin_dock_widget(PLUGIN, EXPORT_WIDGET, tabify=True)
     return viewer
 
 
