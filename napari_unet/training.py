@@ -136,13 +136,13 @@ class Trainer:
                 try:
                     last_loss = _train_step(net, optimizer, scaler, batch, device, amp, segmenter, pos_weight)
                 except Exception as error:
-                    if not is_out_of_memory(error) or batch_size == 1:
-                        if is_out_of_memory(error):
-                            raise UserInputError(
-                                "the GPU ran out of memory even with one patch per step: "
-                                "choose a smaller model preset or train on the CPU (device: cpu)"
-                            ) from error
+                    if not is_out_of_memory(error):
                         raise
+                    if batch_size == 1:
+                        raise UserInputError(
+                            "the GPU ran out of memory even with one patch per step: "
+                            "choose a smaller model preset or train on the CPU (device: cpu)"
+                        ) from error
                     _free_device_memory(device)
                     batch_size //= 2
                     yield self._record(step, last_loss, 0.0, device, elapsed, fraction,
