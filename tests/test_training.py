@@ -123,3 +123,31 @@ def test_validation_strip_is_held_out_and_scored_when_data_is_large(monkeypatch)
     assert validation.split([item], 0.25).validation  # monkeypatched threshold
     monkeypatch.setattr(validation, "MIN_ANNOTATED_PIXELS", 10**9)
     assert not validation.split([item], 0.25).validation
+
+
+def test_out_of_gpu_memory_halves_the_batch_then_explains(monkeypatch):
+    # No GPU here: inject the error torch raises when one runs out of memory.
+    from napari_unet import training
+
+    real_step = training._train_step
+    calls = []
+
+    def step_that_runs_out_once(net, optimizer, scaler, batch, *args):
+        calls.append(len(batch.image))
+        if len(calls) == 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_step(net, optimizer, scaler, batch, *args)
+
+    monkeypatch.setattr(training, "_train_step", step_that_runs_out_once)
+    image, labels = blobs(64, n=5)
+    item = TrainingImage.from_instances(image[None], labels)
+    records, segmenter = run_to_end(Trainer([item], TrainConfig(steps=2, **TINY)))
+    assert calls == [4, 2, 2]
+    assert "out of GPU memory" in records[0].message and segmenter.history[-1]["steps"] == 2
+
+    def always_out_of_memory(*args):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(training, "_train_step", always_out_of_memory)
+    with pytest.raises(UserInputError, match="smaller model preset"):
+        run_to_end(Trainer([item], TrainConfig(steps=2, **{**TINY, "batch_size": 1})))
