@@ -33,9 +33,12 @@ def _mps_available() -> bool:
     return bool(backend is not None and backend.is_available())
 
 
-def use_all_cpu_cores() -> None:
-    """Let torch use every core on CPU (its default can be lower inside worker threads)."""
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+def set_cpu_threads(threads: int | None = None) -> None:
+    """Torch's CPU threads: `threads`, or every core when None (its default can be lower in worker threads).
+
+    Process-wide: a GUI passes cores - 1 so its event loop keeps a core.
+    """
+    torch.set_num_threads(max(1, threads or os.cpu_count() or 1))
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype | None:

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from . import validation
 from .conventions import DEFAULT_CLASS_NAMES
 from .data import IGNORE, Batch, PatchSampler, TrainingImage, check_training_set, prepare
-from .device import autocast_dtype, describe, is_out_of_memory, pick_device, use_all_cpu_cores
+from .device import autocast_dtype, describe, is_out_of_memory, pick_device, set_cpu_threads
 from .errors import UserInputError
 from .prediction import Prediction
 from .model import PRESETS, ModelConfig, UNet
@@ -46,6 +46,7 @@ class TrainConfig:
     device: str = "auto"
     seed: int | None = 0
     boundary_pos_weight: float = 3.0
+    threads: int | None = None  # CPU threads for torch; None = all cores
     validation_fraction: float = 0.1
     validation_interval: float = 30.0  # seconds between validation scores
 
@@ -100,7 +101,7 @@ class Trainer:
         config = self.config
         device = pick_device(config.device)
         if device.type == "cpu":
-            use_all_cpu_cores()
+            set_cpu_threads(config.threads)
         if config.seed is not None:
             torch.manual_seed(config.seed)
         rng = np.random.default_rng(config.seed)
@@ -276,8 +277,12 @@ def _train_step(net, optimizer, scaler, batch: Batch, device, amp, segmenter: Se
 
 
 def _loss(logits, semantic, boundary, distance, valid, n_classes: int, pos_weight) -> torch.Tensor:
-    """Cross-entropy on annotated pixels, plus instance-head losses where instances are known."""
-    loss = logits.new_zeros(())
+    """Cross-entropy on annotated pixels, plus instance-head losses where instances are known.
+
+    Starts from a zero that still depends on the logits, so a batch with no annotated
+    pixel (possible with sparse scribbles) gives a zero gradient instead of an error.
+    """
+    loss = logits.sum() * 0.0
     if (semantic != IGNORE).any():
         loss = loss + F.cross_entropy(logits[:, :n_classes], semantic, ignore_index=IGNORE)
     if valid.any():

@@ -151,3 +151,15 @@ def test_out_of_gpu_memory_halves_the_batch_then_explains(monkeypatch):
     monkeypatch.setattr(training, "_train_step", always_out_of_memory)
     with pytest.raises(UserInputError, match="smaller model preset"):
         run_to_end(Trainer([item], TrainConfig(steps=2, **{**TINY, "batch_size": 1})))
+
+
+def test_a_batch_without_annotated_pixels_gives_zero_gradient_not_an_error():
+    from napari_unet.data import IGNORE
+    from napari_unet.training import _loss
+
+    logits = torch.randn(2, 4, 8, 8, requires_grad=True)
+    semantic = torch.full((2, 8, 8), IGNORE)
+    zeros = torch.zeros(2, 8, 8)
+    loss = _loss(logits, semantic, zeros, zeros, zeros.bool(), 2, torch.tensor(3.0))
+    loss.backward()
+    assert loss.item() == 0 and torch.count_nonzero(logits.grad) == 0

@@ -1,0 +1,8 @@
+"""napari widgets of napari-unet: the dock that runs the human-in-the-loop cycle.
+
+Imports Qt and napari; the compute core (the rest of the package) never imports this.
+"""
+
+from .main_widget import UNetWidget
+
+__all__ = ["UNetWidget"]

@@ -1,0 +1,448 @@
+"""Translation between napari layers and the compute core's arrays.
+
+Everything here is about *layers*: which Labels layers belong to which image (by
+metadata, then by name), which axes of an image are channels, stack planes or the two
+spatial axes, which plane the viewer shows, which part of it is in view, and how to
+write into a Labels layer without repainting all of it. No Qt widgets.
+
+Axis model: the last two axes of the (non-RGB) image are the spatial axes (H, W) and are
+the ones displayed; an optional *channel axis* (or the RGB axis) holds the channels; every
+other leading axis is a stack axis (Z, T, ...). The paired Labels layers have the image's
+shape without the channel / RGB axis, so one "plane" is one (H, W) slice of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from napari.layers import Image, Labels, Layer, Shapes
+from napari.utils.colormaps import DirectLabelColormap
+
+from .. import conventions as c
+from ..data import TrainingImage
+from ..errors import UserInputError
+from ..normalisation import as_channels_first
+
+TRANSPARENT = (0.0, 0.0, 0.0, 0.0)
+Plane = tuple  # indices along the stack axes; () for a 2D image
+
+# --------------------------------------------------------------------------- metadata
+
+
+def meta(layer: Layer) -> dict:
+    """napari_unet's own metadata of a layer ({} when it has none)."""
+    md = getattr(layer, "metadata", None)
+    if isinstance(md, dict) and isinstance(md.get(c.METADATA_KEY), dict):
+        return md[c.METADATA_KEY]
+    return {}
+
+
+def set_meta(layer: Layer, **values) -> None:
+    """Update napari_unet's metadata of a layer (other plugins' metadata is kept)."""
+    md = dict(layer.metadata or {})
+    ours = dict(md.get(c.METADATA_KEY) or {})
+    ours.update(values)
+    md[c.METADATA_KEY] = ours
+    layer.metadata = md
+
+
+def role_of(layer: Layer) -> str | None:
+    return meta(layer).get("role")
+
+
+def image_layers(viewer) -> list[Image]:
+    """Image layers a user can segment (our own probability layers are not images to segment)."""
+    return [layer for layer in viewer.layers if isinstance(layer, Image) and role_of(layer) is None]
+
+
+def find_paired(viewer, image_name: str, role: str) -> Labels | None:
+    """The Labels layer playing `role` for the image: by metadata first, then by conventional name."""
+    for layer in viewer.layers:
+        if isinstance(layer, Labels) and role_of(layer) == role and meta(layer).get("image") == image_name:
+            return layer
+    name = c.layer_name(image_name, role)
+    if name in viewer.layers and isinstance(viewer.layers[name], Labels):
+        return viewer.layers[name]
+    return None
+
+
+def get_layer(viewer, name: str | None, kind=Layer):
+    """The layer called `name` if it is (still) in the viewer and of `kind`, else None."""
+    if name and name in viewer.layers and isinstance(viewer.layers[name], kind):
+        return viewer.layers[name]
+    return None
+
+
+# --------------------------------------------------------------------------- colours
+
+
+def class_names_of(layer: Labels | None) -> list[str]:
+    names = list(meta(layer).get("class_names") or []) if layer is not None else []
+    return names or list(c.DEFAULT_CLASS_NAMES)
+
+
+def class_colors_of(layer: Labels | None, n: int) -> list[tuple]:
+    """RGBA colours of classes 0..n-1 (label values 1..n): stored ones, else the colormap's, else defaults."""
+    stored = list(meta(layer).get("class_colors") or []) if layer is not None else []
+    colors = []
+    for i in range(n):
+        if i < len(stored):
+            colors.append(tuple(float(v) for v in stored[i]))
+        elif layer is not None and isinstance(layer.colormap, DirectLabelColormap) and c.label_value(i) in layer.colormap.color_dict:
+            colors.append(tuple(float(v) for v in layer.colormap.color_dict[c.label_value(i)]))
+        else:
+            colors.append(c.class_color(i))
+    return colors
+
+
+def class_colormap(colors: list[tuple], *, background_visible: bool = True) -> DirectLabelColormap:
+    """0 (not annotated) transparent, 1..K the class colours; background optionally transparent."""
+    color_dict: dict = {None: TRANSPARENT, c.UNANNOTATED: TRANSPARENT}
+    for i, color in enumerate(colors):
+        color_dict[c.label_value(i)] = color if (i > 0 or background_visible) else TRANSPARENT
+    return DirectLabelColormap(color_dict=color_dict)
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """How an image layer's axes map onto channels, stack planes and (H, W)."""
+
+    data_shape: tuple[int, ...]  # shape of the (full-resolution) data, RGB axis included
+    rgb: bool
+    channel_axis: int | None  # index into data axes (never one of the last two)
+
+    @classmethod
+    def of(cls, layer: Image, channel_axis: int | None = None) -> Geometry:
+        data = layer.data[0] if layer.multiscale else layer.data
+        shape = tuple(int(n) for n in data.shape)
+        rgb = bool(layer.rgb)
+        spatial_ndim = len(shape) - (1 if rgb else 0)
+        if spatial_ndim < 2:
+            raise UserInputError(f"'{layer.name}' is not an image with two spatial axes (shape {shape})")
+        if rgb or channel_axis is None:
+            channel_axis = None
+        else:
+            channel_axis = int(channel_axis) % spatial_ndim
+            if channel_axis >= spatial_ndim - 2:
+                raise UserInputError(
+                    f"'{layer.name}': the channel axis must be one of the leading axes, not height or width"
+                )
+        return cls(shape, rgb, channel_axis)
+
+    @property
+    def image_axes(self) -> list[int]:
+        """Data axes napari treats as layer dimensions (the RGB axis excluded)."""
+        return list(range(len(self.data_shape) - (1 if self.rgb else 0)))
+
+    @property
+    def labels_axes(self) -> list[int]:
+        """Image data axes that the paired Labels layers have."""
+        return [a for a in self.image_axes if a != self.channel_axis]
+
+    @property
+    def labels_shape(self) -> tuple[int, ...]:
+        return tuple(self.data_shape[a] for a in self.labels_axes)
+
+    @property
+    def stack_shape(self) -> tuple[int, ...]:
+        return self.labels_shape[:-2]
+
+    @property
+    def plane_shape(self) -> tuple[int, int]:
+        return self.labels_shape[-2:]
+
+    @property
+    def n_channels(self) -> int:
+        if self.rgb:
+            return 3
+        return 1 if self.channel_axis is None else self.data_shape[self.channel_axis]
+
+    def planes(self) -> list[Plane]:
+        return [tuple(int(i) for i in idx) for idx in np.ndindex(*self.stack_shape)] if self.stack_shape else [()]
+
+    def image_plane(self, layer: Image, plane: Plane, region: tuple[slice, slice] | None = None) -> np.ndarray:
+        """(C, H, W) numpy array of one plane of the image (or of a region of it: only that is read)."""
+        data = layer.data[0] if layer.multiscale else layer.data
+        index: list = []
+        stack = iter(plane)
+        for axis in self.image_axes[:-2]:
+            index.append(slice(None) if axis == self.channel_axis else int(next(stack)))
+        index.extend(region if region is not None else (slice(None), slice(None)))
+        arr = np.asarray(data[tuple(index)])
+        if self.rgb:
+            return as_channels_first(arr, rgb=True)
+        if self.channel_axis is not None:
+            return arr  # the channel axis is the only leading axis left
+        return arr[None]
+
+    def labels_scale_translate(self, layer: Image) -> tuple[list[float], list[float]]:
+        keep = [i for i, a in enumerate(self.image_axes) if a != self.channel_axis]
+        return [float(layer.scale[i]) for i in keep], [float(layer.translate[i]) for i in keep]
+
+
+def geometry_of(viewer, image: Image) -> Geometry:
+    """The image's geometry with the channel axis stored with its annotations (if any)."""
+    annotations = find_paired(viewer, image.name, c.ROLE_ANNOTATIONS)
+    axis = meta(annotations).get("channel_axis") if annotations is not None else None
+    try:
+        return Geometry.of(image, axis)
+    except UserInputError:
+        return Geometry.of(image, None)
+
+
+def check_pair(image: Image, labels: Labels, geometry: Geometry) -> None:
+    if tuple(labels.data.shape) != geometry.labels_shape:
+        raise UserInputError(
+            f"'{labels.name}' has shape {tuple(labels.data.shape)} but '{image.name}' needs "
+            f"{geometry.labels_shape}: rename or delete that layer and let napari-unet create a new one"
+        )
+
+
+# --------------------------------------------------------------------------- view
+
+
+def current_plane(viewer, image: Image, geometry: Geometry) -> Plane:
+    """Indices along the stack axes of the plane the viewer shows."""
+    if not geometry.stack_shape:
+        return ()
+    coords = image.world_to_data(viewer.dims.point)
+    plane = []
+    for i, axis in enumerate(geometry.image_axes[:-2]):
+        if axis == geometry.channel_axis:
+            continue
+        n = geometry.data_shape[axis]
+        plane.append(int(np.clip(np.round(coords[i]), 0, n - 1)))
+    return tuple(plane)
+
+
+def displays_plane(viewer) -> bool:
+    """True when the viewer shows a 2D view of the last two axes (what the plugin assumes)."""
+    dims = viewer.dims
+    return dims.ndisplay == 2 and list(dims.displayed) == [dims.ndim - 2, dims.ndim - 1]
+
+
+def camera_of(viewer):
+    """The viewer's camera (napari >= 0.9: viewer.scene.camera; before: viewer.camera)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
+
+
+def canvas_size(viewer) -> tuple[float, float] | None:
+    """(height, width) of the canvas in screen pixels, from the viewer model (napari >= 0.9)."""
+    canvas = getattr(viewer, "canvas", None)
+    size = getattr(canvas, "size", None)
+    if size is None:
+        size = getattr(viewer, "_canvas_size", None)
+    return (float(size[0]), float(size[1])) if size is not None else None
+
+
+def view_region(viewer, image: Image, geometry: Geometry) -> tuple[slice, slice] | None:
+    """(rows, cols) slices of the plane in the current field of view; None for the whole plane.
+
+    Computed from the camera (centre, zoom) and the canvas size, so it is current even
+    before the canvas has drawn; falls back to the layer's drawn `corner_pixels`.
+    """
+    if not displays_plane(viewer):
+        return None
+    h, w = geometry.plane_shape
+    corners = None
+    size = canvas_size(viewer)
+    camera = camera_of(viewer)
+    if size is not None and camera.zoom > 0:
+        centre = np.asarray(camera.center, dtype=float)[-2:]
+        half = np.asarray(size) / camera.zoom / 2
+        point = np.asarray(viewer.dims.point, dtype=float)
+        ends = []
+        for sign in (-1, 1):
+            world = point.copy()
+            world[-2:] = centre + sign * half
+            ends.append(np.asarray(image.world_to_data(world))[-2:])
+        ends = np.asarray(ends)
+        corners = np.stack([np.floor(ends.min(axis=0)), np.ceil(ends.max(axis=0)) - 1])
+    else:
+        drawn = np.asarray(image.corner_pixels)
+        if drawn.shape[0] == 2 and drawn.shape[1] >= 2 and np.any(drawn):
+            corners = drawn[:, -2:]
+    if corners is None:
+        return None
+    (y0, x0), (y1, x1) = corners
+    y0, y1 = int(np.clip(y0, 0, h)), int(np.clip(y1 + 1, 0, h))
+    x0, x1 = int(np.clip(x0, 0, w)), int(np.clip(x1 + 1, 0, w))
+    if y1 <= y0 or x1 <= x0:
+        return None
+    if (y0, x0, y1, x1) == (0, 0, h, w):
+        return None
+    return slice(y0, y1), slice(x0, x1)
+
+
+def world_points_to_plane(points: np.ndarray, source: Layer, target: Layer) -> np.ndarray:
+    """(N, D) data points of `source` (e.g. a Shapes layer) as (row, col) data points of `target`."""
+    points = np.asarray(points, dtype=float)
+    out = []
+    for p in points:
+        world = source.data_to_world(p)
+        out.append(np.asarray(target.world_to_data(world))[-2:])
+    return np.asarray(out)
+
+
+def last_shape(layer: Shapes | None, kinds: tuple[str, ...]) -> tuple[int | None, np.ndarray | None]:
+    """(index, data) of the selected shape of one of `kinds` (else the newest one), or (None, None)."""
+    if layer is None or len(layer.data) == 0:
+        return None, None
+    indices = [i for i, t in enumerate(layer.shape_type) if t in kinds]
+    if not indices:
+        return None, None
+    selected = [i for i in indices if i in layer.selected_data]
+    index = selected[-1] if selected else indices[-1]
+    return index, np.asarray(layer.data[index])
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def plane_index(plane: Plane, region: tuple[slice, slice] | None = None) -> tuple:
+    return tuple(plane) + tuple(region if region is not None else (slice(None), slice(None)))
+
+
+def read_plane(layer: Labels, plane: Plane) -> np.ndarray:
+    return np.asarray(layer.data[plane_index(plane)])
+
+
+def write_region(layer: Labels, plane: Plane, values: np.ndarray, region: tuple[slice, slice] | None = None) -> None:
+    """Write `values` into one plane (or a region of it) and repaint only that part of the layer.
+
+    Not recorded in the layer's undo history (used for predictions). Falls back to a full
+    refresh where napari's partial-update path is not available.
+    """
+    data = layer.data
+    h, w = data.shape[-2:]
+    rows, cols = region if region is not None else (slice(0, h), slice(0, w))
+    rows = slice(rows.start or 0, h if rows.stop is None else rows.stop)
+    cols = slice(cols.start or 0, w if cols.stop is None else cols.stop)
+    values = np.asarray(values)
+    data[plane_index(plane, (rows, cols))] = values
+    _partial_refresh(layer, plane, (rows, cols), values)
+
+
+def write_undoable(layer: Labels, plane: Plane, new: np.ndarray) -> int:
+    """Write a whole plane through napari's undo history (Ctrl+Z undoes it); returns pixels changed."""
+    old = read_plane(layer, plane)
+    changed = old != new
+    n = int(np.count_nonzero(changed))
+    if n == 0:
+        return 0
+    local = np.nonzero(changed)
+    indices = tuple(np.full(n, p, dtype=np.intp) for p in plane) + local
+    layer.data_setitem(indices, new[changed].astype(layer.data.dtype, copy=False))
+    return n
+
+
+def _partial_refresh(layer: Labels, plane: Plane, region: tuple[slice, slice], values: np.ndarray) -> None:
+    if not layer.visible:
+        return  # napari refreshes a layer when it becomes visible
+    try:
+        slice_input = layer._slice_input
+        if slice_input.ndisplay != 2 or list(slice_input.displayed) != [layer.ndim - 2, layer.ndim - 1]:
+            raise RuntimeError("not a plane view")
+        if plane:
+            shown = np.asarray(layer._data_slice.point)[: len(plane)]
+            if tuple(int(round(float(p))) for p in shown) != tuple(plane):
+                return  # another plane is displayed: nothing visible changed
+        image_slice = layer._slice.image
+        raw = image_slice.raw
+        if raw.shape[-2:] != tuple(layer.data.shape[-2:]):
+            raise RuntimeError("downsampled texture")
+        raw[region] = values
+        if layer.contour == 0:
+            image_slice.view[region] = layer.colormap._data_to_texture(values)
+        full = tuple(slice(p, p + 1) for p in plane) + tuple(region)
+        layer._accumulate_updated_slice(full)
+        layer._partial_labels_refresh()
+    except Exception:  # private napari API moved, or an unusual layer: repaint all of it
+        layer.refresh()
+
+
+# --------------------------------------------------------------------------- layers
+
+
+def paired_labels(
+    viewer,
+    image: Image,
+    role: str,
+    geometry: Geometry,
+    *,
+    dtype=np.uint32,
+    create: bool = True,
+    **layer_kwargs,
+) -> Labels | None:
+    """The image's Labels layer for `role`, created empty (and tagged) when missing and `create`."""
+    layer = find_paired(viewer, image.name, role)
+    if layer is not None:
+        check_pair(image, layer, geometry)
+        if meta(layer).get("role") != role or meta(layer).get("image") != image.name:
+            set_meta(layer, role=role, image=image.name)
+        return layer
+    if not create:
+        return None
+    scale, translate = geometry.labels_scale_translate(image)
+    layer = Labels(
+        np.zeros(geometry.labels_shape, dtype=dtype),
+        name=c.layer_name(image.name, role),
+        scale=scale,
+        translate=translate,
+        metadata={c.METADATA_KEY: {"role": role, "image": image.name}},
+        **layer_kwargs,
+    )
+    viewer.add_layer(layer)
+    return layer
+
+
+def training_items(viewer) -> list[TrainingImage]:
+    """One TrainingImage per annotated plane of every image that has an annotations layer.
+
+    Arrays are copied: painting during training changes nothing for the running trainer.
+    """
+    items: list[TrainingImage] = []
+    found_layer = False
+    for image in image_layers(viewer):
+        annotations = find_paired(viewer, image.name, c.ROLE_ANNOTATIONS)
+        if annotations is None:
+            continue
+        found_layer = True
+        geometry = geometry_of(viewer, image)
+        check_pair(image, annotations, geometry)
+        accepted = find_paired(viewer, image.name, c.ROLE_ACCEPTED)
+        if accepted is not None and tuple(accepted.data.shape) != geometry.labels_shape:
+            accepted = None
+        data = np.asarray(annotations.data)
+        if geometry.stack_shape:
+            flat = data.reshape(int(np.prod(geometry.stack_shape)), -1)
+            annotated = [np.unravel_index(i, geometry.stack_shape) for i in np.flatnonzero(flat.any(axis=1))]
+        else:
+            annotated = [()] if data.any() else []
+        for plane in annotated:
+            plane = tuple(int(p) for p in plane)
+            acc = np.array(accepted.data[plane_index(plane)]) if accepted is not None else None
+            name = image.name + (f" plane {plane}" if plane else "")
+            items.append(
+                TrainingImage.from_annotations(
+                    np.array(geometry.image_plane(image, plane), copy=True),
+                    np.array(data[plane_index(plane)], copy=True),
+                    acc,
+                    name=name,
+                )
+            )
+    if not items:
+        if not found_layer:
+            raise UserInputError(
+                "no annotations yet: pick an image in section 1, then paint background (1) and a class (2) "
+                "in its annotations layer"
+            )
+        raise UserInputError(
+            "the annotations layers are empty: paint a few strokes of background (label 1) and of a class (label 2+)"
+        )
+    return items

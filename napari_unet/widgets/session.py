@@ -1,0 +1,103 @@
+"""Per-image state of the widget: cached network outputs per plane, and the current model.
+
+Instance post-processing runs from these cached `Prediction`s, so moving a slider never
+runs the network again. The cache is bounded by memory (least recently used planes go
+first); a plane that fell out simply needs predicting again.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from ..inference import Prediction
+from ..instances import InstanceParams, instances_from_prediction
+from ..segmenter import Segmenter
+
+DEFAULT_CACHE_BYTES = 1 << 30
+
+
+@dataclass
+class CachedPlane:
+    """Network outputs of one plane and how instances were last made from them."""
+
+    prediction: Prediction
+    use_instance_heads: bool
+    model_version: int
+    params: InstanceParams | None = None  # parameters of the instances now in the layer
+
+    @property
+    def nbytes(self) -> int:
+        p = self.prediction
+        return int(p.probabilities.nbytes + p.boundary.nbytes + p.distance.nbytes)
+
+    def instances(self, params: InstanceParams):
+        return instances_from_prediction(self.prediction, params, use_instance_heads=self.use_instance_heads)
+
+
+@dataclass
+class PredictionCache:
+    """(image name, plane) -> CachedPlane, least recently used dropped beyond `max_bytes`."""
+
+    max_bytes: int = DEFAULT_CACHE_BYTES
+    _items: OrderedDict = field(default_factory=OrderedDict)
+
+    def put(self, image: str, plane: tuple, entry: CachedPlane) -> None:
+        key = (image, tuple(plane))
+        self._items.pop(key, None)
+        self._items[key] = entry
+        total = sum(e.nbytes for e in self._items.values())
+        while total > self.max_bytes and len(self._items) > 1:
+            _, dropped = self._items.popitem(last=False)
+            total -= dropped.nbytes
+
+    def get(self, image: str, plane: tuple) -> CachedPlane | None:
+        key = (image, tuple(plane))
+        entry = self._items.get(key)
+        if entry is not None:
+            self._items.move_to_end(key)
+        return entry
+
+    def planes(self, image: str) -> list[tuple]:
+        return [plane for (name, plane) in self._items if name == image]
+
+    def drop_image(self, image: str) -> None:
+        for key in [k for k in self._items if k[0] == image]:
+            del self._items[key]
+
+    def rename(self, old: str, new: str) -> None:
+        for key in [k for k in self._items if k[0] == old]:
+            self._items[(new, key[1])] = self._items.pop(key)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+@dataclass
+class Session:
+    """What the dock remembers between actions: the model, its version and cached outputs."""
+
+    segmenter: Segmenter | None = None
+    model_version: int = 0
+    loss_offset: int = 0  # steps of earlier runs, so the loss curve continues across warm starts
+    cache: PredictionCache = field(default_factory=PredictionCache)
+
+    def set_model(self, segmenter: Segmenter | None, *, new: bool = False) -> None:
+        self.segmenter = segmenter
+        self.model_version += 1
+        if new:
+            self.loss_offset = 0
+
+    def model_summary(self) -> str:
+        seg = self.segmenter
+        if seg is None:
+            return "no model yet: train one (section 2) or load a saved one"
+        steps = sum(run.get("steps", 0) for run in seg.history)
+        loss = seg.history[-1].get("loss") if seg.history else None
+        arch = f"depth {seg.config.depth}, width {seg.config.base_width}"
+        loss_text = f", loss {loss:.3f}" if isinstance(loss, (int, float)) else ""
+        classes = ", ".join(seg.class_names)
+        return f"{arch}; {seg.config.in_channels} channel(s); classes: {classes}; {steps} steps{loss_text}"

@@ -1,0 +1,165 @@
+"""Background work for the dock: training and prediction as napari generator workers.
+
+Both are generators run by napari's `create_worker` (a `GeneratorWorker` in Qt's thread
+pool): they yield records the GUI thread consumes through the `yielded` signal and stop
+at the next step when their stop flag is set. `TrackedWorker` adds a `threading.Event`
+that is set when the thread really ends, so closing the viewer can wait for it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from napari.qt.threading import GeneratorWorker, create_worker
+
+from ..inference import Prediction, Stopped
+from ..instances import InstanceParams, instances_from_prediction
+from ..segmenter import Segmenter
+from ..training import Trainer
+
+
+class WorkerFailure(Exception):
+    """A RuntimeError from the core, re-raised under another type.
+
+    superqt's GeneratorWorker takes a RuntimeError for "the worker was deleted" and then
+    ends silently (no `errored`, no `finished`), which would leave the dock waiting forever.
+    """
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.original = error
+
+
+class TrackedWorker(GeneratorWorker):
+    """A GeneratorWorker whose `done` event is set when its thread has finished (any way)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.done = threading.Event()
+
+    def work(self):
+        try:
+            return super().work()
+        finally:
+            self.done.set()
+
+
+_warm_up_started = False
+
+
+def warm_up_torch() -> None:
+    """Import what torch loads lazily at the first optimiser step, in a background thread, once.
+
+    The first training step of a session imports torch._dynamo (and with it sympy, mpmath:
+    ~800 modules, about a second). Imports hold the interpreter lock for long stretches, so
+    done inside the training worker they froze the viewer for ~200 ms; done when the dock
+    opens, nobody is waiting for the viewer yet.
+    """
+    global _warm_up_started
+    if _warm_up_started:
+        return
+    _warm_up_started = True
+
+    def run() -> None:
+        try:
+            import torch._dynamo  # noqa: F401
+        except Exception:  # only an optimisation
+            pass
+
+    threading.Thread(target=run, name="napari-unet torch warm-up", daemon=True).start()
+
+
+def gui_friendly_threads() -> int:
+    """Torch threads for work beside the GUI: all cores but one, so the event loop keeps a core."""
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
+def train_generator(trainer: Trainer, stop: threading.Event):
+    """Run `trainer` and return its Segmenter (also when stopped by the flag)."""
+    run = trainer.run(should_stop=stop.is_set)
+    while True:
+        try:
+            record = next(run)
+        except StopIteration as done:
+            return done.value
+        except RuntimeError as error:
+            raise WorkerFailure(error) from error
+        yield record
+
+
+@dataclass
+class PlaneResult:
+    """One predicted plane, with the post-processed outputs the GUI thread only has to paint."""
+
+    image: str
+    plane: tuple
+    prediction: Prediction
+    semantic: np.ndarray
+    instances: np.ndarray
+    use_instance_heads: bool
+    params: InstanceParams
+    model_version: int
+    done: int
+    total: int
+
+
+def predict_generator(
+    segmenter: Segmenter,
+    image_name: str,
+    read_plane: Callable[[tuple], np.ndarray],
+    planes: list[tuple],
+    params: InstanceParams,
+    model_version: int,
+    stop: threading.Event,
+    tile_progress: list,
+    tile_size: int = 512,
+    threads: int | None = None,
+):
+    """Predict planes one by one; yields a PlaneResult per plane; returns 'done' or 'cancelled'."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    use_heads = segmenter.instance_heads_trained
+    total = len(planes)
+
+    def progress(done: int, of: int) -> None:
+        tile_progress[:] = [done, of]
+
+    for i, plane in enumerate(planes):
+        if stop.is_set():
+            return "cancelled"
+        image = read_plane(plane)
+        try:
+            prediction = segmenter.predict(image, tile_size=tile_size, progress=progress, should_stop=stop.is_set)
+            semantic = prediction.semantic()
+            instances = instances_from_prediction(prediction, params, use_instance_heads=use_heads)
+        except Stopped:
+            return "cancelled"
+        except RuntimeError as error:
+            raise WorkerFailure(error) from error
+        yield PlaneResult(
+            image_name, tuple(plane), prediction, semantic, instances, use_heads, params, model_version, i + 1, total
+        )
+    return "done"
+
+
+def start_worker(func, *args, connect: dict, progress: dict | None = None) -> TrackedWorker:
+    """Create and start a TrackedWorker; errors go to `connect['errored']`, never re-raised."""
+    worker = create_worker(
+        func,
+        *args,
+        _worker_class=TrackedWorker,
+        _progress=progress or False,
+        _ignore_errors=True,
+        _connect=None,
+        _start_thread=False,
+    )
+    for signal, slot in connect.items():
+        getattr(worker, signal).connect(slot)
+    worker.start()
+    return worker
