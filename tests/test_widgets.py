@@ -164,6 +164,10 @@ def test_full_cycle(dock, qtbot, tmp_path, monkeypatch):
     assert semantic.data.shape == instances.data.shape == (512, 512)
     assert set(np.unique(semantic.data)) <= {1, 2} and semantic.data.min() >= 1
     assert widget.session.cache.get(IMAGE, ()) is not None
+    provenance = instances.metadata[c.METADATA_KEY]["provenance"]
+    assert provenance["model_sha256"] == widget.session.segmenter.fingerprint()
+    assert provenance["training"]["steps"] == 3 and "threshold" in provenance["instance_params"]
+    assert semantic.metadata[c.METADATA_KEY]["provenance"]["model_sha256"] == provenance["model_sha256"]
 
     # instance parameters update the layer live from the cached prediction, never the network
     entry = widget.session.cache.get(IMAGE, ())

@@ -171,6 +171,7 @@ class UNetWidget(QWidget):
         self.last_message: tuple[str, str] | None = None
         self.messages: list[tuple[str, str]] = []
         self.train_threads: int | None = gui_friendly_threads()
+        self._provenance: tuple[int, dict] | None = None  # (model version, model provenance)
         self._trainer: Trainer | None = None
         self._train_worker = None
         self._train_stop = threading.Event()
@@ -1401,6 +1402,9 @@ class UNetWidget(QWidget):
         instances = self._instances_layer(image, geometry)
         lb.write_region(semantic, result.plane, result.semantic)
         lb.write_region(instances, result.plane, result.instances.astype(instances.data.dtype, copy=False))
+        provenance = self._prediction_provenance(result)
+        lb.set_meta(semantic, provenance=provenance)
+        lb.set_meta(instances, provenance=provenance)
         entry = CachedPlane(result.prediction, result.use_instance_heads, result.model_version, result.params)
         self.session.cache.put(result.image, result.plane, entry)
         if self.prob_check.isChecked():
@@ -1409,6 +1413,16 @@ class UNetWidget(QWidget):
         self._update_instance_status()
         if result.params != self.instance_params():
             self._instance_timer.start()
+
+    def _prediction_provenance(self, result: PlaneResult) -> dict:
+        """What made these predictions, recorded in the layers and exported with them."""
+        segmenter = self.session.segmenter
+        if self._provenance is None or self._provenance[0] != result.model_version:
+            self._provenance = (result.model_version, {
+                "model_sha256": segmenter.fingerprint() if segmenter is not None else None,
+                "training": segmenter.history[-1] if segmenter is not None and segmenter.history else None,
+            })
+        return {**self._provenance[1], "instance_params": result.params.to_dict()}
 
     def _paint_probabilities(self, image: Image, geometry, result: PlaneResult) -> None:
         names = self.session.segmenter.class_names if self.session.segmenter else []
