@@ -40,7 +40,7 @@ def instances_from_prediction(
     if use_instance_heads:
         distance = prediction.distance.astype(np.float32)
         elevation = -distance + prediction.boundary
-        seeds = h_maxima(ndimage.gaussian_filter(distance, 1.0), params.seed_prominence) > 0
+        seeds = _prominent_peaks(distance, params.seed_prominence)
     else:
         distance = ndimage.distance_transform_edt(foreground).astype(np.float32)
         elevation = -distance
@@ -71,6 +71,19 @@ def remove_small(labels: np.ndarray, min_size: int) -> np.ndarray:
     small = sizes < min_size
     small[0] = False
     return np.where(small[labels], 0, labels)
+
+
+def _prominent_peaks(distance: np.ndarray, prominence: float) -> np.ndarray:
+    """h-maxima of the smoothed distance map, found at half resolution.
+
+    Seeds only need to sit inside their object, and h-maxima (a sort of every pixel)
+    is the slowest step of post-processing: half resolution makes it 4x cheaper with
+    the same seeds for objects a few pixels across or more.
+    """
+    smooth = ndimage.gaussian_filter(distance, 1.0)[::2, ::2]
+    peaks = h_maxima(smooth, prominence) > 0
+    full = np.repeat(np.repeat(peaks, 2, axis=0), 2, axis=1)
+    return full[: distance.shape[0], : distance.shape[1]]
 
 
 def _peaks(distance: np.ndarray, mask: np.ndarray, spacing: int) -> np.ndarray:
