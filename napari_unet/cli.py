@@ -112,7 +112,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _train(args) -> int:
-    from .data import TrainingImage
     from .segmenter import Segmenter
     from .training import TrainConfig, Trainer
 
@@ -170,9 +169,9 @@ def _dataset_items(paths: list[str]) -> list:
     items = []
     for path in paths:
         layout = read_dataset(path)[0]
-        for image, annotations, accepted in dataset_training_pairs(path):
-            items += annotated_planes(image, annotations, accepted, rgb=layout.rgb, channel_axis=layout.channel_axis,
-                                      name=Path(path).name)
+        for pair in dataset_training_pairs(path):
+            items += annotated_planes(pair.image, pair.annotations, pair.accepted, rgb=layout.rgb,
+                                      channel_axis=layout.channel_axis, name=Path(path).name)
     return items
 
 
@@ -224,7 +223,10 @@ def _predict(args) -> int:
             bar.n = done
             bar.refresh()
 
-        prediction = segmenter.predict(image, tile_size=args.tile_size, overlap=args.overlap, progress=progress)
+        # float16 outputs halve the largest allocation; --probabilities promises float32.
+        out_dtype = np.float32 if args.probabilities else np.float16
+        prediction = segmenter.predict(image, tile_size=args.tile_size, overlap=args.overlap, out_dtype=out_dtype,
+                                       progress=progress)
     if args.semantic:
         write_array(args.semantic, prediction.semantic())
     if args.probabilities:

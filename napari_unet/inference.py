@@ -39,6 +39,31 @@ class TileGrid:
         return sorted({int(round(i * (self.size - self.tile) / (n - 1))) for i in range(n)})
 
 
+def plan_tiles(
+    height: int, width: int, tile_size: int, overlap: int, batch_size: int, multiple: int
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(tile, overlap) along each axis.
+
+    An image with no more pixels than one batch of tiles is one tile: same memory, no
+    overlap recomputed. Otherwise tiles shrink so neighbours overlap by `overlap`, not
+    more (a fixed tile spread evenly can overlap by several times that: 2.25x the pixels
+    for 1024^2 in 512 tiles), keeping a multiple of `multiple` so no padding is added.
+    """
+    if height * width <= batch_size * tile_size**2:
+        return (height, 0), (width, 0)
+
+    def fit(size: int) -> tuple[int, int]:
+        if size <= tile_size:
+            return size, 0
+        ov = min(overlap, tile_size // 2)
+        n = int(np.ceil((size - ov) / (tile_size - ov)))
+        tile = int(np.ceil((size + (n - 1) * ov) / n / multiple)) * multiple
+        tile = min(tile_size, tile)
+        return tile, min(ov, tile // 2)
+
+    return fit(height), fit(width)
+
+
 def blend_window(tile: int, overlap: int) -> np.ndarray:
     """1D weights: a raised-cosine ramp over the overlap, flat in the middle, never exactly 0."""
     w = np.ones(tile, np.float32)
@@ -65,9 +90,9 @@ def predict_tiled(
 ) -> Prediction:
     """Predict a (C, H, W) image (numpy or lazy) tile by tile and blend the tiles smoothly."""
     _, height, width = image.shape
-    tile_h, tile_w = min(tile_size, height), min(tile_size, width)
-    overlap_h = min(overlap, tile_h // 2) if height > tile_h else 0
-    overlap_w = min(overlap, tile_w // 2) if width > tile_w else 0
+    (tile_h, overlap_h), (tile_w, overlap_w) = plan_tiles(
+        height, width, tile_size, overlap, batch_size, net.config.size_multiple
+    )
     ys = TileGrid(height, tile_h, overlap_h).starts()
     xs = TileGrid(width, tile_w, overlap_w).starts()
     weight = np.outer(blend_window(tile_h, overlap_h), blend_window(tile_w, overlap_w))
@@ -93,12 +118,14 @@ def predict_tiled(
                 progress(done, total)
         next_y = ys[row + 1] if row + 1 < len(ys) else y + tile_h
         finished = next_y - y
-        out[:, y:next_y] = band[:, :finished] / band_weight[:finished]
+        # Activate the finished rows in float32 now; `out` may be float16 (half the memory).
+        out[:, y:next_y] = _activate_inplace(band[:, :finished] / band_weight[:finished], net.config.n_classes)
         band = np.roll(band, -finished, axis=1)
         band_weight = np.roll(band_weight, -finished, axis=0)
         band[:, -finished:] = 0
         band_weight[-finished:] = 0
-    return _activate(out, net.config.n_classes)
+    k = net.config.n_classes
+    return Prediction(probabilities=out[:k], boundary=out[k + BOUNDARY_CHANNEL], distance=out[k + DISTANCE_CHANNEL])
 
 
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
@@ -117,8 +144,8 @@ def _forward(net: UNet, tiles: np.ndarray, device: torch.device, amp_dtype: torc
     return logits.float().cpu().numpy()
 
 
-def _activate(logits: np.ndarray, n_classes: int) -> Prediction:
-    """Softmax over classes and sigmoid for the instance heads, in place to save memory."""
+def _activate_inplace(logits: np.ndarray, n_classes: int) -> np.ndarray:
+    """Softmax over the classes and sigmoid for the instance heads, in place; returns `logits`."""
     classes = logits[:n_classes]
     classes -= classes.max(axis=0, keepdims=True)
     np.exp(classes, out=classes)
@@ -128,8 +155,4 @@ def _activate(logits: np.ndarray, n_classes: int) -> Prediction:
     np.exp(heads, out=heads)
     heads += 1
     np.reciprocal(heads, out=heads)
-    return Prediction(
-        probabilities=classes,
-        boundary=heads[BOUNDARY_CHANNEL],
-        distance=heads[DISTANCE_CHANNEL],
-    )
+    return logits

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import ndimage
 from skimage.morphology import h_maxima
-from skimage.segmentation import relabel_sequential, watershed
+from skimage.segmentation import watershed
 
 from .prediction import Prediction
 
@@ -35,32 +35,71 @@ class InstanceParams:
 def instances_from_prediction(
     prediction: Prediction, params: InstanceParams = InstanceParams(), *, use_instance_heads: bool = True
 ) -> np.ndarray:
-    """Label image (uint32, 0 = background) of the objects in one 2D prediction."""
-    foreground = prediction.foreground() > params.threshold
-    if use_instance_heads:
-        distance = prediction.distance.astype(np.float32)
-        elevation = -distance + prediction.boundary
-        seeds = _prominent_peaks(distance, params.seed_prominence)
-    else:
-        distance = ndimage.distance_transform_edt(foreground).astype(np.float32)
-        elevation = -distance
-        seeds = _peaks(distance, foreground, params.seed_spacing)
-    seeds &= foreground
-    return seeded_watershed(elevation, seeds, foreground, params)
+    """Label image (uint32, 0 = background) of the objects in one 2D prediction.
+
+    Each connected foreground component is split on its own bounding box: the seeds, the
+    watershed and the size filter never leave a component, so this equals one whole-image
+    pass while its temporaries (float64 copies, h-maxima's sorts of twice the image) stay
+    the size of one object and background pixels are never sorted. Objects are numbered
+    component by component in raster order.
+    """
+    foreground = prediction.foreground_mask(params.threshold)
+    components, _ = ndimage.label(foreground)  # 4-connected, as the watershed floods
+    labels = np.zeros(foreground.shape, np.uint32)
+    height, width = foreground.shape
+    next_id = 1
+    for index, box in enumerate(ndimage.find_objects(components), start=1):
+        if box is None:
+            continue
+        mask = components[box] == index
+        if np.count_nonzero(mask) < params.min_size:
+            continue  # every object it could hold would be removed as small
+        y0, y1, x0, x1 = box[0].start, box[0].stop, box[1].start, box[1].stop
+        hy0, hx0 = max(y0 - _HALO, 0), max(x0 - _HALO, 0)
+        halo = (slice(hy0, min(y1 + _HALO, height)), slice(hx0, min(x1 + _HALO, width)))
+        inner = (slice(y0 - hy0, y1 - hy0), slice(x0 - hx0, x1 - hx0))
+        if use_instance_heads:
+            distance = prediction.distance[halo].astype(np.float32)
+            smoothed = ndimage.gaussian_filter(distance, 1.0)[inner]
+            elevation = prediction.boundary[box].astype(np.float32) - distance[inner]
+            seeds = _h_maxima(np.where(mask, smoothed, 0), params.seed_prominence) & mask
+        else:
+            # The nearest pixel outside the component is background: EDT of the component alone
+            # equals the EDT of the whole foreground on it (padded so the crop edge is background).
+            distance = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1].astype(np.float32)
+            elevation = -distance
+            seeds = _peaks(distance, mask, params.seed_spacing)
+        local, n = _split(elevation, seeds, mask, params)
+        local = remove_small(local, params.min_size)
+        kept = np.unique(local[mask])
+        kept = kept[kept > 0]
+        new_ids = np.zeros(n + 1, np.uint32)
+        new_ids[kept] = np.arange(next_id, next_id + len(kept), dtype=np.uint32)
+        next_id += len(kept)
+        labels[box][mask] = new_ids[local[mask]]
+    return labels
 
 
-def seeded_watershed(
-    elevation: np.ndarray, seeds: np.ndarray, foreground: np.ndarray, params: InstanceParams
-) -> np.ndarray:
-    """Watershed from seed regions closer than `seed_spacing` merged; unseeded blobs kept as objects."""
-    if params.seed_spacing > 1:
-        seeds = ndimage.binary_dilation(seeds, _disk(params.seed_spacing // 2)) & foreground
+_HALO = 4  # gaussian_filter(sigma=1.0) reads 4 pixels around each pixel (truncate=4.0)
+
+
+def _h_maxima(image: np.ndarray, prominence: float) -> np.ndarray:
+    if np.ptp(image) <= prominence:
+        return np.zeros(image.shape, bool)
+    return h_maxima(image, prominence) > 0
+
+
+def _split(elevation: np.ndarray, seeds: np.ndarray, mask: np.ndarray, params: InstanceParams):
+    """Watershed of one component from its seeds (merged when closer than `seed_spacing`); (labels, count).
+
+    A component without seeds is one object.
+    """
+    if params.seed_spacing > 1 and seeds.any():
+        seeds = ndimage.binary_dilation(seeds, _disk(params.seed_spacing // 2)) & mask
     markers, n = ndimage.label(seeds)
-    labels = watershed(elevation, markers, mask=foreground)
-    orphans, n_orphans = ndimage.label(foreground & (labels == 0))
-    if n_orphans:
-        labels = np.where(orphans > 0, orphans + n, labels)
-    return relabel_sequential(remove_small(labels, params.min_size).astype(np.uint32))[0]
+    if n == 0:
+        return mask.astype(np.int32), 1
+    return watershed(elevation, markers, mask=mask), n
 
 
 def remove_small(labels: np.ndarray, min_size: int) -> np.ndarray:
@@ -71,19 +110,6 @@ def remove_small(labels: np.ndarray, min_size: int) -> np.ndarray:
     small = sizes < min_size
     small[0] = False
     return np.where(small[labels], 0, labels)
-
-
-def _prominent_peaks(distance: np.ndarray, prominence: float) -> np.ndarray:
-    """h-maxima of the smoothed distance map, found at half resolution.
-
-    Seeds only need to sit inside their object, and h-maxima (a sort of every pixel)
-    is the slowest step of post-processing: half resolution makes it 4x cheaper with
-    the same seeds for objects a few pixels across or more.
-    """
-    smooth = ndimage.gaussian_filter(distance, 1.0)[::2, ::2]
-    peaks = h_maxima(smooth, prominence) > 0
-    full = np.repeat(np.repeat(peaks, 2, axis=0), 2, axis=1)
-    return full[: distance.shape[0], : distance.shape[1]]
 
 
 def _peaks(distance: np.ndarray, mask: np.ndarray, spacing: int) -> np.ndarray:

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+ROWS_PER_BAND = 256
+
 
 @dataclass
 class Prediction:
@@ -20,8 +22,15 @@ class Prediction:
 
     def semantic(self) -> np.ndarray:
         """Class label per pixel as annotation values (1 = background, 2..K = classes)."""
-        return (np.argmax(self.probabilities, axis=0) + 1).astype(np.uint8)
+        out = np.empty(self.probabilities.shape[1:], np.uint8)
+        for y in range(0, out.shape[0], ROWS_PER_BAND):  # bands: no full-size int64 argmax
+            out[y : y + ROWS_PER_BAND] = np.argmax(self.probabilities[:, y : y + ROWS_PER_BAND], axis=0) + 1
+        return out
 
     def foreground(self) -> np.ndarray:
         """Probability that a pixel belongs to any non-background class."""
         return 1.0 - self.probabilities[0]
+
+    def foreground_mask(self, threshold: float) -> np.ndarray:
+        """`foreground() > threshold`, without the full-size float array."""
+        return self.probabilities[0] < np.float32(1.0 - threshold)

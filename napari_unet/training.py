@@ -25,7 +25,6 @@ from .device import autocast_dtype, describe, is_out_of_memory, pick_device, set
 from .errors import UserInputError
 from .prediction import Prediction
 from .model import PRESETS, ModelConfig, UNet
-from .normalisation import Normalisation
 from .segmenter import Segmenter
 
 WARMUP_STEPS = 20
