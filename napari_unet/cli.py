@@ -48,9 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", help="checkpoint to continue training from (warm start)")
     train.add_argument("--preset", default="fast", help="model size: fast, balanced or accurate (default fast)")
     train.add_argument("--classes", nargs="+", help="class names for labels 1..K, background first")
-    train.add_argument("--patch-size", type=int, default=128)
-    train.add_argument("--batch-size", type=int, default=8)
-    train.add_argument("--learning-rate", type=float, default=3e-3)
+    train.add_argument("--patch-size", type=int, help="training patch side in pixels (default 128)")
+    train.add_argument("--batch-size", type=int, help="patches per step (default 4)")
+    train.add_argument("--learning-rate", type=float, help="peak learning rate (default 0.003)")
     train.add_argument("--seed", type=int, default=0)
     _add_common(train)
 
@@ -117,11 +117,10 @@ def _train(args) -> int:
 
     _check_outputs(args.overwrite, args.out)
     items = _training_items(args)
+    tuning = {"patch_size": args.patch_size, "batch_size": args.batch_size, "learning_rate": args.learning_rate}
     config = TrainConfig(
         preset=args.preset,
-        patch_size=args.patch_size,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
+        **{name: value for name, value in tuning.items() if value is not None},
         steps=args.steps,
         seconds=args.seconds if args.seconds is not None or args.steps is not None else 60.0,
         device=args.device,

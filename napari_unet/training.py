@@ -37,7 +37,7 @@ class TrainConfig:
     preset: str = "fast"
     norm: str = "batch"
     patch_size: int = 128
-    batch_size: int = 8
+    batch_size: int = 4  # more, smaller steps: better models in short CPU budgets (BENCHMARKS.md)
     learning_rate: float = 3e-3
     weight_decay: float = 1e-4
     steps: int | None = None

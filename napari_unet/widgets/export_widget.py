@@ -27,7 +27,6 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import wraps
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +57,7 @@ from .._writer import image_entry_from_layer, labels_entry_from_layer
 from ..errors import UserInputError
 from ..ome_zarr_io import ImageEntry, LabelsEntry, WriteStopped, write_dataset
 from . import layer_bridge as lb
+from .guarded import guarded
 
 log = logging.getLogger(__name__)
 
@@ -219,28 +219,6 @@ def check_folder(folder: str | os.PathLike | None) -> Path:
 # =============================================================================================
 # the dock widget
 # =============================================================================================
-
-
-def _guarded(method):
-    """A UI action: a UserInputError becomes a notification, anything else a short error message."""
-
-    @wraps(method)
-    def wrapper(self, *args, **kwargs):
-        try:
-            return method(self, *args, **kwargs)
-        except UserInputError as error:
-            self.notify("error", str(error))
-        except RuntimeError as error:
-            if "deleted" in str(error):  # the Qt object is gone (viewer closing)
-                return None
-            log.exception("napari-unet: %s failed", method.__name__)
-            self.notify("error", f"export: {method.__name__.strip('_')} failed: {error}")
-        except Exception as error:
-            log.exception("napari-unet: %s failed", method.__name__)
-            self.notify("error", f"export: {method.__name__.strip('_')} failed: {type(error).__name__}: {error}")
-        return None
-
-    return wrapper
 
 
 class ExportWidget(QWidget):
@@ -636,7 +614,7 @@ class ExportWidget(QWidget):
 
     # ----------------------------------------------------------------------------- dialogs
 
-    @_guarded
+    @guarded
     def _browse(self) -> None:
         start = self.folder() or str(Path.home())
         chosen = QFileDialog.getExistingDirectory(self, "Export datasets to folder", start)
@@ -739,7 +717,7 @@ class ExportWidget(QWidget):
         jobs = self.plan(folder, chosen, result)
         return folder, jobs, result, model, model_path
 
-    @_guarded
+    @guarded
     def _export_clicked(self) -> None:
         self.export()
 

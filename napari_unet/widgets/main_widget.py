@@ -15,7 +15,6 @@ import re
 import threading
 import time
 import weakref
-from functools import wraps
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +62,7 @@ from ..model import PRESETS
 from ..segmenter import Segmenter
 from ..training import TrainConfig, Trainer
 from . import layer_bridge as lb
+from .guarded import guarded
 from .class_editor import ClassEditor
 from .layer_picker import LayerPicker
 from .loss_plot import LossPlot
@@ -99,23 +99,6 @@ REGIONS = {
 
 PREVIEW_MAX = 512  # largest side of the live-preview crop (the network runs on it in the training thread)
 PREVIEW_MARGIN = 16  # context around the view so the crop's border does not show
-
-
-def guarded(method):
-    """Run a UI action; a UserInputError becomes a notification, anything else a short error message."""
-
-    @wraps(method)
-    def wrapper(self, *args, **kwargs):
-        try:
-            return method(self, *args, **kwargs)
-        except UserInputError as error:
-            self.notify("error", str(error))
-        except Exception as error:  # never let a traceback reach the user from a button
-            log.exception("napari-unet: %s failed", method.__name__)
-            self.notify("error", f"{method.__name__.strip('_')} failed: {type(error).__name__}: {error}")
-        return None
-
-    return wrapper
 
 
 def _weak_call(obj, name: str, *args):
