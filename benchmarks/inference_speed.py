@@ -42,7 +42,7 @@ from scipy import ndimage
 
 from napari_unet import inference
 from napari_unet.flops import TRAINING_FACTOR, flops_per_pixel
-from napari_unet.inference import TileGrid
+from napari_unet.inference import TileGrid, plan_tiles
 from napari_unet.instances import InstanceParams, instances_from_prediction
 from napari_unet.model import PRESETS, ModelConfig
 from napari_unet.prediction import Prediction
@@ -150,10 +150,9 @@ def network_timer():
         inference._forward = original
 
 
-def tile_pixels(size: int, tile: int = TILE, overlap: int = OVERLAP) -> int:
+def tile_pixels(size: int, multiple: int, tile: int = TILE, overlap: int = OVERLAP, batch: int = 1) -> int:
     """Pixels the network computes for a size x size image, overlaps counted (as predict_tiled tiles it)."""
-    t = min(tile, size)
-    o = min(overlap, t // 2) if size > t else 0
+    (t, o), _ = plan_tiles(size, size, tile, overlap, batch, multiple)
     n = len(TileGrid(size, t, o).starts())
     return (n * t) ** 2
 
@@ -240,7 +239,7 @@ def tiling(segmenter: Segmenter, sizes: list[int], repeats: int) -> list[dict]:
             "tiled_s": tiled,
             "tiled_network_s": tiled_net,
             "tiled_other_s": tiled - tiled_net,
-            "tiled_pixel_factor": tile_pixels(size) / size**2,
+            "tiled_pixel_factor": tile_pixels(size, segmenter.config.size_multiple) / size**2,
             "ratio_vs_one_tile": tiled / one,
             "ratio_vs_forward": tiled / raw,
         })
@@ -373,7 +372,7 @@ def flops(segmenter: Segmenter, size: int, repeats: int) -> dict:
     image = nuclei(size, seed=size)[0][None]
     total, network = predict_seconds(segmenter, image, repeats)
     step = training_step_seconds(segmenter, repeats)
-    computed = tile_pixels(size)
+    computed = tile_pixels(size, segmenter.config.size_multiple)
     rows = [
         {"what": f"inference, predict {size}^2 (image pixels)", "gflops": per_px * size**2 / total / 1e9},
         {"what": f"inference, predict {size}^2 (pixels computed, overlaps included)",
