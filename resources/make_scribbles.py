@@ -35,14 +35,17 @@ import numpy as np
 import tifffile
 from scipy import ndimage as ndi
 
+from napari_unet.resources import (
+    EM_IMAGE,
+    EM_LABELS,
+    EM_SCRIBBLES,
+    NUCLEI_IMAGE,
+    NUCLEI_INSTANCES,
+    NUCLEI_SCRIBBLES,
+)
+
 HERE = Path(__file__).resolve().parent
 
-NUCLEI_IMAGE = "nuclei_dsb2018_image.tif"
-NUCLEI_INSTANCES = "nuclei_dsb2018_instances.tif"
-NUCLEI_SCRIBBLES = "nuclei_dsb2018_scribbles.tif"
-EM_IMAGE = "em_isbi2012_image.tif"
-EM_LABELS = "em_isbi2012_labels.tif"
-EM_SCRIBBLES = "em_isbi2012_scribbles.tif"
 
 EM_SOURCE_INDEX = 0  # shared/data/isbi2012-membranes/0_image.png
 
