@@ -134,7 +134,7 @@ class Trainer:
                 tick = time.perf_counter()
                 batch = sampler.sample(batch_size)
                 try:
-                    last_loss = _train_step(net, optimizer, scaler, batch, device, amp, segmenter, pos_weight)
+                    last_loss = _train_step(net, optimizer, scaler, batch, device, amp, pos_weight)
                 except Exception as error:
                     if not is_out_of_memory(error):
                         raise
@@ -254,7 +254,7 @@ def _learning_rate(base: float, step: int, fraction: float | None) -> float:
     return base * warm * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(fraction, 1.0))))
 
 
-def _train_step(net, optimizer, scaler, batch: Batch, device, amp, segmenter: Segmenter, pos_weight) -> float:
+def _train_step(net, optimizer, scaler, batch: Batch, device, amp, pos_weight) -> float:
     image = torch.from_numpy(batch.image).to(device, non_blocking=True)
     semantic = torch.from_numpy(batch.semantic).to(device, non_blocking=True)
     boundary = torch.from_numpy(batch.boundary).to(device, non_blocking=True)
