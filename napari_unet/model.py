@@ -116,7 +116,3 @@ class UNet(nn.Module):
         for upsample, decoder, skip in zip(self.upsamples, self.decoders, reversed(skips)):
             x = decoder(torch.cat([upsample(x), skip], dim=1))
         return self.head(x)[..., :h, :w]
-
-
-def count_parameters(net: nn.Module) -> int:
-    return sum(p.numel() for p in net.parameters())

@@ -1130,15 +1130,22 @@ class UNetWidget(QWidget):
 
     def _on_train_error(self, error: Exception) -> None:
         self._train_ok = False
+        self._report_worker_error(
+            "training", error,
+            "Choose a smaller model size, patch or batch size, or train on the CPU (Device: cpu)",
+            "; your annotations are untouched",
+        )
+
+    def _report_worker_error(self, what: str, error: Exception, memory_advice: str, reassurance: str = "") -> None:
+        """One notification for a failed worker: the user's mistake, GPU memory, or a bug (logged)."""
         error = error.original if isinstance(error, WorkerFailure) else error
         if isinstance(error, UserInputError):
-            self.notify("error", f"training stopped: {error}")
+            self.notify("error", f"{what} stopped: {error}")
         elif is_out_of_memory(error):
-            self.notify("error", "training stopped: out of GPU memory. Choose a smaller model size, patch or "
-                        "batch size, or train on the CPU (Device: cpu)")
+            self.notify("error", f"{what} stopped: out of GPU memory. {memory_advice}")
         else:
-            log.error("napari-unet training failed", exc_info=error)
-            self.notify("error", f"training failed ({type(error).__name__}: {error}); your annotations are untouched")
+            log.error("napari-unet %s failed", what, exc_info=error)
+            self.notify("error", f"{what} failed ({type(error).__name__}: {error}){reassurance}")
 
     def _on_train_finished(self) -> None:
         self._train_worker = None
@@ -1434,15 +1441,7 @@ class UNetWidget(QWidget):
 
     def _on_predict_error(self, error: Exception) -> None:
         self._predict_status = "failed"
-        error = error.original if isinstance(error, WorkerFailure) else error
-        if isinstance(error, UserInputError):
-            self.notify("error", f"prediction stopped: {error}")
-        elif is_out_of_memory(error):
-            self.notify("error", "prediction stopped: out of GPU memory. Lower the tile size (section 3) "
-                        "or use the CPU (Device: cpu)")
-        else:
-            log.error("napari-unet prediction failed", exc_info=error)
-            self.notify("error", f"prediction failed ({type(error).__name__}: {error})")
+        self._report_worker_error("prediction", error, "Lower the tile size (section 3) or use the CPU (Device: cpu)")
 
     def _on_predict_finished(self) -> None:
         self._predict_worker = None
