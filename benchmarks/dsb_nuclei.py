@@ -19,9 +19,9 @@ import numpy as np
 import tifffile
 from common import machine, otsu_watershed, run_cli, save
 
-from napari_unet.metrics import instance_scores
-from napari_unet.resources import resource_path
-from napari_unet.segmenter import Segmenter
+from napari_unet.functionals.metrics import instance_scores
+from napari_unet.io.resources import resource_path
+from napari_unet.nn.segmenter import Segmenter
 
 THRESHOLDS = (0.5, 0.7, 0.9)
 

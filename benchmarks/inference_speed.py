@@ -38,16 +38,16 @@ import tifffile
 import torch
 import torch.nn.functional as F
 from common import machine, run_cli, save
+from flops import TRAINING_FACTOR, flops_per_pixel
 from scipy import ndimage
 
-from napari_unet import inference
-from napari_unet.flops import TRAINING_FACTOR, flops_per_pixel
-from napari_unet.inference import TileGrid, plan_tiles
-from napari_unet.instances import InstanceParams, instances_from_prediction
-from napari_unet.model import PRESETS, ModelConfig
-from napari_unet.prediction import Prediction
-from napari_unet.segmenter import Segmenter
-from napari_unet.targets import boundary_target, distance_target
+from napari_unet.functionals.instances import InstanceParams, instances_from_prediction
+from napari_unet.functionals.prediction import Prediction
+from napari_unet.functionals.targets import boundary_target, distance_target
+from napari_unet.nn import inference
+from napari_unet.nn.inference import TileGrid, plan_tiles
+from napari_unet.nn.model import PRESETS, ModelConfig
+from napari_unet.nn.segmenter import Segmenter
 
 SECTIONS = ("tiling", "cli", "flops", "post")
 TILE, OVERLAP = 512, 64  # the defaults of Segmenter.predict and the CLI
@@ -345,8 +345,8 @@ def conv_peak(repeats: int) -> list[dict]:
 
 def training_step_seconds(segmenter: Segmenter, repeats: int, batch: int = 8, patch: int = 128) -> float:
     """Median seconds of the real training step (`training._train_step`) on random patches."""
-    from napari_unet.data import Batch
-    from napari_unet.training import _train_step
+    from napari_unet.functionals.data import Batch
+    from napari_unet.nn.training import _train_step
 
     rng = np.random.default_rng(0)
     config = segmenter.config

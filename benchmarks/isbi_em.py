@@ -20,7 +20,7 @@ from scipy import ndimage
 from skimage.filters import gaussian, threshold_otsu
 from skimage.io import imread
 
-from napari_unet.metrics import instance_scores, semantic_iou
+from napari_unet.functionals.metrics import instance_scores, semantic_iou
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "isbi2012-membranes"
 

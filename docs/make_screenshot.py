@@ -24,7 +24,7 @@ def main() -> None:
     from qtpy.QtCore import QEventLoop, QTimer
     from qtpy.QtWidgets import QApplication
 
-    from napari_unet.widgets import layer_bridge as lb
+    from napari_unet.napari import layers as lb
 
     viewer = napari.Viewer(show=True)
     viewer.window._qt_window.resize(1500, 1050)

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .device import DEVICE_CHOICES
-from .errors import UserInputError
-from .instances import InstanceParams
+from napari_unet import __version__
+from napari_unet.errors import UserInputError
+from napari_unet.functionals.instances import InstanceParams
+from napari_unet.nn.device import DEVICE_CHOICES
 
 EXIT_USER_ERROR = 2
 
@@ -112,8 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _train(args) -> int:
-    from .segmenter import Segmenter
-    from .training import TrainConfig, Trainer
+    from napari_unet.nn.segmenter import Segmenter
+    from napari_unet.nn.training import TrainConfig, Trainer
 
     _check_outputs(args.overwrite, args.out)
     items = _training_items(args)
@@ -136,7 +136,7 @@ def _train(args) -> int:
 
 
 def _training_items(args) -> list:
-    from .data import TrainingImage
+    from napari_unet.functionals.data import TrainingImage
 
     pairs = args.labels or []
     if len(args.image) != len(pairs):
@@ -146,7 +146,7 @@ def _training_items(args) -> list:
         )
     if not args.image and not args.dataset:
         raise UserInputError("nothing to train on: give --image with --instances or --scribbles, or --dataset")
-    from .image_io import read_labels
+    from napari_unet.io.images import read_labels
 
     items = []
     for image_path, (kind, labels_path) in zip(args.image, pairs):
@@ -162,8 +162,8 @@ def _dataset_items(paths: list[str]) -> list:
     """Training pairs from exported napari-unet OME-Zarr datasets (annotations and accepted regions)."""
     if not paths:
         return []
-    from .data import annotated_planes
-    from .ome_zarr_io import dataset_training_pairs, read_dataset
+    from napari_unet.functionals.data import annotated_planes
+    from napari_unet.io.ome_zarr_dataset import dataset_training_pairs, read_dataset
 
     items = []
     for path in paths:
@@ -205,9 +205,9 @@ def _run_training(trainer, config, quiet: bool):
 def _predict(args) -> int:
     from tqdm import tqdm
 
-    from .image_io import write_array
-    from .segmenter import Segmenter
-    from .device import pick_device
+    from napari_unet.io.images import write_array
+    from napari_unet.nn.device import pick_device
+    from napari_unet.nn.segmenter import Segmenter
 
     outputs = [p for p in (args.instances, args.semantic, args.probabilities) if p]
     if not outputs:
@@ -243,8 +243,8 @@ def _predict(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from .image_io import read_labels
-    from .metrics import instance_scores
+    from napari_unet.functionals.metrics import instance_scores
+    from napari_unet.io.images import read_labels
 
     if len(args.truth) != len(args.pred):
         raise UserInputError(f"got {len(args.truth)} --truth but {len(args.pred)} --pred: give them in pairs")
@@ -261,7 +261,7 @@ def _evaluate(args) -> int:
 
 
 def _gui(args) -> int:
-    from .widgets.launch import launch  # napari and Qt load only here
+    from napari_unet.widgets.launch import launch  # napari and Qt load only here
 
     launch(None if args.sample == "none" else args.sample, args.images)
     return 0
@@ -271,8 +271,8 @@ def _gui(args) -> int:
 
 
 def _load_image(path: str, channel_axis: int | None):
-    from .image_io import read_image
-    from .normalisation import as_channels_first
+    from napari_unet.functionals.normalisation import as_channels_first
+    from napari_unet.io.images import read_image
 
     image = read_image(path)
     return as_channels_first(image, channel_axis=channel_axis)

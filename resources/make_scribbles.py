@@ -35,7 +35,7 @@ import numpy as np
 import tifffile
 from scipy import ndimage as ndi
 
-from napari_unet.resources import (
+from napari_unet.io.resources import (
     EM_IMAGE,
     EM_LABELS,
     EM_SCRIBBLES,

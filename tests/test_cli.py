@@ -79,8 +79,8 @@ def test_console_script_runs():
 
 def test_train_from_exported_dataset_with_a_stack(tmp_path, capsys):
     from napari_unet.conventions import ROLE_ACCEPTED, ROLE_ANNOTATIONS
-    from napari_unet.ome_zarr_io import ImageEntry, LabelsEntry, write_dataset
-    from napari_unet.segmenter import Segmenter
+    from napari_unet.io.ome_zarr_dataset import ImageEntry, LabelsEntry, write_dataset
+    from napari_unet.nn.segmenter import Segmenter
 
     image, labels = blobs(64, n=6)
     stack = np.stack([image, image[::-1]])

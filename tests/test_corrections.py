@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from napari_unet.conventions import ACCEPTED_BACKGROUND, BACKGROUND, FIRST_CLASS
-from napari_unet.corrections import (
+from napari_unet.errors import UserInputError
+from napari_unet.functionals.corrections import (
     accept_region,
     clear_accepted,
     merge_objects,
@@ -17,8 +18,7 @@ from napari_unet.corrections import (
     split_object_by_line,
     split_object_by_seeds,
 )
-from napari_unet.data import TrainingImage
-from napari_unet.errors import UserInputError
+from napari_unet.functionals.data import TrainingImage
 
 
 def _frozen(*arrays):

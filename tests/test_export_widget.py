@@ -7,7 +7,6 @@ import threading
 import numpy as np
 import pytest
 
-from napari_unet import ome_zarr_io as io
 from napari_unet.conventions import (
     METADATA_KEY,
     ROLE_ACCEPTED,
@@ -15,6 +14,7 @@ from napari_unet.conventions import (
     ROLE_INSTANCES,
     ROLE_SEMANTIC,
 )
+from napari_unet.io import ome_zarr_dataset as io
 from napari_unet.widgets import export_widget as ew
 from napari_unet.widgets.export_widget import ExportWidget, safe_name
 
@@ -54,8 +54,8 @@ def _datasets(folder):
 
 
 def _tiny_model():
-    from napari_unet.model import ModelConfig
-    from napari_unet.segmenter import Segmenter
+    from napari_unet.nn.model import ModelConfig
+    from napari_unet.nn.segmenter import Segmenter
 
     return Segmenter.create(ModelConfig(depth=2, base_width=4, n_classes=3), list(CLASSES))
 
@@ -90,7 +90,7 @@ def test_export_two_images_and_model_then_open_again(export_setup, make_napari_v
     assert widget.export_button.isEnabled() and not widget.is_exporting
     assert widget.last_message[0] == "info" and "exported 2 dataset(s)" in widget.last_message[1]
 
-    from napari_unet.segmenter import Segmenter
+    from napari_unet.nn.segmenter import Segmenter
 
     saved = Segmenter.load(folder / "model.pt")
     assert saved.fingerprint() == model.fingerprint()

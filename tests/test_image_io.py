@@ -7,9 +7,14 @@ import tifffile
 import zarr
 from PIL import Image
 
-from napari_unet import image_io
 from napari_unet.errors import UserInputError
-from napari_unet.image_io import SUPPORTED_EXTENSIONS, read_image, read_labels, write_array
+from napari_unet.io import images as image_io
+from napari_unet.io.images import (
+    SUPPORTED_EXTENSIONS,
+    read_image,
+    read_labels,
+    write_array,
+)
 
 RNG = np.random.default_rng(0)
 ARRAYS = {

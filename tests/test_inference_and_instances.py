@@ -2,10 +2,16 @@ import numpy as np
 import pytest
 import torch
 
-from napari_unet.inference import Prediction, Stopped, TileGrid, blend_window, predict_tiled
-from napari_unet.instances import InstanceParams, instances_from_prediction
-from napari_unet.model import ModelConfig, UNet
-from napari_unet.normalisation import Normalisation
+from napari_unet.functionals.instances import InstanceParams, instances_from_prediction
+from napari_unet.functionals.normalisation import Normalisation
+from napari_unet.nn.inference import (
+    Prediction,
+    Stopped,
+    TileGrid,
+    blend_window,
+    predict_tiled,
+)
+from napari_unet.nn.model import ModelConfig, UNet
 
 
 @pytest.mark.parametrize("size,tile,overlap", [(100, 32, 8), (64, 64, 8), (20, 32, 8), (97, 40, 16)])
@@ -49,7 +55,7 @@ def test_stop_flag_interrupts():
 
 
 def _prediction_from_labels(labels: np.ndarray) -> Prediction:
-    from napari_unet.targets import boundary_target, distance_target
+    from napari_unet.functionals.targets import boundary_target, distance_target
 
     fg = (labels > 0).astype(np.float32)
     return Prediction(np.stack([1 - fg, fg]), boundary_target(labels), distance_target(labels))

@@ -6,7 +6,7 @@ from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
 from napari_unet.errors import UserInputError
-from napari_unet.metrics import (
+from napari_unet.functionals.metrics import (
     DEFAULT_THRESHOLDS,
     average_precision,
     instance_counts,

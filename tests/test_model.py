@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from napari_unet.model import INSTANCE_CHANNELS, PRESETS, ModelConfig, UNet
+from napari_unet.nn.model import INSTANCE_CHANNELS, PRESETS, ModelConfig, UNet
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 64, 64), (2, 1, 37, 53), (1, 1, 5, 9)])

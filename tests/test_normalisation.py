@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from napari_unet.errors import UserInputError
-from napari_unet.normalisation import Normalisation, as_channels_first
+from napari_unet.functionals.normalisation import Normalisation, as_channels_first
 
 
 def test_percentile_normalisation_maps_range_to_unit():

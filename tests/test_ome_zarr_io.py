@@ -12,10 +12,15 @@ import pytest
 import zarr
 
 import napari_unet
-from napari_unet import ome_zarr_io as io
-from napari_unet.conventions import ROLE_ACCEPTED, ROLE_ANNOTATIONS, ROLE_INSTANCES, ROLE_SEMANTIC
+from napari_unet.conventions import (
+    ROLE_ACCEPTED,
+    ROLE_ANNOTATIONS,
+    ROLE_INSTANCES,
+    ROLE_SEMANTIC,
+)
 from napari_unet.errors import UserInputError
-from napari_unet.ome_zarr_io import ImageEntry, LabelsEntry
+from napari_unet.io import ome_zarr_dataset as io
+from napari_unet.io.ome_zarr_dataset import ImageEntry, LabelsEntry
 
 CLASS_COLORS = {
     None: (0.0, 0.0, 0.0, 0.0),

@@ -17,33 +17,39 @@ import pytest
 import napari_unet
 
 ROOT = Path(__file__).resolve().parent.parent
-GUI_MODULES = {"widgets", "_sample_data", "_reader", "_writer"}
-GUI_IMPORTS = ("qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "napari", "magicgui", "superqt")
+QT_IMPORTS = ("qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "superqt")
+GUI_IMPORTS = QT_IMPORTS + ("napari", "magicgui")  # napari.layers itself imports magicgui
+# Subpackages by what they may import: the core none of the GUI packages, napari_unet.napari
+# napari but no Qt, napari_unet.widgets anything.
+NAPARI_PACKAGE = "napari_unet.napari"
+WIDGETS_PACKAGE = "napari_unet.widgets"
 
 
-def _is_gui(modname: str) -> bool:
-    parts = modname.split(".")[1:]
-    return any(p in GUI_MODULES or "widget" in p or p.startswith("_") for p in parts)
+def modules_under(prefix: str | None = None) -> list[str]:
+    """Every napari_unet module, or those in one subpackage (prefix)."""
+    mods = ["napari_unet"]
+    for info in pkgutil.walk_packages(napari_unet.__path__, "napari_unet."):
+        if info.name != "napari_unet.__main__":  # importing it runs the command line
+            mods.append(info.name)
+    if prefix is None:
+        return sorted(mods)
+    return sorted(m for m in mods if m == prefix or m.startswith(prefix + "."))
 
 
 def core_modules() -> list[str]:
-    """Every napari_unet module that is not part of the GUI layer."""
-    mods = ["napari_unet"]
-    for info in pkgutil.walk_packages(napari_unet.__path__, "napari_unet."):
-        if not _is_gui(info.name):
-            mods.append(info.name)
-    return sorted(mods)
+    """Every napari_unet module outside the napari and widgets subpackages."""
+    gui = set(modules_under(NAPARI_PACKAGE)) | set(modules_under(WIDGETS_PACKAGE))
+    return [m for m in modules_under() if m not in gui]
 
 
-def test_core_imports_no_gui():
-    mods = core_modules()
-    assert "napari_unet.conventions" in mods
+def _imported_top_levels(mods: list[str], banned: tuple[str, ...]) -> list[str]:
+    """Import mods in a fresh interpreter; return the banned top-level packages it loaded."""
     code = textwrap.dedent(
         f"""
         import importlib, sys
         for m in {mods!r}:
             importlib.import_module(m)
-        bad = sorted(m for m in sys.modules if m.split('.')[0] in {GUI_IMPORTS!r})
+        bad = sorted(m for m in sys.modules if m.split('.')[0] in {banned!r})
         print(repr(sorted({{m.split('.')[0] for m in bad}})))
         """
     )
@@ -51,9 +57,22 @@ def test_core_imports_no_gui():
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300
     )
     assert res.returncode == 0, res.stderr
-    assert res.stdout.strip().splitlines()[-1] == "[]", (
-        f"core modules import GUI packages: {res.stdout.strip()}"
-    )
+    return eval(res.stdout.strip().splitlines()[-1])
+
+
+def test_core_imports_no_gui():
+    mods = core_modules()
+    for expected in ("napari_unet.conventions", "napari_unet.cli", "napari_unet.nn.training",
+                     "napari_unet.functionals.data", "napari_unet.io.ome_zarr_dataset"):
+        assert expected in mods
+    assert not any(m.startswith((NAPARI_PACKAGE, WIDGETS_PACKAGE)) for m in mods)
+    assert _imported_top_levels(mods, GUI_IMPORTS) == []
+
+
+def test_napari_package_imports_no_qt():
+    mods = modules_under(NAPARI_PACKAGE)
+    assert "napari_unet.napari.reader" in mods
+    assert _imported_top_levels(mods, QT_IMPORTS) == []
 
 
 def test_all_subpackages_listed_in_pyproject():
@@ -136,7 +155,7 @@ def test_every_command_resolves_to_callable():
 
 
 def test_resources_found():
-    from napari_unet.resources import resource_path, resources_dir
+    from napari_unet.io.resources import resource_path, resources_dir
 
     for name in (
         "nuclei_dsb2018_image.tif",

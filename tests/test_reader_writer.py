@@ -6,9 +6,15 @@ import numpy as np
 import pytest
 import zarr
 
-from napari_unet import _reader, _writer
-from napari_unet import ome_zarr_io as io
-from napari_unet.conventions import METADATA_KEY, ROLE_ACCEPTED, ROLE_ANNOTATIONS, ROLE_INSTANCES
+from napari_unet.conventions import (
+    METADATA_KEY,
+    ROLE_ACCEPTED,
+    ROLE_ANNOTATIONS,
+    ROLE_INSTANCES,
+)
+from napari_unet.io import ome_zarr_dataset as io
+from napari_unet.napari import reader as _reader
+from napari_unet.napari import writer as _writer
 
 ANNOTATION_COLORS = {
     None: (0.0, 0.0, 0.0, 0.0),

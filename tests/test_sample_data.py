@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from napari_unet import conventions as c
-from napari_unet._sample_data import em_sample, nuclei_sample
-from napari_unet.resources import read_tif, resource_path
+from napari_unet.io.resources import read_tif, resource_path
+from napari_unet.napari.sample_data import em_sample, nuclei_sample
 
 SAMPLES = {
     "nuclei": (nuclei_sample, ["background", "nucleus"]),

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from napari_unet.errors import UserInputError
-from napari_unet.model import ModelConfig
-from napari_unet.segmenter import Segmenter
+from napari_unet.nn.model import ModelConfig
+from napari_unet.nn.segmenter import Segmenter
 
 
 def _segmenter() -> Segmenter:
@@ -25,7 +25,7 @@ def test_checkpoint_round_trip_is_bitwise_identical_in_another_process(tmp_path)
     np.save(tmp_path / "image.npy", image)
     here = seg.predict(image).probabilities
     code = (
-        "import numpy as np, sys; from napari_unet.segmenter import Segmenter;"
+        "import numpy as np, sys; from napari_unet.nn.segmenter import Segmenter;"
         f"s = Segmenter.load({str(path)!r});"
         f"np.save({str(tmp_path / 'out.npy')!r}, s.predict(np.load({str(tmp_path / 'image.npy')!r})).probabilities)"
     )
@@ -59,7 +59,7 @@ def test_failed_save_keeps_previous_model(tmp_path, monkeypatch):
     def broken_replace(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("napari_unet.segmenter.os.replace", broken_replace)
+    monkeypatch.setattr("napari_unet.nn.segmenter.os.replace", broken_replace)
     with pytest.raises(UserInputError, match="No space left"):
         seg.save(path)
     assert path.read_bytes() == before

@@ -2,10 +2,16 @@ import numpy as np
 import pytest
 from synthetic import blobs
 
-from napari_unet.data import IGNORE, PatchSampler, TrainingImage, check_training_set, prepare
 from napari_unet.errors import UserInputError
-from napari_unet.normalisation import Normalisation
-from napari_unet.targets import boundary_target, distance_target
+from napari_unet.functionals.data import (
+    IGNORE,
+    PatchSampler,
+    TrainingImage,
+    check_training_set,
+    prepare,
+)
+from napari_unet.functionals.normalisation import Normalisation
+from napari_unet.functionals.targets import boundary_target, distance_target
 
 
 def test_touching_objects_get_separate_distance_peaks():
@@ -82,7 +88,7 @@ def test_accepted_regions_train_instance_heads():
 
 
 def test_annotated_planes_of_stacks_rgb_and_channels():
-    from napari_unet.data import annotated_planes
+    from napari_unet.functionals.data import annotated_planes
 
     annotations = np.zeros((3, 8, 9), np.uint8)
     annotations[1, 0, 0], annotations[1, 1, 1] = 1, 2

@@ -3,10 +3,10 @@ import pytest
 import torch
 from synthetic import blobs
 
-from napari_unet.data import TrainingImage
 from napari_unet.errors import UserInputError
-from napari_unet.metrics import average_precision
-from napari_unet.training import Progress, TrainConfig, Trainer
+from napari_unet.functionals.data import TrainingImage
+from napari_unet.functionals.metrics import average_precision
+from napari_unet.nn.training import Progress, TrainConfig, Trainer
 
 TINY = dict(patch_size=64, batch_size=4, device="cpu", seed=0)
 
@@ -110,7 +110,7 @@ def test_training_learns_objects_an_untrained_model_misses():
 
 
 def test_validation_strip_is_held_out_and_scored_when_data_is_large(monkeypatch):
-    from napari_unet import validation
+    from napari_unet.nn import validation
 
     monkeypatch.setattr(validation, "MIN_ANNOTATED_PIXELS", 100)
     image, labels = blobs(128, n=12)
@@ -127,7 +127,7 @@ def test_validation_strip_is_held_out_and_scored_when_data_is_large(monkeypatch)
 
 def test_out_of_gpu_memory_halves_the_batch_then_explains(monkeypatch):
     # No GPU here: inject the error torch raises when one runs out of memory.
-    from napari_unet import training
+    from napari_unet.nn import training
 
     real_step = training._train_step
     calls = []
@@ -154,8 +154,8 @@ def test_out_of_gpu_memory_halves_the_batch_then_explains(monkeypatch):
 
 
 def test_a_batch_without_annotated_pixels_gives_zero_gradient_not_an_error():
-    from napari_unet.data import IGNORE
-    from napari_unet.training import _loss
+    from napari_unet.functionals.data import IGNORE
+    from napari_unet.nn.training import _loss
 
     logits = torch.randn(2, 4, 8, 8, requires_grad=True)
     semantic = torch.full((2, 8, 8), IGNORE)

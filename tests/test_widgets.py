@@ -21,9 +21,9 @@ from qtpy.QtWidgets import (  # noqa: E402
 )
 
 from napari_unet import conventions as c  # noqa: E402
-from napari_unet.inference import Prediction  # noqa: E402
+from napari_unet.napari import layers as lb  # noqa: E402
+from napari_unet.nn.inference import Prediction  # noqa: E402
 from napari_unet.widgets import UNetWidget  # noqa: E402
-from napari_unet.widgets import layer_bridge as lb  # noqa: E402
 
 WIDGET_NAME = "U-Net human-in-the-loop segmentation"
 IMAGE = "nuclei (DSB2018)"
@@ -70,7 +70,7 @@ def _gt_prediction() -> Prediction:
     """A clean 'network output' made from the sample's true nuclei, for deterministic instance tests."""
     from scipy import ndimage
 
-    from napari_unet.resources import NUCLEI_INSTANCES, read_tif
+    from napari_unet.io.resources import NUCLEI_INSTANCES, read_tif
 
     truth = np.asarray(read_tif(NUCLEI_INSTANCES))
     fg = (truth > 0).astype(np.float32)

@@ -3,6 +3,6 @@
 Imports Qt and napari; the compute core (the rest of the package) never imports this.
 """
 
-from .main_widget import UNetWidget
+from napari_unet.widgets.main_widget import UNetWidget
 
 __all__ = ["UNetWidget"]

@@ -21,7 +21,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .. import conventions as c
+from napari_unet import conventions as c
 
 
 def _qcolor(rgba) -> QColor:

@@ -52,12 +52,17 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .. import conventions as c
-from .._writer import image_entry_from_layer, labels_entry_from_layer
-from ..errors import UserInputError
-from ..ome_zarr_io import ImageEntry, LabelsEntry, WriteStopped, write_dataset
-from . import layer_bridge as lb
-from .guarded import guarded
+from napari_unet import conventions as c
+from napari_unet.errors import UserInputError
+from napari_unet.io.ome_zarr_dataset import (
+    ImageEntry,
+    LabelsEntry,
+    WriteStopped,
+    write_dataset,
+)
+from napari_unet.napari import layers as lb
+from napari_unet.napari.writer import image_entry_from_layer, labels_entry_from_layer
+from napari_unet.widgets.guarded import guarded
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from functools import wraps
 
-from ..errors import UserInputError
+from napari_unet.errors import UserInputError
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 1 Image & annotations -> 2 Train -> 3 Predict -> 4 Correct & accept -> back to 2.
 
-The dock only translates between napari layers and the compute core (see layer_bridge);
+The dock only translates between napari layers and the compute core (see napari_unet.napari.layers);
 training and prediction run in napari generator workers, so the viewer never freezes.
 Every public action (`train`, `stop`, `predict`, `merge`, `accept`, ...) can be called
 from code and tests; user mistakes become napari notifications, never tracebacks.
@@ -43,8 +43,9 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible, QLabeledDoubleSlider
 
-from .. import conventions as c
-from ..corrections import (
+from napari_unet import conventions as c
+from napari_unet.errors import UserInputError
+from napari_unet.functionals.corrections import (
     accept_region,
     clear_accepted,
     merge_objects,
@@ -55,19 +56,18 @@ from ..corrections import (
     split_object_by_line,
     split_object_by_seeds,
 )
-from ..device import describe, is_out_of_memory, pick_device
-from ..errors import UserInputError
-from ..instances import InstanceParams
-from ..model import PRESETS
-from ..segmenter import Segmenter
-from ..training import TrainConfig, Trainer
-from . import layer_bridge as lb
-from .guarded import guarded
-from .class_editor import ClassEditor
-from .layer_picker import LayerPicker
-from .loss_plot import LossPlot
-from .session import CachedPlane, Session
-from .workers import (
+from napari_unet.functionals.instances import InstanceParams
+from napari_unet.napari import layers as lb
+from napari_unet.nn.device import describe, is_out_of_memory, pick_device
+from napari_unet.nn.model import PRESETS
+from napari_unet.nn.segmenter import Segmenter
+from napari_unet.nn.training import TrainConfig, Trainer
+from napari_unet.widgets.class_editor import ClassEditor
+from napari_unet.widgets.guarded import guarded
+from napari_unet.widgets.layer_picker import LayerPicker
+from napari_unet.widgets.loss_plot import LossPlot
+from napari_unet.widgets.session import CachedPlane, Session
+from napari_unet.widgets.workers import (
     PlaneResult,
     WorkerFailure,
     gui_friendly_threads,

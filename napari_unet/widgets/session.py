@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from ..inference import Prediction
-from ..instances import InstanceParams, instances_from_prediction
-from ..segmenter import Segmenter
+from napari_unet.functionals.instances import InstanceParams, instances_from_prediction
+from napari_unet.nn.inference import Prediction
+from napari_unet.nn.segmenter import Segmenter
 
 DEFAULT_CACHE_BYTES = 1 << 30
 

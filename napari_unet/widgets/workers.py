@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 from napari.qt.threading import GeneratorWorker, create_worker
 
-from ..inference import Prediction, Stopped
-from ..instances import InstanceParams, instances_from_prediction
-from ..segmenter import Segmenter
-from ..training import Trainer
+from napari_unet.functionals.instances import InstanceParams, instances_from_prediction
+from napari_unet.nn.inference import Prediction, Stopped
+from napari_unet.nn.segmenter import Segmenter
+from napari_unet.nn.training import Trainer
 
 
 class WorkerFailure(Exception):

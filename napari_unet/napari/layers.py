@@ -19,10 +19,10 @@ import numpy as np
 from napari.layers import Image, Labels, Layer, Shapes
 from napari.utils.colormaps import DirectLabelColormap
 
-from .. import conventions as c
-from ..data import TrainingImage
-from ..errors import UserInputError
-from ..normalisation import as_channels_first
+from napari_unet import conventions as c
+from napari_unet.errors import UserInputError
+from napari_unet.functionals.data import TrainingImage
+from napari_unet.functionals.normalisation import as_channels_first
 
 TRANSPARENT = (0.0, 0.0, 0.0, 0.0)
 Plane = tuple  # indices along the stack axes; () for a 2D image

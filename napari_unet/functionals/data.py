@@ -11,10 +11,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .conventions import ACCEPTED_BACKGROUND, BACKGROUND, FIRST_CLASS, UNANNOTATED
-from .errors import UserInputError
-from .normalisation import Normalisation
-from .targets import boundary_target, distance_target
+from napari_unet.conventions import (
+    ACCEPTED_BACKGROUND,
+    BACKGROUND,
+    FIRST_CLASS,
+    UNANNOTATED,
+)
+from napari_unet.errors import UserInputError
+from napari_unet.functionals.normalisation import Normalisation
+from napari_unet.functionals.targets import boundary_target, distance_target
 
 IGNORE = -1  # semantic target value that the loss skips
 MAX_CENTRES_PER_CLASS = 200_000

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .errors import UserInputError
+from napari_unet.errors import UserInputError
 
 SAMPLE_PIXELS = 2**20  # pixels per channel used to estimate percentiles
 

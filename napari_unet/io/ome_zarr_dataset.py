@@ -1,7 +1,7 @@
 """Export and import of annotated images as one OME-Zarr dataset (NGFF 0.5 on zarr v3).
 
 Qt-free core: no napari, Qt or magicgui imports. The napari reader and writer
-(`_reader.py`, `_writer.py`) and the command line translate layers to and from
+(`napari/reader.py`, `napari/writer.py`) and the command line translate layers to and from
 the entries defined here.
 
 Layout of a dataset written by `write_dataset` (``<name>.zarr``)::
@@ -61,15 +61,15 @@ from ome_zarr.axes import KNOWN_SPATIAL_UNITS, KNOWN_TEMPORAL_UNITS
 from ome_zarr.format import FormatV05
 from ome_zarr.writer import write_label_metadata, write_multiscales_metadata
 
-from . import __version__
-from .conventions import (
+from napari_unet import __version__
+from napari_unet.conventions import (
     METADATA_KEY,
     ROLE_ACCEPTED,
     ROLE_ANNOTATIONS,
     class_index,
     label_value,
 )
-from .errors import UserInputError
+from napari_unet.errors import UserInputError
 
 __all__ = [
     "RGBA",

@@ -17,7 +17,7 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse.csgraph import maximum_bipartite_matching
 
-from .errors import UserInputError
+from napari_unet.errors import UserInputError
 
 # IoU thresholds 0.5, 0.55, ..., 0.9: the range whose mean AP the spec reports.
 DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(0.5 + 0.05 * i, 2) for i in range(9))

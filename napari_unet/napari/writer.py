@@ -3,7 +3,7 @@
 `viewer.layers.save("cells.zarr", selected=True, plugin="napari-unet")` with the image
 and its Labels layers selected. Layer names, scale, translate, display settings,
 Labels colours, and `metadata["napari_unet"]` (role, class names) are kept; see
-`ome_zarr_io` for the layout on disk. Provenance recorded with the dataset comes from
+`io.ome_zarr_dataset` for the layout on disk. Provenance recorded with the dataset comes from
 the image layer's `metadata["napari_unet"]["provenance"]` (a free-form dict, e.g. the
 model checkpoint hash), next to the plugin version and the date.
 
@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .conventions import METADATA_KEY
-from .errors import UserInputError
-from .ome_zarr_io import ImageEntry, LabelsEntry, write_dataset
+from napari_unet.conventions import METADATA_KEY
+from napari_unet.errors import UserInputError
+from napari_unet.io.ome_zarr_dataset import ImageEntry, LabelsEntry, write_dataset
 
 IMAGE_DISPLAY_KEYS = ("colormap", "gamma", "opacity", "blending", "visible", "interpolation2d")
 LABELS_DISPLAY_KEYS = ("opacity", "blending", "visible")

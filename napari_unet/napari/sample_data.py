@@ -8,7 +8,7 @@ the image, then its annotations Labels layer (0 = not annotated, 1 = background,
 from __future__ import annotations
 
 from napari_unet import conventions as c
-from napari_unet.resources import (
+from napari_unet.io.resources import (
     EM_IMAGE,
     EM_SCRIBBLES,
     NUCLEI_IMAGE,

@@ -6,7 +6,7 @@ import os
 
 import torch
 
-from .errors import UserInputError
+from napari_unet.errors import UserInputError
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 

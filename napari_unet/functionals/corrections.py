@@ -21,9 +21,14 @@ from skimage.feature import peak_local_max
 from skimage.segmentation import relabel_sequential as _relabel_sequential
 from skimage.segmentation import watershed
 
-from .conventions import ACCEPTED_BACKGROUND, BACKGROUND, FIRST_CLASS, UNANNOTATED
-from .errors import UserInputError
-from .instances import remove_small
+from napari_unet.conventions import (
+    ACCEPTED_BACKGROUND,
+    BACKGROUND,
+    FIRST_CLASS,
+    UNANNOTATED,
+)
+from napari_unet.errors import UserInputError
+from napari_unet.functionals.instances import remove_small
 
 # --------------------------------------------------------------------------- objects
 

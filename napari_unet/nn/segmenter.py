@@ -18,14 +18,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__
-from .device import autocast_dtype
-from .errors import UserInputError
-from .inference import predict_tiled
-from .prediction import Prediction
-from .instances import InstanceParams, instances_from_prediction
-from .model import ModelConfig, UNet
-from .normalisation import Normalisation
+from napari_unet import __version__
+from napari_unet.errors import UserInputError
+from napari_unet.functionals.instances import InstanceParams, instances_from_prediction
+from napari_unet.functionals.normalisation import Normalisation
+from napari_unet.functionals.prediction import Prediction
+from napari_unet.nn.device import autocast_dtype
+from napari_unet.nn.inference import predict_tiled
+from napari_unet.nn.model import ModelConfig, UNet
 
 FORMAT = "napari-unet-checkpoint"
 FORMAT_VERSION = 1

@@ -1,6 +1,6 @@
 """npe2 reader: a napari-unet OME-Zarr dataset (or any OME-Zarr image) -> napari layers.
 
-Restores what `_writer.write_layers` saved: the image layer and every Labels layer,
+Restores what `writer.write_layers` saved: the image layer and every Labels layer,
 with their names, pixel values and dtypes, scale and translate, display settings,
 Labels colours, and role / class names in `metadata["napari_unet"]`. The dataset's
 provenance goes to the image layer's `metadata["napari_unet"]["provenance"]`.
@@ -18,9 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from .conventions import METADATA_KEY
-from .errors import UserInputError
-from .ome_zarr_io import ImageEntry, LabelsEntry, is_ome_zarr_image, read_dataset
+from napari_unet.conventions import METADATA_KEY
+from napari_unet.errors import UserInputError
+from napari_unet.io.ome_zarr_dataset import (
+    ImageEntry,
+    LabelsEntry,
+    is_ome_zarr_image,
+    read_dataset,
+)
 
 # Up to this size an array is loaded into memory; larger ones stay lazy.
 IN_MEMORY_BYTES = 1 << 30

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .model import BOUNDARY_CHANNEL, DISTANCE_CHANNEL, UNet
-from .normalisation import Normalisation
-from .prediction import Prediction
+from napari_unet.functionals.normalisation import Normalisation
+from napari_unet.functionals.prediction import Prediction
+from napari_unet.nn.model import BOUNDARY_CHANNEL, DISTANCE_CHANNEL, UNet
 
 
 class Stopped(Exception):

@@ -19,7 +19,7 @@ import numpy as np
 import tifffile
 import zarr
 
-from .errors import UserInputError
+from napari_unet.errors import UserInputError
 
 SUPPORTED_EXTENSIONS = (".tif", ".tiff", ".png", ".npy", ".zarr")
 

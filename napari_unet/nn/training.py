@@ -18,14 +18,27 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import validation
-from .conventions import DEFAULT_CLASS_NAMES
-from .data import IGNORE, Batch, PatchSampler, TrainingImage, check_training_set, prepare
-from .device import autocast_dtype, describe, is_out_of_memory, pick_device, set_cpu_threads
-from .errors import UserInputError
-from .prediction import Prediction
-from .model import PRESETS, ModelConfig, UNet
-from .segmenter import Segmenter
+from napari_unet.conventions import DEFAULT_CLASS_NAMES
+from napari_unet.errors import UserInputError
+from napari_unet.functionals.data import (
+    IGNORE,
+    Batch,
+    PatchSampler,
+    TrainingImage,
+    check_training_set,
+    prepare,
+)
+from napari_unet.functionals.prediction import Prediction
+from napari_unet.nn import validation
+from napari_unet.nn.device import (
+    autocast_dtype,
+    describe,
+    is_out_of_memory,
+    pick_device,
+    set_cpu_threads,
+)
+from napari_unet.nn.model import PRESETS, ModelConfig, UNet
+from napari_unet.nn.segmenter import Segmenter
 
 WARMUP_STEPS = 20
 

@@ -16,7 +16,7 @@ from scipy import ndimage
 from skimage.morphology import h_maxima
 from skimage.segmentation import watershed
 
-from .prediction import Prediction
+from napari_unet.functionals.prediction import Prediction
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .data import TrainingImage
-from .metrics import average_precision, semantic_iou
+from napari_unet.functionals.data import TrainingImage
+from napari_unet.functionals.metrics import average_precision, semantic_iou
 
 MIN_ANNOTATED_PIXELS = 4 * 256 * 256  # below this, all annotations train
 

@@ -1,0 +1,1 @@
+"""Pure functions on arrays: normalisation, targets, sampling, instances, corrections, metrics."""

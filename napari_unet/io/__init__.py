@@ -1,0 +1,1 @@
+"""Reading and writing: images, OME-Zarr datasets, bundled resources."""

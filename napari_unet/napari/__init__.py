@@ -1,0 +1,1 @@
+"""napari without Qt: reader, writer, sample data, and conversion of layers to core types."""

@@ -1,0 +1,1 @@
+"""Neural network: the U-Net, device choice, checkpoints, tiled inference, training."""
