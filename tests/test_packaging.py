@@ -189,3 +189,15 @@ def test_ci_runs_the_readme_test_command():
     assert f"`{test_cmd}`" in readme or f"&& {test_cmd}\n" in readme
     # torch is installed before the project, from the local CPU wheel
     assert re.search(r"pip install (-q )?torch==", (ROOT / ".ci" / "run").read_text())
+
+
+def test_pretrained_registry_names_the_choices():
+    from napari_unet.errors import UserInputError
+    from napari_unet.io.pretrained import available_models, model_path
+
+    names = available_models()
+    assert names == sorted(names)
+    for name in names:
+        assert model_path(name).is_file()
+    with pytest.raises(UserInputError, match="no pretrained model named 'no-such-model'"):
+        model_path("no-such-model")
