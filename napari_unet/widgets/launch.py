@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import napari
+from qtpy.QtCore import QTimer
 
 PLUGIN = "napari-unet"
 MAIN_WIDGET = "U-Net human-in-the-loop segmentation"
@@ -18,8 +19,10 @@ def open_viewer(sample: str | None = "nuclei", paths: Sequence[str] = ()) -> nap
         viewer.open(path)
     if sample:
         viewer.open_sample(PLUGIN, sample)
-    viewer.window.add_plugin_dock_widget(PLUGIN, MAIN_WIDGET)
+    main_dock, _ = viewer.window.add_plugin_dock_widget(PLUGIN, MAIN_WIDGET)
     viewer.window.add_plugin_dock_widget(PLUGIN, EXPORT_WIDGET, tabify=True)
+    # A tab added last comes to the front, once Qt has built the dock tab bar: the workflow belongs there.
+    QTimer.singleShot(0, main_dock.raise_)
     return viewer
 
 

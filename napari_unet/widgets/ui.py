@@ -1,0 +1,84 @@
+"""Small Qt building blocks shared by napari-unet's docks (forms, buttons, hints, the message line)."""
+
+from __future__ import annotations
+
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_unet.widgets.messages import COLORS, Messages
+
+
+def form() -> QFormLayout:
+    layout = QFormLayout()
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
+    layout.setLabelAlignment(Qt.AlignRight)
+    return layout
+
+
+def button(text: str, tooltip: str, slot, *, checkable: bool = False) -> QPushButton:
+    widget = QPushButton(text)
+    widget.setToolTip(tooltip)
+    widget.setCheckable(checkable)
+    widget.clicked.connect(lambda checked=False: slot())
+    return widget
+
+
+def row(*widgets, stretch: bool = False) -> QHBoxLayout:
+    layout = QHBoxLayout()
+    layout.setContentsMargins(0, 0, 0, 0)
+    for widget in widgets:
+        layout.addWidget(widget)
+    if stretch:
+        layout.addStretch(1)
+    return layout
+
+
+def label(text: str, tooltip: str) -> QLabel:
+    widget = QLabel(text)
+    widget.setToolTip(tooltip)
+    return widget
+
+
+def hint(text: str) -> QLabel:
+    widget = QLabel(text)
+    widget.setWordWrap(True)
+    widget.setToolTip(text)
+    widget.setStyleSheet("font-size: 11px;")
+    return widget
+
+
+def step_layout(widget: QWidget, tooltip: str) -> QVBoxLayout:
+    """The vertical layout of one step's widget, with the step's tooltip."""
+    widget.setToolTip(tooltip)
+    layout = QVBoxLayout(widget)
+    layout.setContentsMargins(6, 6, 6, 6)
+    layout.setSpacing(5)
+    return layout
+
+
+class MessageLine(QLabel):
+    """Shows the latest message of a `Messages` log, coloured by level."""
+
+    def __init__(self, messages: Messages, tooltip: str, parent=None) -> None:
+        super().__init__(parent)
+        self.setWordWrap(True)
+        self.setToolTip(tooltip)
+        self.setVisible(False)
+        messages.posted.connect(self.show_message)
+
+    def show_message(self, level: str, text: str) -> None:
+        try:
+            self.setText(text)
+            color = COLORS.get(level, "")
+            self.setStyleSheet(f"color: {color};" if color else "")
+            self.setVisible(True)
+        except RuntimeError:  # the Qt object is gone (viewer closing)
+            pass
