@@ -15,7 +15,6 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 from napari.layers import Image, Labels
@@ -23,21 +22,17 @@ from psygnal import Signal
 
 from napari_unet import conventions as c
 from napari_unet.errors import UserInputError
-from napari_unet.functionals.instances import InstanceParams
-from napari_unet.io.pretrained import available_models, model_path
 from napari_unet.napari import layers as lb
 from napari_unet.nn.device import pick_device
 from napari_unet.nn.segmenter import Segmenter
-from napari_unet.nn.training import TrainConfig, Trainer
-from napari_unet.widgets.messages import Messages, report_worker_error
-from napari_unet.widgets.session import CachedPlane, Session
+from napari_unet.nn.training import Trainer
+from napari_unet.widgets.messages import Messages
+from napari_unet.widgets.prediction_jobs import PredictionJobs
+from napari_unet.widgets.session import Session
+from napari_unet.widgets.training_jobs import TrainingJobs
 from napari_unet.widgets.workers import (
-    PlaneResult,
     Scheduler,
-    call_once,
     gui_friendly_threads,
-    predict_generator,
-    train_generator,
     warm_up_torch,
 )
 
@@ -58,7 +53,7 @@ def controller_for(viewer) -> Controller:
     return controller
 
 
-class Controller:
+class Controller(TrainingJobs, PredictionJobs):
     """Model, jobs and per-image state of one viewer; widgets call its methods and listen to its signals."""
 
     image_changed = Signal()  # another image was chosen (or it went away)
@@ -347,315 +342,6 @@ class Controller:
         index = layers.index(annotations)
         if index != len(layers) - 1:
             layers.move(index, len(layers))
-
-    # ========================================================================== training
-
-    def train(self, config: TrainConfig, *, preview: bool = False) -> None:
-        """Train on every annotated image in a worker (warm start from the current model, on a copy)."""
-        if self.is_training:
-            self.notify("info", "already training: press Stop (Shift+S) to end it")
-            return
-        if self.is_predicting:
-            raise UserInputError("a prediction is running: wait for it or cancel it first")
-        items = lb.training_items(self.viewer)
-        names = self.class_names if self.paired(c.ROLE_ANNOTATIONS) is not None else None
-        pick_device(config.device)  # a clear error now, not in the thread
-        # The trainer works on a copy: the model the viewer predicts with never changes under it.
-        trainer = Trainer(items, config, segmenter=self.session.segmenter_copy(), class_names=names)
-        self.last_training_items = items
-        self._trainer = trainer
-        self._train_images = {item.source for item in items}
-        self._train_stop.clear()
-        self.last_progress = None
-        self._preview_pending = False
-        self._train_ok = False
-        self._train_worker = self.scheduler.start(
-            train_generator, trainer, self._train_stop, stop=self._train_stop,
-            connect={
-                "yielded": self._on_train_progress,
-                "returned": self._on_train_returned,
-                "errored": self._on_train_error,
-                "finished": self._on_train_finished,
-            },
-        )
-        budget = f"{config.seconds:.0f} s" if config.seconds else "until stopped"
-        self.notify("info", f"training on {len(items)} annotated plane(s) from {len(self._train_images)} image(s), {budget}")
-        image = self.image
-        if preview and image is not None and lb.layout_in(self.viewer, image).n_channels == items[0].image.shape[0]:
-            # Created now, not at the first preview: adding a layer is the costliest GUI step.
-            self.semantic_layer(image, lb.layout_in(self.viewer, image))
-        self.busy_changed.emit()
-
-    def stop(self) -> None:
-        """Stop training at the next step (the model is kept), or cancel a running prediction."""
-        if self.is_training:
-            self._train_stop.set()
-        elif self.is_predicting:
-            self.cancel_prediction()
-
-    def _on_train_progress(self, progress) -> None:
-        if self.closed:
-            return
-        self.last_progress = progress
-        if progress.message:
-            self.notify("warning", progress.message)
-        if progress.preview is not None:
-            self._preview_pending = False
-            self._paint_preview(*progress.preview)
-        self.training_progress.emit(progress)
-
-    def _on_train_returned(self, segmenter: Segmenter) -> None:
-        if segmenter is None:
-            return
-        first = self.session.segmenter is None
-        self.session.set_model(segmenter)
-        run = segmenter.history[-1] if segmenter.history else {}
-        self.session.loss_offset += int(run.get("steps", 0))
-        self._train_ok = True
-        how = "stopped" if run.get("stopped") else "finished"
-        loss = run.get("loss")
-        loss_text = f", loss {loss:.3f}" if isinstance(loss, (int, float)) else ""
-        self._finish_message = (f"training {how} after {run.get('steps', 0)} steps{loss_text}"
-                                + ("" if first else " (continued from the previous model)"))
-
-    def _on_train_error(self, error: Exception) -> None:
-        self._train_ok = False
-        report_worker_error(
-            self.notify, "training", error,
-            "Choose a smaller model size, patch or batch size, or train on the CPU (Device: cpu)",
-            "; your annotations are untouched",
-        )
-
-    def _on_train_finished(self) -> None:
-        self._train_worker = None
-        self._trainer = None
-        self._preview_pending = False
-        if self.closed:
-            return
-        if self._finish_message:
-            self.notify("info", self._finish_message)
-            self._finish_message = ""
-        if self._train_ok:
-            self.model_changed.emit()
-        self.busy_changed.emit()
-        self.training_finished.emit(self._train_ok)
-
-    # --- live preview -------------------------------------------------------------------------
-
-    def request_preview(self, window: Callable) -> None:
-        """Ask the training thread to predict part of the plane on display (at most one request in flight).
-
-        window(region in view, plane shape) -> (rows, cols) chooses the part.
-        """
-        if not self.is_training or self._preview_pending or self._trainer is None or self.closed:
-            return
-        image, layout, plane = self.selected(required=False)
-        if image is None:
-            return
-        try:
-            items = self.last_training_items
-            if items and items[0].image.shape[0] != layout.n_channels:
-                return
-            rows, cols = window(lb.view_region(self.viewer, image, layout), layout.plane_shape)
-            crop = lb.image_plane(image, layout, plane, (rows, cols))  # reads only the crop
-        except Exception:
-            log.debug("preview skipped", exc_info=True)
-            return
-        self._trainer.request_preview(np.ascontiguousarray(crop), (image.name, plane, rows, cols))
-        self._preview_pending = True
-
-    def _paint_preview(self, tag, prediction) -> None:
-        image_name, plane, rows, cols = tag
-        image = lb.get_layer(self.viewer, image_name, Image)
-        if image is None:
-            return
-        try:
-            layout = lb.layout_in(self.viewer, image)
-            lb.write_region(self.semantic_layer(image, layout), plane, prediction.semantic(), (rows, cols))
-        except Exception:
-            log.debug("preview not painted", exc_info=True)
-            return
-        self.preview_painted.emit()
-
-    # ========================================================================== model files
-
-    def new_model(self) -> None:
-        if self.is_training:
-            raise UserInputError("stop training first")
-        self.session.set_model(None, new=True)
-        self.notify("info", "the next training starts a new model")
-        self.model_changed.emit()
-
-    def save_model(self, path) -> Path:
-        if self.session.segmenter is None:
-            raise UserInputError("no model to save yet: train one first")
-        if self.is_training:
-            raise UserInputError("stop training before saving the model")
-        saved = self.session.segmenter.save(path)
-        self.notify("info", f"model saved to {saved}")
-        return saved
-
-    def load_model(self, path) -> Segmenter:
-        """Load a checkpoint (a path, or the name of a shipped pretrained model); it becomes the current model."""
-        if self.is_training:
-            raise UserInputError("stop training before loading a model")
-        if isinstance(path, str) and path in available_models():
-            path = model_path(path)
-        segmenter = Segmenter.load(path)
-        segmenter.to(self.device)
-        self.session.set_model(segmenter, new=True)
-        self.notify("info", f"model loaded: {', '.join(segmenter.class_names)}")
-        self.model_changed.emit()
-        return segmenter
-
-    def set_device(self, name: str) -> None:
-        self.device = pick_device(name)
-
-    # ========================================================================== prediction
-
-    def predict(self, params: InstanceParams, *, scope: str = "plane", tile_size: int = 512,
-                probabilities: bool = False) -> None:
-        """Predict the plane on display (scope 'plane') or every plane ('stack') of the selected image
-        in a worker; results are painted plane by plane as they come."""
-        if self.is_training:
-            raise UserInputError("training is running: the live preview shows its prediction; stop it to predict")
-        if self.is_predicting:
-            self.notify("info", "already predicting: Cancel stops it")
-            return
-        segmenter = self.session.segmenter
-        if segmenter is None:
-            raise UserInputError("no model yet: train one (step 2, Shift+T) or load a saved model")
-        image, layout, plane = self.selected()
-        planes = layout.planes() if scope == "stack" else [plane]
-        if layout.n_channels != segmenter.config.in_channels:
-            raise UserInputError(
-                f"the model takes {segmenter.config.in_channels} channel(s) but '{image.name}' has "
-                f"{layout.n_channels}: set 'Channels' in step 1 or train a model for this image"
-            )
-        self.semantic_layer(image, layout)
-        self.instances_layer(image, layout)
-        self._predict_stop.clear()
-        self._predict_status = "done"
-        self._predicting_image = image.name
-        self._probabilities = probabilities
-        self.tile_progress[:] = [0, 0]
-        self.planes_done[:] = [0, len(planes)]
-
-        def read(plane, image=image, layout=layout):
-            return lb.image_plane(image, layout, plane)
-
-        self._predict_worker = self.scheduler.start(
-            predict_generator, segmenter, image.name, read, planes, params, self.session.model_version,
-            self._predict_stop, self.tile_progress, tile_size, self.train_threads,
-            stop=self._predict_stop,
-            connect={
-                "yielded": self._on_plane_predicted,
-                "returned": self._on_predict_returned,
-                "errored": self._on_predict_error,
-                "finished": self._on_predict_finished,
-            },
-            progress={"total": len(planes), "desc": f"napari-unet: predicting {image.name}"},
-        )
-        self.busy_changed.emit()
-
-    def cancel_prediction(self) -> None:
-        if self.is_predicting:
-            self._predict_stop.set()
-
-    def _on_plane_predicted(self, result: PlaneResult) -> None:
-        if self.closed:
-            return
-        self.planes_done[:] = [result.done, result.total]
-        image = lb.get_layer(self.viewer, result.image, Image)
-        if image is None:
-            return
-        layout = lb.layout_in(self.viewer, image)
-        semantic = self.semantic_layer(image, layout)
-        instances = self.instances_layer(image, layout)
-        lb.write_region(semantic, result.plane, result.semantic)
-        lb.write_region(instances, result.plane, result.instances.astype(instances.data.dtype, copy=False))
-        provenance = self._prediction_provenance(result)
-        lb.set_meta(semantic, provenance=provenance)
-        lb.set_meta(instances, provenance=provenance)
-        entry = CachedPlane(result.prediction, result.use_instance_heads, result.model_version, result.params)
-        self.session.cache.put(result.image, result.plane, entry)
-        if self._probabilities:
-            lb.paint_probabilities(self.viewer, image, layout, result.plane, result.prediction.probabilities,
-                                   self.session.segmenter.class_names if self.session.segmenter else [])
-        self.plane_predicted.emit(result)
-
-    def _prediction_provenance(self, result: PlaneResult) -> dict:
-        """What made these predictions, recorded in the layers and exported with them."""
-        segmenter = self.session.segmenter
-        if self._provenance is None or self._provenance[0] != result.model_version:
-            self._provenance = (result.model_version, {
-                "model_sha256": segmenter.fingerprint() if segmenter is not None else None,
-                "training": segmenter.history[-1] if segmenter is not None and segmenter.history else None,
-            })
-        return {**self._provenance[1], "instance_params": result.params.to_dict()}
-
-    def _on_predict_returned(self, status) -> None:
-        self._predict_status = status or "done"
-
-    def _on_predict_error(self, error: Exception) -> None:
-        self._predict_status = "failed"
-        report_worker_error(self.notify, "prediction", error, "Lower the tile size (step 3) or use the CPU (Device: cpu)")
-
-    def _on_predict_finished(self) -> None:
-        self._predict_worker = None
-        if self.closed:
-            return
-        if self._predict_status == "cancelled":
-            self.notify("info", "prediction cancelled; planes already predicted are kept")
-        self.busy_changed.emit()
-        self.prediction_finished.emit(self._predict_status)
-
-    # --- live instance parameters -------------------------------------------------------------
-
-    def update_instances(self, params: InstanceParams) -> None:
-        """Recompute the displayed plane's objects from the cached prediction (never the network)."""
-        if self.closed:
-            return
-        image, layout, plane = self.selected(required=False)
-        if image is None:
-            return
-        entry = self.session.cache.get(image.name, plane)
-        if entry is None or entry.params == params:
-            return
-        self._instance_request = (image.name, plane, params, entry)
-        if self._instance_worker is None:
-            self._start_instance_job()
-
-    def _start_instance_job(self) -> None:
-        name, plane, params, entry = self._instance_request
-        self._instance_request = None
-        self._instance_worker = self.scheduler.start(
-            call_once, lambda: (name, plane, params, entry.instances(params)),
-            connect={
-                "returned": self._on_instances_computed,
-                "errored": lambda error: self.notify("error", f"objects not updated: {error}"),
-                "finished": self._on_instance_job_finished,
-            },
-        )
-
-    def _on_instances_computed(self, result) -> None:
-        if self.closed:
-            return
-        name, plane, params, labels = result
-        image = lb.get_layer(self.viewer, name, Image)
-        if image is None:
-            return
-        layer = self.instances_layer(image, lb.layout_in(self.viewer, image))
-        lb.write_region(layer, plane, labels.astype(layer.data.dtype, copy=False))
-        entry = self.session.cache.get(name, plane)
-        if entry is not None:
-            entry.params = params
-        self.instances_updated.emit()
-
-    def _on_instance_job_finished(self) -> None:
-        self._instance_worker = None
-        if self._instance_request is not None and not self.closed:
-            self._start_instance_job()
 
     # ========================================================================== shutdown
 
