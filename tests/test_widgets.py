@@ -478,3 +478,95 @@ def test_closing_the_dock_stops_work_and_releases_shortcuts(dock, qtbot):
     assert worker.done.is_set()
     assert "Shift+T" not in {str(k) for k in viewer.keymap}
     widget.deleteLater()
+
+
+# --------------------------------------------------------------------------- settings, start model, undo
+
+
+def test_settings_persist_across_launches(make_napari_viewer):
+    first = UNetWidget(make_napari_viewer())
+    first.train_step.budget_spin.setValue(123)
+    first.train_step.preset_combo.setCurrentText("accurate")
+    first.predict_step.tile_spin.setValue(256)
+    first.predict_step.threshold_slider.setValue(0.7)
+    first.predict_step.min_size_spin.setValue(44)
+    first.shutdown()
+    again = UNetWidget(make_napari_viewer())  # a new launch: same settings file
+    assert again.train_step.budget_spin.value() == 123
+    assert again.train_step.preset_combo.currentText() == "accurate"
+    assert again.predict_step.tile_spin.value() == 256
+    assert again.predict_step.instance_params().threshold == pytest.approx(0.7)
+    assert again.predict_step.min_size_spin.value() == 44
+
+
+def test_start_from_a_pretrained_model_and_from_a_new_one(make_napari_viewer, monkeypatch, tmp_path):
+    from napari_unet.nn.model import ModelConfig
+    from napari_unet.nn.segmenter import Segmenter
+    from napari_unet.widgets import train_step, training_jobs
+
+    path = Segmenter.create(ModelConfig(depth=2, base_width=4, n_classes=3), ["bg", "cell", "edge"]).save(
+        tmp_path / "tiny.pt")
+    for module in (train_step, training_jobs):
+        monkeypatch.setattr(module, "available_models", lambda: ["tiny"])
+    monkeypatch.setattr(training_jobs, "model_path", lambda name: path)
+    widget = UNetWidget(make_napari_viewer())
+    combo = widget.train_step.start_combo
+    items = [combo.itemText(i) for i in range(combo.count())]
+    assert items == ["new model", "pretrained: tiny", "file…"]
+    combo.setCurrentText("pretrained: tiny")
+    combo.activated.emit(combo.currentIndex())
+    assert widget.controller.segmenter.class_names == ["bg", "cell", "edge"]
+    assert combo.currentText() == "current model"
+    widget.shutdown()
+    again = UNetWidget(make_napari_viewer())  # the start model is a setting too
+    assert again.controller.segmenter is not None
+    assert again.controller.segmenter.class_names == ["bg", "cell", "edge"]
+    combo = again.train_step.start_combo
+    combo.setCurrentText("new model")
+    combo.activated.emit(combo.currentIndex())
+    assert again.controller.segmenter is None and combo.currentText() == "new model"
+
+
+def test_reopened_dataset_brings_its_model(make_napari_viewer, tmp_path):
+    from napari_unet.nn.model import ModelConfig
+    from napari_unet.nn.segmenter import Segmenter
+
+    path = Segmenter.create(ModelConfig(depth=2, base_width=4), ["background", "nucleus"]).save(tmp_path / "model.pt")
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((32, 32), np.float32), name="cells",
+                     metadata={c.METADATA_KEY: {"model_path": str(path)}})  # what the dataset reader sets
+    widget = UNetWidget(viewer)
+    assert widget.controller.segmenter is not None
+    assert widget.controller.segmenter.class_names == ["background", "nucleus"]
+    assert "loaded the model exported with 'cells'" in widget.controller.messages.last[1]
+    assert widget.predict_step.predict_button.isEnabled()
+
+
+def test_undo_after_accept_also_takes_back_the_accepted_region(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((3, 24, 24), np.float32), name="stack")
+    widget = UNetWidget(viewer)
+    controller = widget.controller
+    qtbot.waitUntil(lambda: "stack annotations" in viewer.layers, timeout=5_000)
+    annotations = viewer.layers["stack annotations"]
+    annotations.data[2, :2] = 1
+    image, layout, _ = controller.selected()
+    semantic = controller.semantic_layer(image, layout)
+    instances = controller.instances_layer(image, layout)
+    semantic.data[2] = 1
+    semantic.data[2, 8:16, 8:16] = 2
+    instances.data[2, 8:16, 8:16] = 5
+    viewer.dims.set_current_step(0, 2)
+    qtbot.waitUntil(lambda: "(plane 2)" in widget.annotate_step.annotation_status.text(), timeout=5_000)
+    painted = np.array(annotations.data)
+    with qtbot.waitSignal(controller.accepted_changed, timeout=5_000):
+        assert widget.correct_step.accept("plane") == 24 * 24
+    accepted = viewer.layers["stack accepted"]
+    assert accepted.data[2, 10, 10] == 5 + c.ACCEPTED_BACKGROUND and annotations.data[2, 10, 10] == 2
+    with qtbot.waitSignal(controller.accepted_changed, timeout=5_000):
+        annotations.undo()  # what Ctrl+Z does in the annotations layer
+    np.testing.assert_array_equal(annotations.data, painted)
+    assert not accepted.data.any()
+    assert widget.correct_step.accepted_status.text().startswith("0 accepted pixels")
+    annotations.redo()
+    assert accepted.data[2, 10, 10] == 5 + c.ACCEPTED_BACKGROUND

@@ -18,6 +18,7 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
+from napari_unet import conventions as c
 from napari_unet.io.pretrained import available_models
 from napari_unet.napari import layers as lb
 from napari_unet.nn.device import describe
@@ -137,6 +138,7 @@ class TrainStep(QWidget):
         controller.image_changed.connect(self._offer_dataset_model)
         self._on_device_changed()
         self._apply_saved_start()
+        self._offer_dataset_model()
         self.update_state()
 
     def _build_advanced(self, gpu: bool) -> QCollapsible:
@@ -242,7 +244,8 @@ class TrainStep(QWidget):
         image = self.controller.image
         if image is None or self.controller.segmenter is not None or self.controller.is_training:
             return
-        path = lb.meta(image).get("model_path")
+        annotations = self.controller.paired(c.ROLE_ANNOTATIONS)
+        path = lb.meta(image).get("model_path") or (lb.meta(annotations).get("model_path") if annotations else None)
         if path and Path(path).is_file():
             if self.load_model(path) is not None:
                 self.notify("info", f"loaded the model exported with '{image.name}' ({path})")
