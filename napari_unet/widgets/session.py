@@ -14,7 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from napari_unet.functionals.instances import InstanceParams, instances_from_prediction
-from napari_unet.nn.inference import Prediction
+from napari_unet.functionals.prediction import Prediction
 from napari_unet.nn.segmenter import Segmenter
 
 DEFAULT_CACHE_BYTES = 1 << 30

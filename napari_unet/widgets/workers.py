@@ -20,7 +20,8 @@ import numpy as np
 from napari.qt.threading import GeneratorWorker, create_worker
 
 from napari_unet.functionals.instances import InstanceParams, instances_from_prediction
-from napari_unet.nn.inference import Prediction, Stopped
+from napari_unet.functionals.prediction import Prediction
+from napari_unet.nn.inference import Stopped
 from napari_unet.nn.segmenter import Segmenter
 from napari_unet.nn.training import Trainer
 
