@@ -133,6 +133,11 @@ def test_class_editor_edits_layer_and_refuses_to_drop_painted_class(dock):
     annotations = viewer.layers[c.layer_name(IMAGE, c.ROLE_ANNOTATIONS)]
     widget.annotate_step.class_editor.add_class()
     assert lb.meta(annotations)["class_names"] == ["background", "nucleus", "class 2"]
+    table = widget.annotate_step.class_editor.table
+    for row in range(3):  # the colour swatches sit in their own column, clear of the label values
+        swatch = table.cellWidget(row, 1)
+        assert swatch.geometry().left() >= table.columnViewportPosition(1)
+        assert table.columnViewportPosition(1) >= table.columnWidth(0) > 0
     assert 3 in annotations.colormap.color_dict
     widget.annotate_step.class_editor.table.selectRow(2)
     assert annotations.selected_label == 3
