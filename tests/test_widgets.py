@@ -128,6 +128,16 @@ def test_dock_layout_tooltips_and_shortcuts(dock):
     assert sorted(called) == ["accept", "merge", "predict", "stop", "train"]
 
 
+def test_every_step_fits_a_laptop_screen_without_scrolling(dock):
+    # At 1366x768 napari gives a right-hand dock about 410 x 600 px below the dock's header
+    # (measured with docs/make_screenshot.py): every step must fit in it, neither cut nor scrolled.
+    _, widget = dock
+    for index in range(widget.tabs.count()):
+        step = widget.tabs.widget(index).widget()
+        assert step.minimumSizeHint().width() <= 400, widget.tabs.tabText(index)
+        assert step.sizeHint().height() <= 600, widget.tabs.tabText(index)
+
+
 def test_class_editor_edits_layer_and_refuses_to_drop_painted_class(dock):
     viewer, widget = dock
     annotations = viewer.layers[c.layer_name(IMAGE, c.ROLE_ANNOTATIONS)]

@@ -114,6 +114,7 @@ class TrainStep(QWidget):
         self.train_stats.setWordWrap(True)
         layout.addWidget(self.train_stats)
         self.device_label = ui.label("", "The device training and prediction run on")
+        self.device_label.setWordWrap(True)
         layout.addWidget(self.device_label)
         self.loss_plot = LossPlot()
         layout.addWidget(self.loss_plot)
