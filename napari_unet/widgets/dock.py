@@ -123,8 +123,8 @@ class UNetWidget(QWidget):
         self.correct_step = CorrectStep(self.controller)
         self.tabs = QTabWidget()
         self.tabs.setToolTip("The steps of the cycle: annotate, train, predict, correct & accept, then train again")
-        for title, step in (("1 · Annotate", self.annotate_step), ("2 · Train", self.train_step),
-                            ("3 · Predict", self.predict_step), ("4 · Correct && accept", self.correct_step)):
+        for title, step in (("1 Annotate", self.annotate_step), ("2 Train", self.train_step),
+                            ("3 Predict", self.predict_step), ("4 Correct", self.correct_step)):
             index = self.tabs.addTab(_scrolled(step), title)
             self.tabs.setTabToolTip(index, step.toolTip())
         layout.addWidget(self.tabs, 1)
