@@ -144,6 +144,9 @@ def test_class_editor_edits_layer_and_refuses_to_drop_painted_class(dock):
     annotations = viewer.layers[c.layer_name(IMAGE, c.ROLE_ANNOTATIONS)]
     widget.annotate_step.class_editor.add_class()
     assert lb.meta(annotations)["class_names"] == ["background", "nucleus", "class 2"]
+    annotations.data[5, 5] = 3  # napari's status bar names the class under the cursor
+    assert annotations.get_status((5, 5), world=True)["value"] == "3; class: class 2"
+    annotations.data[5, 5] = 0
     table = widget.annotate_step.class_editor.table
     for row in range(3):  # the colour swatches sit in their own column, clear of the label values
         swatch = table.cellWidget(row, 1)

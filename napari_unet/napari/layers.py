@@ -96,6 +96,13 @@ def class_colormap(colors: list[tuple], *, background_visible: bool = True) -> D
     return DirectLabelColormap(color_dict=c.class_color_dict(colors, background_visible=background_visible))
 
 
+def set_class_features(layer: Labels, names: list[str]) -> None:
+    """Name each label value in the layer's features, so napari's status bar names the class under the cursor."""
+    values = range(c.label_value(len(names)))
+    layer.features = {"index": list(values),
+                      "class": ["not annotated"] + [str(name) for name in names]}
+
+
 # --------------------------------------------------------------------------- layout
 
 

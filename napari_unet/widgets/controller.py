@@ -250,6 +250,7 @@ class Controller(TrainingJobs, PredictionJobs):
             lb.check_pair(image, existing, lb.layout_in(self.viewer, image))
             if existing not in self._adopted:  # first sight: ready to paint the first class
                 self._adopted.add(existing)
+                lb.set_class_features(existing, lb.class_names_of(existing))
                 if existing.selected_label <= c.BACKGROUND:
                     existing.selected_label = c.FIRST_CLASS
             return existing
@@ -269,6 +270,7 @@ class Controller(TrainingJobs, PredictionJobs):
         lb.set_meta(layer, class_names=list(names), class_colors=[list(col) for col in colors],
                     channel_axis=layout.channel_axis)
         layer.colormap = lb.class_colormap(colors)
+        lb.set_class_features(layer, names)
         layer.selected_label = c.FIRST_CLASS
         self._adopted.add(layer)
         layer.brush_size = max(3, min(15, min(layout.plane_shape) // 60))
@@ -301,9 +303,11 @@ class Controller(TrainingJobs, PredictionJobs):
         if annotations is not None:
             lb.set_meta(annotations, class_names=list(names), class_colors=[list(col) for col in colors])
             annotations.colormap = lb.class_colormap(colors)
+            lb.set_class_features(annotations, names)
         semantic = self.paired(c.ROLE_SEMANTIC)
         if semantic is not None:
             semantic.colormap = lb.class_colormap(colors, background_visible=False)
+            lb.set_class_features(semantic, names)
         self.classes_changed.emit()
 
     # ========================================================================== result layers
@@ -314,6 +318,7 @@ class Controller(TrainingJobs, PredictionJobs):
         if created:
             colors = lb.class_colors_of(self.paired(c.ROLE_ANNOTATIONS, image), max(len(self.class_names), 2))
             layer.colormap = lb.class_colormap(colors, background_visible=False)
+            lb.set_class_features(layer, self.class_names)
             self.keep_annotations_on_top(image)
         return layer
 

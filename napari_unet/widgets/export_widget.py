@@ -721,6 +721,7 @@ class ExportWidget(QWidget):
             export_datasets, jobs, result, model, model_path, self._stop.is_set, self._set_progress,
             stop=self._stop,
             connect={"yielded": self._on_yielded, "errored": self._on_errored, "finished": self._on_finished},
+            progress={"total": 0, "desc": f"napari-unet: exporting {len(jobs)} dataset(s)"},  # activity dock
         )
         self._update_state()
         self._progress_timer.start()

@@ -57,6 +57,8 @@ class TrainingJobs:
                 "errored": self._on_train_error,
                 "finished": self._on_train_finished,
             },
+            # in napari's activity dock too; filled in from the records' fraction (time or steps)
+            progress={"total": 0, "desc": "napari-unet: training"},
         )
         budget = f"{config.seconds:.0f} s" if config.seconds else "until stopped"
         self.notify("info", f"training on {len(items)} annotated plane(s) from {len(self._train_images)} image(s), {budget}")
@@ -82,7 +84,20 @@ class TrainingJobs:
         if progress.preview is not None:
             self._preview_pending = False
             self._paint_preview(*progress.preview)
+        self._show_activity(progress)
         self.training_progress.emit(progress)
+
+    def _show_activity(self, progress) -> None:
+        """Training progress in napari's activity dock (per mille of the budget; no bar when unbounded)."""
+        bar = getattr(self._train_worker, "pbar", None)
+        if bar is None or progress.fraction is None:
+            return
+        if bar.total != 1000:
+            bar.total = 1000
+        done = int(min(progress.fraction, 1.0) * 1000)
+        if done >= bar.n + 5 or (done == 1000 and bar.n < 1000):  # at most 200 repaints of the bar per run
+            bar.set_description(f"napari-unet: training, step {progress.step}, loss {progress.loss:.3f}")
+            bar.update(done - bar.n)
 
     def _on_train_returned(self, segmenter: Segmenter) -> None:
         if segmenter is None:
