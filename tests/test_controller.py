@@ -15,7 +15,11 @@ from napari_unet import conventions as c  # noqa: E402
 from napari_unet.errors import UserInputError  # noqa: E402
 from napari_unet.nn.training import TrainConfig  # noqa: E402
 from napari_unet.widgets.controller import controller_for  # noqa: E402
-from napari_unet.widgets.workers import Scheduler, gui_friendly_threads, predict_generator  # noqa: E402
+from napari_unet.widgets.workers import (  # noqa: E402
+    Scheduler,
+    gui_friendly_threads,
+    predict_generator,
+)
 
 TIMEOUT = 90_000
 

@@ -68,8 +68,8 @@ class AnnotateStep(QWidget):
         self._status_timer.setSingleShot(True)
         self._status_timer.setInterval(400)
         self._status_timer.timeout.connect(self.update_status)
-        controller.annotations_changed.connect(self._schedule_status)
-        controller.plane_changed.connect(self._schedule_status)
+        ui.listen(controller.annotations_changed, self._schedule_status)
+        ui.listen(controller.plane_changed, self._schedule_status)
         self._on_image_picked()
 
     def _schedule_status(self) -> None:

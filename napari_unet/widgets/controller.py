@@ -41,8 +41,14 @@ log = logging.getLogger(__name__)
 _controllers: weakref.WeakValueDictionary[int, Controller] = weakref.WeakValueDictionary()
 
 
+def real_viewer(viewer):
+    """The viewer behind the proxy napari hands to plugin widgets (each dock gets its own proxy)."""
+    return getattr(viewer, "__wrapped__", viewer)
+
+
 def controller_for(viewer) -> Controller:
     """The viewer's controller, created on first use (the docks hold it; this registry does not)."""
+    viewer = real_viewer(viewer)
     old = _controllers.get(id(viewer))
     if old is not None and old.viewer is viewer and not old.closed:
         return old

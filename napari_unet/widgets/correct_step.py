@@ -122,8 +122,8 @@ class CorrectStep(QWidget):
         layout.addWidget(self.accepted_status)
         layout.addWidget(ui.hint("Then train again (Shift+T): accepted regions train classes and object borders."))
         layout.addStretch(1)
-        controller.image_changed.connect(self.update_status)
-        controller.accepted_changed.connect(self.update_status)
+        ui.listen(controller.image_changed, self.update_status)
+        ui.listen(controller.accepted_changed, self.update_status)
         self.update_status()
 
     def notify(self, level: str, text: str) -> None:

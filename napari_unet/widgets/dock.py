@@ -14,7 +14,11 @@ mistakes become napari notifications, never tracebacks.
 from __future__ import annotations
 
 import weakref
+from functools import partial
 
+from napari.components import ViewerModel
+from napari.utils.action_manager import action_manager
+from napari.utils.notifications import show_info
 from qtpy.QtCore import QEvent, QObject, Qt, QTimer
 from qtpy.QtWidgets import (
     QApplication,
@@ -28,13 +32,15 @@ from qtpy.QtWidgets import (
 )
 
 from napari_unet.widgets.annotate_step import AnnotateStep
-from napari_unet.widgets.controller import controller_for
+from napari_unet.widgets.controller import controller_for, real_viewer
 from napari_unet.widgets.correct_step import CorrectStep
 from napari_unet.widgets.predict_step import PredictStep
 from napari_unet.widgets.train_step import TrainStep
-from napari_unet.widgets.ui import MessageLine
+from napari_unet.widgets.ui import MessageLine, listen
 
-# Viewer shortcuts (none of them is bound by napari 0.9 to the viewer or any layer type).
+# Viewer shortcuts (none of them is bound by napari 0.9 to the viewer or any layer type). They are
+# napari actions ("napari-unet:train", ...): listed, and re-bindable, in napari's Preferences >
+# Shortcuts under the viewer's key bindings.
 SHORTCUTS = {
     "Shift-T": ("train", "train / continue training"),
     "Shift-S": ("stop", "stop training (keeps the model) or cancel prediction"),
@@ -42,6 +48,30 @@ SHORTCUTS = {
     "Shift-M": ("merge", "merge the listed objects"),
     "Shift-K": ("accept", "accept (keep) the chosen region as training data"),
 }
+
+
+_docks: weakref.WeakValueDictionary[int, UNetWidget] = weakref.WeakValueDictionary()
+
+
+def register_shortcuts() -> None:
+    """Register the dock's actions with napari's action manager once (viewer-wide key bindings)."""
+    for key, (action, description) in SHORTCUTS.items():
+        name = f"napari-unet:{action}"
+        if name in action_manager._actions:  # registered by an earlier dock of this session
+            continue
+        action_manager.register_action(name=name, command=partial(_run_action, action),
+                                       description=f"napari-unet: {description}", keymapprovider=ViewerModel)
+        action_manager.bind_shortcut(name, key)
+
+
+def _run_action(action: str, viewer) -> None:
+    """A shortcut pressed in `viewer`: the action of its napari-unet dock, if one is open."""
+    viewer = real_viewer(viewer)
+    dock = _docks.get(id(viewer))
+    if dock is None or dock.viewer is not viewer or dock._closed:
+        show_info("napari-unet: open its dock first (Plugins > napari-unet)")
+        return
+    getattr(dock, action)()
 
 
 def _weak_call(obj, name: str, *args):
@@ -94,10 +124,9 @@ class UNetWidget(QWidget):
 
     def __init__(self, napari_viewer, parent=None) -> None:
         super().__init__(parent)
-        self.viewer = napari_viewer
         self.controller = controller_for(napari_viewer)
+        self.viewer = self.controller.viewer
         self.controller.call_soon = lambda func: QTimer.singleShot(0, func)
-        self._bound_keys: dict[str, object] = {}
         self._closed = False
         self._watched_window = None
         self._close_watcher = _CloseWatcher(self.shutdown, self)
@@ -129,14 +158,15 @@ class UNetWidget(QWidget):
             self.tabs.setTabToolTip(index, step.toolTip())
         layout.addWidget(self.tabs, 1)
 
-        self.controller.training_finished.connect(self._after_training)
+        listen(self.controller.training_finished, self._after_training)
         # When Qt deletes the dock (its steps and their timers with it) the controller must stop
         # calling them: the closure holds the controller only, never the dock.
         self.destroyed.connect(lambda *_, controller=self.controller: controller.shutdown())
         app = QApplication.instance()
         if app is not None:
             app.aboutToQuit.connect(_weak_call(self, "shutdown"))
-        self._bind_keys()
+        _docks[id(self.viewer)] = self
+        register_shortcuts()
 
     # --- the steps' main actions, for the shortcuts --------------------------------------------
 
@@ -159,26 +189,6 @@ class UNetWidget(QWidget):
     def _after_training(self, ok: bool) -> None:
         if ok and not self._closed and self.train_step.autopredict_check.isChecked() and self.controller.image is not None:
             self.predict_step.predict("plane")
-
-    # --- shortcuts ------------------------------------------------------------------------------
-
-    def _bind_keys(self) -> None:
-        for key, (action, _) in SHORTCUTS.items():
-            def handler(viewer, action=action):
-                getattr(self, action)()
-
-            self.viewer.bind_key(key, handler, overwrite=True)
-            self._bound_keys[key] = handler
-
-    def _unbind_keys(self) -> None:
-        for handler in self._bound_keys.values():
-            try:
-                keymap = self.viewer.keymap
-                for key in [k for k, f in keymap.items() if f is handler]:
-                    keymap.pop(key, None)
-            except Exception:  # viewer already gone
-                pass
-        self._bound_keys.clear()
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -216,7 +226,8 @@ class UNetWidget(QWidget):
         for step in (self.train_step, self.predict_step, self.correct_step):
             step.shutdown()
         self.controller.shutdown(timeout)
-        self._unbind_keys()
+        if _docks.get(id(self.viewer)) is self:
+            del _docks[id(self.viewer)]
         self._watched_window = None
         self.annotate_step.image_picker.disconnect_viewer()
 

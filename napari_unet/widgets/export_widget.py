@@ -62,7 +62,7 @@ from napari_unet.napari import layers as lb
 from napari_unet.napari.writer import image_entry_from_layer, labels_entry_from_layer
 from napari_unet.widgets.controller import Controller, controller_for
 from napari_unet.widgets.messages import Messages, guarded
-from napari_unet.widgets.ui import MessageLine
+from napari_unet.widgets.ui import MessageLine, listen
 
 log = logging.getLogger(__name__)
 
@@ -517,7 +517,7 @@ class ExportWidget(QWidget):
         """The viewer's napari-unet controller (shared with the main dock), found through the registry."""
         if self._controller is None or self._controller.closed:
             self._controller = controller_for(self.viewer)
-            self._controller.model_changed.connect(self.update_model_state)
+            listen(self._controller.model_changed, self.update_model_state)
         return self._controller
 
     def current_model(self):

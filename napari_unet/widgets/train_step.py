@@ -132,11 +132,11 @@ class TrainStep(QWidget):
                             (self.batch_spin, "batch_size"), (self.preview_spin, "preview_every"),
                             (self.autopredict_check, "predict_after_training")):
             settings.persist(widget, key)
-        controller.training_progress.connect(self._on_progress)
-        controller.training_finished.connect(self._on_finished)
-        controller.busy_changed.connect(self.update_state)
-        controller.model_changed.connect(self.update_state)
-        controller.image_changed.connect(self._offer_dataset_model)
+        ui.listen(controller.training_progress, self._on_progress)
+        ui.listen(controller.training_finished, self._on_finished)
+        ui.listen(controller.busy_changed, self.update_state)
+        ui.listen(controller.model_changed, self.update_state)
+        ui.listen(controller.image_changed, self._offer_dataset_model)
         self._on_device_changed()
         self._apply_saved_start()
         self._offer_dataset_model()

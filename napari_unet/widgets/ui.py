@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QFormLayout,
@@ -13,6 +15,28 @@ from qtpy.QtWidgets import (
 )
 
 from napari_unet.widgets.messages import COLORS, Messages
+
+
+def listen(signal, slot) -> None:
+    """Connect a psygnal signal (of the controller, of a message log) to a widget's bound method.
+
+    The controller outlives widgets that Qt has already deleted (a dock closed, a viewer closing
+    while its layers go): once the widget's Qt object is gone, the call is dropped instead of
+    raising inside the emitter. Holds the widget weakly.
+    """
+    owner_ref, func = weakref.ref(slot.__self__), slot.__func__
+
+    def call(*args) -> None:
+        owner = owner_ref()
+        if owner is None:
+            return
+        try:
+            owner.objectName()  # raises once the C++ object is deleted
+        except RuntimeError:
+            return
+        func(owner, *args)
+
+    signal.connect(call)
 
 
 def form() -> QFormLayout:
@@ -72,7 +96,7 @@ class MessageLine(QLabel):
         self.setWordWrap(True)
         self.setToolTip(tooltip)
         self.setVisible(False)
-        messages.posted.connect(self.show_message)
+        listen(messages.posted, self.show_message)
 
     def show_message(self, level: str, text: str) -> None:
         try:
