@@ -596,3 +596,11 @@ def test_undo_after_accept_also_takes_back_the_accepted_region(make_napari_viewe
     assert widget.correct_step.accepted_status.text().startswith("0 accepted pixels")
     annotations.redo()
     assert accepted.data[2, 10, 10] == 5 + c.ACCEPTED_BACKGROUND
+
+
+def test_readme_lists_every_shortcut(repo_root):
+    from napari_unet.widgets.dock import SHORTCUTS
+
+    readme = (repo_root / "README.md").read_text()
+    for key in SHORTCUTS:
+        assert f"| {key.replace('-', '+')} |" in readme, key
