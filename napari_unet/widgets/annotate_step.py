@@ -106,12 +106,7 @@ class AnnotateStep(QWidget):
         self._show_classes()
 
     def _show_classes(self) -> None:
-        annotations = self.controller.paired(c.ROLE_ANNOTATIONS)
-        names = lb.class_names_of(annotations)
-        colors = lb.class_colors_of(annotations, len(names))
-        self.class_editor.set_classes(names, colors)
-        self.controller.class_names, self.controller.class_colors = names, colors
-        self.controller.classes_changed.emit()
+        self.class_editor.set_classes(*self.controller.load_classes())
         self.update_status()
 
     def _refresh_channel_combo(self, image) -> None:

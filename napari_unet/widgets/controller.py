@@ -65,7 +65,6 @@ class Controller(TrainingJobs, PredictionJobs):
     image_changed = Signal()  # another image was chosen (or it went away)
     model_changed = Signal()
     busy_changed = Signal()  # training or prediction started or ended
-    classes_changed = Signal()
     annotations_changed = Signal()  # painted, restored or re-created
     plane_changed = Signal()  # the viewer shows another plane
     training_progress = Signal(object)  # a nn.training progress record
@@ -314,7 +313,13 @@ class Controller(TrainingJobs, PredictionJobs):
         if semantic is not None:
             semantic.colormap = lb.class_colormap(colors, background_visible=False)
             lb.set_class_features(semantic, names)
-        self.classes_changed.emit()
+
+    def load_classes(self) -> tuple[list[str], list[tuple]]:
+        """The selected image's classes as stored with its annotations (the defaults without them)."""
+        annotations = self.paired(c.ROLE_ANNOTATIONS)
+        self.class_names = lb.class_names_of(annotations)
+        self.class_colors = lb.class_colors_of(annotations, len(self.class_names))
+        return self.class_names, self.class_colors
 
     # ========================================================================== result layers
 
