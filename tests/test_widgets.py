@@ -551,6 +551,15 @@ def test_start_from_a_pretrained_model_and_from_a_new_one(make_napari_viewer, mo
     combo.setCurrentText("new model")
     combo.activated.emit(combo.currentIndex())
     assert again.controller.segmenter is None and combo.currentText() == "new model"
+    # a model file: remembered by its path
+    other = Segmenter.create(ModelConfig(depth=2, base_width=4), ["bg", "nucleus"]).save(tmp_path / "other.pt")
+    monkeypatch.setattr(train_step.QFileDialog, "getOpenFileName", lambda *a, **k: (str(other), ""))
+    combo.setCurrentText("file…")
+    combo.activated.emit(combo.currentIndex())
+    assert again.controller.segmenter.class_names == ["bg", "nucleus"]
+    again.shutdown()
+    third = UNetWidget(make_napari_viewer())
+    assert third.controller.segmenter.class_names == ["bg", "nucleus"]
 
 
 def test_reopened_dataset_brings_its_model(make_napari_viewer, tmp_path):

@@ -36,6 +36,8 @@ PREVIEW_MARGIN = 16  # context around the view so the crop's border does not sho
 START_CURRENT = "current model"
 START_NEW = "new model"
 START_FILE = "file…"
+PRETRAINED = "pretrained: "  # the combo's prefix of a shipped model's name
+FILE = "file: "  # the saved setting's prefix of a model file's path
 
 
 def preview_window(region, shape) -> tuple[slice, slice]:
@@ -204,7 +206,7 @@ class TrainStep(QWidget):
 
     def _refresh_start_combo(self) -> None:
         items = ([START_CURRENT] if self.controller.segmenter is not None else []) + [START_NEW]
-        items += [f"pretrained: {name}" for name in available_models()] + [START_FILE]
+        items += [PRETRAINED + name for name in available_models()] + [START_FILE]
         self.start_combo.blockSignals(True)
         self.start_combo.clear()
         self.start_combo.addItems(items)
@@ -227,18 +229,23 @@ class TrainStep(QWidget):
         choice = self.start_combo.currentText()
         if choice == START_NEW:
             self.new_model()
-        elif choice.startswith("pretrained: "):
-            self.load_model(choice.removeprefix("pretrained: "))
+            settings.save("start_model", START_NEW)
+        elif choice.startswith(PRETRAINED):
+            if self.load_model(choice.removeprefix(PRETRAINED)) is not None:
+                settings.save("start_model", choice)
         elif choice == START_FILE:
-            self._load_dialog()
-        if choice != START_FILE or self.controller.segmenter is not None:
-            settings.save("start_model", choice if choice != START_CURRENT else "")
+            path = self._load_dialog()
+            if path:
+                settings.save("start_model", FILE + path)
         self.update_state()
 
     def _apply_saved_start(self) -> None:
-        saved = settings.load("start_model") or ""
-        if saved.startswith("pretrained: ") and saved.removeprefix("pretrained: ") in available_models():
-            self.load_model(saved.removeprefix("pretrained: "))
+        """Load the start model of the last session: a pretrained one, or a file that still exists."""
+        saved = str(settings.load("start_model") or "")
+        if saved.startswith(PRETRAINED) and saved.removeprefix(PRETRAINED) in available_models():
+            self.load_model(saved.removeprefix(PRETRAINED))
+        elif saved.startswith(FILE) and Path(saved.removeprefix(FILE)).is_file():
+            self.load_model(saved.removeprefix(FILE))
 
     def _offer_dataset_model(self) -> None:
         """An image reopened from an exported dataset names its model: load it when none is loaded yet."""
@@ -345,13 +352,13 @@ class TrainStep(QWidget):
         if path:
             self.save_model(path)
 
-    def _load_dialog(self) -> None:
+    def _load_dialog(self) -> str | None:
+        """Ask for a model file and load it; returns its path when it loaded."""
         if self.controller.is_training:
-            return
+            return None
         path, _ = QFileDialog.getOpenFileName(self, "Load napari-unet model", "",
                                               "napari-unet model (*.pt);;All files (*)")
-        if path:
-            self.load_model(path)
+        return path if path and self.load_model(path) is not None else None
 
     def shutdown(self) -> None:
         self._preview_timer.stop()
