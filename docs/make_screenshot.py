@@ -1,6 +1,6 @@
 """Regenerate docs/screenshot.png: one human-in-the-loop cycle on the nuclei sample.
 
-    xvfb-run -a -s "-screen 0 1366x768x24" python3 docs/make_screenshot.py [--seconds 40] [--tab 4]
+    xvfb-run -a -s "-screen 0 1366x768x24" python3 docs/make_screenshot.py [--seconds 40] [--steps N] [--tab 4]
 
 Opens napari (1366x768, a common laptop screen) with the napari-unet dock, trains on the
 sample's scribbles, predicts, accepts a rectangle, and saves a screenshot of the whole
@@ -17,6 +17,7 @@ from pathlib import Path
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=40, help="training budget")
+    parser.add_argument("--steps", type=int, default=0, help="stop after this many steps (0: the budget decides)")
     parser.add_argument("--tab", type=int, default=3, choices=[1, 2, 3, 4], help="the step shown in the dock")
     parser.add_argument("--size", default="1366x768", help="window size, WIDTHxHEIGHT")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "screenshot.png")
@@ -42,6 +43,7 @@ def main() -> None:
         loop.exec_()
 
     widget.train_step.budget_spin.setValue(args.seconds)
+    widget.train_step.steps_spin.setValue(args.steps)
     widget.train_step.autopredict_check.setChecked(False)
     widget.train()
     wait(widget.controller.training_finished, args.seconds + 300)
