@@ -19,6 +19,7 @@ from napari_unet.conventions import (
     ROLE_SEMANTIC,
 )
 from napari_unet.errors import UserInputError
+from napari_unet.io import atomic
 from napari_unet.io import ome_zarr_dataset as io
 from napari_unet.io.ome_zarr_dataset import ImageEntry, LabelsEntry
 
@@ -177,17 +178,34 @@ def test_lazy_input_and_pyramid(tmp_path):
     assert root["labels/big_annotations/s1"].shape == (1050, 550)
     datasets = root.attrs["ome"]["multiscales"][0]["datasets"]
     assert datasets[2]["coordinateTransformations"][0]["scale"] == [8.0, 12.0]
-    # nearest downsampling keeps label values exact
-    np.testing.assert_array_equal(root["labels/big_annotations/s1"][:], ann[::2, ::2])
-    # mean downsampling for the image
+    # nearest downsampling keeps label values exact (one pixel of each 2x2 block)
+    np.testing.assert_array_equal(root["labels/big_annotations/s1"][:], ann[1::2, 1::2])
+    # 2x2 local mean for the image (the library truncates integer means)
     full = np.asarray(image).astype(np.float64)
-    expected = np.round((full[0::2, 0::2] + full[1::2, 0::2] + full[0::2, 1::2] + full[1::2, 1::2]) / 4)
+    expected = np.floor((full[0::2, 0::2] + full[1::2, 0::2] + full[0::2, 1::2] + full[1::2, 1::2]) / 4)
     np.testing.assert_array_equal(root["s1"][:], expected.astype(np.uint16))
+    multiscale = root.attrs["ome"]["multiscales"][0]
+    assert multiscale["type"] == "local_mean"
+    assert root["labels/big_annotations"].attrs["ome"]["multiscales"][0]["type"] == "nearest"
 
     dones = [d for d, _ in seen]
     assert dones == sorted(dones) and seen[-1][0] == seen[-1][1] > 0
     got, labels, _ = io.read_dataset(out)
     assert len(got.levels) == 3 and len(labels[0].levels) == 3
+
+
+@pytest.mark.parametrize("shape", [(2049, 300), (300, 2049), (4100, 40)])
+def test_labels_have_as_many_levels_as_the_image(tmp_path, shape):
+    out = io.write_dataset(tmp_path / "odd.zarr", ImageEntry(np.zeros(shape, np.uint8)),
+                           [LabelsEntry(np.zeros(shape, np.uint8), "lab")], ngff="0.5")
+    root = zarr.open_group(out, mode="r")
+    image_levels = [d["path"] for d in root.attrs["ome"]["multiscales"][0]["datasets"]]
+    label_levels = [d["path"] for d in root["labels/lab"].attrs["ome"]["multiscales"][0]["datasets"]]
+    assert len(image_levels) >= 2 and image_levels == label_levels
+    for level in image_levels:
+        assert root[level].shape == root[f"labels/lab/{level}"].shape
+    got, labels, _ = io.read_dataset(out)
+    assert [lv.shape for lv in got.levels] == [lv.shape for lv in labels[0].levels]
 
 
 def test_unserialisable_metadata_is_left_out(tmp_path, caplog):
@@ -399,7 +417,7 @@ def test_failed_swap_restores_previous_dataset(tmp_path, monkeypatch):
             raise OSError(errno.EIO, "I/O error")
         return real_replace(src, dst)
 
-    monkeypatch.setattr(io.os, "replace", replace)
+    monkeypatch.setattr(atomic.os, "replace", replace)
     with pytest.raises(OSError):
         _simple(tmp_path, value=9, overwrite=True)
     monkeypatch.undo()

@@ -9,8 +9,6 @@ write never leaves a half-written file or damages the file it was replacing.
 from __future__ import annotations
 
 import os
-import shutil
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,11 +18,10 @@ import tifffile
 import zarr
 
 from napari_unet.errors import UserInputError
+from napari_unet.io import atomic
+from napari_unet.io.chunking import chunk_shape, guess_axes
 
 SUPPORTED_EXTENSIONS = (".tif", ".tiff", ".png", ".npy", ".zarr")
-
-# Chunk edge along the two image axes of written zarr arrays.
-ZARR_CHUNK = 1024
 
 # Exceptions the readers raise for a file that is not what its extension says
 # (tifffile, zarr and numpy raise ValueError subclasses, Pillow OSError).
@@ -193,18 +190,6 @@ def _png_ready(path: Path, array: np.ndarray) -> np.ndarray:
     return array.astype(np.uint8 if high <= 255 else np.uint16, copy=False)
 
 
-def _zarr_chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
-    """ZARR_CHUNK tiles over the last two axes longer than 4 (the image plane).
-
-    Shorter axes (channels, RGB) stay whole; any other axis is chunked by 1 plane.
-    """
-    image_axes = [i for i, n in enumerate(shape) if n > 4][-2:]
-    return tuple(
-        min(n, ZARR_CHUNK) if i in image_axes else (n if n <= 4 else 1)
-        for i, n in enumerate(shape)
-    )
-
-
 def _write_tif(target: Path, array: np.ndarray) -> None:
     # Explicit, so (3, Y, X) stacks are not taken for planar RGB; (Y, X, 3|4) is.
     rgb = array.ndim == 3 and array.shape[-1] in (3, 4)
@@ -224,7 +209,7 @@ def _write_npy(target: Path, array: np.ndarray) -> None:
 
 def _write_zarr(target: Path, array: np.ndarray) -> None:
     out = zarr.create_array(
-        store=str(target), shape=array.shape, dtype=array.dtype, chunks=_zarr_chunks(array.shape)
+        store=str(target), shape=array.shape, dtype=array.dtype, chunks=chunk_shape(array.shape, guess_axes(array.shape))
     )
     out[...] = array
 
@@ -236,29 +221,6 @@ _WRITERS: dict[str, Callable[[Path, np.ndarray], None]] = {
     ".npy": _write_npy,
     ".zarr": _write_zarr,
 }
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
-
-
-def _swap_into_place(temp: Path, target: Path) -> None:
-    """Rename `temp` to `target`; an existing directory (or a file where a
-    directory goes) is moved aside first and removed only after the swap."""
-    if not (target.exists() and (target.is_dir() or temp.is_dir())):
-        os.replace(temp, target)
-        return
-    aside = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.old")
-    os.replace(target, aside)
-    try:
-        os.replace(temp, target)
-    except OSError:
-        os.replace(aside, target)
-        raise
-    _remove(aside)
 
 
 def write_array(path: str | os.PathLike, array: np.ndarray, *, overwrite: bool = True) -> None:
@@ -275,11 +237,8 @@ def write_array(path: str | os.PathLike, array: np.ndarray, *, overwrite: bool =
     array = np.asarray(array)
     if ext == ".png":
         array = _png_ready(path, array)
-    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp{ext}")
     try:
-        _WRITERS[ext](temp, array)
-        _swap_into_place(temp, path)
+        atomic.write_file(path, lambda temp: _WRITERS[ext](temp, array))
     except OSError as error:
-        raise UserInputError(f"could not write {path}: {_one_line(error)}") from error
-    finally:
-        _remove(temp)
+        raise atomic.disk_error(error, path, "write") or UserInputError(
+            f"could not write {path}: {_one_line(error)}") from error
