@@ -187,7 +187,7 @@ def test_failed_zarr_write_keeps_old_store_and_leaves_no_temp(tmp_path, monkeypa
     path = tmp_path / "out.zarr"
     write_array(path, ARRAYS["uint8"])
     monkeypatch.setattr(zarr.Array, "__setitem__", disk_full)  # after the temp store is created
-    with pytest.raises(UserInputError, match="No space left on device"):
+    with pytest.raises(UserInputError, match="Not enough disk space"):
         write_array(path, ARRAYS["uint16"])
     np.testing.assert_array_equal(read_image(path)[...], ARRAYS["uint8"])
     assert os.listdir(tmp_path) == ["out.zarr"]
