@@ -8,6 +8,7 @@ import zarr
 from PIL import Image
 
 from napari_unet.errors import UserInputError
+from napari_unet.io import atomic
 from napari_unet.io import images as image_io
 from napari_unet.io.images import (
     SUPPORTED_EXTENSIONS,
@@ -199,12 +200,12 @@ def test_failed_swap_restores_the_old_store(tmp_path, monkeypatch):
     real_replace = os.replace
 
     def refuse_new_store(src, dst):
-        if ".tmp" in os.fspath(src):
-            disk_full()
+        if ".writing-" in os.fspath(src):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
         real_replace(src, dst)
 
-    monkeypatch.setattr(image_io.os, "replace", refuse_new_store)
-    with pytest.raises(UserInputError, match="could not write"):
+    monkeypatch.setattr(atomic.os, "replace", refuse_new_store)
+    with pytest.raises(UserInputError, match="could not write .*Input/output error"):
         write_array(path, ARRAYS["uint16"])
     np.testing.assert_array_equal(read_image(path)[...], ARRAYS["uint8"])
     assert os.listdir(tmp_path) == ["out.zarr"]
