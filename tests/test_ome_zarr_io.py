@@ -299,6 +299,51 @@ def test_reference_reader_sees_image_with_labels(tmp_path):
     assert ann_node.metadata["coordinateTransformations"][0][0]["scale"] == [0.3, 0.3]
 
 
+@pytest.mark.parametrize("ngff", io.NGFF_VERSIONS)
+@pytest.mark.parametrize("shape, axes, rgb, channel_axis", [
+    ((1300, 40, 3), "yx", True, None),
+    ((3, 2, 30, 40), "zyx", False, 1),
+    ((4, 30, 40), "tyx", False, None),
+])
+def test_written_datasets_validate_against_the_ngff_spec(tmp_path, ngff, shape, axes, rgb, channel_axis):
+    """ome-zarr-models (maintained by the NGFF community) validates every group we write."""
+    validators = pytest.importorskip("ome_zarr_models")
+    from ome_zarr_models.v04.image import Image as Image04
+    from ome_zarr_models.v05.image import Image as Image05
+
+    image = _image(shape, np.uint16)
+    plane = tuple(s for i, s in enumerate(shape) if i != (len(shape) - 1 if rgb else channel_axis))
+    if rgb:
+        image = image.astype(np.uint8)
+    out = io.write_dataset(
+        tmp_path / "spec.zarr",
+        ImageEntry(image, name="img", axes=axes, rgb=rgb, channel_axis=channel_axis,
+                   units=["micrometer"] * len(axes), translate=[1.5] * len(axes), contrast_limits=(0, 90)),
+        [LabelsEntry(_annotations(plane), "img annotations", role=ROLE_ANNOTATIONS,
+                     class_names=["background", "cell", "debris"], colors=CLASS_COLORS),
+         LabelsEntry(np.zeros(plane, np.uint32), "img instances", role=ROLE_INSTANCES)],
+        ngff=ngff,
+    )
+    root = zarr.open_group(out, mode="r")
+    assert root.metadata.zarr_format == (3 if ngff == "0.5" else 2)
+    model = (Image05 if ngff == "0.5" else Image04).from_zarr(root)  # raises on any violation
+    assert model.labels is not None and validators.__version__
+    multiscale = (root.attrs["ome"] if ngff == "0.5" else root.attrs)["multiscales"][0]
+    assert multiscale["type"] == "local_mean" and multiscale["metadata"]["method"]
+
+    got, labels, _ = io.read_dataset(out)  # and we read both back the same way
+    np.testing.assert_array_equal(np.asarray(got.data), image)
+    assert got.rgb == rgb and got.channel_axis == channel_axis and got.translate == [1.5] * len(axes)
+    assert [e.name for e in labels] == ["img annotations", "img instances"]
+    assert labels[0].class_names == ["background", "cell", "debris"] and labels[0].colors == CLASS_COLORS
+
+
+def test_unknown_ngff_version_is_refused(tmp_path):
+    with pytest.raises(UserInputError, match="0.5, 0.4"):
+        _simple(tmp_path, ngff="0.6")
+    assert _listing(tmp_path) == []
+
+
 def test_reads_ome_zarr_written_by_ome_zarr_library(tmp_path):
     from ome_zarr.writer import write_image, write_labels
 

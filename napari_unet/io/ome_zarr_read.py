@@ -242,6 +242,8 @@ def _labels_entry(group: zarr.Group, label_path: str, path: Path) -> LabelsEntry
         if not isinstance(item, dict) or "label-value" not in item or not item.get("rgba"):
             continue
         value = int(item["label-value"])
+        if exact and str(value) not in exact:
+            continue  # written by us only to pair with a class name (NGFF)
         rgba = [int(c) for c in item["rgba"]]
         precise = exact.get(str(value))
         if precise is not None and [int(round(c * 255)) for c in precise] == rgba:

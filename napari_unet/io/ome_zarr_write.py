@@ -440,6 +440,14 @@ def _labels_metadata(entry: LabelsEntry) -> tuple[list | None, list | None, dict
     if entry.class_names:
         properties = [{"label-value": label_value(i), "class": str(name)}
                       for i, name in enumerate(entry.class_names)]
+    if colors and properties:  # NGFF: both lists name the same label values
+        with_color = {c["label-value"] for c in colors}
+        with_class = {p["label-value"] for p in properties}
+        fill = [int(round(c * 255)) for c in (default_color or (0.0, 0.0, 0.0, 0.0))]
+        colors += [{"label-value": v, "rgba": fill} for v in sorted(with_class - with_color)]
+        properties += [{"label-value": v} for v in sorted(with_color - with_class)]
+        colors.sort(key=lambda c: c["label-value"])
+        properties.sort(key=lambda p: p["label-value"])
     ours = {
         "name": str(entry.name),
         "role": entry.role,
