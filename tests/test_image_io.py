@@ -9,7 +9,6 @@ from PIL import Image
 
 from napari_unet.errors import UserInputError
 from napari_unet.io import atomic
-from napari_unet.io import images as image_io
 from napari_unet.io.images import (
     SUPPORTED_EXTENSIONS,
     read_image,

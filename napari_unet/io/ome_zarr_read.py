@@ -3,6 +3,7 @@ entries in napari's layout, with every problem a one-line UserInputError naming 
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -68,9 +69,11 @@ def read_dataset(path: str | os.PathLike) -> tuple[ImageEntry, list[LabelsEntry]
         )
     info = group.attrs.get(METADATA_KEY) if group is root else None
     info = info if isinstance(info, dict) else {}
+    _check_format_version(info, path)
     image_info = info.get("image") if isinstance(info.get("image"), dict) else {}
     try:
         axes, levels, scale, translate, units, name = _read_multiscale(group, ome, path)
+        _check_stored(group[ome["multiscales"][0]["datasets"][0]["path"]], path)
         image = _image_entry(axes, levels, scale, translate, units, name, image_info, path)
         labels = []
         if "labels" in group:
@@ -79,7 +82,14 @@ def read_dataset(path: str | os.PathLike) -> tuple[ImageEntry, list[LabelsEntry]
                 if label_path not in labels_group:
                     raise UserInputError(
                         f"{path} is damaged: labels/{label_path} is listed but missing")
-                labels.append(_labels_entry(labels_group[label_path], label_path, path))
+                entry = _labels_entry(labels_group[label_path], label_path, path)
+                plane = tuple(s for i, s in enumerate(image.data.shape)
+                              if i != (image.data.ndim - 1 if image.rgb else image.channel_axis))
+                if info and tuple(entry.data.shape) != plane:
+                    raise UserInputError(
+                        f"{path} is damaged: labels/{label_path} is {tuple(entry.data.shape)} "
+                        f"but the image is {plane}")
+                labels.append(entry)
     except UserInputError:
         raise
     except Exception as exc:
@@ -103,16 +113,53 @@ def dataset_training_pairs(path: str | os.PathLike) -> list[TrainingPair]:
             "that includes the annotations you painted"
         )
     accepted = next((e for e in labels if e.role == ROLE_ACCEPTED), None)
-    pixels = _load(image.data, path)
-    accepted_ids = None if accepted is None else _load(accepted.data, path)
-    return [TrainingPair(pixels, _load(entry.data, path), accepted_ids) for entry in annotations]
+    pixels = load(image.data, path)
+    accepted_ids = None if accepted is None else load(accepted.data, path)
+    return [TrainingPair(pixels, load(entry.data, path), accepted_ids) for entry in annotations]
 
 
-def _load(data, path) -> np.ndarray:
+def load(data, path, what: str = "its pixels") -> np.ndarray:
+    """`data` in memory; a chunk that cannot be read or decoded is a UserInputError that
+    names the dataset (and `what` in it)."""
     try:
         return np.asarray(data)
     except Exception as exc:
-        raise UserInputError(f"{path} is damaged: its pixels cannot be read ({exc})") from exc
+        raise UserInputError(
+            f"{path} is damaged: {what} cannot be read ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else 'corrupt chunk'})") from exc
+
+
+def _check_format_version(info: dict, path: Path) -> None:
+    """Refuse datasets written by a newer napari-unet: it may store what we would misread."""
+    if not info:
+        return
+    version = info.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise UserInputError(f"{path} is damaged: its napari_unet format_version is {version!r}")
+    if version > FORMAT_VERSION:
+        raise UserInputError(
+            f"{path} was written by a newer napari-unet (dataset format {version}; this version "
+            f"reads format {FORMAT_VERSION}): update napari-unet to open it")
+
+
+# A declared array larger than this is opened only if enough of its chunks are stored:
+# tampered metadata must not hand napari a lazy array of many gigabytes of nothing.
+DECLARED_BYTES_CHECKED = 1 << 30
+MIN_STORED_FRACTION = 0.01
+
+
+def _check_stored(array: zarr.Array, path: Path) -> None:
+    if not isinstance(array, zarr.Array):
+        return
+    declared = math.prod(array.shape) * array.dtype.itemsize
+    if declared <= DECLARED_BYTES_CHECKED:
+        return
+    stored = array.nchunks_initialized
+    if stored < MIN_STORED_FRACTION * array.nchunks:
+        raise UserInputError(
+            f"{path} is damaged or tampered with: its image declares {tuple(array.shape)} "
+            f"({declared / 2**30:.1f} GiB) but only {stored} of {array.nchunks} chunks are stored; "
+            "refusing to open it")
 
 
 def _open_group(path: Path) -> zarr.Group:
