@@ -1,6 +1,7 @@
 import errno
 import os
 
+import dask.array as da
 import numpy as np
 import pytest
 import tifffile
@@ -54,10 +55,18 @@ def test_zarr_is_read_lazily_in_1024_tiles(tmp_path):
     path = tmp_path / "big.zarr"
     write_array(path, np.zeros((1500, 2100), dtype=np.uint8))
     image = read_image(path)
-    assert isinstance(image, zarr.Array)
-    assert image.chunks == (1024, 1024)
+    assert isinstance(image, da.Array)  # nothing read yet
+    assert image.chunksize == (1024, 1024)
     write_array(path, np.zeros((2, 3, 1500, 20, 3), dtype=np.uint8))
-    assert read_image(path).chunks == (2, 3, 1024, 20, 3)
+    assert read_image(path).chunksize == (2, 3, 1024, 20, 3)
+
+
+@pytest.mark.parametrize("name", ["c.npy", "c.tif", "c.zarr"])
+def test_complex_images_are_refused_not_truncated(tmp_path, name):
+    path = tmp_path / name
+    write_array(path, np.full((20, 30), 1 + 2j, np.complex64))
+    with pytest.raises(UserInputError, match="complex"):
+        read_image(path)
 
 
 def test_labels_above_16_bits_keep_their_ids(tmp_path):

@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import dask.array as da
 import imageio.v3 as iio
 import numpy as np
 import tifffile
@@ -121,15 +122,24 @@ def _read(path: str | os.PathLike, palette_indices: bool = False) -> np.ndarray 
         raise UserInputError(f"could not read {path} as an image: {_one_line(error)}") from error
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray | zarr.Array:
+def read_image(path: str | os.PathLike) -> np.ndarray | da.Array:
     """Image at `path`, chosen by extension.
 
-    A zarr path gives the (read-only, lazy) zarr array itself, so images larger
+    A zarr path gives a lazy (dask) array over the stored chunks, so images larger
     than memory are read tile by tile as callers index it; a path inside a store
-    (`data.zarr/labels/cells`) opens that node, and an OME-Zarr image group gives
-    its full-resolution level. Other formats are read into a numpy array.
+    (`data.zarr/labels/cells`) opens that node, and an OME-Zarr image group (a
+    napari-unet dataset included) gives its full-resolution level. Other formats are
+    read into a numpy array. Complex pixels are refused: they would lose their
+    imaginary part.
     """
-    return _read(path)
+    image = _read(path)
+    if isinstance(image, zarr.Array):
+        image = da.from_zarr(image)
+    if image.dtype.kind == "c":
+        raise UserInputError(
+            f"{path} holds complex ({image.dtype}) pixels; napari-unet segments real-valued "
+            "images: save the magnitude (numpy.abs) or the real part as the image")
+    return image
 
 
 def read_labels(path: str | os.PathLike) -> np.ndarray:
