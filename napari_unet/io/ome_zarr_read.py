@@ -10,6 +10,9 @@ from pathlib import Path
 import dask.array as da
 import numpy as np
 import zarr
+from ome_zarr.format import FormatV04, FormatV05
+from ome_zarr.io import parse_url
+from ome_zarr.reader import Label, Multiscales, Node, Reader
 
 from napari_unet.conventions import (
     METADATA_KEY,
@@ -72,17 +75,18 @@ def read_dataset(path: str | os.PathLike) -> tuple[ImageEntry, list[LabelsEntry]
     _check_format_version(info, path)
     image_info = info.get("image") if isinstance(info.get("image"), dict) else {}
     try:
-        axes, levels, scale, translate, units, name = _read_multiscale(group, ome, path)
         _check_stored(group[ome["multiscales"][0]["datasets"][0]["path"]], path)
-        image = _image_entry(axes, levels, scale, translate, units, name, image_info, path)
+        image_node, label_nodes = _nodes(group, path)
+        image = _image_entry(*_multiscale(image_node, ome, path), image_info, path)
         labels = []
         if "labels" in group:
             labels_group = group["labels"]
             for label_path in _ome(labels_group).get("labels", []) or []:
-                if label_path not in labels_group:
+                if label_path not in labels_group or label_path not in label_nodes:
                     raise UserInputError(
-                        f"{path} is damaged: labels/{label_path} is listed but missing")
-                entry = _labels_entry(labels_group[label_path], label_path, path)
+                        f"{path} is damaged: labels/{label_path} is listed but missing or not an "
+                        "OME-Zarr label image")
+                entry = _labels_entry(label_nodes[label_path], labels_group[label_path], label_path, path)
                 plane = tuple(s for i, s in enumerate(image.data.shape)
                               if i != (image.data.ndim - 1 if image.rgb else image.channel_axis))
                 if info and tuple(entry.data.shape) != plane:
@@ -207,41 +211,46 @@ def _image_group(root: zarr.Group) -> zarr.Group:
     return root
 
 
-def _read_multiscale(group: zarr.Group, ome: dict, path: Path):
-    multiscale = ome["multiscales"][0]
-    axes = [a["name"] if isinstance(a, dict) else str(a) for a in multiscale.get("axes") or []]
-    units = {a["name"]: a["unit"] for a in multiscale.get("axes") or []
-             if isinstance(a, dict) and a.get("unit")}
-    datasets = multiscale["datasets"]
-    levels = []
-    for dataset in datasets:
-        if dataset["path"] not in group:
-            raise UserInputError(f"{path} is damaged: array {group.path}/{dataset['path']} is missing")
-        array = group[dataset["path"]]
-        if not isinstance(array, zarr.Array):
-            raise UserInputError(f"{path} is damaged: {dataset['path']} is not an array")
-        levels.append(da.from_zarr(array))
+def _nodes(group: zarr.Group, path: Path) -> tuple[Node, dict[str, Node]]:
+    """The image node and its label nodes (by folder name), as ome-zarr's Reader finds them."""
+    fmt = FormatV05() if group.metadata.zarr_format == 3 else FormatV04()
+    location = parse_url(str(path / group.path), fmt=fmt)
+    if location is None:
+        raise UserInputError(f"{path} is damaged: ome-zarr cannot open it")
+    image, *others = Reader(location)()
+    if image.load(Multiscales) is None:
+        raise UserInputError(f"{path} is damaged: its image has no readable multiscales metadata")
+    return image, {node.zarr.basename(): node for node in others if node.load(Label) is not None}
+
+
+def _multiscale(node: Node, ome: dict, path: Path):
+    """(axes, levels, scale, translate, units, name) of a node: the full-resolution level's
+    transforms, then the multiscale's own (global) ones, which the Reader leaves to us."""
+    levels = list(node.data)
     if not levels:
         raise UserInputError(f"{path} is damaged: its image has no arrays")
+    axes_meta = node.metadata.get("axes") or []
+    axes = [a["name"] if isinstance(a, dict) else str(a) for a in axes_meta]
+    units = {a["name"]: a["unit"] for a in axes_meta if isinstance(a, dict) and a.get("unit")}
     ndim = levels[0].ndim
     if not axes:  # NGFF <= 0.3: always 5D tczyx
         axes = list("tczyx")[-ndim:]
     if len(axes) != ndim:
         raise UserInputError(f"{path} is damaged: {len(axes)} axes for {ndim}-D arrays")
     scale, translate = [1.0] * ndim, [0.0] * ndim
-    for transform in datasets[0].get("coordinateTransformations") or []:
+    for transform in (node.metadata.get("coordinateTransformations") or [[]])[0] or []:
         if transform.get("type") == "scale" and "scale" in transform:
             scale = [float(v) for v in transform["scale"]]
         elif transform.get("type") == "translation" and "translation" in transform:
             translate = [float(v) for v in transform["translation"]]
-    for transform in multiscale.get("coordinateTransformations") or []:  # global, applied after
+    for transform in ome["multiscales"][0].get("coordinateTransformations") or []:
         if transform.get("type") == "scale" and "scale" in transform:
             g = [float(v) for v in transform["scale"]]
             scale = [s * k for s, k in zip(scale, g)]
             translate = [t * k for t, k in zip(translate, g)]
         elif transform.get("type") == "translation" and "translation" in transform:
             translate = [t + float(d) for t, d in zip(translate, transform["translation"])]
-    return axes, levels, scale, translate, units, multiscale.get("name")
+    return axes, levels, scale, translate, units, ome["multiscales"][0].get("name")
 
 
 def _image_entry(axes, levels, scale, translate, units, name, info, path) -> ImageEntry:
@@ -277,13 +286,10 @@ def _image_entry(axes, levels, scale, translate, units, name, info, path) -> Ima
     )
 
 
-def _labels_entry(group: zarr.Group, label_path: str, path: Path) -> LabelsEntry:
-    if not isinstance(group, zarr.Group):
-        raise UserInputError(f"{path} is damaged: labels/{label_path} is not a group")
-    ome = _ome(group)
-    if not ome.get("multiscales"):
-        raise UserInputError(f"{path} is damaged: labels/{label_path} has no multiscales metadata")
-    axes, levels, scale, translate, units, name = _read_multiscale(group, ome, path)
+def _labels_entry(node: Node, group: zarr.Group, label_path: str, path: Path) -> LabelsEntry:
+    """A label image as ome-zarr's Reader found it (pyramid, colours, properties), with our
+    attributes (exact colours, name, role, display) from its group."""
+    axes, levels, scale, translate, units, name = _multiscale(node, _ome(group), path)
     if "c" in axes and levels[0].shape[axes.index("c")] == 1:
         ci = axes.index("c")
         levels = [da.squeeze(level, ci) for level in levels]
@@ -293,29 +299,22 @@ def _labels_entry(group: zarr.Group, label_path: str, path: Path) -> LabelsEntry
         raise UserInputError(f"{path}: labels/{label_path} holds {levels[0].dtype} values, not integer labels")
     info = group.attrs.get(METADATA_KEY)
     info = info if isinstance(info, dict) else {}
-    image_label = ome.get("image-label") if isinstance(ome.get("image-label"), dict) else {}
 
     colors: dict[int | None, RGBA] = {}
     exact = info.get("colors") or {}
-    for item in image_label.get("colors") or []:
-        if not isinstance(item, dict) or "label-value" not in item or not item.get("rgba"):
-            continue
-        value = int(item["label-value"])
-        if exact and str(value) not in exact:
-            continue  # written by us only to pair with a class name (NGFF)
-        rgba = [int(c) for c in item["rgba"]]
-        precise = exact.get(str(value))
-        if precise is not None and [int(round(c * 255)) for c in precise] == rgba:
-            colors[value] = tuple(float(c) for c in precise)  # the exact colour, unchanged since
+    for value, rgba in (node.metadata.get("color") or {}).items():
+        if rgba is None or (exact and str(int(value)) not in exact):
+            continue  # no colour, or written by us only to pair with a class name (NGFF)
+        precise = exact.get(str(int(value)))
+        if precise is not None and [round(c * 255) for c in precise] == [round(c * 255) for c in rgba]:
+            colors[int(value)] = tuple(float(c) for c in precise)  # the exact colour, unchanged since
         else:
-            colors[value] = tuple(c / 255 for c in rgba)
+            colors[int(value)] = tuple(float(c) for c in rgba)
     if colors and info.get("default_color") is not None:
         colors[None] = tuple(float(c) for c in info["default_color"])
 
-    classes = {}
-    for item in image_label.get("properties") or []:
-        if isinstance(item, dict) and "label-value" in item and "class" in item:
-            classes[int(item["label-value"])] = str(item["class"])
+    classes = {int(value): str(props["class"]) for value, props in (node.metadata.get("properties") or {}).items()
+               if isinstance(props, dict) and "class" in props}
     class_names = None
     if classes:
         top = class_index(max(classes)) + 1
