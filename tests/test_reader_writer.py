@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tifffile
 import zarr
 
 from napari_unet.conventions import (
@@ -194,19 +195,20 @@ def test_model_saved_beside_the_dataset_is_offered_in_the_layers_metadata(tmp_pa
         [str(tmp_path / "model.pt")] * 2
 
 
-def test_gui_command_opens_a_dataset_with_the_plugin_reader(qtbot, napari_unet_plugin, tmp_path):
-    from napari_unet.widgets.launch import open_viewer
+def test_gui_command_opens_a_dataset_with_the_plugin_reader(make_napari_viewer, napari_unet_plugin, tmp_path):
+    from napari_unet.widgets.launch import (
+        open_paths,  # what `napari-unet gui PATH...` runs
+    )
 
     path = io.write_dataset(
         tmp_path / "cells.zarr", io.ImageEntry(np.zeros((8, 8), np.uint8), name="cells"),
         [io.LabelsEntry(np.zeros((8, 8), np.uint8), "cells accepted", role=ROLE_ACCEPTED)])
-    viewer = open_viewer(None, [str(path)])
-    try:
-        assert [layer.name for layer in viewer.layers] == ["cells", "cells accepted"]
-        assert {layer.source.reader_plugin for layer in viewer.layers} == {"napari-unet"}
-        assert viewer.layers["cells accepted"].contour == 1
-    finally:
-        viewer.close()
+    tifffile.imwrite(tmp_path / "other.tif", np.ones((8, 8), np.uint8))
+    viewer = make_napari_viewer()
+    open_paths(viewer, [str(path), str(tmp_path / "other.tif")])
+    assert [layer.name for layer in viewer.layers] == ["cells", "cells accepted", "other"]
+    assert [layer.source.reader_plugin for layer in viewer.layers] == ["napari-unet", "napari-unet", "napari"]
+    assert viewer.layers["cells accepted"].contour == 1
 
 
 @pytest.mark.parametrize("what, layers, path, message", [

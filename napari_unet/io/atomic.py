@@ -57,12 +57,15 @@ def recover(folder: str | os.PathLike) -> None:
         if _alive(pid):
             continue
         leftover, target = folder / name, folder / target_name
-        if kind == REPLACED and not _exists(target):
-            LOGGER.warning("restoring %s: an earlier write was interrupted", target)
-            os.replace(leftover, target)
-        else:
-            LOGGER.info("removing %s, left behind by an interrupted write", leftover)
-            remove(leftover)
+        try:
+            if kind == REPLACED and not _exists(target):
+                LOGGER.warning("restoring %s: an earlier write was interrupted", target)
+                os.replace(leftover, target)
+            else:
+                LOGGER.info("removing %s, left behind by an interrupted write", leftover)
+                remove(leftover)
+        except OSError as exc:  # a read-only folder, say: the write itself will tell
+            LOGGER.warning("could not recover %s: %s", leftover, exc)
 
 
 def replace(temp: Path, target: Path) -> None:

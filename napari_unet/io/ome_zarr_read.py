@@ -22,6 +22,7 @@ from napari_unet.conventions import (
     label_value,
 )
 from napari_unet.errors import UserInputError
+from napari_unet.io import atomic
 from napari_unet.io.ome_zarr_entries import (
     FORMAT_VERSION,
     RGBA,
@@ -179,6 +180,8 @@ def _count_files(folder: Path, enough: int) -> int:
 
 
 def _open_group(path: Path) -> zarr.Group:
+    if not path.exists():
+        atomic.recover(path.parent)  # a write killed between its two renames hid it aside
     if not path.exists():
         raise UserInputError(f"{path} does not exist")
     if not path.is_dir():

@@ -114,6 +114,35 @@ def test_next_export_recovers_a_dataset_left_between_the_renames(tmp_path):
     assert int(io.read_dataset(path)[0].data[0, 0].compute()) == 7
 
 
+@pytest.mark.slow
+def test_opening_a_dataset_hidden_by_a_killed_write_restores_it(tmp_path):
+    path = _dataset(tmp_path / "cells.zarr", 7)
+    _run_killed(DATASET_BODY.format(path=str(path)), "os:replace", 2, tmp_path)
+    assert not path.exists()
+    image, labels, _ = io.read_dataset(path)
+    assert int(image.data[0, 0].compute()) == 7 and labels[0].role == ROLE_ANNOTATIONS
+
+
+def test_read_only_destination_gives_the_real_reason(tmp_path, monkeypatch):
+    import errno
+
+    import zarr
+
+    path = _dataset(tmp_path / "cells.zarr", 7)
+
+    async def read_only(self, key, value):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(zarr.storage.LocalStore, "set", read_only)
+    with pytest.raises(UserInputError, match="permission denied or read-only"):
+        _dataset(path, 9, overwrite=True)
+    with pytest.raises(UserInputError, match="permission denied or read-only"):
+        write_array(tmp_path / "out.zarr", np.zeros((4, 4)))
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cells.zarr"]
+    assert int(io.read_dataset(path)[0].data[0, 0].compute()) == 7
+
+
 def test_half_deleted_copy_never_comes_back(tmp_path):
     """A copy being deleted is renamed first: even with the target gone it stays dead."""
     path = _dataset(tmp_path / "cells.zarr", 7)
