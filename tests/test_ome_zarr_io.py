@@ -134,7 +134,7 @@ def test_round_trip_image_and_labels(tmp_path, shape, dtype, axes):
     assert provenance["created"].startswith("20")
     assert provenance["model"] == {"sha256": "deadbeef"}
     assert provenance["training"] == {"steps": 300}
-    assert io.is_napari_unet_dataset(out) and io.is_ome_zarr_image(out)
+    assert io.is_napari_unet_dataset(out)
 
 
 def test_rgb_round_trip_is_stored_as_channels(tmp_path):
@@ -355,7 +355,6 @@ def test_reads_ome_zarr_written_by_ome_zarr_library(tmp_path):
     write_labels(labels[np.newaxis], root, name="cells", axes="cyx", scaler=None, scale_factors=(2,),
                  label_metadata={"colors": [{"label-value": 9, "rgba": [255, 0, 0, 255]}],
                                  "properties": [{"label-value": 1, "class": "bg"}]})
-    assert io.is_ome_zarr_image(tmp_path / "foreign.zarr")
     assert not io.is_napari_unet_dataset(tmp_path / "foreign.zarr")
     got, entries, provenance = io.read_dataset(tmp_path / "foreign.zarr")
     assert provenance == {}
@@ -527,4 +526,3 @@ def test_foreign_and_corrupt_stores_give_user_errors(tmp_path):
 
     for path in (plain, array, folder, garbled, tmp_path / "missing.zarr"):
         assert not io.is_napari_unet_dataset(path)
-        assert not io.is_ome_zarr_image(path)

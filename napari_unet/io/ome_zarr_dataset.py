@@ -45,7 +45,6 @@ from napari_unet.io.ome_zarr_entries import (
 from napari_unet.io.ome_zarr_read import (
     dataset_training_pairs,
     is_napari_unet_dataset,
-    is_ome_zarr_image,
     read_dataset,
 )
 from napari_unet.io.ome_zarr_write import WriteStopped, write_dataset
@@ -60,7 +59,6 @@ __all__ = [
     "WriteStopped",
     "dataset_training_pairs",
     "is_napari_unet_dataset",
-    "is_ome_zarr_image",
     "read_dataset",
     "write_dataset",
 ]

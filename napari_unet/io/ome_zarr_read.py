@@ -33,15 +33,6 @@ from napari_unet.io.ome_zarr_entries import (
 from napari_unet.io.ome_zarr_write import looks_like_zarr
 
 
-def is_ome_zarr_image(path: str | os.PathLike) -> bool:
-    """True if `path` is a zarr group holding an OME-Zarr (NGFF) multiscale image."""
-    try:
-        root = _open_group(Path(path))
-        return bool(_ome(_image_group(root)).get("multiscales"))
-    except Exception:
-        return False
-
-
 def is_napari_unet_dataset(path: str | os.PathLike) -> bool:
     """True if `path` is an OME-Zarr dataset written by `write_dataset`."""
     try:
