@@ -185,7 +185,10 @@ def _amend_multiscale(group: zarr.Group, plan: LayerPlan, method: Methods, fmt) 
     (multiscale,) = ome["multiscales"]
     multiscale["name"] = plan.name
     for dataset in multiscale["datasets"]:
-        for transform in dataset["coordinateTransformations"]:
+        transforms = dataset["coordinateTransformations"]
+        if not any(t["type"] == "translation" for t in transforms):  # ome-zarr < 0.18 writes none
+            transforms.append({"type": "translation", "translation": [0.0] * len(plan.axes)})
+        for transform in transforms:
             if transform["type"] == "translation":
                 transform["translation"] = [t + d for t, d in zip(plan.translate, transform["translation"])]
     dispatch = method_dispatch[method]
