@@ -222,3 +222,13 @@ def test_failed_swap_restores_the_old_store(tmp_path, monkeypatch):
 def test_missing_directory_is_a_user_error(tmp_path):
     with pytest.raises(UserInputError, match="could not write .*: No such file or directory"):
         write_array(tmp_path / "missing" / "out.tif", ARRAYS["uint8"])
+
+
+def test_a_napari_unet_dataset_reads_in_naparis_layout(tmp_path):
+    from napari_unet.io.ome_zarr_dataset import ImageEntry, write_dataset
+
+    rgb = np.random.default_rng(0).integers(0, 255, (30, 40, 3)).astype(np.uint8)
+    path = write_dataset(tmp_path / "photo.zarr", ImageEntry(rgb, rgb=True))
+    image = read_image(path)
+    assert isinstance(image, da.Array) and image.shape == (30, 40, 3)  # stored as (c, y, x)
+    np.testing.assert_array_equal(np.asarray(image), rgb)

@@ -65,7 +65,7 @@ def _multiscale_level0(group: zarr.Group) -> str | None:
         return None
 
 
-def _read_zarr(store: Path, inner: str) -> zarr.Array:
+def _read_zarr(store: Path, inner: str) -> zarr.Array | da.Array:
     name = store / inner if inner else store
     try:
         node = zarr.open(store=str(store), path=inner, mode="r")
@@ -75,6 +75,11 @@ def _read_zarr(store: Path, inner: str) -> zarr.Array:
         ) from error
     if isinstance(node, zarr.Array):
         return node
+    # ome-zarr loads slowly: only for zarr inputs, not every command line start
+    from napari_unet.io.ome_zarr_read import is_napari_unet_dataset, read_dataset
+
+    if not inner and is_napari_unet_dataset(store):  # in napari's layout: RGB last, channels back
+        return read_dataset(store)[0].data
     level0 = _multiscale_level0(node)
     if level0 is not None:
         try:
