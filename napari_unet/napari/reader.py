@@ -1,7 +1,9 @@
 """npe2 reader: a napari-unet OME-Zarr dataset -> napari layers.
 
-Claims only datasets written by napari-unet (other OME-Zarr stores are left to
-napari-ome-zarr and napari's built-in reader, so napari asks no "which reader?").
+Claims only datasets written by napari-unet: other OME-Zarr stores are left to
+napari-ome-zarr and napari's built-in reader (`napari-unet gui x.zarr` and
+`widgets.launch.open_paths` choose this reader for datasets themselves; napari's File >
+Open Folder matches folder readers without looking inside, so it may still ask).
 Restores what `writer.write_layers` and the export dock saved: the image layer and every
 Labels layer in their original order, with their names, pixel values and dtypes, scale
 and translate, display settings (the accepted layer as an outline), Labels colours, and
@@ -21,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from napari_unet.conventions import METADATA_KEY, ROLE_ACCEPTED
+from napari_unet.conventions import METADATA_KEY, MODEL_FILE, ROLE_ACCEPTED
 from napari_unet.io.ome_zarr_dataset import (
     ImageEntry,
     LabelsEntry,
@@ -29,8 +31,6 @@ from napari_unet.io.ome_zarr_dataset import (
     read_dataset,
 )
 from napari_unet.io.ome_zarr_read import load
-
-MODEL_FILE = "model.pt"  # the export dock's name for the model saved beside datasets
 
 # Up to this size an array is loaded into memory; larger ones stay lazy.
 IN_MEMORY_BYTES = 1 << 30

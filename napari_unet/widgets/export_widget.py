@@ -68,7 +68,7 @@ from napari_unet.widgets.guarded import guarded
 log = logging.getLogger(__name__)
 
 EXPORT_ROLES = (c.ROLE_ANNOTATIONS, c.ROLE_SEMANTIC, c.ROLE_INSTANCES, c.ROLE_ACCEPTED)
-MODEL_FILE = "model.pt"
+MODEL_FILE = c.MODEL_FILE
 NGFF_CHOICES = (("NGFF 0.5 (default)", "0.5"), ("NGFF 0.4 for Fiji/MoBIE/BDV", "0.4"))
 DATASET_SUFFIX = ".zarr"
 
