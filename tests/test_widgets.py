@@ -613,3 +613,25 @@ def test_readme_lists_every_shortcut(repo_root):
     readme = (repo_root / "README.md").read_text()
     for key in SHORTCUTS:
         assert f"| {key.replace('-', '+')} |" in readme, key
+
+
+def test_dataset_exported_with_its_model_reopens_with_it(make_napari_viewer, napari_unet_plugin, tmp_path):
+    from napari_unet.nn.model import ModelConfig
+    from napari_unet.nn.segmenter import Segmenter
+    from napari_unet.widgets.export_widget import ExportWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(0).random((32, 32)).astype(np.float32), name="cells")
+    widget = UNetWidget(viewer)
+    model = Segmenter.create(ModelConfig(depth=2, base_width=4), ["background", "nucleus"])
+    widget.controller.session.set_model(model)
+    export = ExportWidget(viewer)
+    assert export.controller is widget.controller
+    result = export.export_now(tmp_path, images=["cells"], include_model=True)
+    assert result.ok and result.model_path == tmp_path / "model.pt"
+
+    again = make_napari_viewer()
+    again.open(str(result.written["cells"]), plugin="napari-unet")
+    reopened = UNetWidget(again)
+    assert reopened.controller.segmenter.fingerprint() == model.fingerprint()
+    assert "loaded the model exported with 'cells'" in reopened.controller.messages.last[1]
