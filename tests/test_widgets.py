@@ -571,6 +571,7 @@ def test_reopened_dataset_brings_its_model(make_napari_viewer, tmp_path):
     viewer.add_image(np.zeros((32, 32), np.float32), name="cells",
                      metadata={c.METADATA_KEY: {"model_path": str(path)}})  # what the dataset reader sets
     widget = UNetWidget(viewer)
+    viewer.window.add_dock_widget(widget)
     assert widget.controller.segmenter is not None
     assert widget.controller.segmenter.class_names == ["background", "nucleus"]
     assert "loaded the model exported with 'cells'" in widget.controller.messages.last[1]
@@ -581,6 +582,7 @@ def test_undo_after_accept_also_takes_back_the_accepted_region(make_napari_viewe
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((3, 24, 24), np.float32), name="stack")
     widget = UNetWidget(viewer)
+    viewer.window.add_dock_widget(widget)
     controller = widget.controller
     qtbot.waitUntil(lambda: "stack annotations" in viewer.layers, timeout=5_000)
     annotations = viewer.layers["stack annotations"]
@@ -623,6 +625,7 @@ def test_dataset_exported_with_its_model_reopens_with_it(make_napari_viewer, nap
     viewer = make_napari_viewer()
     viewer.add_image(np.random.default_rng(0).random((32, 32)).astype(np.float32), name="cells")
     widget = UNetWidget(viewer)
+    viewer.window.add_dock_widget(widget)
     model = Segmenter.create(ModelConfig(depth=2, base_width=4), ["background", "nucleus"])
     widget.controller.session.set_model(model)
     export = ExportWidget(viewer)
@@ -633,5 +636,6 @@ def test_dataset_exported_with_its_model_reopens_with_it(make_napari_viewer, nap
     again = make_napari_viewer()
     again.open(str(result.written["cells"]), plugin="napari-unet")
     reopened = UNetWidget(again)
+    again.window.add_dock_widget(reopened)
     assert reopened.controller.segmenter.fingerprint() == model.fingerprint()
     assert "loaded the model exported with 'cells'" in reopened.controller.messages.last[1]

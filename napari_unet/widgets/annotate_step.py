@@ -90,7 +90,7 @@ class AnnotateStep(QWidget):
             if self.controller.paired(c.ROLE_ANNOTATIONS) is None:
                 # Created a moment later: a reader or sample adding an image *and* its annotations
                 # layer in one go must get its own layer adopted, not a duplicate.
-                self.controller.call_soon(lambda name=image.name: self._ensure_annotations(name))
+                ui.later(self._ensure_annotations, image.name)
             else:
                 self._ensure_annotations(image.name)
         self._show_classes()

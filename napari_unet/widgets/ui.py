@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import weakref
 
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
@@ -15,6 +15,26 @@ from qtpy.QtWidgets import (
 )
 
 from napari_unet.widgets.messages import COLORS, Messages
+
+
+def _alive(widget) -> bool:
+    try:
+        widget.objectName()  # raises once the C++ object is deleted
+    except RuntimeError:
+        return False
+    return True
+
+
+def later(slot, *args) -> None:
+    """Call a widget's bound method at the next event-loop turn, unless Qt has deleted the widget by then."""
+    owner_ref, func = weakref.ref(slot.__self__), slot.__func__
+
+    def call() -> None:
+        owner = owner_ref()
+        if owner is not None and _alive(owner):
+            func(owner, *args)
+
+    QTimer.singleShot(0, call)
 
 
 def listen(signal, slot) -> None:
@@ -28,13 +48,8 @@ def listen(signal, slot) -> None:
 
     def call(*args) -> None:
         owner = owner_ref()
-        if owner is None:
-            return
-        try:
-            owner.objectName()  # raises once the C++ object is deleted
-        except RuntimeError:
-            return
-        func(owner, *args)
+        if owner is not None and _alive(owner):
+            func(owner, *args)
 
     signal.connect(call)
 
