@@ -159,8 +159,8 @@ class UNetWidget(QWidget):
         layout.addWidget(self.tabs, 1)
 
         listen(self.controller.training_finished, self._after_training)
-        # When Qt deletes the dock (its steps and their timers with it) the controller must stop
-        # calling them: the closure holds the controller only, never the dock.
+        # Qt deleting the dock without a close event first (an undocked widget, the app ending):
+        # stop the viewer's jobs all the same. The closure holds the controller only, never the dock.
         self.destroyed.connect(lambda *_, controller=self.controller: controller.shutdown())
         app = QApplication.instance()
         if app is not None:
