@@ -24,6 +24,7 @@ from napari_unet.functionals.prediction import Prediction
 from napari_unet.nn.inference import Stopped
 from napari_unet.nn.segmenter import Segmenter
 from napari_unet.nn.training import Trainer
+from napari_unet.progress import Count, relabel, yield_counts
 
 
 class WorkerFailure(Exception):
@@ -95,6 +96,16 @@ def train_generator(trainer: Trainer, stop: threading.Event):
         yield record
 
 
+@dataclass(frozen=True)
+class TileProgress:
+    """Tiles done in the plane being predicted (plane `index` of `planes`)."""
+
+    image: str
+    index: int
+    planes: int
+    tiles: Count
+
+
 @dataclass
 class PlaneResult:
     """One predicted plane, with the post-processed outputs the GUI thread only has to paint."""
@@ -119,11 +130,11 @@ def predict_generator(
     params: InstanceParams,
     model_version: int,
     stop: threading.Event,
-    tile_progress: list,
     tile_size: int = 512,
     threads: int | None = None,
 ):
-    """Predict planes one by one; yields a PlaneResult per plane; returns 'done' or 'cancelled'.
+    """Predict planes one by one; yields TileProgress records while a plane runs and a
+    PlaneResult per plane; returns 'done' or 'cancelled'.
 
     threads: torch threads (default: all cores but one, so the viewer keeps a core).
     """
@@ -132,16 +143,14 @@ def predict_generator(
     torch.set_num_threads(threads or gui_friendly_threads())
     use_heads = segmenter.instance_heads_trained
     total = len(planes)
-
-    def progress(done: int, of: int) -> None:
-        tile_progress[:] = [done, of]
-
     for i, plane in enumerate(planes):
         if stop.is_set():
             return "cancelled"
         image = read_plane(plane)
         try:
-            prediction = segmenter.predict(image, tile_size=tile_size, progress=progress, should_stop=stop.is_set)
+            counts = yield_counts(lambda progress, image=image: segmenter.predict(
+                image, tile_size=tile_size, progress=progress, should_stop=stop.is_set))
+            prediction = yield from relabel(counts, lambda count, i=i: TileProgress(image_name, i, total, count))
             semantic = prediction.semantic()
             instances = instances_from_prediction(prediction, params, use_instance_heads=use_heads)
         except Stopped:
