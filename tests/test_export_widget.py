@@ -14,9 +14,10 @@ from napari_unet.conventions import (
     ROLE_INSTANCES,
     ROLE_SEMANTIC,
 )
+from napari_unet.io import export as ex
 from napari_unet.io import ome_zarr_dataset as io
-from napari_unet.widgets import export_widget as ew
-from napari_unet.widgets.export_widget import ExportWidget, safe_name
+from napari_unet.io.names import safe_name
+from napari_unet.widgets.export_widget import ExportWidget
 
 CLASSES = ["background", "nucleus", "debris"]
 TIMEOUT = 60_000
@@ -188,7 +189,7 @@ def test_cancel_leaves_no_dataset_and_no_temp_folder(export_setup, qtbot, tmp_pa
     viewer, widget, _, _ = export_setup
     widget.set_model(_tiny_model())
     started, release = threading.Event(), threading.Event()
-    real_write = ew.write_dataset
+    real_write = ex.write_dataset
 
     def blocking_write(*args, progress=None, **kwargs):
         def report(done, total):
@@ -199,7 +200,7 @@ def test_cancel_leaves_no_dataset_and_no_temp_folder(export_setup, qtbot, tmp_pa
 
         return real_write(*args, progress=report, **kwargs)
 
-    monkeypatch.setattr(ew, "write_dataset", blocking_write)
+    monkeypatch.setattr(ex, "write_dataset", blocking_write)
     with qtbot.waitSignal(widget.export_finished, timeout=TIMEOUT) as finished:
         worker = widget.export(tmp_path)
         assert worker is not None
@@ -274,14 +275,14 @@ def test_model_comes_from_the_viewers_controller(export_setup, qtbot, tmp_path):
 
 def test_full_disk_and_unwritable_folder_are_reported(export_setup, qtbot, tmp_path, monkeypatch):
     viewer, widget, _, _ = export_setup
-    real_write = ew.write_dataset
+    real_write = ex.write_dataset
 
     def full_disk_for_cells(path, *args, **kwargs):
         if path.name == "cells.zarr":
-            raise ew.UserInputError("Not enough disk space to export cells.zarr: free some space")
+            raise ex.UserInputError("Not enough disk space to export cells.zarr: free some space")
         return real_write(path, *args, **kwargs)
 
-    monkeypatch.setattr(ew, "write_dataset", full_disk_for_cells)
+    monkeypatch.setattr(ex, "write_dataset", full_disk_for_cells)
     with qtbot.waitSignal(widget.export_finished, timeout=TIMEOUT) as finished:
         widget.export(tmp_path)
     result = finished.args[0]
@@ -292,7 +293,7 @@ def test_full_disk_and_unwritable_folder_are_reported(export_setup, qtbot, tmp_p
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(ew.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(ex.tempfile, "mkstemp", refuse)
     assert widget.export(tmp_path / "sub") is None
     assert widget.last_message[0] == "error" and "cannot write to" in widget.last_message[1]
 

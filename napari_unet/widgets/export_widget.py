@@ -22,16 +22,12 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import tempfile
 import threading
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 from napari.layers import Image, Labels
-from qtpy.QtCore import Qt, QTimer, Signal
+from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -43,180 +39,35 @@ from qtpy.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
-    QSizePolicy,
-    QTreeWidget,
-    QTreeWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
 from napari_unet import conventions as c
 from napari_unet.errors import UserInputError
-from napari_unet.io.names import safe_name
-from napari_unet.io.ome_zarr_dataset import (
-    ImageEntry,
-    LabelsEntry,
-    WriteStopped,
-    write_dataset,
+from napari_unet.io.export import (
+    ExportJob,
+    ExportProgress,
+    ExportResult,
+    check_folder,
+    dataset_paths,
+    export_datasets,
+    run_export,
 )
-from napari_unet.napari import layers as lb
-from napari_unet.napari.writer import image_entry_from_layer, labels_entry_from_layer
+from napari_unet.napari.export import chosen_layers, export_structure, job_from_layers
 from napari_unet.widgets.controller import Controller, controller_for
+from napari_unet.widgets.export_tree import ExportTree
+from napari_unet.widgets.lifecycle import ClosesWithViewer
 from napari_unet.widgets.messages import Messages, guarded
 from napari_unet.widgets.ui import MessageLine, listen
 
 log = logging.getLogger(__name__)
 
-EXPORT_ROLES = (c.ROLE_ANNOTATIONS, c.ROLE_SEMANTIC, c.ROLE_INSTANCES, c.ROLE_ACCEPTED)
 MODEL_FILE = c.MODEL_FILE
 NGFF_CHOICES = (("NGFF 0.5 (default)", "0.5"), ("NGFF 0.4 for Fiji/MoBIE/BDV", "0.4"))
-DATASET_SUFFIX = ".zarr"
 
 
-# =============================================================================================
-# Qt-free part: plan and write
-# =============================================================================================
-
-
-@dataclass
-class ExportJob:
-    """One dataset to write: the image entry, its labels entries and the provenance."""
-
-    image: str  # image layer name
-    path: Path
-    image_entry: ImageEntry
-    labels: list[LabelsEntry]
-    provenance: dict = field(default_factory=dict)
-    overwrite: bool = False
-    accepted: Any = None  # the accepted layer's data, to count accepted pixels
-    ngff: str = "0.5"  # NGFF version to write: "0.5" (zarr v3) or "0.4" (zarr v2)
-
-
-@dataclass
-class ExportResult:
-    """What an export did, image by image."""
-
-    folder: Path
-    written: dict[str, Path] = field(default_factory=dict)  # image name -> dataset
-    skipped: dict[str, str] = field(default_factory=dict)  # image name -> why
-    failed: dict[str, str] = field(default_factory=dict)  # image name -> message
-    cancelled: bool = False
-    model_path: Path | None = None
-    model_error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed and not self.cancelled and self.model_error is None
-
-
-def _count_nonzero(data) -> int:
-    if isinstance(data, np.ndarray):
-        return int(np.count_nonzero(data))
-    import dask.array as da
-
-    if isinstance(data, list | tuple):  # multiscale: full resolution
-        data = data[0]
-    return int(da.count_nonzero(da.asarray(data)).compute())
-
-
-def export_datasets(
-    jobs: list[ExportJob],
-    result: ExportResult,
-    model=None,
-    model_path: Path | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    progress: Callable[[int, int, int, int, str], None] | None = None,
-) -> Iterator[tuple]:
-    """Write the planned datasets one by one (run in a worker thread, or iterate it).
-
-    model: a Segmenter (a private copy: it must not change while this runs); its
-        fingerprint and model card go into every dataset's provenance, and it is saved
-        to `model_path` (when given) once the datasets are written.
-    progress: progress(image index, number of images, chunks done, chunks total, name).
-    Yields ("start", name), ("written", name, path), ("failed", name, message),
-    ("model", path) records; returns `result`, filled in.
-    """
-    stop = should_stop or (lambda: False)
-    model_info = None
-    if model is not None:
-        model_info = {
-            "sha256": model.fingerprint(),
-            "file": MODEL_FILE if model_path is not None else None,
-            "card": model.model_card(),
-        }
-    n = len(jobs)
-    for i, job in enumerate(jobs):
-        if stop():
-            result.cancelled = True
-            break
-        yield ("start", job.image)
-        try:
-            provenance = dict(job.provenance)
-            if job.accepted is not None:
-                provenance["accepted_pixels"] = _count_nonzero(job.accepted)
-            if model_info is not None:
-                provenance["model"] = model_info
-
-            def report(done: int, total: int, i=i, name=job.image) -> None:
-                if progress is not None:
-                    progress(i, n, done, total, name)
-
-            path = write_dataset(job.path, job.image_entry, job.labels, provenance=provenance,
-                                 overwrite=job.overwrite, progress=report, should_stop=stop, ngff=job.ngff)
-        except WriteStopped:
-            result.cancelled = True
-            break
-        except UserInputError as error:
-            result.failed[job.image] = str(error)
-            yield ("failed", job.image, str(error))
-            continue
-        except Exception as error:  # never let a traceback reach the user
-            log.exception("napari-unet: exporting %r failed", job.image)
-            message = f"exporting '{job.image}' failed: {type(error).__name__}: {error}"
-            result.failed[job.image] = message
-            yield ("failed", job.image, message)
-            continue
-        result.written[job.image] = path
-        yield ("written", job.image, path)
-    # The datasets written refer to model.pt: save it unless nothing was written because of a cancel.
-    if model is not None and model_path is not None and (result.written or not result.cancelled):
-        try:
-            result.model_path = model.save(model_path)
-            yield ("model", result.model_path)
-        except UserInputError as error:
-            result.model_error = str(error)
-        except Exception as error:
-            log.exception("napari-unet: saving the model failed")
-            result.model_error = f"saving the model failed: {type(error).__name__}: {error}"
-    return result
-
-
-def check_folder(folder: str | os.PathLike | None) -> Path:
-    """The destination folder, created if missing; UserInputError unless it is a writable folder."""
-    text = "" if folder is None else os.fspath(folder).strip()
-    if not text:
-        raise UserInputError("no destination folder: type one or click 'Browse…' to choose where to export")
-    path = Path(text).expanduser().absolute()
-    if path.exists() and not path.is_dir():
-        raise UserInputError(f"{path} is a file, not a folder: choose a folder to export into")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".napari-unet-probe-", dir=path)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as error:
-        raise UserInputError(
-            f"cannot write to {path} ({error.strerror or error}): choose another folder"
-        ) from error
-    return path
-
-
-# =============================================================================================
-# the dock widget
-# =============================================================================================
-
-
-class ExportWidget(QWidget):
+class ExportWidget(ClosesWithViewer, QWidget):
     """napari-unet's export dock (npe2 command `napari-unet.export_widget`)."""
 
     export_finished = Signal(object)  # an ExportResult, when a worker ends (any way)
@@ -230,16 +81,15 @@ class ExportWidget(QWidget):
         self.worker = None
         self._model = None
         self._controller = None
-        self._unchecked_images: set[str] = set()
-        self._unchecked_labels: set[tuple[str, str]] = set()
-        self._structure: list = []
         self._stop = threading.Event()
-        self._progress_state: tuple | None = None
         self._result: ExportResult | None = None
         self._closed = False
 
         self._build_ui()
         self._connect_viewer()
+        self.watch_viewer_close()
+        # Qt deleting the dock without a close event first: stop its export all the same
+        self.destroyed.connect(lambda *_, stop=self._stop: stop.set())
         self.refresh()
         self.update_model_state()
 
@@ -264,20 +114,11 @@ class ExportWidget(QWidget):
         box_layout = QVBoxLayout(box)
         box_layout.setContentsMargins(6, 8, 6, 6)
         box_layout.setSpacing(4)
-        self.tree = QTreeWidget()
-        self.tree.setHeaderHidden(True)
-        self.tree.setColumnCount(1)
-        self.tree.setMinimumHeight(130)
-        self.tree.setMaximumHeight(320)  # more images: the list scrolls
-        self.tree.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Preferred)
-        self.tree.setToolTip(
-            "Image layers of the viewer. Each ticked image is exported with its ticked Labels layers "
-            "(annotations, semantic, instances, accepted regions), found by the role stored with the "
-            "layer or by their name ('<image> annotations', ...)")
-        self.tree.itemChanged.connect(self._on_item_changed)
+        self.tree = ExportTree()
+        self.tree.ticks_changed.connect(self._update_state)
         box_layout.addWidget(self.tree)
-        self.all_button = self._button("Tick all", "Tick every image", lambda: self._tick_all(True))
-        self.none_button = self._button("Untick all", "Untick every image", lambda: self._tick_all(False))
+        self.all_button = self._button("Tick all", "Tick every image", lambda: self.tree.tick_all(True))
+        self.none_button = self._button("Untick all", "Untick every image", lambda: self.tree.tick_all(False))
         row = QHBoxLayout()
         row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(self.all_button)
@@ -341,10 +182,6 @@ class ExportWidget(QWidget):
         layout.addWidget(self.status_label)
         layout.addStretch(1)
 
-        self._progress_timer = QTimer(self)
-        self._progress_timer.setInterval(100)
-        self._progress_timer.timeout.connect(self._show_progress)
-
     @staticmethod
     def _button(text: str, tooltip: str, slot) -> QPushButton:
         button = QPushButton(text)
@@ -380,10 +217,19 @@ class ExportWidget(QWidget):
         except RuntimeError:  # the Qt object is gone (viewer closing)
             self._closed = True
 
-    def disconnect_viewer(self) -> None:
-        """Stop tracking the viewer's layers (the widget is being thrown away)."""
+    def shutdown(self, timeout: float = 15.0) -> None:
+        """Stop and join this dock's export, stop tracking the viewer (the dock or the viewer closes).
+
+        On the viewer's close every job of the viewer is joined through its controller, so an
+        export started from this dock alone never outlives the viewer.
+        """
+        if self._closed:
+            return
         self._closed = True
         self._stop.set()
+        if self.worker is not None and self._controller is not None:
+            self._controller.scheduler.join(timeout, only=[self.worker])
+        self._watched_window = None
         try:
             events = self.viewer.layers.events
             for event in (events.inserted, events.removed, events.moved, events.reordered):
@@ -393,6 +239,8 @@ class ExportWidget(QWidget):
                 layer.events.metadata.disconnect(self._on_layer_event)
         except Exception:  # viewer already gone
             pass
+
+    disconnect_viewer = shutdown
 
     def closeEvent(self, event):  # noqa: N802 (Qt API)
         self._stop.set()
@@ -404,102 +252,26 @@ class ExportWidget(QWidget):
 
     # ------------------------------------------------------------------------- image tree
 
-    def _current_structure(self) -> list[tuple[str, list[tuple[str, str]]]]:
-        out = []
-        for image in lb.image_layers(self.viewer):
-            pairs = []
-            for role in EXPORT_ROLES:
-                layer = lb.find_paired(self.viewer, image.name, role)
-                if layer is not None:
-                    pairs.append((role, layer.name))
-            out.append((image.name, pairs))
-        return out
-
     def refresh(self) -> None:
         """Rebuild the image tree from the layer list (tick states are kept by name)."""
-        structure = self._current_structure()
-        if structure == self._structure:
-            return
-        self._structure = structure
-        self.tree.blockSignals(True)
-        try:
-            self.tree.clear()
-            for image, pairs in structure:
-                top = QTreeWidgetItem([image])
-                top.setData(0, Qt.UserRole, ("image", image))
-                top.setFlags((top.flags() | Qt.ItemIsUserCheckable) & ~Qt.ItemIsSelectable)
-                checked = image not in self._unchecked_images
-                top.setCheckState(0, Qt.Checked if checked else Qt.Unchecked)
-                top.setToolTip(0, f"Export '{image}' as {safe_name(image)}{DATASET_SUFFIX}")
-                for role, name in pairs:
-                    text = name if name == c.layer_name(image, role) else f"{name}  ({role})"
-                    child = QTreeWidgetItem([text])
-                    child.setData(0, Qt.UserRole, ("labels", image, role))
-                    child.setFlags((child.flags() | Qt.ItemIsUserCheckable) & ~Qt.ItemIsSelectable)
-                    child.setCheckState(0, Qt.Unchecked if (image, role) in self._unchecked_labels else Qt.Checked)
-                    child.setToolTip(0, f"Include the {role} layer '{name}' in the dataset of '{image}'")
-                    child.setDisabled(not checked)
-                    top.addChild(child)
-                if not pairs:
-                    top.setToolTip(0, top.toolTip(0) + " (no paired Labels layers: the image alone)")
-                self.tree.addTopLevelItem(top)
-                top.setExpanded(True)
-            if not structure:
-                placeholder = QTreeWidgetItem(["(no image layers: open an image first)"])
-                placeholder.setFlags(Qt.NoItemFlags)
-                self.tree.addTopLevelItem(placeholder)
-        finally:
-            self.tree.blockSignals(False)
-        self._update_state()
-
-    def _on_item_changed(self, item: QTreeWidgetItem, column: int = 0) -> None:
-        data = item.data(0, Qt.UserRole)
-        if not data:
-            return
-        checked = item.checkState(0) == Qt.Checked
-        if data[0] == "image":
-            (self._unchecked_images.discard if checked else self._unchecked_images.add)(data[1])
-            for i in range(item.childCount()):
-                item.child(i).setDisabled(not checked)
-        else:
-            key = (data[1], data[2])
-            (self._unchecked_labels.discard if checked else self._unchecked_labels.add)(key)
-        self._update_state()
-
-    def _items(self) -> Iterable[QTreeWidgetItem]:
-        for i in range(self.tree.topLevelItemCount()):
-            top = self.tree.topLevelItem(i)
-            yield top
-            for j in range(top.childCount()):
-                yield top.child(j)
+        if self.tree.show_structure(export_structure(self.viewer)):
+            self._update_state()
 
     def set_image_checked(self, image: str, checked: bool = True) -> None:
         """Tick or untick an image (also before its layer exists: kept by name)."""
-        (self._unchecked_images.discard if checked else self._unchecked_images.add)(image)
-        for item in self._items():
-            if item.data(0, Qt.UserRole) == ("image", image):
-                item.setCheckState(0, Qt.Checked if checked else Qt.Unchecked)
-        self._update_state()
+        self.tree.set_image_checked(image, checked)
 
     def set_labels_checked(self, image: str, role: str, checked: bool = True) -> None:
         """Tick or untick the `role` Labels layer of `image`."""
-        (self._unchecked_labels.discard if checked else self._unchecked_labels.add)((image, role))
-        for item in self._items():
-            if item.data(0, Qt.UserRole) == ("labels", image, role):
-                item.setCheckState(0, Qt.Checked if checked else Qt.Unchecked)
-
-    def _tick_all(self, checked: bool) -> None:
-        for image, _ in self._structure:
-            self.set_image_checked(image, checked)
+        self.tree.set_labels_checked(image, role, checked)
 
     def checked_images(self) -> list[str]:
         """Names of the ticked image layers, in layer order."""
-        return [image for image, _ in self._current_structure() if image not in self._unchecked_images]
+        return self.tree.checked_images(export_structure(self.viewer))
 
     def checked_roles(self, image: str) -> list[str]:
         """Roles of the ticked Labels layers of `image` (those that exist)."""
-        pairs = dict(self._current_structure()).get(image, [])
-        return [role for role, _ in pairs if (image, role) not in self._unchecked_labels]
+        return self.tree.checked_roles(export_structure(self.viewer), image)
 
     # ------------------------------------------------------------------------------ model
 
@@ -599,35 +371,13 @@ class ExportWidget(QWidget):
     # ------------------------------------------------------------------------------ export
 
     def _selection(self, images: Iterable | None) -> list[tuple[Image, list[Labels]]]:
-        layers = {layer.name: layer for layer in lb.image_layers(self.viewer)}
-        if images is None:
-            names = self.checked_images()
-        else:
-            names = [getattr(image, "name", image) for image in images]
-        chosen = []
-        for name in names:
-            image = layers.get(name)
-            if image is None:
-                raise UserInputError(f"there is no image layer '{name}' to export")
-            roles = self.checked_roles(name)
-            labels = [lb.find_paired(self.viewer, name, role) for role in roles]
-            labels = sorted((layer for layer in labels if layer is not None), key=self.viewer.layers.index)
-            chosen.append((image, labels))  # in the viewer's order, which reopening restores
-        if not chosen:
-            raise UserInputError("no image selected: tick at least one image under 'Images and layers'")
-        return chosen
+        names = self.checked_images() if images is None else [getattr(image, "name", image) for image in images]
+        return chosen_layers(self.viewer, {name: self.checked_roles(name) for name in names})
 
     def plan(self, folder: Path, chosen: list[tuple[Image, list[Labels]]], result: ExportResult) -> list[ExportJob]:
-        """Jobs for the chosen images (GUI thread: reads layers, asks before overwriting)."""
+        """Jobs for the chosen images (GUI thread: snapshots layers, asks before overwriting)."""
         jobs = []
-        used: set[str] = set()
-        for image, labels in chosen:
-            base = safe_name(image.name)
-            stem, k = base, 2
-            while stem.lower() in used:
-                stem, k = f"{base}-{k}", k + 1
-            used.add(stem.lower())
-            path = folder / f"{stem}{DATASET_SUFFIX}"
+        for (image, labels), path in zip(chosen, dataset_paths(folder, [image.name for image, _ in chosen])):
             overwrite = False
             if path.exists() or path.is_symlink():
                 if not path.is_dir():
@@ -638,38 +388,8 @@ class ExportWidget(QWidget):
                     result.skipped[image.name] = f"{path.name} already exists and was kept"
                     continue
                 overwrite = True
-            jobs.append(self._job(image, labels, path, overwrite))
+            jobs.append(job_from_layers(image, labels, path, overwrite, self.ngff_combo.currentData()))
         return jobs
-
-    @staticmethod
-    def _snapshot_meta(meta: dict) -> dict:
-        meta = dict(meta)
-        try:
-            meta["metadata"] = copy.deepcopy(meta.get("metadata") or {})
-        except Exception:
-            meta["metadata"] = dict(meta.get("metadata") or {})
-        return meta
-
-    def _job(self, image: Image, labels: list[Labels], path: Path, overwrite: bool) -> ExportJob:
-        data, meta, _ = image.as_layer_data_tuple()
-        image_entry = image_entry_from_layer(data, self._snapshot_meta(meta))
-        entries, layer_provenance, accepted = [], {}, None
-        for layer in labels:
-            ldata, lmeta, _ = layer.as_layer_data_tuple()
-            if isinstance(ldata, np.ndarray):  # painting goes on while the export runs
-                ldata = ldata.copy()
-            entry = labels_entry_from_layer(ldata, self._snapshot_meta(lmeta))
-            entries.append(entry)
-            own = lb.meta(layer).get("provenance")
-            if own:
-                layer_provenance[layer.name] = copy.deepcopy(own)
-            if entry.role == c.ROLE_ACCEPTED and accepted is None:
-                accepted = entry.data
-        provenance = copy.deepcopy(dict(lb.meta(image).get("provenance") or {}))
-        if layer_provenance:
-            provenance["layers"] = layer_provenance
-        return ExportJob(image.name, path, image_entry, entries, provenance, overwrite, accepted,
-                         ngff=self.ngff_combo.currentData())
 
     def _prepare(self, folder, images, include_model):
         folder = check_folder(self.folder() if folder is None else folder)
@@ -712,17 +432,15 @@ class ExportWidget(QWidget):
             return None
         self._stop.clear()
         self._result = result
-        self._progress_state = None
         self.progress_bar.setValue(0)
         self.progress_bar.setFormat("starting…")
         self.worker = self.controller.scheduler.start(
-            export_datasets, jobs, result, model, model_path, self._stop.is_set, self._set_progress,
+            export_datasets, jobs, result, model, model_path, self._stop.is_set,
             stop=self._stop,
             connect={"yielded": self._on_yielded, "errored": self._on_errored, "finished": self._on_finished},
             progress={"total": 0, "desc": f"napari-unet: exporting {len(jobs)} dataset(s)"},  # activity dock
         )
         self._update_state()
-        self._progress_timer.start()
         return self.worker
 
     def export_now(self, folder: str | os.PathLike | None = None, images: Iterable | None = None,
@@ -737,9 +455,7 @@ class ExportWidget(QWidget):
             self.notify("error", str(error))
             return None
         if jobs:
-            run = export_datasets(jobs, result, model, model_path)
-            for _ in run:
-                pass
+            run_export(jobs, result, model, model_path)
         self.last_result = result
         self._report(result)
         return result
@@ -754,19 +470,12 @@ class ExportWidget(QWidget):
 
     # ------------------------------------------------------------------- worker callbacks
 
-    def _set_progress(self, index: int, n: int, done: int, total: int, name: str) -> None:
-        self._progress_state = (index, n, done, total, name)  # worker thread: one atomic assignment
-
-    def _show_progress(self) -> None:
-        state = self._progress_state
-        if state is None or self._stop.is_set():
-            return
-        index, n, done, total, name = state
-        fraction = (index + (done / total if total else 1.0)) / max(n, 1)
-        self.progress_bar.setValue(int(round(fraction * 1000)))
-        self.progress_bar.setFormat(f"{name} ({index + 1}/{n}) · %p%")
-
     def _on_yielded(self, record) -> None:
+        if isinstance(record, ExportProgress):
+            if not self._stop.is_set():
+                self.progress_bar.setValue(int(round(record.fraction * 1000)))
+                self.progress_bar.setFormat(f"{record.image} ({record.index + 1}/{record.n}) · %p%")
+            return
         kind = record[0]
         if kind == "failed":
             self.notify("error", record[2])
@@ -782,7 +491,6 @@ class ExportWidget(QWidget):
         result = self._result or ExportResult(Path(self.folder() or "."))
         self.worker = None
         self._result = None
-        self._progress_timer.stop()
         self.last_result = result
         try:
             self.progress_bar.setValue(1000 if result.ok else 0)

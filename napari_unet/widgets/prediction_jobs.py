@@ -14,7 +14,12 @@ from napari_unet.functionals.instances import InstanceParams
 from napari_unet.napari import layers as lb
 from napari_unet.widgets.messages import report_worker_error
 from napari_unet.widgets.session import CachedPlane
-from napari_unet.widgets.workers import PlaneResult, TileProgress, call_once, predict_generator
+from napari_unet.widgets.workers import (
+    PlaneResult,
+    TileProgress,
+    call_once,
+    predict_generator,
+)
 
 
 class PredictionJobs:

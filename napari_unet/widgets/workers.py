@@ -203,9 +203,10 @@ class Scheduler:
         """Workers whose threads have not ended yet."""
         return [worker for worker in list(self._running) if not worker.done.is_set()]
 
-    def join(self, timeout: float = 15.0) -> bool:
-        """Ask every job to stop and wait up to `timeout` s for their threads; True if all ended."""
-        workers = list(self._running.items())
+    def join(self, timeout: float = 15.0, only: list[TrackedWorker] | None = None) -> bool:
+        """Ask every job (or those in `only`) to stop and wait up to `timeout` s for their threads;
+        True if they all ended."""
+        workers = [(w, stop) for w, stop in self._running.items() if only is None or w in only]
         for worker, stop in workers:
             if stop is not None:
                 stop.set()
@@ -213,4 +214,4 @@ class Scheduler:
         deadline = time.monotonic() + timeout
         for worker, _ in workers:
             worker.done.wait(max(0.0, deadline - time.monotonic()))
-        return not self.running()
+        return all(worker.done.is_set() for worker, _ in workers)
