@@ -33,6 +33,7 @@ from napari_unet.progress import Count, relabel, yield_counts
 log = logging.getLogger(__name__)
 
 DATASET_SUFFIX = ".zarr"
+FAILED_AS_A_WHOLE = "(export)"  # ExportResult.failed key of a failure that is no single image's
 
 
 @dataclass
@@ -65,6 +66,26 @@ class ExportResult:
     def ok(self) -> bool:
         return not self.failed and not self.cancelled and self.model_error is None
 
+    def summary(self) -> list[tuple[str, str]]:
+        """(level, text) messages that tell the user what the export did (failures of single
+        images are told as they happen, by the "failed" records)."""
+        messages = [("warning", f"skipped '{image}': {why}") for image, why in self.skipped.items()]
+        messages += [("error", message) for image, message in self.failed.items() if image == FAILED_AS_A_WHOLE]
+        written = ", ".join(p.name for p in self.written.values())
+        model = f" and {MODEL_FILE}" if self.model_path is not None else ""
+        if self.cancelled:
+            kept = f"; already written: {written}{model}" if written else ""
+            messages.append(("warning", f"export cancelled: the dataset in progress was not written{kept}"))
+        elif self.written:
+            messages.append(("info", f"exported {len(self.written)} dataset(s) to {self.folder}: {written}{model}"))
+        elif self.model_path is not None:
+            messages.append(("info", f"saved {MODEL_FILE} to {self.folder}"))
+        elif not self.failed:
+            messages.append(("warning", "nothing was exported"))
+        if self.model_error:
+            messages.append(("error", self.model_error))
+        return messages
+
 
 @dataclass(frozen=True)
 class ExportProgress:
@@ -85,6 +106,28 @@ def dataset_paths(folder: Path, images: Iterable[str]) -> list[Path]:
     """``<folder>/<safe name>.zarr`` per image name, made unique (case-insensitively) among them."""
     used: set[str] = set()
     return [folder / f"{unique_name(name, used, default='image')}{DATASET_SUFFIX}" for name in images]
+
+
+def plan_targets(folder: Path, images: list[str], result: ExportResult,
+                 confirm_overwrite: Callable[[Path], bool]) -> list[tuple[int, Path, bool]]:
+    """(index in `images`, dataset path, overwrite) of each image to write.
+
+    An existing dataset is replaced only if `confirm_overwrite(path)` says so, else the image
+    is recorded in `result.skipped`; a file in the way is recorded in `result.failed`.
+    """
+    targets = []
+    for index, (name, path) in enumerate(zip(images, dataset_paths(folder, images))):
+        overwrite = False
+        if path.exists() or path.is_symlink():
+            if not path.is_dir():
+                result.failed[name] = f"{path} is a file, not a dataset: rename or move it first"
+                continue
+            if not confirm_overwrite(path):
+                result.skipped[name] = f"{path.name} already exists and was kept"
+                continue
+            overwrite = True
+        targets.append((index, path, overwrite))
+    return targets
 
 
 def check_folder(folder: str | os.PathLike | None) -> Path:

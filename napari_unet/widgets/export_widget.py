@@ -32,13 +32,9 @@ from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFileDialog,
-    QGroupBox,
-    QHBoxLayout,
     QLabel,
     QLineEdit,
     QMessageBox,
-    QProgressBar,
-    QPushButton,
     QVBoxLayout,
     QWidget,
 )
@@ -46,15 +42,18 @@ from qtpy.QtWidgets import (
 from napari_unet import conventions as c
 from napari_unet.errors import UserInputError
 from napari_unet.io.export import (
+    FAILED_AS_A_WHOLE,
     ExportJob,
     ExportProgress,
     ExportResult,
     check_folder,
-    dataset_paths,
     export_datasets,
+    plan_targets,
     run_export,
 )
 from napari_unet.napari.export import chosen_layers, export_structure, job_from_layers
+from napari_unet.napari.layer_events import LayerListWatch
+from napari_unet.widgets import ui
 from napari_unet.widgets.controller import Controller, controller_for
 from napari_unet.widgets.export_tree import ExportTree
 from napari_unet.widgets.lifecycle import ClosesWithViewer
@@ -86,7 +85,7 @@ class ExportWidget(ClosesWithViewer, QWidget):
         self._closed = False
 
         self._build_ui()
-        self._connect_viewer()
+        self._layers_watch = LayerListWatch(self.viewer, self._on_layer_event, ("name", "metadata"))
         self.watch_viewer_close()
         # Qt deleting the dock without a close event first: stop its export all the same
         self.destroyed.connect(lambda *_, stop=self._stop: stop.set())
@@ -108,42 +107,24 @@ class ExportWidget(ClosesWithViewer, QWidget):
                          "the datasets again, layer for layer")
         layout.addWidget(intro)
 
-        # images and their layers
-        box = QGroupBox("Images and layers")
-        box.setToolTip("Tick the images to export and, under each, the Labels layers that go with it")
-        box_layout = QVBoxLayout(box)
-        box_layout.setContentsMargins(6, 8, 6, 6)
-        box_layout.setSpacing(4)
+        box, box_layout = ui.group("Images and layers",
+                                   "Tick the images to export and, under each, the Labels layers that go with it")
         self.tree = ExportTree()
         self.tree.ticks_changed.connect(self._update_state)
         box_layout.addWidget(self.tree)
-        self.all_button = self._button("Tick all", "Tick every image", lambda: self.tree.tick_all(True))
-        self.none_button = self._button("Untick all", "Untick every image", lambda: self.tree.tick_all(False))
-        row = QHBoxLayout()
-        row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(self.all_button)
-        row.addWidget(self.none_button)
-        row.addStretch(1)
-        box_layout.addLayout(row)
+        self.all_button = ui.button("Tick all", "Tick every image", lambda: self.tree.tick_all(True))
+        self.none_button = ui.button("Untick all", "Untick every image", lambda: self.tree.tick_all(False))
+        box_layout.addLayout(ui.row(self.all_button, self.none_button, stretch=True))
         layout.addWidget(box)
 
-        # destination and model
-        dest = QGroupBox("Destination")
-        dest.setToolTip("Where the datasets (and the model) are written")
-        dest_layout = QVBoxLayout(dest)
-        dest_layout.setContentsMargins(6, 8, 6, 6)
-        dest_layout.setSpacing(4)
+        dest, dest_layout = ui.group("Destination", "Where the datasets (and the model) are written")
         self.folder_edit = QLineEdit()
         self.folder_edit.setPlaceholderText("folder for the datasets")
         self.folder_edit.setToolTip("Folder that receives one <image>.zarr dataset per image (created if "
                                     "missing); existing datasets are replaced only after you confirm")
         self.folder_edit.setClearButtonEnabled(True)
-        self.browse_button = self._button("Browse…", "Choose the destination folder", self._browse)
-        row = QHBoxLayout()
-        row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(self.folder_edit, 1)
-        row.addWidget(self.browse_button)
-        dest_layout.addLayout(row)
+        self.browse_button = ui.button("Browse…", "Choose the destination folder", self._browse)
+        dest_layout.addLayout(ui.row((self.folder_edit, 1), self.browse_button))
         self.ngff_combo = QComboBox()
         for text, version in NGFF_CHOICES:
             self.ngff_combo.addItem(text, version)
@@ -159,54 +140,20 @@ class ExportWidget(ClosesWithViewer, QWidget):
         dest_layout.addWidget(self.model_label)
         layout.addWidget(dest)
 
-        # run
-        self.export_button = self._button("Export", "Write one dataset per ticked image into the folder "
-                                          "(in the background: the viewer stays usable)", self._export_clicked)
+        self.export_button = ui.button("Export", "Write one dataset per ticked image into the folder "
+                                       "(in the background: the viewer stays usable)", self._export_clicked)
         self.export_button.setMinimumHeight(28)
-        self.cancel_button = self._button("Cancel", "Stop the export: the dataset being written is not "
-                                          "written at all, datasets already written stay", self.cancel)
+        self.cancel_button = ui.button("Cancel", "Stop the export: the dataset being written is not "
+                                       "written at all, datasets already written stay", self.cancel)
         self.cancel_button.setEnabled(False)
-        row = QHBoxLayout()
-        row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(self.export_button, 2)
-        row.addWidget(self.cancel_button, 1)
-        layout.addLayout(row)
-        self.progress_bar = QProgressBar()
-        self.progress_bar.setRange(0, 1000)
-        self.progress_bar.setValue(0)
-        self.progress_bar.setTextVisible(True)
-        self.progress_bar.setFormat("idle")
-        self.progress_bar.setToolTip("Export progress (chunks written, over all images)")
+        layout.addLayout(ui.row((self.export_button, 2), (self.cancel_button, 1)))
+        self.progress_bar = ui.progress_bar("Export progress (chunks written, over all images)")
         layout.addWidget(self.progress_bar)
         self.status_label = MessageLine(self.log, "The latest export message (also shown as a napari notification)")
         layout.addWidget(self.status_label)
         layout.addStretch(1)
 
-    @staticmethod
-    def _button(text: str, tooltip: str, slot) -> QPushButton:
-        button = QPushButton(text)
-        button.setToolTip(tooltip)
-        button.clicked.connect(lambda checked=False: slot())
-        return button
-
     # ------------------------------------------------------------------------------ viewer
-
-    def _connect_viewer(self) -> None:
-        events = self.viewer.layers.events
-        for event in (events.inserted, events.removed, events.moved, events.reordered):
-            event.connect(self._on_layers_changed)
-        for layer in self.viewer.layers:
-            self._watch(layer)
-
-    def _watch(self, layer) -> None:
-        layer.events.name.connect(self._on_layer_event)
-        layer.events.metadata.connect(self._on_layer_event)
-
-    def _on_layers_changed(self, event=None) -> None:
-        layer = getattr(event, "value", None)
-        if layer is not None and getattr(event, "type", None) == "inserted":
-            self._watch(layer)
-        self._on_layer_event()
 
     def _on_layer_event(self, event=None) -> None:
         if self._closed:
@@ -230,15 +177,7 @@ class ExportWidget(ClosesWithViewer, QWidget):
         if self.worker is not None and self._controller is not None:
             self._controller.scheduler.join(timeout, only=[self.worker])
         self._watched_window = None
-        try:
-            events = self.viewer.layers.events
-            for event in (events.inserted, events.removed, events.moved, events.reordered):
-                event.disconnect(self._on_layers_changed)
-            for layer in self.viewer.layers:
-                layer.events.name.disconnect(self._on_layer_event)
-                layer.events.metadata.disconnect(self._on_layer_event)
-        except Exception:  # viewer already gone
-            pass
+        self._layers_watch.disconnect()
 
     disconnect_viewer = shutdown
 
@@ -376,20 +315,11 @@ class ExportWidget(ClosesWithViewer, QWidget):
 
     def plan(self, folder: Path, chosen: list[tuple[Image, list[Labels]]], result: ExportResult) -> list[ExportJob]:
         """Jobs for the chosen images (GUI thread: snapshots layers, asks before overwriting)."""
-        jobs = []
-        for (image, labels), path in zip(chosen, dataset_paths(folder, [image.name for image, _ in chosen])):
-            overwrite = False
-            if path.exists() or path.is_symlink():
-                if not path.is_dir():
-                    result.failed[image.name] = f"{path} is a file, not a dataset: rename or move it first"
-                    self.notify("error", f"cannot export '{image.name}': {result.failed[image.name]}")
-                    continue
-                if not self.confirm_overwrite(path):
-                    result.skipped[image.name] = f"{path.name} already exists and was kept"
-                    continue
-                overwrite = True
-            jobs.append(job_from_layers(image, labels, path, overwrite, self.ngff_combo.currentData()))
-        return jobs
+        targets = plan_targets(folder, [image.name for image, _ in chosen], result, self.confirm_overwrite)
+        for image, why in result.failed.items():
+            self.notify("error", f"cannot export '{image}': {why}")
+        ngff = self.ngff_combo.currentData()
+        return [job_from_layers(*chosen[index], path, overwrite, ngff) for index, path, overwrite in targets]
 
     def _prepare(self, folder, images, include_model):
         folder = check_folder(self.folder() if folder is None else folder)
@@ -485,7 +415,7 @@ class ExportWidget(ClosesWithViewer, QWidget):
     def _on_errored(self, error) -> None:  # export_datasets catches everything; a last resort
         log.error("napari-unet: export failed: %r", error)
         if self._result is not None:
-            self._result.failed["(export)"] = f"export failed: {type(error).__name__}: {error}"
+            self._result.failed[FAILED_AS_A_WHOLE] = f"export failed: {type(error).__name__}: {error}"
 
     def _on_finished(self) -> None:
         result = self._result or ExportResult(Path(self.folder() or "."))
@@ -503,21 +433,5 @@ class ExportWidget(ClosesWithViewer, QWidget):
             pass
 
     def _report(self, result: ExportResult) -> None:
-        for image, why in result.skipped.items():
-            self.notify("warning", f"skipped '{image}': {why}")
-        for image, message in result.failed.items():
-            if image == "(export)":
-                self.notify("error", message)
-        written = ", ".join(p.name for p in result.written.values())
-        model = f" and {MODEL_FILE}" if result.model_path is not None else ""
-        if result.cancelled:
-            kept = f"; already written: {written}{model}" if written else ""
-            self.notify("warning", f"export cancelled: the dataset in progress was not written{kept}")
-        elif result.written:
-            self.notify("info", f"exported {len(result.written)} dataset(s) to {result.folder}: {written}{model}")
-        elif result.model_path is not None:
-            self.notify("info", f"saved {MODEL_FILE} to {result.folder}")
-        elif not result.failed:
-            self.notify("warning", "nothing was exported")
-        if result.model_error:
-            self.notify("error", result.model_error)
+        for level, text in result.summary():
+            self.notify(level, text)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from qtpy.QtCore import Qt, QTimer
-from qtpy.QtWidgets import QCheckBox, QComboBox, QProgressBar, QSpinBox, QWidget
+from qtpy.QtWidgets import QCheckBox, QComboBox, QSpinBox, QWidget
 from superqt import QLabeledDoubleSlider
 
 from napari_unet import conventions as c
@@ -43,10 +43,7 @@ class PredictStep(QWidget):
         self.predict_button = ui.button("Predict  (Shift+R)", "Run the model on the selected image", self.predict)
         self.cancel_button = ui.button("Cancel", "Cancel the running prediction", self.cancel_prediction)
         layout.addLayout(ui.row(self.predict_button, self.cancel_button))
-        self.predict_progress = QProgressBar()
-        self.predict_progress.setRange(0, 1000)
-        self.predict_progress.setFormat("idle")
-        self.predict_progress.setToolTip("Prediction progress (tiles of the current plane, planes of the stack)")
+        self.predict_progress = ui.progress_bar("Prediction progress (tiles of the current plane, planes of the stack)")
         layout.addWidget(self.predict_progress)
 
         layout.addWidget(ui.hint("Objects update live from the cached network outputs (no new prediction):"))
