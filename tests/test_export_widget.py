@@ -215,6 +215,47 @@ def test_cancel_leaves_no_dataset_and_no_temp_folder(export_setup, qtbot, tmp_pa
     assert widget.export_button.isEnabled() and not widget.cancel_button.isEnabled()
 
 
+def test_closing_the_viewer_joins_an_export_started_from_the_export_dock_alone(export_setup, qtbot, tmp_path,
+                                                                                monkeypatch):
+    import time
+
+    viewer, widget, _, _ = export_setup
+    viewer.window.add_dock_widget(widget)  # no main napari-unet dock in this viewer
+    real_write = ex.write_dataset
+    started = threading.Event()
+
+    def write_until_stopped(*args, progress=None, should_stop=None, **kwargs):
+        def report(done, total):
+            progress(done, total)
+            started.set()
+            while not should_stop():  # the export hangs until someone stops it
+                time.sleep(0.01)
+
+        return real_write(*args, progress=report, should_stop=should_stop, **kwargs)
+
+    monkeypatch.setattr(ex, "write_dataset", write_until_stopped)
+    worker = widget.export(tmp_path, images=["cells"])
+    qtbot.waitUntil(started.is_set, timeout=TIMEOUT)
+    assert not worker.done.is_set()
+    viewer.close()
+    assert worker.done.is_set(), "the export thread outlived the viewer"
+    assert widget.controller.scheduler.running() == []
+    assert _datasets(tmp_path) == []  # the dataset in progress was not written, no temporary folder left
+
+
+def test_export_progress_is_yielded_chunk_by_chunk(export_setup, tmp_path):
+    viewer, widget, (cells, layers), _ = export_setup
+    from napari_unet.napari.export import job_from_layers
+
+    job = job_from_layers(cells, [layers[ROLE_ANNOTATIONS]], tmp_path / "cells.zarr")
+    result = ex.ExportResult(tmp_path)
+    records = list(ex.export_datasets([job], result))
+    progress = [r for r in records if isinstance(r, ex.ExportProgress)]
+    assert records[0] == ("start", "cells") and records[-1] == ("written", "cells", tmp_path / "cells.zarr")
+    assert progress and progress[-1].chunks.done == progress[-1].chunks.total > 0
+    assert progress[-1].fraction == 1.0 and result.ok
+
+
 def test_user_errors_become_notifications(export_setup, tmp_path):
     viewer, widget, _, _ = export_setup
     widget.set_folder(tmp_path)
