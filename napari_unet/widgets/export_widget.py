@@ -1,14 +1,11 @@
 """Export dock: images with their Labels layers (and the model) -> one folder of OME-Zarr datasets.
 
-Step 6 of the cycle. Each ticked image becomes ``<folder>/<safe image name>.zarr`` (see
-`ome_zarr_io.write_dataset`: atomic, NGFF 0.5) holding the image and the ticked Labels
-layers paired with it (annotations, semantic, instances, accepted). With "Include model"
-the current model goes to ``<folder>/model.pt`` and its SHA-256 and model card go into
-each dataset's provenance, next to each exported layer's own provenance and the number
-of accepted pixels.
-
-Writing runs in a napari thread worker with a progress bar and a Cancel button; the
-viewer stays responsive. User mistakes become napari notifications, never tracebacks.
+Step 6 of the cycle, and a thin dock: it turns its tick boxes into a plan (which Labels
+layers go with each image: `napari/export.py`; where each dataset goes and what to
+replace, after asking: `io/export.plan_targets`) and runs `io/export.export_datasets` in a
+worker started through the viewer's scheduler. The worker's yielded records (dataset
+started, chunks written, written, failed) are the only path of progress to the dock; Cancel
+stops it at the next chunk, and closing the dock or the viewer stops and joins it.
 
 Code and tests use `ExportWidget.export(folder, images=...)` (returns the running
 worker; `export_finished` is emitted with an `ExportResult` when it ends) or the
