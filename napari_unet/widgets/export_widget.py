@@ -162,11 +162,8 @@ class ExportWidget(ClosesWithViewer, QWidget):
             self._closed = True
 
     def shutdown(self, timeout: float = 15.0) -> None:
-        """Stop and join this dock's export, stop tracking the viewer (the dock or the viewer closes).
-
-        On the viewer's close every job of the viewer is joined through its controller, so an
-        export started from this dock alone never outlives the viewer.
-        """
+        """Stop this dock's export and join its thread (through the viewer's scheduler), stop
+        tracking the viewer: the dock or the viewer closes, with or without the main dock."""
         if self._closed:
             return
         self._closed = True
@@ -175,8 +172,6 @@ class ExportWidget(ClosesWithViewer, QWidget):
             self._controller.scheduler.join(timeout, only=[self.worker])
         self._watched_window = None
         self._layers_watch.disconnect()
-
-    disconnect_viewer = shutdown
 
     def closeEvent(self, event):  # noqa: N802 (Qt API)
         self._stop.set()
@@ -319,8 +314,16 @@ class ExportWidget(ClosesWithViewer, QWidget):
         return [job_from_layers(*chosen[index], path, overwrite, ngff) for index, path, overwrite in targets]
 
     def _prepare(self, folder, images, include_model):
-        folder = check_folder(self.folder() if folder is None else folder)
-        chosen = self._selection(images)
+        """(jobs, result, model, model path) to export, or None once the user has been told why not."""
+        if self.is_exporting:
+            self.notify("info", "already exporting: wait for it to finish or press Cancel")
+            return None
+        try:
+            folder = check_folder(self.folder() if folder is None else folder)
+            chosen = self._selection(images)
+        except UserInputError as error:
+            self.notify("error", str(error))
+            return None
         model = self._model_snapshot(include_model)
         result = ExportResult(folder)
         model_path = None
@@ -330,8 +333,7 @@ class ExportWidget(ClosesWithViewer, QWidget):
                 model_path = None
                 self.notify("warning", f"{MODEL_FILE} already exists in {folder} and was kept: the model's "
                                        "SHA-256 and card are recorded, but the model file is not written")
-        jobs = self.plan(folder, chosen, result)
-        return folder, jobs, result, model, model_path
+        return self.plan(folder, chosen, result), result, model, model_path
 
     @guarded
     def _export_clicked(self) -> None:
@@ -345,14 +347,10 @@ class ExportWidget(ClosesWithViewer, QWidget):
         (default: the ticked ones, with their ticked Labels layers); include_model:
         default the checkbox. `export_finished` is emitted with the ExportResult at the end.
         """
-        if self.is_exporting:
-            self.notify("info", "already exporting: wait for it to finish or press Cancel")
+        prepared = self._prepare(folder, images, include_model)
+        if prepared is None:
             return None
-        try:
-            folder, jobs, result, model, model_path = self._prepare(folder, images, include_model)
-        except UserInputError as error:
-            self.notify("error", str(error))
-            return None
+        jobs, result, model, model_path = prepared
         if not jobs:
             self.last_result = result
             self._report(result)
@@ -373,14 +371,10 @@ class ExportWidget(ClosesWithViewer, QWidget):
     def export_now(self, folder: str | os.PathLike | None = None, images: Iterable | None = None,
                    include_model: bool | None = None) -> ExportResult | None:
         """Export synchronously (blocks; for scripts). Returns the ExportResult, None on an input error."""
-        if self.is_exporting:
-            self.notify("info", "already exporting: wait for it to finish or press Cancel")
+        prepared = self._prepare(folder, images, include_model)
+        if prepared is None:
             return None
-        try:
-            folder, jobs, result, model, model_path = self._prepare(folder, images, include_model)
-        except UserInputError as error:
-            self.notify("error", str(error))
-            return None
+        jobs, result, model, model_path = prepared
         if jobs:
             run_export(jobs, result, model, model_path)
         self.last_result = result
