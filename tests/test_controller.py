@@ -65,12 +65,30 @@ def test_scheduler_joins_every_job_and_reports_errors(qtbot):
 
     errors = []
     worker = scheduler.start(endless, stop, stop=stop, connect={})
-    with qtbot.waitSignal(scheduler.start(failing, connect={"errored": errors.append}).finished, timeout=TIMEOUT):
-        pass
+    failed = threading.Event()  # connected before the worker starts: a fast end is never missed
+    scheduler.start(failing, connect={"errored": errors.append, "finished": failed.set})
+    qtbot.waitUntil(failed.is_set, timeout=TIMEOUT)
     assert started.wait(10) and worker in scheduler.running()
     assert scheduler.join(timeout=10) is True
     assert stop.is_set() and worker.done.is_set() and scheduler.running() == []
     assert [str(e) for e in errors] == ["broken"]
+
+
+def test_scheduler_joins_only_the_jobs_asked_for(qtbot):
+    scheduler = Scheduler()
+
+    def endless(stop):
+        while not stop.is_set():
+            yield None
+            stop.wait(0.01)
+
+    own, other = threading.Event(), threading.Event()
+    export = scheduler.start(endless, own, stop=own, connect={})
+    training = scheduler.start(endless, other, stop=other, connect={})
+    assert scheduler.join(timeout=10, only=[export]) is True  # the export dock closes alone
+    assert export.done.is_set() and not other.is_set() and not training.done.is_set()
+    assert scheduler.join(timeout=10) is True
+    assert training.done.is_set()
 
 
 def test_prediction_leaves_a_core_to_the_viewer():
