@@ -221,6 +221,8 @@ def test_closing_the_viewer_joins_an_export_started_from_the_export_dock_alone(e
 
     viewer, widget, _, _ = export_setup
     viewer.window.add_dock_widget(widget)  # no main napari-unet dock in this viewer
+    # the dock finds the main window at the next event-loop turn (napari wraps it first)
+    qtbot.waitUntil(lambda: widget._watched_window is not None, timeout=TIMEOUT)
     real_write = ex.write_dataset
     started = threading.Event()
 
