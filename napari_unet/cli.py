@@ -35,7 +35,7 @@ def _whole(low: int, high: int | None = None):
         try:
             return limits.whole_number("the value", int(text), low, high)
         except (ValueError, UserInputError) as error:
-            raise argparse.ArgumentTypeError(_reason(text, error)) from error
+            raise argparse.ArgumentTypeError(_reason(text, error, "a whole number")) from error
 
     return convert
 
@@ -47,13 +47,13 @@ def _real(low: float, high: float | None = None, *, low_open: bool = False, high
         try:
             return limits.real_number("the value", float(text), low, high, low_open=low_open, high_open=high_open)
         except (ValueError, UserInputError) as error:
-            raise argparse.ArgumentTypeError(_reason(text, error)) from error
+            raise argparse.ArgumentTypeError(_reason(text, error, "a number")) from error
 
     return convert
 
 
-def _reason(text: str, error: Exception) -> str:
-    return str(error) if isinstance(error, UserInputError) else f"{text!r} is not a number"
+def _reason(text: str, error: Exception, kind: str) -> str:
+    return str(error) if isinstance(error, UserInputError) else f"{text!r} is not {kind}"
 
 
 class _AppendLabels(argparse.Action):
@@ -125,7 +125,10 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help, --version or a usage error (already printed on one line)
+        return done.code if isinstance(done.code, int) else EXIT_USER_ERROR
     try:
         commands = {"train": _train, "predict": _predict, "evaluate": _evaluate, "gui": _gui}
         return commands[args.command](args)

@@ -25,11 +25,9 @@ MAX_SEED_SPACING = 1000  # pixels; the merge disk is (spacing + 1)^2
 
 def whole_number(name: str, value, low: int, high: int | None = None) -> int:
     """`value` as an int in [low, high], or a UserInputError naming `name`."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        if isinstance(value, numbers.Real) and math.isfinite(value) and float(value).is_integer():
-            value = int(value)
-        else:
-            raise UserInputError(f"{name} must be a whole number, got {value!r}")
+    whole_float = isinstance(value, numbers.Real) and math.isfinite(value) and float(value).is_integer()
+    if isinstance(value, bool) or not (isinstance(value, numbers.Integral) or whole_float):
+        raise UserInputError(f"{name} must be a whole number, got {value!r}")
     value = int(value)
     if value < low or (high is not None and value > high):
         raise UserInputError(f"{name} must be {_range(low, high)}, got {value}")

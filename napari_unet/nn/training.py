@@ -67,12 +67,12 @@ class TrainConfig:
         """Refuse settings that would train forever, not at all, or fail later with a traceback."""
         limits.one_of("model preset", self.preset, PRESETS)
         limits.one_of("norm", self.norm, NORMS)
-        limits.whole_number("patch size", self.patch_size, 16, limits.MAX_PATCH_SIZE)
-        limits.whole_number("batch size", self.batch_size, 1, limits.MAX_BATCH_SIZE)
+        self.patch_size = limits.whole_number("patch size", self.patch_size, 16, limits.MAX_PATCH_SIZE)
+        self.batch_size = limits.whole_number("batch size", self.batch_size, 1, limits.MAX_BATCH_SIZE)
         limits.real_number("learning rate", self.learning_rate, 0.0, 1.0, low_open=True)
         limits.real_number("weight decay", self.weight_decay, 0.0, 1.0)
         if self.steps is not None:
-            limits.whole_number("steps", self.steps, 1)
+            self.steps = limits.whole_number("steps", self.steps, 1)
         if self.seconds is not None:
             limits.real_number("seconds", self.seconds, 0.0, low_open=True)
         if self.seed is not None:
