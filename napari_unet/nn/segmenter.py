@@ -145,15 +145,13 @@ class Segmenter:
         if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
             raise UserInputError("not a napari-unet model checkpoint")
         _check_format_version(checkpoint)
-        architecture = _table(checkpoint, "architecture")
-        if set(architecture) != set(ModelConfig.__dataclass_fields__):
-            raise UserInputError(f"its architecture fields {sorted(architecture)} are not those of this napari-unet")
+        architecture = _table(checkpoint, "architecture", ModelConfig)
         limits.check_architecture(architecture)
         config = ModelConfig(**architecture)
         class_names = checkpoint["class_names"]
         if not isinstance(class_names, list) or len(class_names) != config.n_classes:
             raise UserInputError(f"its class names do not list the network's {config.n_classes} classes")
-        normalisation = Normalisation(**_table(checkpoint, "normalisation"))
+        normalisation = Normalisation(**_table(checkpoint, "normalisation", Normalisation))
         net = UNet(config)
         net.load_state_dict(checkpoint["state_dict"])
         return cls(
@@ -199,7 +197,9 @@ class Segmenter:
             segmenter = cls.from_checkpoint(checkpoint)
         except UserInputError as error:
             raise UserInputError(f"cannot load {path}: {error}") from error
-        except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as error:
+        except KeyError as error:
+            raise UserInputError(f"{path} is a damaged napari-unet checkpoint: it has no {error} field") from error
+        except (TypeError, ValueError, AttributeError, RuntimeError) as error:
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise UserInputError(f"{path} is a damaged or incompatible napari-unet checkpoint: {reason}") from error
         return segmenter.to(device) if device is not None else segmenter
@@ -225,10 +225,13 @@ def _check_format_version(checkpoint: dict) -> None:
         )
 
 
-def _table(checkpoint: dict, key: str) -> dict:
+def _table(checkpoint: dict, key: str, kind: type) -> dict:
+    """The settings stored under `key`, with exactly the fields of the dataclass `kind`."""
     value = checkpoint[key]
     if not isinstance(value, dict):
         raise UserInputError(f"its {key} is a {type(value).__name__}, not a table of settings")
+    if set(value) != set(kind.__dataclass_fields__):
+        raise UserInputError(f"its {key} fields {sorted(map(str, value))} are not those this napari-unet knows")
     return value
 
 
