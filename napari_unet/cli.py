@@ -1,4 +1,4 @@
-"""Command line: `napari-unet train | predict | evaluate`, the same core the widgets use, headless.
+"""Command line: `napari-unet train | predict | evaluate | export-bioimageio`, the same core the widgets use, headless.
 
 Every user mistake ends with one line on stderr and exit status 2, never a traceback
 and never a half-written output (outputs are written atomically, models too).
@@ -90,21 +90,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(train)
 
     predict = sub.add_parser("predict", help="segment an image with a trained model")
-    predict.add_argument("--model", required=True, help="model checkpoint (.pt)")
+    predict.add_argument("--model", required=True, help="model checkpoint (.pt) or BioImage.IO package (.zip)")
     predict.add_argument("--image", required=True)
     predict.add_argument("--instances", help="output: instance labels (one id per object)")
     predict.add_argument("--semantic", help="output: class per pixel (1 = background, 2.. = classes)")
     predict.add_argument("--probabilities", help="output: per-class probabilities (K, H, W) float32")
     predict.add_argument("--tile-size", type=_whole(32, limits.MAX_TILE_SIZE), default=512)
     predict.add_argument("--overlap", type=_whole(0, limits.MAX_TILE_SIZE), default=64)
-    predict.add_argument("--threshold", type=_real(0.0, 1.0, low_open=True, high_open=True), default=InstanceParams.threshold,
-                         help="foreground probability threshold")
-    predict.add_argument("--min-size", type=_whole(0), default=InstanceParams.min_size, help="smallest object kept, in pixels")
-    predict.add_argument("--seed-spacing", type=_whole(1, limits.MAX_SEED_SPACING), default=InstanceParams.seed_spacing,
-                         help="seeds closer than this merge, in pixels")
-    predict.add_argument("--seed-prominence", type=_real(0.0, 1.0), default=InstanceParams.seed_prominence,
-                         help="how far a distance-map peak must rise above its surroundings to seed an object")
+    _add_instance_options(predict)
     _add_common(predict)
+
+    export = sub.add_parser("export-bioimageio", help="write a model as a BioImage.IO model package (.zip)")
+    export.add_argument("--model", required=True, help="model checkpoint (.pt)")
+    export.add_argument("--out", required=True, help="package to write (.zip)")
+    export.add_argument("--license", default="CC-BY-4.0", help="SPDX licence of the weights (default CC-BY-4.0)")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing package")
+    _add_instance_options(export)
 
     gui = sub.add_parser("gui", help="open napari with the napari-unet dock and sample data")
     gui.add_argument("--sample", default="nuclei", choices=["nuclei", "em", "none"],
@@ -115,6 +116,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--truth", action="append", required=True, help="ground-truth instance labels")
     evaluate.add_argument("--pred", action="append", required=True, help="predicted instance labels")
     return parser
+
+
+def _add_instance_options(parser: argparse.ArgumentParser) -> None:
+    """How objects are split from the network's outputs (InstanceParams), checked as the core checks them."""
+    parser.add_argument("--threshold", type=_real(0.0, 1.0, low_open=True, high_open=True),
+                        default=InstanceParams.threshold, help="foreground probability threshold")
+    parser.add_argument("--min-size", type=_whole(0), default=InstanceParams.min_size,
+                        help="smallest object kept, in pixels")
+    parser.add_argument("--seed-spacing", type=_whole(1, limits.MAX_SEED_SPACING), default=InstanceParams.seed_spacing,
+                        help="seeds closer than this merge, in pixels")
+    parser.add_argument("--seed-prominence", type=_real(0.0, 1.0), default=InstanceParams.seed_prominence,
+                        help="how far a distance-map peak must rise above its surroundings to seed an object")
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -130,7 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as done:  # --help, --version or a usage error (already printed on one line)
         return done.code if isinstance(done.code, int) else EXIT_USER_ERROR
     try:
-        commands = {"train": _train, "predict": _predict, "evaluate": _evaluate, "gui": _gui}
+        commands = {"train": _train, "predict": _predict, "evaluate": _evaluate, "gui": _gui,
+                    "export-bioimageio": _export_bioimageio}
         return commands[args.command](args)
     except UserInputError as error:
         print(f"napari-unet: error: {error}", file=sys.stderr)
@@ -141,7 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # a bug or an environment problem: still one line unless --debug
         if args.debug:
             raise
-        print(f"napari-unet: unexpected error: {type(error).__name__}: {error} (rerun with --debug for details)",
+        gist = (str(error).strip().splitlines() or [""])[0]
+        print(f"napari-unet: unexpected error: {type(error).__name__}: {gist} (rerun with --debug for details)",
               file=sys.stderr)
         return 1
 
@@ -255,8 +270,7 @@ def _predict(args) -> int:
         raise UserInputError("nothing to write: give at least one of --instances, --semantic, --probabilities")
     check_image_outputs(outputs)
     _check_overwrite(args.overwrite, *outputs)
-    params = InstanceParams(threshold=args.threshold, min_size=args.min_size, seed_spacing=args.seed_spacing,
-                            seed_prominence=args.seed_prominence)
+    params = _instance_params(args)
     segmenter = Segmenter.load(args.model, device=pick_device(args.device))
     image = _load_image(args.image, args.channel_axis)
     with tqdm(total=0, unit="tile", disable=args.quiet, desc="predicting", file=sys.stderr) as bar:
@@ -281,6 +295,25 @@ def _predict(args) -> int:
     if args.instances:
         print(f"{int(results[args.instances].max())} objects", file=sys.stderr)
     return 0
+
+
+# --- export-bioimageio -------------------------------------------------------------------------
+
+
+def _export_bioimageio(args) -> int:
+    from napari_unet.io.bioimageio import export_package
+    from napari_unet.io.outputs import check_destination
+
+    check_destination(args.out)
+    _check_overwrite(args.overwrite, args.out)
+    path = export_package(args.model, args.out, params=_instance_params(args), license=args.license)
+    print(f"saved {path}")
+    return 0
+
+
+def _instance_params(args) -> InstanceParams:
+    return InstanceParams(threshold=args.threshold, min_size=args.min_size, seed_spacing=args.seed_spacing,
+                          seed_prominence=args.seed_prominence)
 
 
 # --- evaluate ----------------------------------------------------------------------------------

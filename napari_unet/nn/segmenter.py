@@ -189,8 +189,15 @@ class Segmenter:
         path = Path(path)
         if not path.is_file():
             raise UserInputError(f"model file not found: {path}")
+        from napari_unet.io import bioimageio
+
         try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+            if bioimageio.is_package(path):  # a BioImage.IO package exported by napari-unet
+                checkpoint = bioimageio.read_checkpoint(path)
+            else:
+                checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        except UserInputError:
+            raise
         except Exception as error:  # torch raises many types for foreign files
             raise UserInputError(f"{path} is not a napari-unet model checkpoint ({type(error).__name__})") from error
         try:
