@@ -35,6 +35,13 @@ def test_huge_instance_ids_train_without_huge_allocations(files, capsys, tmp_pat
     assert Segmenter.load(tmp_path / "m.pt").instance_heads_trained
 
 
+def test_evaluate_scores_huge_ids_without_huge_allocations(files, capsys, tmp_path):
+    labels = tifffile.imread(files / "lbl.tif").astype(np.uint64)
+    tifffile.imwrite(tmp_path / "huge.tif", np.where(labels > 0, labels + np.uint64(2**40), 0))
+    assert main(["evaluate", "--truth", str(files / "lbl.tif"), "--pred", str(tmp_path / "huge.tif")]) == 0
+    assert "1.000" in capsys.readouterr().out  # the same objects under other ids: AP 1
+
+
 def test_dense_ids_give_the_same_targets_and_sizes():
     labels = np.zeros((32, 32), np.uint64)
     labels[2:10, 2:10], labels[12:30, 12:30], labels[0, 31] = 3, 7, 5
