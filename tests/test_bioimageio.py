@@ -35,6 +35,8 @@ def test_bioimageio_core_model_test_passes(package):
     summary = bioimageio_core.test_model(package / "model.zip")
     failed = [(d.name, [e.msg for e in d.errors]) for d in summary.details if d.status != "passed"]
     assert summary.status == "passed", failed
+    tested = {d.loc[1] for d in summary.details if len(d.loc) == 2 and d.loc[0] == "weights"}
+    assert tested == {"pytorch_state_dict", "torchscript"}
 
 
 def test_package_describes_classes_preprocessing_and_instance_parameters(package):

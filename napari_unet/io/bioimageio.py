@@ -1,9 +1,9 @@
 """BioImage.IO model packages: export a napari-unet model, and read one back.
 
-The package (bioimage.io spec 0.5) holds TorchScript weights that take a percentile-
-normalised (batch, channel, y, x) image and give the activated outputs: class
-probabilities, then the boundary and distance heads, so any BioImage.IO consumer can run
-it. The napari-unet checkpoint travels inside as an attachment with the class names and
+The package (bioimage.io spec 0.5) holds weights (a PyTorch state dict with a self-contained
+architecture file, and TorchScript) that take a percentile-normalised (batch, channel, y, x)
+image and give the activated outputs: class probabilities, then the boundary and distance
+heads, so any BioImage.IO consumer can run it. The napari-unet checkpoint travels inside as an attachment with the class names and
 instance parameters in `config`, so `predict --model model.zip` and the dock get back
 exactly the model that was exported. Building a package needs the optional
 `bioimageio` extra; reading one back needs nothing beyond the core.
@@ -11,6 +11,7 @@ exactly the model that was exported. Building a package needs the optional
 
 from __future__ import annotations
 
+import inspect
 import io
 import os
 import re
@@ -25,7 +26,8 @@ import torch
 from napari_unet import __version__
 from napari_unet.errors import UserInputError
 from napari_unet.functionals.instances import InstanceParams
-from napari_unet.nn.model import UNet
+from napari_unet.nn import model as model_module
+from napari_unet.nn.model import ModelConfig, UNet
 
 CHECKPOINT_NAME = "napari_unet_checkpoint.pt"
 TEST_SIZE = 128  # test tensors are TEST_SIZE x TEST_SIZE: a multiple of every allowed 2**depth
@@ -58,17 +60,32 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
 
-class _Activated(torch.nn.Module):
-    """The U-Net with softmax over the classes and sigmoid on the instance heads: what consumers use."""
+class ActivatedUNet(torch.nn.Module):
+    """The U-Net with softmax over the classes and sigmoid on the instance heads: what consumers use.
 
-    def __init__(self, net: UNet):
+    Its source and that of nn/model.py form the package's architecture file, so it is built
+    from keyword arguments and needs nothing but torch.
+    """
+
+    def __init__(self, in_channels: int, n_classes: int, depth: int, base_width: int, norm: str):
         super().__init__()
-        self.net = net
-        self.n_classes = net.config.n_classes
+        self.net = UNet(ModelConfig(in_channels, n_classes, depth, base_width, norm))
+        self.n_classes = n_classes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = self.net(x).float()
         return torch.cat([logits[:, : self.n_classes].softmax(1), logits[:, self.n_classes :].sigmoid()], 1)
+
+
+def _activated(segmenter) -> ActivatedUNet:
+    net = ActivatedUNet(**segmenter.config.to_dict())
+    net.net.load_state_dict(segmenter.net.state_dict())
+    return net.eval()
+
+
+def _architecture_source() -> str:
+    """nn/model.py followed by ActivatedUNet: one file that builds the network from its keyword arguments."""
+    return inspect.getsource(model_module) + "\n\n" + inspect.getsource(ActivatedUNet)
 
 
 def export_package(
@@ -115,7 +132,7 @@ def _describe(spec, segmenter, model: Path, folder: Path, params: InstanceParams
     from bioimageio.spec.model import v0_5 as v
 
     config = segmenter.config
-    net = _Activated(segmenter.net.cpu().eval())
+    net = _activated(segmenter.to(torch.device("cpu")))
     image = _test_image(config.in_channels)
     np.save(folder / "test_input.npy", image)
     with torch.inference_mode():
@@ -126,6 +143,8 @@ def _describe(spec, segmenter, model: Path, folder: Path, params: InstanceParams
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         traced = torch.jit.trace(net, torch.from_numpy(_normalised(image, segmenter.normalisation)))
     traced.save(str(folder / "weights_torchscript.pt"))
+    torch.save(net.state_dict(), folder / "weights.pt")
+    (folder / "napari_unet_architecture.py").write_text(_architecture_source())
     (folder / CHECKPOINT_NAME).write_bytes(model.read_bytes())
     _cover(image, output, folder / "cover.png")
     (folder / "README.md").write_text(_documentation(segmenter, params))
@@ -181,9 +200,20 @@ def _describe(spec, segmenter, model: Path, folder: Path, params: InstanceParams
         inputs=[input_tensor],
         outputs=[output_tensor],
         weights=v.WeightsDescr(
+            pytorch_state_dict=v.PytorchStateDictWeightsDescr(
+                source=folder / "weights.pt",
+                architecture=v.ArchitectureFromFileDescr(
+                    source=folder / "napari_unet_architecture.py",
+                    callable=v.Identifier("ActivatedUNet"),
+                    kwargs=config.to_dict(),
+                ),
+                pytorch_version=v.Version(torch.__version__),
+            ),
             torchscript=v.TorchscriptWeightsDescr(
-                source=folder / "weights_torchscript.pt", pytorch_version=v.Version(torch.__version__)
-            )
+                source=folder / "weights_torchscript.pt",
+                pytorch_version=v.Version(torch.__version__),
+                parent="pytorch_state_dict",
+            ),
         ),
         attachments=[v.FileDescr(source=folder / CHECKPOINT_NAME)],
         config=v.Config(
