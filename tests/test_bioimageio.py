@@ -81,3 +81,20 @@ def test_a_foreign_package_is_a_clear_error(package, capsys):
 def test_export_refuses_a_name_without_zip_before_writing(package, capsys):
     assert main(["export-bioimageio", "--model", str(package / "m.pt"), "--out", str(package / "model.bioimage")]) == 2
     assert ".zip" in capsys.readouterr().err and not (package / "model.bioimage").exists()
+
+
+def test_multichannel_models_with_any_class_names_export(tmp_path):
+    from bioimageio.spec import load_description
+
+    from napari_unet.io.bioimageio import export_package
+
+    torch.manual_seed(0)
+    config = ModelConfig(in_channels=3, n_classes=4, depth=4, base_width=4, norm="group")
+    Segmenter.create(config, ["background", "class 1", "2nd", "for"]).save(tmp_path / "rgb.pt")
+    export_package(tmp_path / "rgb.pt", tmp_path / "rgb.zip")
+    description = load_description(tmp_path / "rgb.zip")
+    assert description.name == "napari-unet class 1 2nd for"
+    assert [str(n) for n in description.outputs[0].axes[1].channel_names] == [
+        "background", "class_1", "c_2nd", "for_", "boundary", "distance"]
+    assert description.config.model_extra["napari_unet"]["class_names"] == ["background", "class 1", "2nd", "for"]
+    assert Segmenter.load(tmp_path / "rgb.zip").config == config

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import io
+import keyword
 import os
 import re
 import tempfile
@@ -150,7 +151,6 @@ def _describe(spec, segmenter, model: Path, folder: Path, params: InstanceParams
     (folder / "README.md").write_text(_documentation(segmenter, params))
 
     multiple = config.size_multiple
-    names = [_identifier(n) for n in segmenter.class_names]
     norm = segmenter.normalisation
     input_tensor = v.InputTensorDescr(
         id=v.TensorId("image"),
@@ -177,7 +177,7 @@ def _describe(spec, segmenter, model: Path, folder: Path, params: InstanceParams
         description="class probabilities (softmax), then the boundary and distance heads (sigmoid)",
         axes=[
             v.BatchAxis(),
-            v.ChannelAxis(channel_names=[v.Identifier(n) for n in [*names, "boundary", "distance"]]),
+            v.ChannelAxis(channel_names=[v.Identifier(n) for n in _channel_names(segmenter.class_names)]),
             v.SpaceOutputAxis(id=v.AxisId("y"), size=v.SizeReference(tensor_id=v.TensorId("image"), axis_id=v.AxisId("y"))),
             v.SpaceOutputAxis(id=v.AxisId("x"), size=v.SizeReference(tensor_id=v.TensorId("image"), axis_id=v.AxisId("x"))),
         ],
@@ -186,7 +186,7 @@ def _describe(spec, segmenter, model: Path, folder: Path, params: InstanceParams
     )
     classes = ", ".join(segmenter.class_names[1:]) or "objects"
     return v.ModelDescr(
-        name=f"napari-unet {classes}"[:128],
+        name=" ".join(re.sub(r"[^A-Za-z0-9_+\- ()]+", " ", f"napari-unet {classes}").split())[:128],  # spec alphabet
         description=f"A 2D U-Net trained with napari-unet to segment {classes} (semantic classes and instances).",
         authors=[v.Author(name="napari-unet developers")],
         cite=[
@@ -232,10 +232,17 @@ def _describe(spec, segmenter, model: Path, folder: Path, params: InstanceParams
     )
 
 
-def _identifier(name: str) -> str:
-    """A channel name the spec accepts (a Python identifier) for a class name such as 'class 1'."""
-    ident = re.sub(r"\W+", "_", name.strip()).strip("_") or "class"
-    return f"c_{ident}" if not ident[0].isalpha() else ident
+def _channel_names(class_names: list[str]) -> list[str]:
+    """Channel names the spec accepts (distinct Python identifiers, no keywords) for the classes and heads."""
+    names = []
+    for name in [*class_names, "boundary", "distance"]:
+        ident = re.sub(r"\W+", "_", name.strip()).strip("_") or "class"
+        ident = ident if ident[0].isalpha() else f"c_{ident}"
+        ident = f"{ident}_" if keyword.iskeyword(ident) else ident
+        while ident in names:
+            ident = f"{ident}_{len(names)}"
+        names.append(ident)
+    return names
 
 
 def _test_image(channels: int) -> np.ndarray:
