@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     gui = sub.add_parser("gui", help="open napari with the napari-unet dock and sample data")
     gui.add_argument("--sample", default="nuclei", choices=["nuclei", "em", "none"],
                      help="sample to open with its example scribbles (default nuclei)")
-    gui.add_argument("images", nargs="*", help="image files to open as well")
+    gui.add_argument("images", nargs="*", help="image files or napari-unet datasets (.zarr) to open as well")
 
     evaluate = sub.add_parser("evaluate", help="instance AP of predictions against ground truth")
     evaluate.add_argument("--truth", action="append", required=True, help="ground-truth instance labels")

@@ -24,6 +24,9 @@ ROLE_INSTANCES = "instances"
 ROLE_PROBABILITIES = "probabilities"
 ROLE_ACCEPTED = "accepted"
 
+# The model file the export dock saves beside the datasets (the reader offers it back).
+MODEL_FILE = "model.pt"
+
 # Accepted-region labels: 0 = not accepted, 1 = accepted background, id + 1 = accepted object `id`.
 # One layer thus records both where the user vouched for the prediction and which objects it holds.
 ACCEPTED_BACKGROUND = 1

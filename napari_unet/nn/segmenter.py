@@ -7,12 +7,9 @@ no other information, in another session or on another machine.
 
 from __future__ import annotations
 
-import contextlib
-import glob
 import hashlib
 import io
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +22,7 @@ from napari_unet.errors import UserInputError
 from napari_unet.functionals.instances import InstanceParams, instances_from_prediction
 from napari_unet.functionals.normalisation import Normalisation
 from napari_unet.functionals.prediction import Prediction
+from napari_unet.io import atomic
 from napari_unet.nn.device import autocast_dtype
 from napari_unet.nn.inference import predict_tiled
 from napari_unet.nn.model import ModelConfig, UNet
@@ -170,18 +168,9 @@ class Segmenter:
         torch.save(self.to_checkpoint(), buffer)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(buffer.getbuffer())
-                os.replace(tmp, path)
-            except BaseException:
-                with contextlib.suppress(OSError):  # never mask the reason the write failed
-                    Path(tmp).unlink(missing_ok=True)
-                raise
+            atomic.write_file(path, lambda tmp: tmp.write_bytes(buffer.getbuffer()))
         except OSError as error:
             raise UserInputError(f"could not save the model to {path}: {error.strerror or error}") from error
-        _remove_orphans(path)
         return path
 
     @classmethod
@@ -241,9 +230,3 @@ def _table(checkpoint: dict, key: str, kind: type) -> dict:
         raise UserInputError(f"its {key} fields {sorted(map(str, value))} are not those this napari-unet knows")
     return value
 
-
-def _remove_orphans(path: Path) -> None:
-    """Delete temporary files that killed saves to `path` left behind (`.name.XXXX.tmp`)."""
-    for orphan in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        with contextlib.suppress(OSError):
-            orphan.unlink()

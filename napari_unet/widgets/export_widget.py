@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import re
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -37,6 +36,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QFileDialog,
     QGroupBox,
     QHBoxLayout,
@@ -54,6 +54,7 @@ from qtpy.QtWidgets import (
 
 from napari_unet import conventions as c
 from napari_unet.errors import UserInputError
+from napari_unet.io.names import safe_name
 from napari_unet.io.ome_zarr_dataset import (
     ImageEntry,
     LabelsEntry,
@@ -67,26 +68,14 @@ from napari_unet.widgets.guarded import guarded
 log = logging.getLogger(__name__)
 
 EXPORT_ROLES = (c.ROLE_ANNOTATIONS, c.ROLE_SEMANTIC, c.ROLE_INSTANCES, c.ROLE_ACCEPTED)
-MODEL_FILE = "model.pt"
+MODEL_FILE = c.MODEL_FILE
+NGFF_CHOICES = (("NGFF 0.5 (default)", "0.5"), ("NGFF 0.4 for Fiji/MoBIE/BDV", "0.4"))
 DATASET_SUFFIX = ".zarr"
-_WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)),
-                     *(f"lpt{i}" for i in range(1, 10))}
 
 
 # =============================================================================================
 # Qt-free part: plan and write
 # =============================================================================================
-
-
-def safe_name(name: str) -> str:
-    """A file-system-safe dataset name for an image layer name ('cells 1/2' -> 'cells_1_2')."""
-    text = re.sub(r"[^\w.\-]+", "_", str(name), flags=re.UNICODE)
-    text = re.sub(r"_+", "_", text).strip("._ ")[:120]
-    if not text:
-        text = "image"
-    if text.lower() in _WINDOWS_RESERVED:
-        text += "_"
-    return text
 
 
 @dataclass
@@ -100,6 +89,7 @@ class ExportJob:
     provenance: dict = field(default_factory=dict)
     overwrite: bool = False
     accepted: Any = None  # the accepted layer's data, to count accepted pixels
+    ngff: str = "0.5"  # NGFF version to write: "0.5" (zarr v3) or "0.4" (zarr v2)
 
 
 @dataclass
@@ -172,7 +162,7 @@ def export_datasets(
                     progress(i, n, done, total, name)
 
             path = write_dataset(job.path, job.image_entry, job.labels, provenance=provenance,
-                                 overwrite=job.overwrite, progress=report, should_stop=stop)
+                                 overwrite=job.overwrite, progress=report, should_stop=stop, ngff=job.ngff)
         except WriteStopped:
             result.cancelled = True
             break
@@ -314,6 +304,12 @@ class ExportWidget(QWidget):
         row.addWidget(self.folder_edit, 1)
         row.addWidget(self.browse_button)
         dest_layout.addLayout(row)
+        self.ngff_combo = QComboBox()
+        for text, version in NGFF_CHOICES:
+            self.ngff_combo.addItem(text, version)
+        self.ngff_combo.setToolTip("OME-Zarr version: 0.5 (zarr v3) by default; 0.4 (zarr v2) for Fiji, "
+                                   "MoBIE, BigDataViewer and other tools that do not read zarr v3 yet")
+        dest_layout.addWidget(self.ngff_combo)
         self.model_check = QCheckBox(f"Include model ({MODEL_FILE})")
         self.model_check.setChecked(True)
         dest_layout.addWidget(self.model_check)
@@ -649,7 +645,8 @@ class ExportWidget(QWidget):
                 raise UserInputError(f"there is no image layer '{name}' to export")
             roles = self.checked_roles(name)
             labels = [lb.find_paired(self.viewer, name, role) for role in roles]
-            chosen.append((image, [layer for layer in labels if layer is not None]))
+            labels = sorted((layer for layer in labels if layer is not None), key=self.viewer.layers.index)
+            chosen.append((image, labels))  # in the viewer's order, which reopening restores
         if not chosen:
             raise UserInputError("no image selected: tick at least one image under 'Images and layers'")
         return chosen
@@ -705,7 +702,8 @@ class ExportWidget(QWidget):
         provenance = copy.deepcopy(dict(lb.meta(image).get("provenance") or {}))
         if layer_provenance:
             provenance["layers"] = layer_provenance
-        return ExportJob(image.name, path, image_entry, entries, provenance, overwrite, accepted)
+        return ExportJob(image.name, path, image_entry, entries, provenance, overwrite, accepted,
+                         ngff=self.ngff_combo.currentData())
 
     def _prepare(self, folder, images, include_model):
         folder = check_folder(self.folder() if folder is None else folder)

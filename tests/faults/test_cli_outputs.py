@@ -91,8 +91,9 @@ def test_a_failing_rename_puts_every_file_back(tmp_path, monkeypatch):
 
 def test_a_run_killed_mid_swap_is_recovered_on_the_next_run(tmp_path):
     target = tmp_path / "inst.tif"
-    tifffile.imwrite(tmp_path / ".inst.tif.dead0001.replaced", np.ones((4, 4), np.uint8))  # the user's old file
-    (tmp_path / ".inst.tif.dead0001.staged.tif").write_bytes(b"half")
+    dead = 2**22 + 1  # above Linux's pid_max default: no such process
+    tifffile.imwrite(tmp_path / f".inst.tif.replaced-{dead}-dead0001", np.ones((4, 4), np.uint8))  # the user's old file
+    (tmp_path / f".inst.tif.staged-{dead}-dead0001.tif").write_bytes(b"half")
     outputs.check_image_outputs([target])
     assert tifffile.imread(target).sum() == 16
     assert [p.name for p in tmp_path.iterdir()] == ["inst.tif"]
