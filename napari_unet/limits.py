@@ -51,6 +51,7 @@ def real_number(
 
 
 def one_of(name: str, value, choices) -> str:
+    """`value` if it is one of `choices` (a preset, a norm), else a UserInputError listing them."""
     if value not in choices:
         raise UserInputError(f"unknown {name} {value!r}: choose one of {', '.join(map(str, choices))}")
     return value
