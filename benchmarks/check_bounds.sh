@@ -26,7 +26,8 @@ echo "== lower bounds"; cat "$CONSTRAINTS"
 
 "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip
-"$VENV/bin/python" -m pip install -q --only-binary=:all: -c "$CONSTRAINTS" "$ROOT" pytest
+# ome-zarr-models: the tests validate the OME-Zarr they write with it (a testing extra)
+"$VENV/bin/python" -m pip install -q --only-binary=:all: -c "$CONSTRAINTS" "$ROOT" pytest ome-zarr-models
 echo "== installed"; "$VENV/bin/python" -m pip freeze | grep -iE "^($(cut -d= -f1 "$CONSTRAINTS" | paste -sd'|'))=="
 
 echo "== no Qt binding, and the command line works"
