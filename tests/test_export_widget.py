@@ -246,38 +246,21 @@ def test_safe_names():
     assert safe_name("cells.tif") == "cells.tif"
 
 
-def test_model_comes_from_the_docked_main_widget(export_setup, qtbot, tmp_path):
-    from types import SimpleNamespace
-
-    from qtpy.QtCore import Signal
-    from qtpy.QtWidgets import QWidget
-
-    class FakeMainWidget(QWidget):  # what the export dock relies on: session.segmenter, is_training
-        training_finished = Signal(bool)
-
-        def __init__(self):
-            super().__init__()
-            self.session = SimpleNamespace(segmenter=None)
-            self.is_training = False
+def test_model_comes_from_the_viewers_controller(export_setup, qtbot, tmp_path):
+    from napari_unet.widgets.controller import controller_for
 
     viewer, widget, _, _ = export_setup
-    main = FakeMainWidget()
-    viewer.window.add_dock_widget(main, name="napari-unet main")
-    viewer.window.add_dock_widget(widget, name="napari-unet export")
+    controller = controller_for(viewer)
+    assert widget.controller is controller  # one per viewer, shared with the main dock
     assert widget.current_model() is None and not widget.model_check.isEnabled()
     model = _tiny_model()
-    main.session.segmenter = model
-    main.training_finished.emit(True)
+    controller.session.set_model(model)
+    controller.model_changed.emit()
     assert widget.current_model() is model and widget.model_check.isEnabled()
 
-    main.is_training = True
-    assert widget.export(tmp_path, images=["cells"]) is None
-    assert "the model is training right now" in widget.last_message[1]
-    assert _datasets(tmp_path) == []
-
-    main.is_training = False
     with qtbot.waitSignal(widget.export_finished, timeout=TIMEOUT) as finished:
-        widget.export(tmp_path, images=["cells"])
+        worker = widget.export(tmp_path, images=["cells"])
+        assert worker in controller.scheduler.running() or worker.done.is_set()  # one scheduler for every job
     assert finished.args[0].model_path == tmp_path / "model.pt"
 
     widget.confirm_overwrite = lambda path: path.name == "cells.zarr"  # keep the old model file

@@ -29,7 +29,7 @@ def test_every_dependency_has_the_lower_bound_the_code_needs():
     assert bounds["ome-zarr"] == "0.17"  # ome_zarr.axes.KNOWN_SPATIAL_UNITS
     assert bounds["torch"] == "2.3"  # torch.amp.GradScaler
     assert bounds["zarr"].startswith("3")
-    for name in ("numpy", "scikit-image", "scipy", "napari", "magicgui", "tifffile", "imageio", "dask"):
+    for name in ("numpy", "scikit-image", "scipy", "napari", "tifffile", "imageio", "dask"):
         assert name in bounds
 
 

@@ -31,8 +31,6 @@ from typing import Any
 
 import numpy as np
 from napari.layers import Image, Labels
-from napari.qt.threading import create_worker
-from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -63,7 +61,9 @@ from napari_unet.io.ome_zarr_dataset import (
 )
 from napari_unet.napari import layers as lb
 from napari_unet.napari.writer import image_entry_from_layer, labels_entry_from_layer
-from napari_unet.widgets.guarded import guarded
+from napari_unet.widgets.controller import Controller, controller_for
+from napari_unet.widgets.messages import Messages, guarded
+from napari_unet.widgets.ui import MessageLine, listen
 
 log = logging.getLogger(__name__)
 
@@ -225,12 +225,11 @@ class ExportWidget(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.confirm_overwrite: Callable[[Path], bool] = self._ask_overwrite
-        self.messages: list[tuple[str, str]] = []
-        self.last_message: tuple[str, str] | None = None
+        self.log = Messages()
         self.last_result: ExportResult | None = None
         self.worker = None
         self._model = None
-        self._main_widget = None
+        self._controller = None
         self._unchecked_images: set[str] = set()
         self._unchecked_labels: set[tuple[str, str]] = set()
         self._structure: list = []
@@ -338,10 +337,7 @@ class ExportWidget(QWidget):
         self.progress_bar.setFormat("idle")
         self.progress_bar.setToolTip("Export progress (chunks written, over all images)")
         layout.addWidget(self.progress_bar)
-        self.status_label = QLabel("")
-        self.status_label.setWordWrap(True)
-        self.status_label.setToolTip("The latest export message (also shown as a napari notification)")
-        self.status_label.setVisible(False)
+        self.status_label = MessageLine(self.log, "The latest export message (also shown as a napari notification)")
         layout.addWidget(self.status_label)
         layout.addStretch(1)
 
@@ -405,11 +401,6 @@ class ExportWidget(QWidget):
     def showEvent(self, event):  # noqa: N802 (Qt API)
         self._on_layer_event()
         super().showEvent(event)
-
-    def enterEvent(self, event):  # noqa: N802 (Qt API): the model may have changed in the main dock
-        if not self.is_exporting:
-            self.update_model_state()
-        super().enterEvent(event)
 
     # ------------------------------------------------------------------------- image tree
 
@@ -517,36 +508,17 @@ class ExportWidget(QWidget):
         self._model = segmenter
         self.update_model_state()
 
-    def _find_main_widget(self):
-        """The docked napari-unet main widget (holds `session.segmenter`), or None."""
-        if self._main_widget is not None:
-            try:
-                self._main_widget.objectName()  # still alive?
-                return self._main_widget
-            except RuntimeError:
-                self._main_widget = None
-        try:
-            docked = list(self.viewer.window.dock_widgets.values())
-        except Exception:  # no window (ViewerModel) or an older napari
-            return None
-        for widget in docked:
-            if widget is not self and hasattr(getattr(widget, "session", None), "segmenter"):
-                self._main_widget = widget
-                finished = getattr(widget, "training_finished", None)
-                if finished is not None:
-                    try:
-                        finished.connect(lambda *_: self.update_model_state())
-                    except Exception:
-                        pass
-                return widget
-        return None
+    @property
+    def controller(self) -> Controller:
+        """The viewer's napari-unet controller (shared with the main dock), found through the registry."""
+        if self._controller is None or self._controller.closed:
+            self._controller = controller_for(self.viewer)
+            listen(self._controller.model_changed, self.update_model_state)
+        return self._controller
 
     def current_model(self):
         """The model "Include model" exports: set_model's, else the main dock's, else None."""
-        if self._model is not None:
-            return self._model
-        main = self._find_main_widget()
-        return getattr(getattr(main, "session", None), "segmenter", None)
+        return self._model if self._model is not None else self.controller.segmenter
 
     def update_model_state(self) -> None:
         model = self.current_model()
@@ -571,12 +543,7 @@ class ExportWidget(QWidget):
         model = self.current_model()
         if model is None:
             return None  # nothing to include (the checkbox is disabled and says so)
-        main = self._find_main_widget()
-        if main is not None and getattr(main, "is_training", False) and \
-                model is getattr(getattr(main, "session", None), "segmenter", None):
-            raise UserInputError("the model is training right now: stop training (Shift+S) and export "
-                                 "again, or untick 'Include model' to export without it")
-        return copy.deepcopy(model)
+        return copy.deepcopy(model)  # training works on its own copy; this one is the export's
 
     # ------------------------------------------------------------------------------ state
 
@@ -596,16 +563,15 @@ class ExportWidget(QWidget):
 
     def notify(self, level: str, text: str) -> None:
         """Show a napari notification and remember it (tests and the status line read it)."""
-        self.last_message = (level, text)
-        self.messages.append((level, text))
-        color = {"error": "#e0504d", "warning": "#e0a030"}.get(level, "")
-        try:
-            self.status_label.setText(text)
-            self.status_label.setStyleSheet(f"color: {color};" if color else "")
-            self.status_label.setVisible(True)
-        except RuntimeError:
-            pass
-        {"error": show_error, "warning": show_warning}.get(level, show_info)(f"napari-unet: {text}")
+        self.log.notify(level, text)
+
+    @property
+    def messages(self) -> list[tuple[str, str]]:
+        return self.log.log
+
+    @property
+    def last_message(self) -> tuple[str, str] | None:
+        return self.log.last
 
     def folder(self) -> str:
         return self.folder_edit.text().strip()
@@ -747,20 +713,17 @@ class ExportWidget(QWidget):
         self._stop.clear()
         self._result = result
         self._progress_state = None
-        worker = create_worker(
-            export_datasets, jobs, result, model, model_path, self._stop.is_set, self._set_progress,
-            _ignore_errors=True, _start_thread=False,
-        )
-        worker.yielded.connect(self._on_yielded)
-        worker.errored.connect(self._on_errored)
-        worker.finished.connect(self._on_finished)
-        self.worker = worker
         self.progress_bar.setValue(0)
         self.progress_bar.setFormat("starting…")
+        self.worker = self.controller.scheduler.start(
+            export_datasets, jobs, result, model, model_path, self._stop.is_set, self._set_progress,
+            stop=self._stop,
+            connect={"yielded": self._on_yielded, "errored": self._on_errored, "finished": self._on_finished},
+            progress={"total": 0, "desc": f"napari-unet: exporting {len(jobs)} dataset(s)"},  # activity dock
+        )
         self._update_state()
         self._progress_timer.start()
-        worker.start()
-        return worker
+        return self.worker
 
     def export_now(self, folder: str | os.PathLike | None = None, images: Iterable | None = None,
                    include_model: bool | None = None) -> ExportResult | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import napari
+from qtpy.QtCore import QTimer
 
 from napari_unet.io.ome_zarr_dataset import is_napari_unet_dataset
 
@@ -19,8 +20,10 @@ def open_viewer(sample: str | None = "nuclei", paths: Sequence[str] = ()) -> nap
     open_paths(viewer, paths)
     if sample:
         viewer.open_sample(PLUGIN, sample)
-    viewer.window.add_plugin_dock_widget(PLUGIN, MAIN_WIDGET)
+    main_dock, _ = viewer.window.add_plugin_dock_widget(PLUGIN, MAIN_WIDGET)
     viewer.window.add_plugin_dock_widget(PLUGIN, EXPORT_WIDGET, tabify=True)
+    # A tab added last comes to the front, once Qt has built the dock tab bar: the workflow belongs there.
+    QTimer.singleShot(0, main_dock.raise_)
     return viewer
 
 
