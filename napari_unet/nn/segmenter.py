@@ -23,9 +23,19 @@ from napari_unet.errors import UserInputError
 from napari_unet.functionals.instances import InstanceParams, instances_from_prediction
 from napari_unet.functionals.normalisation import Normalisation
 from napari_unet.functionals.prediction import Prediction
+from napari_unet.functionals.scale import (
+    object_diameter,
+    resample,
+    resample_prediction,
+    scale_factor,
+    scaled_shape,
+)
 from napari_unet.nn.device import autocast_dtype
 from napari_unet.nn.inference import predict_tiled
 from napari_unet.nn.model import ModelConfig, UNet
+
+AUTO = "auto"  # predict(diameter=AUTO): measure the objects' size from a first pass
+AUTO_TOLERANCE = 0.2  # a measured scale within 20% of the first pass's keeps the first pass
 
 FORMAT = "napari-unet-checkpoint"
 FORMAT_VERSION = 1
@@ -41,6 +51,8 @@ class Segmenter:
     rgb: bool = False
     instance_heads_trained: bool = False
     history: list[dict] = field(default_factory=list)
+    canonical_diameter: float | None = None  # object size the network works at; None: no resampling
+    object_diameter: float | None = None  # typical object size in the training images, in their pixels
 
     @classmethod
     def create(cls, config: ModelConfig, class_names: list[str], **kwargs) -> Segmenter:
@@ -66,6 +78,7 @@ class Segmenter:
         self,
         image,
         *,
+        diameter: float | str | None = None,
         tile_size: int = 512,
         overlap: int = 64,
         batch_size: int | None = None,
@@ -73,25 +86,48 @@ class Segmenter:
         progress: Callable[[int, int], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> Prediction:
-        """Network outputs for a (C, H, W) image (numpy or lazy), normalised as in training."""
+        """Network outputs for a (C, H, W) image (numpy or lazy), normalised and scaled as in training.
+
+        `diameter` is the typical object diameter in this image's pixels: None takes the
+        training images' (`object_diameter`), AUTO measures it from a first pass and predicts
+        again only when it differs. Outputs always have the image's own height and width.
+        """
         self.check_input(image)
         stats = self.normalisation.statistics(image)
         if batch_size is None:
             # On CPU one tile at a time is ~1.5x faster per pixel than four: its activations stay in cache.
             batch_size = 1 if self.device.type == "cpu" else 4
-        return predict_tiled(
-            self.net,
-            image,
-            stats,
-            device=self.device,
-            tile_size=tile_size,
-            overlap=overlap,
-            batch_size=batch_size,
-            amp_dtype=autocast_dtype(self.device),
-            out_dtype=out_dtype,
-            progress=progress,
-            should_stop=should_stop,
-        )
+
+        def run(factor: float) -> Prediction:
+            height, width = image.shape[1:]
+            source = image if factor == 1.0 else resample(np.asarray(image), scaled_shape((height, width), factor))
+            prediction = predict_tiled(
+                self.net,
+                source,
+                stats,
+                device=self.device,
+                tile_size=tile_size,
+                overlap=overlap,
+                batch_size=batch_size,
+                amp_dtype=autocast_dtype(self.device),
+                out_dtype=out_dtype,
+                progress=progress,
+                should_stop=should_stop,
+            )
+            return prediction if factor == 1.0 else resample_prediction(prediction, (height, width), out_dtype)
+
+        first = self.object_diameter if diameter in (None, AUTO) else float(diameter)
+        factor = scale_factor(first, self.canonical_diameter)
+        prediction = run(factor)
+        if diameter != AUTO or self.canonical_diameter is None:
+            return prediction
+        measured = object_diameter(self.instances(prediction))
+        if measured is None:
+            return prediction
+        second = scale_factor(measured, self.canonical_diameter)
+        if abs(second / factor - 1) <= AUTO_TOLERANCE:
+            return prediction
+        return run(second)
 
     def instances(self, prediction: Prediction, params: InstanceParams = InstanceParams()) -> np.ndarray:
         return instances_from_prediction(prediction, params, use_instance_heads=self.instance_heads_trained)
@@ -119,6 +155,7 @@ class Segmenter:
             "final_loss": last.get("loss"),
             "validation": last.get("validation"),
             "instance_heads_trained": self.instance_heads_trained,
+            "object_diameter": self.object_diameter,
         }
 
     def to_checkpoint(self) -> dict:
@@ -132,6 +169,7 @@ class Segmenter:
             "normalisation": self.normalisation.to_dict(),
             "channels": {"in_channels": self.config.in_channels, "layout": "CHW", "rgb": self.rgb},
             "instance_heads_trained": self.instance_heads_trained,
+            "scale": {"canonical_diameter": self.canonical_diameter, "object_diameter": self.object_diameter},
             "history": self.history,
             "model_card": self.model_card(),
             "state_dict": state,
@@ -150,6 +188,7 @@ class Segmenter:
             rgb=bool(checkpoint["channels"].get("rgb", False)),
             instance_heads_trained=bool(checkpoint["instance_heads_trained"]),
             history=list(checkpoint["history"]),
+            **checkpoint.get("scale", {}),  # absent before object scale was stored: no resampling
         )
 
     def save(self, path: str | os.PathLike) -> Path:

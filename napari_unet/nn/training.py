@@ -29,6 +29,7 @@ from napari_unet.functionals.data import (
     prepare,
 )
 from napari_unet.functionals.prediction import Prediction
+from napari_unet.functionals.scale import CANONICAL_DIAMETER, scale_factor
 from napari_unet.nn import validation
 from napari_unet.nn.device import (
     autocast_dtype,
@@ -61,6 +62,8 @@ class TrainConfig:
     threads: int | None = None  # CPU threads for torch; None = all cores
     validation_fraction: float = 0.1
     validation_interval: float = 30.0  # seconds between validation scores
+    canonical_diameter: float | None = CANONICAL_DIAMETER  # object size a new model works at; None: no resampling
+    object_diameter: float | None = None  # typical object diameter in the training images; None: measured
 
     def model_config(self, in_channels: int, n_classes: int) -> ModelConfig:
         if self.preset not in PRESETS:
@@ -121,7 +124,8 @@ class Trainer:
         net = segmenter.net
         margin = config.patch_size // 2
         held_out = validation.split(self.items, config.validation_fraction)
-        prepared = [prepare(item, segmenter.normalisation, margin) for item in held_out.train]
+        factors = _scale_factors(held_out.train, segmenter, config.object_diameter)
+        prepared = [prepare(item, segmenter.normalisation, margin, f) for item, f in zip(held_out.train, factors)]
         sampler = PatchSampler(prepared, config.patch_size, rng=rng)
         trains_instances = any(p.instance_valid.any() for p in prepared)
         optimizer = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -204,7 +208,7 @@ class Trainer:
         names = self._class_names()
         if self.segmenter is None:
             config = self.config.model_config(in_channels, self.n_classes)
-            return Segmenter.create(config, names)
+            return Segmenter.create(config, names, canonical_diameter=self.config.canonical_diameter)
         previous = self.segmenter
         if previous.config.in_channels != in_channels:
             raise UserInputError(
@@ -257,6 +261,21 @@ class Trainer:
         prediction = segmenter.predict(request.image)
         segmenter.net.train()
         return request.tag, prediction
+
+
+def _scale_factors(items: list[TrainingImage], segmenter: Segmenter, override: float | None) -> list[float]:
+    """Resampling factor per training image, and the segmenter's `object_diameter` updated to match.
+
+    Each image is brought to the canonical diameter by its own objects' size; images whose
+    objects are unknown (scribbles only) use the user's diameter, the other images' median,
+    or the size the model was trained at before, in that order.
+    """
+    measured = [None if override else item.object_diameter() for item in items]
+    known = [d for d in measured if d is not None]
+    typical = override or (float(np.median(known)) if known else segmenter.object_diameter)
+    if typical is not None:
+        segmenter.object_diameter = round(float(typical), 2)
+    return [scale_factor(d if d is not None else typical, segmenter.canonical_diameter) for d in measured]
 
 
 def _learning_rate(base: float, step: int, fraction: float | None) -> float:
@@ -334,4 +353,6 @@ def _with_classes(previous: Segmenter, n_classes: int, names: list[str]) -> Segm
         rgb=previous.rgb,
         instance_heads_trained=previous.instance_heads_trained,
         history=list(previous.history),
+        canonical_diameter=previous.canonical_diameter,
+        object_diameter=previous.object_diameter,
     )
