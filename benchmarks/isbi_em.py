@@ -15,14 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
-from common import machine, run_cli, save
+from common import machine, run_cli, save, shared_data
 from scipy import ndimage
 from skimage.filters import gaussian, threshold_otsu
 from skimage.io import imread
 
 from napari_unet.functionals.metrics import instance_scores, semantic_iou
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "isbi2012-membranes"
+DATA = shared_data("isbi2012-membranes")
 
 
 def load(index: int) -> tuple[np.ndarray, np.ndarray]:

@@ -15,6 +15,7 @@ from scipy import ndimage
 from napari_unet.errors import UserInputError
 from napari_unet.functionals.prediction import Prediction
 
+AUTO = "auto"  # as a diameter: measure the objects' size from a first prediction
 CANONICAL_DIAMETER = 20.0  # pixels: the object size the network sees (a fifth of its receptive field)
 MIN_FACTOR, MAX_FACTOR = 1 / 8, 3.0  # resampling is clamped: 3x upsampling is 9x the pixels
 SAME_SCALE = 0.1  # factors within 10% of 1 are not worth resampling for

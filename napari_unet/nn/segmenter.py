@@ -24,6 +24,7 @@ from napari_unet.functionals.instances import InstanceParams, instances_from_pre
 from napari_unet.functionals.normalisation import Normalisation
 from napari_unet.functionals.prediction import Prediction
 from napari_unet.functionals.scale import (
+    AUTO,
     object_diameter,
     resample,
     resample_prediction,
@@ -34,7 +35,6 @@ from napari_unet.nn.device import autocast_dtype
 from napari_unet.nn.inference import predict_tiled
 from napari_unet.nn.model import ModelConfig, UNet
 
-AUTO = "auto"  # predict(diameter=AUTO): measure the objects' size from a first pass
 AUTO_TOLERANCE = 0.2  # a measured scale within 20% of the first pass's keeps the first pass
 
 FORMAT = "napari-unet-checkpoint"
@@ -71,6 +71,42 @@ class Segmenter:
     def to(self, device: torch.device) -> Segmenter:
         self.net.to(device)
         return self
+
+    def adapt_classes(self, class_names: list[str]) -> Segmenter:
+        """A copy for another class list that keeps what transfers: a starting point for fine-tuning.
+
+        The encoder, decoder and instance heads are kept; each class's output comes from the
+        old class of the same name (case-insensitive), else from an old class no new name
+        claimed, in order (so "nucleus" becomes the user's "cell"), else starts fresh.
+        Background (the first class) always comes from background.
+        """
+        old = [name.lower() for name in self.class_names]
+        sources = [old.index(name.lower()) if name.lower() in old else None for name in class_names]
+        sources[0] = 0
+        spare = [i for i in range(1, len(old)) if i not in sources]
+        sources = [s if s is not None or not spare else spare.pop(0) for s in sources]
+        n_old, n_new = self.config.n_classes, len(class_names)
+        net = UNet(ModelConfig(**{**self.config.to_dict(), "n_classes": n_new}))
+        state = net.state_dict()
+        for name, tensor in self.net.state_dict().items():
+            if not name.startswith("head."):
+                state[name] = tensor
+                continue
+            for new, source in enumerate(sources):
+                if source is not None:
+                    state[name][new] = tensor[source]
+            state[name][n_new:] = tensor[n_old:]
+        net.load_state_dict(state)
+        return Segmenter(
+            net=net.to(self.device),
+            class_names=list(class_names),
+            normalisation=self.normalisation,
+            rgb=self.rgb,
+            instance_heads_trained=self.instance_heads_trained,
+            history=list(self.history),
+            canonical_diameter=self.canonical_diameter,
+            object_diameter=self.object_diameter,
+        )
 
     # --- prediction -------------------------------------------------------------------------
 

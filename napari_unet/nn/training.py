@@ -38,7 +38,7 @@ from napari_unet.nn.device import (
     pick_device,
     set_cpu_threads,
 )
-from napari_unet.nn.model import PRESETS, ModelConfig, UNet
+from napari_unet.nn.model import PRESETS, ModelConfig
 from napari_unet.nn.segmenter import Segmenter
 
 WARMUP_STEPS = 20
@@ -215,10 +215,9 @@ class Trainer:
                 f"the current model takes {previous.config.in_channels} channel(s) but these images have "
                 f"{in_channels}: start a new model for this kind of image"
             )
-        if previous.config.n_classes == self.n_classes:
-            previous.class_names = names if self.class_names else previous.class_names
+        if previous.config.n_classes == self.n_classes and (not self.class_names or names == previous.class_names):
             return previous
-        return _with_classes(previous, self.n_classes, names)
+        return previous.adapt_classes(names)
 
     def _class_names(self) -> list[str]:
         names = list(self.class_names or [])
@@ -329,30 +328,3 @@ def _loss(logits, semantic, boundary, distance, valid, n_classes: int, pos_weigh
 def _free_device_memory(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.empty_cache()
-
-
-def _with_classes(previous: Segmenter, n_classes: int, names: list[str]) -> Segmenter:
-    """A copy of `previous` whose semantic head has `n_classes` outputs; shared weights are kept."""
-    config = ModelConfig(**{**previous.config.to_dict(), "n_classes": n_classes})
-    net = UNet(config)
-    old = previous.net.state_dict()
-    new = net.state_dict()
-    keep = min(previous.config.n_classes, n_classes)
-    for name, tensor in old.items():
-        if name.startswith("head."):
-            target = new[name]
-            target[:keep] = tensor[:keep]
-            target[n_classes:] = tensor[previous.config.n_classes :]
-        else:
-            new[name] = tensor
-    net.load_state_dict(new)
-    return Segmenter(
-        net=net,
-        class_names=names,
-        normalisation=previous.normalisation,
-        rgb=previous.rgb,
-        instance_heads_trained=previous.instance_heads_trained,
-        history=list(previous.history),
-        canonical_diameter=previous.canonical_diameter,
-        object_diameter=previous.object_diameter,
-    )
