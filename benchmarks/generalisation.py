@@ -133,15 +133,18 @@ def train_and_predict(job: dict) -> dict:
             segmenter = done.value
         steps = segmenter.history[-1]["steps"]
     train_seconds = time.perf_counter() - tick
-    tick = time.perf_counter()
-    preds = []
-    for name in job["val"]:
-        image, _ = load(data, entries[name])
-        kwargs = {"diameter": job["diameter"]} if hasattr(segmenter, "object_diameter") else {}
-        prediction = segmenter.predict(image, **kwargs)
-        preds.append(segmenter.instances(prediction))
-    return {"steps": steps, "train_seconds": train_seconds, "predict_seconds": time.perf_counter() - tick,
-            "preds": preds}
+    scaled = hasattr(segmenter, "object_diameter")  # the previous release had no object scale
+    diameters = job["diameters"] if scaled else [None]
+    preds, seconds = {}, {}
+    for diameter in diameters:
+        tick = time.perf_counter()
+        preds[str(diameter)] = []
+        for name in job["val"]:
+            image, _ = load(data, entries[name])
+            prediction = segmenter.predict(image, diameter=diameter) if scaled else segmenter.predict(image)
+            preds[str(diameter)].append(segmenter.instances(prediction))
+        seconds[str(diameter)] = time.perf_counter() - tick
+    return {"steps": steps, "train_seconds": train_seconds, "predict_seconds": seconds, "preds": preds}
 
 
 def run_previous(job: dict, commit: str) -> dict:
@@ -156,7 +159,7 @@ def run_previous(job: dict, commit: str) -> dict:
         env = {**os.environ, "PYTHONPATH": f"{tmp}{os.pathsep}{Path(__file__).resolve().parent}"}
         subprocess.run([sys.executable, __file__, "--child", str(tmp / "job.json")], env=env, check=True)
         result = json.loads((tmp / "job.json.out").read_text())
-        result["preds"] = [np.load(tmp / f"pred{i}.npy") for i in range(result.pop("n"))]
+        result["preds"] = {"None": [np.load(tmp / f"pred{i}.npy") for i in range(result.pop("n"))]}
         return result
 
 
@@ -164,7 +167,7 @@ def child(job_path: str) -> None:
     job = json.loads(Path(job_path).read_text())
     result = train_and_predict(job)
     folder = Path(job_path).parent
-    for i, pred in enumerate(result.pop("preds")):
+    for i, pred in enumerate(result.pop("preds")["None"]):
         np.save(folder / f"pred{i}.npy", pred)
     result["n"] = len(job["val"])
     Path(job_path + ".out").write_text(json.dumps(result))
@@ -180,7 +183,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one seed, one budget (341 steps), 30 val images")
     parser.add_argument("--pretrained", help="start from this shipped model (name) or checkpoint (path)")
     parser.add_argument("--previous", help="also run the recipe of this git commit (the previous release)")
-    parser.add_argument("--diameter", default="auto", help="object diameter at prediction: auto, none or pixels")
+    parser.add_argument("--diameters", nargs="+", default=["auto"],
+                        help="object diameter(s) at prediction, each scored: auto, none (the stored one) or pixels")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--name", default="generalisation", help="results file name (benchmarks/results/NAME.json)")
     parser.add_argument("--data", type=Path, default=DATA)
@@ -198,7 +202,7 @@ def main() -> None:
         truths.append(labels)
         images.append(image)
     areas = [e.median_area for e in val]
-    diameter = None if args.diameter == "none" else args.diameter if args.diameter == "auto" else float(args.diameter)
+    diameters = [None if d == "none" else d if d == "auto" else float(d) for d in args.diameters]
     start = None
     if args.pretrained:
         from napari_unet.io.pretrained import model_path
@@ -218,14 +222,14 @@ def main() -> None:
                 job = {"data": str(args.data), "train": [e.id for e in pick_training(entries, args.modality, args.k,
                                                                                      seed)],
                        "val": [e.id for e in val], "steps": steps, "seed": seed, "threads": args.threads,
-                       "diameter": diameter, "start": start if commit is None else None}
+                       "diameters": diameters, "start": start if commit is None else None}
                 result = run_previous(job, commit) if commit else train_and_predict(job)
-                preds = result.pop("preds")
-                row = {"method": label, "budget_steps": steps, "seed": seed, **result,
-                       "steps_per_second": result["steps"] / max(result["train_seconds"], 1e-9),
-                       **score(truths, preds, areas)}
-                rows.append(row)
-                print(_line(row), flush=True)
+                for diameter, preds in result.pop("preds").items():
+                    row = {"method": label, "diameter": diameter, "budget_steps": steps, "seed": seed, **result,
+                           "steps_per_second": result["steps"] / max(result["train_seconds"], 1e-9),
+                           **score(truths, preds, areas)}
+                    rows.append(row)
+                    print(_line(row), flush=True)
                 if steps == 0:
                     break  # no training: every seed gives the same model
     path = save(args.name, {"command": " ".join(sys.argv), "modality": args.modality, "k": args.k,
@@ -237,7 +241,8 @@ def _line(row: dict) -> str:
     budget = f"{row['budget_steps']} steps (~{row['budget_steps'] / STEPS_PER_QUIET_SECOND:.0f} quiet s), " \
              f"seed {row['seed']}, {row['train_seconds']:.0f} s wall" if "budget_steps" in row else ""
     small, medium, large = row["ap50_small_medium_large"]
-    return (f"{row['method']:<40} {budget:<48} AP@0.5 {row['ap50']:.3f}  AP@0.7 {row['ap70']:.3f}  "
+    diameter = f"diameter {row['diameter']}" if "diameter" in row else ""
+    return (f"{row['method']:<34} {diameter:<14} {budget:<48} AP@0.5 {row['ap50']:.3f}  AP@0.7 {row['ap70']:.3f}  "
             f"AP@0.9 {row['ap90']:.3f}  DSB {row['dsb']:.3f}  terciles {small:.2f}/{medium:.2f}/{large:.2f}")
 
 

@@ -35,7 +35,8 @@ from napari_unet.nn.device import autocast_dtype
 from napari_unet.nn.inference import predict_tiled
 from napari_unet.nn.model import ModelConfig, UNet
 
-AUTO_TOLERANCE = 0.2  # a measured scale within 20% of the first pass's keeps the first pass
+AUTO_TOLERANCE = 0.1  # a measured scale within 10% of the last pass's keeps that pass
+AUTO_MAX_PASSES = 3
 
 FORMAT = "napari-unet-checkpoint"
 FORMAT_VERSION = 1
@@ -157,13 +158,17 @@ class Segmenter:
         prediction = run(factor)
         if diameter != AUTO or self.canonical_diameter is None:
             return prediction
-        measured = object_diameter(self.instances(prediction))
-        if measured is None:
-            return prediction
-        second = scale_factor(measured, self.canonical_diameter)
-        if abs(second / factor - 1) <= AUTO_TOLERANCE:
-            return prediction
-        return run(second)
+        # Objects seen at the wrong size are measured too close to the canonical size (large
+        # ones split, small ones merge), so the estimate is refined pass by pass.
+        for _ in range(AUTO_MAX_PASSES - 1):
+            measured = object_diameter(self.instances(prediction))
+            if measured is None:
+                break
+            previous, factor = factor, scale_factor(measured, self.canonical_diameter)
+            if abs(factor / previous - 1) <= AUTO_TOLERANCE:
+                break
+            prediction = run(factor)
+        return prediction
 
     def instances(self, prediction: Prediction, params: InstanceParams = InstanceParams()) -> np.ndarray:
         return instances_from_prediction(prediction, params, use_instance_heads=self.instance_heads_trained)
