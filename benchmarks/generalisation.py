@@ -133,6 +133,8 @@ def train_and_predict(job: dict) -> dict:
             segmenter = done.value
         steps = segmenter.history[-1]["steps"]
     train_seconds = time.perf_counter() - tick
+    if job.get("keep"):
+        segmenter.save(job["keep"])
     scaled = hasattr(segmenter, "object_diameter")  # the previous release had no object scale
     diameters = job["diameters"] if scaled else [None]
     preds, seconds = {}, {}
@@ -183,6 +185,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one seed, one budget (341 steps), 30 val images")
     parser.add_argument("--pretrained", help="start from this shipped model (name) or checkpoint (path)")
     parser.add_argument("--previous", help="also run the recipe of this git commit (the previous release)")
+    parser.add_argument("--previous-seeds", type=int, default=1, help="how many of the seeds run the previous recipe")
+    parser.add_argument("--keep-models", type=Path, help="save each trained model in this folder")
+    parser.add_argument("--rescore", type=Path, nargs="+", help="score these saved models instead of training")
     parser.add_argument("--diameters", nargs="+", default=["auto"],
                         help="object diameter(s) at prediction, each scored: auto, none (the stored one) or pixels")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
@@ -216,14 +221,22 @@ def main() -> None:
     recipes = [("this recipe" + (f", from {args.pretrained}" if args.pretrained else ""), None)]
     if args.previous:
         recipes.append((f"previous release ({args.previous})", args.previous))
+    if args.rescore:
+        recipes = [(f"rescored {path.stem}", path) for path in args.rescore]
     for label, commit in recipes:
-        for steps in args.steps:
-            for seed in args.seeds:
+        seeds = args.seeds[: args.previous_seeds] if commit and not args.rescore else args.seeds
+        for steps in args.steps if not args.rescore else [0]:
+            for seed in seeds if not args.rescore else [0]:
                 job = {"data": str(args.data), "train": [e.id for e in pick_training(entries, args.modality, args.k,
                                                                                      seed)],
                        "val": [e.id for e in val], "steps": steps, "seed": seed, "threads": args.threads,
                        "diameters": diameters, "start": start if commit is None else None}
-                result = run_previous(job, commit) if commit else train_and_predict(job)
+                if args.keep_models and commit is None:
+                    args.keep_models.mkdir(parents=True, exist_ok=True)
+                    job["keep"] = str(args.keep_models / f"{args.name}_{steps}_{seed}.pt")
+                if args.rescore:
+                    job["start"] = str(commit)
+                result = train_and_predict(job) if commit is None or args.rescore else run_previous(job, commit)
                 for diameter, preds in result.pop("preds").items():
                     row = {"method": label, "diameter": diameter, "budget_steps": steps, "seed": seed, **result,
                            "steps_per_second": result["steps"] / max(result["train_seconds"], 1e-9),
