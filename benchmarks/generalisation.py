@@ -207,7 +207,6 @@ def main() -> None:
         truths.append(labels)
         images.append(image)
     areas = [e.median_area for e in val]
-    diameters = [None if d == "none" else d if d == "auto" else float(d) for d in args.diameters]
     start = None
     if args.pretrained:
         from napari_unet.io.pretrained import model_path
@@ -218,36 +217,44 @@ def main() -> None:
             for image in images]
     rows.append({"method": "Otsu + distance watershed", **score(truths, otsu, areas)})
     print(_line(rows[-1]), flush=True)
-    recipes = [("this recipe" + (f", from {args.pretrained}" if args.pretrained else ""), None)]
-    if args.previous:
-        recipes.append((f"previous release ({args.previous})", args.previous))
-    if args.rescore:
-        recipes = [(f"rescored {path.stem}", path) for path in args.rescore]
-    for label, commit in recipes:
-        seeds = args.seeds[: args.previous_seeds] if commit and not args.rescore else args.seeds
-        for steps in args.steps if not args.rescore else [0]:
-            for seed in seeds if not args.rescore else [0]:
-                job = {"data": str(args.data), "train": [e.id for e in pick_training(entries, args.modality, args.k,
-                                                                                     seed)],
-                       "val": [e.id for e in val], "steps": steps, "seed": seed, "threads": args.threads,
-                       "diameters": diameters, "start": start if commit is None else None}
-                if args.keep_models and commit is None:
-                    args.keep_models.mkdir(parents=True, exist_ok=True)
-                    job["keep"] = str(args.keep_models / f"{args.name}_{steps}_{seed}.pt")
-                if args.rescore:
-                    job["start"] = str(commit)
-                result = train_and_predict(job) if commit is None or args.rescore else run_previous(job, commit)
-                for diameter, preds in result.pop("preds").items():
-                    row = {"method": label, "diameter": diameter, "budget_steps": steps, "seed": seed, **result,
-                           "steps_per_second": result["steps"] / max(result["train_seconds"], 1e-9),
-                           **score(truths, preds, areas)}
-                    rows.append(row)
-                    print(_line(row), flush=True)
-                if steps == 0:
-                    break  # no training: every seed gives the same model
-    path = save(args.name, {"command": " ".join(sys.argv), "modality": args.modality, "k": args.k,
-                            "val_images": len(val), "rows": rows})
+    header = {"command": " ".join(sys.argv), "modality": args.modality, "k": args.k, "val_images": len(val)}
+    path = save(args.name, {**header, "rows": rows})
+    for label, seed, steps, job in plan(args, entries, val, start):
+        result = run_previous(job, job["commit"]) if job.get("commit") else train_and_predict(job)
+        for diameter, preds in result.pop("preds").items():
+            row = {"method": label, "diameter": diameter, "budget_steps": steps, "seed": seed, **result,
+                   "steps_per_second": result["steps"] / max(result["train_seconds"], 1e-9),
+                   **score(truths, preds, areas)}
+            rows.append(row)
+            print(_line(row), flush=True)
+        path = save(args.name, {**header, "rows": rows})  # after every model: a stopped run keeps its rows
     print(f"machine: {machine()}\nwrote {path}")
+
+
+def plan(args, entries: list[Entry], val: list[Entry], start: str | None) -> list[tuple[str, int, int, dict]]:
+    """(label, seed, steps, job) per model, seed by seed, so a run cut short has whole comparisons."""
+    diameters = [None if d == "none" else d if d == "auto" else float(d) for d in args.diameters]
+    common = {"data": str(args.data), "val": [e.id for e in val], "threads": args.threads, "diameters": diameters}
+    if args.rescore:
+        return [(f"saved model {path.stem}", 0, 0, {**common, "train": [], "steps": 0, "seed": 0,
+                                                     "start": str(path)}) for path in args.rescore]
+    label = "this recipe" + (f", from {args.pretrained}" if args.pretrained else "")
+    jobs = []
+    for n, seed in enumerate(args.seeds):
+        train = [e.id for e in pick_training(entries, args.modality, args.k, seed)]
+        for steps in args.steps:
+            if steps == 0 and n > 0:
+                continue  # no training: every seed gives the same model
+            job = {**common, "train": train, "steps": steps, "seed": seed, "start": start}
+            if args.keep_models and steps > 0:
+                args.keep_models.mkdir(parents=True, exist_ok=True)
+                job["keep"] = str(args.keep_models / f"{args.name}_{steps}_{seed}.pt")
+            jobs.append((label, seed, steps, job))
+        if args.previous and n < args.previous_seeds:
+            for steps in args.steps:
+                jobs.append((f"previous release ({args.previous})", seed, steps,
+                             {**common, "train": train, "steps": steps, "seed": seed, "commit": args.previous}))
+    return jobs
 
 
 def _line(row: dict) -> str:
