@@ -78,9 +78,12 @@ def resample(array: np.ndarray, shape: tuple[int, int], *, labels: bool = False)
     return ndimage.zoom(source, lead + zoom, order=1, mode="nearest", grid_mode=True)
 
 
-def resample_prediction(prediction: Prediction, shape: tuple[int, int], dtype: np.dtype = np.float32) -> Prediction:
-    """A prediction made on a resampled image, brought back to the image's own `shape`."""
+def resample_prediction(
+    prediction: Prediction, shape: tuple[int, int], factor: float, dtype: np.dtype = np.float32
+) -> Prediction:
+    """A prediction made on an image resampled by `factor`, brought back to the image's own `shape`."""
     return Prediction(
+        scale=factor,
         probabilities=resample(prediction.probabilities, shape).astype(dtype, copy=False),
         boundary=resample(prediction.boundary, shape).astype(dtype, copy=False),
         distance=resample(prediction.distance, shape).astype(dtype, copy=False),

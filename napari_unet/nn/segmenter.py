@@ -151,7 +151,7 @@ class Segmenter:
                 progress=progress,
                 should_stop=should_stop,
             )
-            return prediction if factor == 1.0 else resample_prediction(prediction, (height, width), out_dtype)
+            return prediction if factor == 1.0 else resample_prediction(prediction, (height, width), factor, out_dtype)
 
         first = self.object_diameter if diameter in (None, AUTO) else float(diameter)
         factor = scale_factor(first, self.canonical_diameter)
