@@ -39,24 +39,24 @@ def measure(app, widget, seconds: float, threads: int | None, preview: float, pa
     """One training run; run = 'first' (new model) or 'again' (continue training, the usual loop)."""
     from qtpy.QtCore import QEventLoop, QTimer
 
-    widget.train_threads = threads
-    widget.budget_spin.setValue(int(seconds))
-    widget.steps_spin.setValue(0)
-    widget.patch_spin.setValue(patch)
-    widget.batch_spin.setValue(batch)
-    widget.preview_spin.setValue(preview)
-    widget.autopredict_check.setChecked(False)
+    widget.controller.train_threads = threads
+    widget.train_step.budget_spin.setValue(int(seconds))
+    widget.train_step.steps_spin.setValue(0)
+    widget.train_step.patch_spin.setValue(patch)
+    widget.train_step.batch_spin.setValue(batch)
+    widget.train_step.preview_spin.setValue(preview)
+    widget.train_step.autopredict_check.setChecked(False)
     if run == "first":
-        widget.new_model()
+        widget.train_step.new_model()
 
     ticks: list[float] = []
     timer = QTimer()
     timer.setInterval(TICK_MS)
     timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
     previews = []
-    widget.preview_painted.connect(lambda: previews.append(time.perf_counter()))
+    widget.controller.preview_painted.connect(lambda: previews.append(time.perf_counter()))
     loop = QEventLoop()
-    widget.training_finished.connect(lambda ok: loop.quit())
+    widget.controller.training_finished.connect(lambda ok: loop.quit())
     click = time.perf_counter()
     widget.train()  # the click handler itself: builds the training set, adds the preview layer
     click_ms = (time.perf_counter() - click) * 1000
@@ -68,7 +68,7 @@ def measure(app, widget, seconds: float, threads: int | None, preview: float, pa
     elapsed = time.perf_counter() - start
     gaps = np.diff(np.asarray(ticks)) * 1000.0
     stalls = np.maximum(gaps - TICK_MS, 0.0)
-    progress = widget._last_progress
+    progress = widget.controller.last_progress
     worst = np.argsort(stalls)[::-1][:5]
     return {
         "run": run,

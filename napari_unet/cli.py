@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     gui = sub.add_parser("gui", help="open napari with the napari-unet dock and sample data")
     gui.add_argument("--sample", default="nuclei", choices=["nuclei", "em", "none"],
                      help="sample to open with its example scribbles (default nuclei)")
-    gui.add_argument("images", nargs="*", help="image files to open as well")
+    gui.add_argument("images", nargs="*", help="image files or napari-unet datasets (.zarr) to open as well")
 
     sub.add_parser("models", help="list the shipped pretrained models with their model cards")
 

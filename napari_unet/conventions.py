@@ -24,6 +24,9 @@ ROLE_INSTANCES = "instances"
 ROLE_PROBABILITIES = "probabilities"
 ROLE_ACCEPTED = "accepted"
 
+# The model file the export dock saves beside the datasets (the reader offers it back).
+MODEL_FILE = "model.pt"
+
 # Accepted-region labels: 0 = not accepted, 1 = accepted background, id + 1 = accepted object `id`.
 # One layer thus records both where the user vouched for the prediction and which objects it holds.
 ACCEPTED_BACKGROUND = 1
@@ -58,3 +61,15 @@ def label_value(class_index: int) -> int:
 def class_index(label: int) -> int:
     """0-based class index of an annotation label value (1 -> 0)."""
     return label - BACKGROUND
+
+
+TRANSPARENT = (0.0, 0.0, 0.0, 0.0)
+
+
+def class_color_dict(colors, *, background_visible: bool = True) -> dict:
+    """{label value: RGBA} for napari's DirectLabelColormap: 0 (not annotated) transparent,
+    1..K the class colours (background optionally transparent, as in prediction overlays)."""
+    color_dict: dict = {None: TRANSPARENT, UNANNOTATED: TRANSPARENT}
+    for i, color in enumerate(colors):
+        color_dict[label_value(i)] = tuple(color) if (i > 0 or background_visible) else TRANSPARENT
+    return color_dict

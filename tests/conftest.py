@@ -34,3 +34,9 @@ def napari_unet_plugin():
     if "napari-unet" not in pm:
         pm.register(npe2.PluginManifest.from_file(REPO_ROOT / "napari.yaml"))
     return pm
+
+
+@pytest.fixture(autouse=True)
+def _private_settings(tmp_path, monkeypatch):
+    """Each test starts from default dock settings and never touches the user's own."""
+    monkeypatch.setenv("NAPARI_UNET_SETTINGS", str(tmp_path / "napari-unet-settings.ini"))

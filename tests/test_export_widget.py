@@ -127,6 +127,9 @@ def test_export_two_images_and_model_then_open_again(export_setup, make_napari_v
             assert new.metadata[METADATA_KEY].get("class_names") == old.metadata[METADATA_KEY].get("class_names")
     assert viewer2.layers["cells instances"].data.max() == 4_000_000_000
     assert viewer2.layers["cells semantic"].metadata[METADATA_KEY]["class_names"] == CLASSES
+    # reopened as made: the accepted layer an outline, the exported model offered to the dock
+    assert viewer2.layers["cells accepted"].contour == 1
+    assert {layer.metadata[METADATA_KEY]["model_path"] for layer in viewer2.layers} == {str(folder / "model.pt")}
 
 
 def test_unticked_layers_are_left_out_and_the_tree_tracks_layers(export_setup, qtbot, tmp_path):
@@ -243,38 +246,21 @@ def test_safe_names():
     assert safe_name("cells.tif") == "cells.tif"
 
 
-def test_model_comes_from_the_docked_main_widget(export_setup, qtbot, tmp_path):
-    from types import SimpleNamespace
-
-    from qtpy.QtCore import Signal
-    from qtpy.QtWidgets import QWidget
-
-    class FakeMainWidget(QWidget):  # what the export dock relies on: session.segmenter, is_training
-        training_finished = Signal(bool)
-
-        def __init__(self):
-            super().__init__()
-            self.session = SimpleNamespace(segmenter=None)
-            self.is_training = False
+def test_model_comes_from_the_viewers_controller(export_setup, qtbot, tmp_path):
+    from napari_unet.widgets.controller import controller_for
 
     viewer, widget, _, _ = export_setup
-    main = FakeMainWidget()
-    viewer.window.add_dock_widget(main, name="napari-unet main")
-    viewer.window.add_dock_widget(widget, name="napari-unet export")
+    controller = controller_for(viewer)
+    assert widget.controller is controller  # one per viewer, shared with the main dock
     assert widget.current_model() is None and not widget.model_check.isEnabled()
     model = _tiny_model()
-    main.session.segmenter = model
-    main.training_finished.emit(True)
+    controller.session.set_model(model)
+    controller.model_changed.emit()
     assert widget.current_model() is model and widget.model_check.isEnabled()
 
-    main.is_training = True
-    assert widget.export(tmp_path, images=["cells"]) is None
-    assert "the model is training right now" in widget.last_message[1]
-    assert _datasets(tmp_path) == []
-
-    main.is_training = False
     with qtbot.waitSignal(widget.export_finished, timeout=TIMEOUT) as finished:
-        widget.export(tmp_path, images=["cells"])
+        worker = widget.export(tmp_path, images=["cells"])
+        assert worker in controller.scheduler.running() or worker.done.is_set()  # one scheduler for every job
     assert finished.args[0].model_path == tmp_path / "model.pt"
 
     widget.confirm_overwrite = lambda path: path.name == "cells.zarr"  # keep the old model file
@@ -309,3 +295,21 @@ def test_full_disk_and_unwritable_folder_are_reported(export_setup, qtbot, tmp_p
     monkeypatch.setattr(ew.tempfile, "mkstemp", refuse)
     assert widget.export(tmp_path / "sub") is None
     assert widget.last_message[0] == "error" and "cannot write to" in widget.last_message[1]
+
+
+def test_ngff_04_for_fiji_and_layers_in_the_viewers_order(export_setup, qtbot, tmp_path):
+    import zarr
+
+    viewer, widget, (cells, cells_layers), _ = export_setup
+    viewer.layers.move(viewer.layers.index(cells_layers[ROLE_ACCEPTED]), viewer.layers.index(cells) + 1)
+    assert [widget.ngff_combo.itemData(i) for i in range(widget.ngff_combo.count())] == ["0.5", "0.4"]
+    assert widget.ngff_combo.currentData() == "0.5"  # the default
+    widget.ngff_combo.setCurrentIndex(1)
+    widget.set_image_checked("tissue 2", False)
+    result = widget.export_now(tmp_path, images=["cells"], include_model=False)
+    assert result.ok
+    path = result.written["cells"]
+    assert (path / ".zgroup").is_file() and zarr.open_group(path, mode="r").metadata.zarr_format == 2
+    _, labels, _ = io.read_dataset(path)
+    in_viewer = [layer.name for layer in viewer.layers if layer.name.startswith("cells ")]
+    assert [e.name for e in labels] == in_viewer and in_viewer[0] == "cells accepted"

@@ -1,6 +1,7 @@
 import errno
 import os
 
+import dask.array as da
 import numpy as np
 import pytest
 import tifffile
@@ -8,7 +9,7 @@ import zarr
 from PIL import Image
 
 from napari_unet.errors import UserInputError
-from napari_unet.io import images as image_io
+from napari_unet.io import atomic
 from napari_unet.io.images import (
     SUPPORTED_EXTENSIONS,
     read_image,
@@ -54,10 +55,18 @@ def test_zarr_is_read_lazily_in_1024_tiles(tmp_path):
     path = tmp_path / "big.zarr"
     write_array(path, np.zeros((1500, 2100), dtype=np.uint8))
     image = read_image(path)
-    assert isinstance(image, zarr.Array)
-    assert image.chunks == (1024, 1024)
+    assert isinstance(image, da.Array)  # nothing read yet
+    assert image.chunksize == (1024, 1024)
     write_array(path, np.zeros((2, 3, 1500, 20, 3), dtype=np.uint8))
-    assert read_image(path).chunks == (2, 3, 1024, 20, 3)
+    assert read_image(path).chunksize == (2, 3, 1024, 20, 3)
+
+
+@pytest.mark.parametrize("name", ["c.npy", "c.tif", "c.zarr"])
+def test_complex_images_are_refused_not_truncated(tmp_path, name):
+    path = tmp_path / name
+    write_array(path, np.full((20, 30), 1 + 2j, np.complex64))
+    with pytest.raises(UserInputError, match="complex"):
+        read_image(path)
 
 
 def test_labels_above_16_bits_keep_their_ids(tmp_path):
@@ -177,7 +186,7 @@ def test_failed_tif_write_keeps_old_file_and_leaves_no_temp(tmp_path, monkeypatc
         disk_full()
 
     monkeypatch.setattr(tifffile, "imwrite", write_then_fail)
-    with pytest.raises(UserInputError, match="^could not write .*out.tif: No space left on device"):
+    with pytest.raises(UserInputError, match="^Not enough disk space to write out.tif"):
         write_array(path, ARRAYS["uint16"])
     np.testing.assert_array_equal(read_image(path), ARRAYS["uint8"])
     assert os.listdir(tmp_path) == ["out.tif"]
@@ -187,7 +196,7 @@ def test_failed_zarr_write_keeps_old_store_and_leaves_no_temp(tmp_path, monkeypa
     path = tmp_path / "out.zarr"
     write_array(path, ARRAYS["uint8"])
     monkeypatch.setattr(zarr.Array, "__setitem__", disk_full)  # after the temp store is created
-    with pytest.raises(UserInputError, match="No space left on device"):
+    with pytest.raises(UserInputError, match="Not enough disk space"):
         write_array(path, ARRAYS["uint16"])
     np.testing.assert_array_equal(read_image(path)[...], ARRAYS["uint8"])
     assert os.listdir(tmp_path) == ["out.zarr"]
@@ -199,12 +208,12 @@ def test_failed_swap_restores_the_old_store(tmp_path, monkeypatch):
     real_replace = os.replace
 
     def refuse_new_store(src, dst):
-        if ".tmp" in os.fspath(src):
-            disk_full()
+        if ".writing-" in os.fspath(src):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
         real_replace(src, dst)
 
-    monkeypatch.setattr(image_io.os, "replace", refuse_new_store)
-    with pytest.raises(UserInputError, match="could not write"):
+    monkeypatch.setattr(atomic.os, "replace", refuse_new_store)
+    with pytest.raises(UserInputError, match="could not write .*Input/output error"):
         write_array(path, ARRAYS["uint16"])
     np.testing.assert_array_equal(read_image(path)[...], ARRAYS["uint8"])
     assert os.listdir(tmp_path) == ["out.zarr"]
@@ -213,3 +222,13 @@ def test_failed_swap_restores_the_old_store(tmp_path, monkeypatch):
 def test_missing_directory_is_a_user_error(tmp_path):
     with pytest.raises(UserInputError, match="could not write .*: No such file or directory"):
         write_array(tmp_path / "missing" / "out.tif", ARRAYS["uint8"])
+
+
+def test_a_napari_unet_dataset_reads_in_naparis_layout(tmp_path):
+    from napari_unet.io.ome_zarr_dataset import ImageEntry, write_dataset
+
+    rgb = np.random.default_rng(0).integers(0, 255, (30, 40, 3)).astype(np.uint8)
+    path = write_dataset(tmp_path / "photo.zarr", ImageEntry(rgb, rgb=True))
+    image = read_image(path)
+    assert isinstance(image, da.Array) and image.shape == (30, 40, 3)  # stored as (c, y, x)
+    np.testing.assert_array_equal(np.asarray(image), rgb)

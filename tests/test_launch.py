@@ -14,5 +14,8 @@ def test_gui_opens_with_dock_and_sample(qtbot, napari_unet_plugin):
         assert len(docks) == 1 and isinstance(docks[0], UNetWidget)
         exports = [w for name, w in viewer.window.dock_widgets.items() if EXPORT_WIDGET in name]
         assert len(exports) == 1 and isinstance(exports[0], ExportWidget)
+        assert exports[0].controller is docks[0].controller  # found through the per-viewer registry
+        qtbot.wait(50)
+        assert not docks[0].visibleRegion().isEmpty() and exports[0].visibleRegion().isEmpty()  # workflow in front
     finally:
         viewer.close()

@@ -36,4 +36,20 @@ def test_skip_connections_carry_fine_detail():
     x[0, 0, 10, 10] = 5.0
     diff = (net(x) - y0).abs().sum(dim=1)[0]
     assert diff[10, 10] > 0
-    assert diff[30, 30] == 0  # receptive field is local
+
+
+def test_receptive_field_is_local():
+    # Positive weights, no bias: a single bright pixel raises every activation it can reach (ReLU
+    # and max-pooling pass it on), so the changed output region *is* the receptive field.
+    net = UNet(ModelConfig(depth=3, base_width=4, norm="none")).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.fill_(0.05) if p.ndim > 1 else p.zero_()
+    x = torch.zeros(1, 1, 256, 256)
+    y0 = net(x)
+    x[0, 0, 128, 128] = 1.0
+    changed = ((net(x) - y0).abs().sum(dim=1)[0] > 0).nonzero()
+    reach = int((changed - 128).abs().max())
+    # depth 3: two 3x3 convolutions per level on 1, 2, 4, 8-pixel grids, up and down: ~46 px
+    assert 30 < reach < 64
+    assert len(changed) > 0.5 * (2 * reach) ** 2  # the whole neighbourhood responds, not a few pixels

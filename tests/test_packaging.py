@@ -69,16 +69,31 @@ def test_core_imports_no_gui():
     assert _imported_top_levels(mods, GUI_IMPORTS) == []
 
 
+def test_post_processing_imports_no_torch():
+    mods = ["napari_unet.functionals.prediction", "napari_unet.functionals.instances",
+            "napari_unet.functionals.corrections", "napari_unet.functionals.layout"]
+    assert _imported_top_levels(mods, ("torch",)) == []
+
+
 def test_napari_package_imports_no_qt():
     mods = modules_under(NAPARI_PACKAGE)
     assert "napari_unet.napari.reader" in mods
     assert _imported_top_levels(mods, QT_IMPORTS) == []
 
 
+def _listed_packages() -> set[str]:
+    """[tool.setuptools] packages of pyproject.toml (tomllib from Python 3.11, a plain parse before)."""
+    text = (ROOT / "pyproject.toml").read_text()
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: read the one list this test needs
+        block = re.search(r"^\[tool\.setuptools\]$.*?^packages = \[(.*?)\]", text, re.S | re.M)
+        return set(re.findall(r'"([^"]+)"', block.group(1)))
+    return set(tomllib.loads(text)["tool"]["setuptools"]["packages"])
+
+
 def test_all_subpackages_listed_in_pyproject():
-    tomllib = pytest.importorskip("tomllib")
-    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    listed = set(cfg["tool"]["setuptools"]["packages"])
+    listed = _listed_packages()
     found = {
         ".".join(p.parent.relative_to(ROOT).parts)
         for p in (ROOT / "napari_unet").rglob("__init__.py")

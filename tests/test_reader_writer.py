@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tifffile
 import zarr
 
 from napari_unet.conventions import (
@@ -104,6 +105,7 @@ def test_save_and_open_restore_layers(make_napari_viewer, napari_unet_plugin, tm
     assert _colors(ann2) == _colors(ann)
     assert ann2.opacity == pytest.approx(0.8)
     assert type(inst2.colormap).__name__ == type(inst.colormap).__name__ == "CyclicLabelColormap"
+    assert acc2.contour == 1 and ann2.contour == 0  # the accepted layer is an outline, as made
 
     # the same dataset feeds training from the command line
     ((_, annotations, accepted),) = io.dataset_training_pairs(path)
@@ -159,7 +161,9 @@ def test_writer_refuses_bad_selections_with_a_message(make_napari_viewer, tmp_pa
     assert list(tmp_path.iterdir()) == []
 
 
-def test_get_reader_claims_only_ome_zarr_images(tmp_path):
+def test_get_reader_claims_only_napari_unet_datasets(tmp_path):
+    from ome_zarr.writer import write_image
+
     assert _reader.get_reader(str(tmp_path / "missing.zarr")) is None
     folder = tmp_path / "folder.zarr"
     folder.mkdir()
@@ -167,13 +171,70 @@ def test_get_reader_claims_only_ome_zarr_images(tmp_path):
     plain = tmp_path / "plain.zarr"
     zarr.open_group(str(plain), mode="w").create_array("x", shape=(3,), dtype="u1")
     assert _reader.get_reader(str(plain)) is None
+    foreign = zarr.open_group(str(tmp_path / "foreign.zarr"), mode="w", zarr_format=3)
+    write_image(np.zeros((16, 16), np.uint8), foreign, axes="yx", scale_factors=())
+    assert io.read_dataset(tmp_path / "foreign.zarr")[0].data.shape == (16, 16)  # an OME-Zarr image
+    assert _reader.get_reader(str(tmp_path / "foreign.zarr")) is None  # napari's own readers' job
 
     path = io.write_dataset(tmp_path / "ok.zarr", io.ImageEntry(np.zeros((8, 8), np.uint8), name="im"))
     reader = _reader.get_reader(str(path))
     assert reader is not None
     ((data, meta, kind),) = reader(str(path))
     assert kind == "image" and meta["name"] == "im" and data.shape == (8, 8)
+    assert "model_path" not in meta["metadata"].get(METADATA_KEY, {})
     assert _reader.get_reader([str(path)]) is not None
+
+
+def test_model_saved_beside_the_dataset_is_offered_in_the_layers_metadata(tmp_path):
+    path = io.write_dataset(tmp_path / "cells.zarr", io.ImageEntry(np.zeros((8, 8), np.uint8), name="im"),
+                            [io.LabelsEntry(np.zeros((8, 8), np.uint8), "im annotations", role=ROLE_ANNOTATIONS)],
+                            provenance={"model": {"sha256": "abc", "file": "model.pt"}})
+    (tmp_path / "model.pt").write_bytes(b"weights")
+    layers = _reader.read_layers(str(path))
+    assert [meta["metadata"][METADATA_KEY]["model_path"] for _, meta, _ in layers] == \
+        [str(tmp_path / "model.pt")] * 2
+
+
+def test_gui_command_opens_a_dataset_with_the_plugin_reader(make_napari_viewer, napari_unet_plugin, tmp_path):
+    from napari_unet.widgets.launch import (
+        open_paths,  # what `napari-unet gui PATH...` runs
+    )
+
+    path = io.write_dataset(
+        tmp_path / "cells.zarr", io.ImageEntry(np.zeros((8, 8), np.uint8), name="cells"),
+        [io.LabelsEntry(np.zeros((8, 8), np.uint8), "cells accepted", role=ROLE_ACCEPTED)])
+    tifffile.imwrite(tmp_path / "other.tif", np.ones((8, 8), np.uint8))
+    viewer = make_napari_viewer()
+    open_paths(viewer, [str(path), str(tmp_path / "other.tif")])
+    assert [layer.name for layer in viewer.layers] == ["cells", "cells accepted", "other"]
+    assert [layer.source.reader_plugin for layer in viewer.layers] == ["napari-unet", "napari-unet", "napari"]
+    assert viewer.layers["cells accepted"].contour == 1
+
+
+@pytest.mark.parametrize("what, layers, path, message", [
+    ("two images", ("image", "image", "labels"), "a.zarr", "exactly one image"),
+    ("a Points layer", ("image", "points"), "a.zarr", "not points layers"),
+    ("labels only", ("labels",), "a.zarr", "needs the image its labels belong to"),
+    ("a path without .zarr", ("image", "labels"), "a.tif", "as a .zarr folder"),
+])
+def test_writer_tells_why_it_cannot_save(make_napari_viewer, napari_unet_plugin, tmp_path, what, layers,
+                                          path, message):
+    viewer = make_napari_viewer()
+    added = []
+    for i, kind in enumerate(layers):
+        if kind == "image":
+            added.append(viewer.add_image(np.zeros((8, 8), np.float32), name=f"image {i}"))
+        elif kind == "labels":
+            added.append(viewer.add_labels(np.zeros((8, 8), np.uint8), name=f"labels {i}"))
+        else:
+            added.append(viewer.add_points([[1, 1]], name=f"points {i}"))
+    viewer.layers.selection = set(added)
+    with pytest.raises(_writer.DatasetSaveError, match=message):
+        if path.endswith(".zarr"):  # napari picks our writer by itself
+            viewer.layers.save(str(tmp_path / path), selected=True)
+        else:  # as when "napari-unet OME-Zarr dataset" is chosen in the save dialog
+            _writer.write_layers(str(tmp_path / path), [layer.as_layer_data_tuple() for layer in added])
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_manifest_declares_reader_and_writer(napari_unet_plugin):
@@ -181,4 +242,5 @@ def test_manifest_declares_reader_and_writer(napari_unet_plugin):
     (reader,) = [r for r in manifest.contributions.readers or [] if r.command == "napari-unet.get_reader"]
     assert reader.accepts_directories and "*.zarr" in reader.filename_patterns
     (writer,) = [w for w in manifest.contributions.writers or [] if w.command == "napari-unet.write_layers"]
-    assert writer.layer_types == ["image", "labels*"] and writer.filename_extensions == [".zarr"]
+    assert "image*" in writer.layer_types and "points*" in writer.layer_types
+    assert writer.filename_extensions == [".zarr"]

@@ -95,7 +95,7 @@ def test_annotated_planes_of_stacks_rgb_and_channels():
     annotations[2, 2, 2] = 1
     stack = annotated_planes(np.zeros((3, 8, 9)), annotations, name="s")
     assert [item.image.shape for item in stack] == [(1, 8, 9), (1, 8, 9)]
-    assert stack[0].name == "s plane (1,)"
+    assert stack[0].name == "s plane 1" and (stack[0].source, stack[0].plane) == ("s", (1,))
     rgb = annotated_planes(np.zeros((8, 9, 4)), annotations[1], rgb=True)
     assert rgb[0].image.shape == (3, 8, 9)
     channels = annotated_planes(np.zeros((3, 2, 8, 9)), annotations, channel_axis=1)

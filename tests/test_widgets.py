@@ -17,8 +17,10 @@ from qtpy.QtWidgets import (  # noqa: E402
     QAbstractSpinBox,
     QComboBox,
     QLineEdit,
+    QTabBar,
     QTableWidget,
 )
+from superqt import QLabeledDoubleSlider  # noqa: E402
 
 from napari_unet import conventions as c  # noqa: E402
 from napari_unet.napari import layers as lb  # noqa: E402
@@ -32,12 +34,12 @@ TIMEOUT = 90_000  # ms; generous for a loaded 2-core machine, the waits end on s
 
 def _tiny(widget: UNetWidget, steps: int = 3) -> None:
     """Settings that train in about a second on a CPU."""
-    widget.patch_spin.setValue(64)
-    widget.batch_spin.setValue(4)
-    widget.steps_spin.setValue(steps)
-    widget.budget_spin.setValue(60)
-    widget.preview_spin.setValue(0)
-    widget.autopredict_check.setChecked(False)
+    widget.train_step.patch_spin.setValue(64)
+    widget.train_step.batch_spin.setValue(4)
+    widget.train_step.steps_spin.setValue(steps)
+    widget.train_step.budget_spin.setValue(60)
+    widget.train_step.preview_spin.setValue(0)
+    widget.train_step.autopredict_check.setChecked(False)
 
 
 @pytest.fixture
@@ -51,19 +53,19 @@ def dock(make_napari_viewer, napari_unet_plugin):
 
 
 def _train(qtbot, widget) -> bool:
-    with qtbot.waitSignal(widget.training_finished, timeout=TIMEOUT) as blocker:
+    with qtbot.waitSignal(widget.controller.training_finished, timeout=TIMEOUT) as blocker:
         widget.train()
     return blocker.args[0]
 
 
 def _predict(qtbot, widget, scope=None) -> str:
-    with qtbot.waitSignal(widget.prediction_finished, timeout=TIMEOUT) as blocker:
-        widget.predict(scope)
+    with qtbot.waitSignal(widget.controller.prediction_finished, timeout=TIMEOUT) as blocker:
+        widget.predict_step.predict(scope)
     return blocker.args[0]
 
 
 def _errors(widget) -> list[str]:
-    return [text for level, text in widget.messages if level == "error"]
+    return [text for level, text in widget.controller.messages.log if level == "error"]
 
 
 def _gt_prediction() -> Prediction:
@@ -87,24 +89,26 @@ def _gt_prediction() -> Prediction:
 
 def test_dock_layout_tooltips_and_shortcuts(dock):
     viewer, widget = dock
-    # sections read top to bottom as one workflow
-    titles = [box.title() for box in widget.findChildren(type(widget.findChild(QTableWidget).parent().parent()))
-              if hasattr(box, "title")]
-    assert [t.split(" · ")[0] for t in titles[:4]] == ["1", "2", "3", "4"]
-    # every control shows a tooltip (its own or its nearest ancestor's, as Qt does)
+    # one tab per step, in the order of the cycle
+    tabs = widget.tabs
+    assert [tabs.tabText(i).split()[0] for i in range(tabs.count())] == ["1", "2", "3", "4"]
+    assert [tabs.widget(i).widget() for i in range(4)] == [
+        widget.annotate_step, widget.train_step, widget.predict_step, widget.correct_step]
+    # every control has its own tooltip; a part of a composite control (the text field of a spin
+    # box, the spin box of a labelled slider) may share the tooltip of the control it belongs to
     controls = [w for kind in (QAbstractButton, QComboBox, QAbstractSpinBox, QLineEdit, QTableWidget)
-                for w in widget.findChildren(kind)]
+                for w in widget.findChildren(kind) if not isinstance(w.parentWidget(), QTabBar)]
     assert len(controls) > 30
     missing = []
     for control in controls:
-        w = control
-        while w is not None and w is not widget and not w.toolTip():
-            w = w.parentWidget()
-        if w is None or w is widget:
-            missing.append(f"{type(control).__name__} {getattr(control, 'text', lambda: '')()!r}")
+        owner = control.parentWidget()
+        if control.toolTip() or (isinstance(owner, (QAbstractSpinBox, QComboBox, QLabeledDoubleSlider, QTableWidget))
+                                 and owner.toolTip()):
+            continue
+        missing.append(f"{type(control).__name__} {getattr(control, 'text', lambda: '')()!r}")
     assert not missing, f"controls without tooltip: {missing}"
     # the label convention is visible: "1 background", "2 nucleus"
-    table = widget.class_editor.table
+    table = widget.annotate_step.class_editor.table
     rows = [(table.item(r, 0).text(), table.item(r, 2).text()) for r in range(table.rowCount())]
     assert rows == [("1", "background"), ("2", "nucleus")]
     # the sample's annotations layer is adopted, coloured per class, ready to paint class 2
@@ -112,32 +116,55 @@ def test_dock_layout_tooltips_and_shortcuts(dock):
     assert lb.role_of(annotations) == c.ROLE_ANNOTATIONS
     assert annotations.selected_label == c.FIRST_CLASS
     assert np.allclose(annotations.colormap.color_dict[2][:3], c.class_color(1)[:3])
-    # viewer shortcuts
-    keys = {str(k) for k in viewer.keymap}
-    assert {"Shift+T", "Shift+S", "Shift+R", "Shift+K", "Shift+M"} <= keys
+    # viewer shortcuts: napari actions, so napari's Preferences > Shortcuts lists (and rebinds) them
+    from napari.components import ViewerModel
+    from napari.utils.action_manager import action_manager
+
+    bound = {str(k): f for k, f in ViewerModel.class_keymap.items()}
+    assert {"Shift+T", "Shift+S", "Shift+R", "Shift+K", "Shift+M"} <= set(bound)
+    for action in ("train", "stop", "predict", "accept", "merge"):
+        assert action_manager._actions[f"napari-unet:{action}"].description.startswith("napari-unet: ")
     called = []
     for action in ("train", "stop", "predict", "accept", "merge"):
         setattr(widget, action, lambda action=action: called.append(action))
-    for key, handler in viewer.keymap.items():
-        if str(key).startswith("Shift+") and str(key)[-1] in "TSRKM":
-            handler(viewer)
+    for key in ("Shift+T", "Shift+S", "Shift+R", "Shift+K", "Shift+M"):
+        bound[key](viewer)
     assert sorted(called) == ["accept", "merge", "predict", "stop", "train"]
+
+
+def test_every_step_fits_a_laptop_screen_without_scrolling(dock):
+    # At 1366x768 napari gives a right-hand dock about 410 x 600 px below the dock's header
+    # (measured with docs/make_screenshot.py): every step must fit in it, neither cut nor scrolled.
+    _, widget = dock
+    assert widget.tabs.tabBar().sizeHint().width() <= 380  # every tab's title shown, no scroll arrows
+    for index in range(widget.tabs.count()):
+        step = widget.tabs.widget(index).widget()
+        assert step.minimumSizeHint().width() <= 400, widget.tabs.tabText(index)
+        assert step.sizeHint().height() <= 600, widget.tabs.tabText(index)
 
 
 def test_class_editor_edits_layer_and_refuses_to_drop_painted_class(dock):
     viewer, widget = dock
     annotations = viewer.layers[c.layer_name(IMAGE, c.ROLE_ANNOTATIONS)]
-    widget.class_editor.add_class()
+    widget.annotate_step.class_editor.add_class()
     assert lb.meta(annotations)["class_names"] == ["background", "nucleus", "class 2"]
+    annotations.data[5, 5] = 3  # napari's status bar names the class under the cursor
+    assert annotations.get_status((5, 5), world=True)["value"] == "3; class: class 2"
+    annotations.data[5, 5] = 0
+    table = widget.annotate_step.class_editor.table
+    for row in range(3):  # the colour swatches sit in their own column, clear of the label values
+        swatch = table.cellWidget(row, 1)
+        assert swatch.geometry().left() >= table.columnViewportPosition(1)
+        assert table.columnViewportPosition(1) >= table.columnWidth(0) > 0
     assert 3 in annotations.colormap.color_dict
-    widget.class_editor.table.selectRow(2)
+    widget.annotate_step.class_editor.table.selectRow(2)
     assert annotations.selected_label == 3
     annotations.data[0, 0] = 3
-    widget.remove_last_class()
+    widget.annotate_step.remove_last_class()
     assert "painted" in _errors(widget)[-1]
-    assert len(widget.class_editor.names) == 3
+    assert len(widget.annotate_step.class_editor.names) == 3
     annotations.data[0, 0] = 0
-    widget.remove_last_class()
+    widget.annotate_step.remove_last_class()
     assert lb.meta(annotations)["class_names"] == ["background", "nucleus"]
 
 
@@ -151,11 +178,11 @@ def test_full_cycle(dock, qtbot, tmp_path, monkeypatch):
 
     # train a few steps in the worker
     assert _train(qtbot, widget) is True
-    assert widget.session.segmenter is not None
-    assert len(widget.last_training_items) == 1
-    assert widget.last_training_items[0].instance_mask is None
-    assert widget.train_stats.text().startswith("step 3")
-    assert len(widget.loss_plot.points) == 3
+    assert widget.controller.session.segmenter is not None
+    assert len(widget.controller.last_training_items) == 1
+    assert widget.controller.last_training_items[0].instance_mask is None
+    assert widget.train_step.train_stats.text().startswith("step 3")
+    assert len(widget.train_step.loss_plot.points) == 3
 
     # predict: semantic + instance layers, network outputs cached for live updates
     assert _predict(qtbot, widget) == "done"
@@ -163,26 +190,26 @@ def test_full_cycle(dock, qtbot, tmp_path, monkeypatch):
     instances = viewer.layers[c.layer_name(IMAGE, c.ROLE_INSTANCES)]
     assert semantic.data.shape == instances.data.shape == (512, 512)
     assert set(np.unique(semantic.data)) <= {1, 2} and semantic.data.min() >= 1
-    assert widget.session.cache.get(IMAGE, ()) is not None
+    assert widget.controller.session.cache.get(IMAGE, ()) is not None
     provenance = instances.metadata[c.METADATA_KEY]["provenance"]
-    assert provenance["model_sha256"] == widget.session.segmenter.fingerprint()
+    assert provenance["model_sha256"] == widget.controller.session.segmenter.fingerprint()
     assert provenance["training"]["steps"] == 3 and "threshold" in provenance["instance_params"]
     assert semantic.metadata[c.METADATA_KEY]["provenance"]["model_sha256"] == provenance["model_sha256"]
 
     # instance parameters update the layer live from the cached prediction, never the network
-    entry = widget.session.cache.get(IMAGE, ())
+    entry = widget.controller.session.cache.get(IMAGE, ())
     entry.prediction, entry.use_instance_heads, entry.params = _gt_prediction(), False, None
-    monkeypatch.setattr(widget.session.segmenter, "predict", lambda *a, **k: pytest.fail("network re-run"))
-    with qtbot.waitSignal(widget.instances_updated, timeout=TIMEOUT):
-        widget.min_size_spin.setValue(5)
+    monkeypatch.setattr(widget.controller.session.segmenter, "predict", lambda *a, **k: pytest.fail("network re-run"))
+    with qtbot.waitSignal(widget.controller.instances_updated, timeout=TIMEOUT):
+        widget.predict_step.min_size_spin.setValue(5)
     before = np.array(instances.data)
     n_before = len(np.unique(before)) - 1
     assert n_before > 20
-    with qtbot.waitSignal(widget.instances_updated, timeout=TIMEOUT):
-        widget.min_size_spin.setValue(150)
+    with qtbot.waitSignal(widget.controller.instances_updated, timeout=TIMEOUT):
+        widget.predict_step.min_size_spin.setValue(150)
     n_after = len(np.unique(instances.data)) - 1
     assert 0 < n_after < n_before
-    assert "objects in this plane" in widget.instance_status.text()
+    assert "objects in this plane" in widget.predict_step.instance_status.text()
 
     # merge two objects picked in the viewer
     labels = np.array(instances.data)
@@ -190,15 +217,15 @@ def test_full_cycle(dock, qtbot, tmp_path, monkeypatch):
     a, b = (int(i) for i in ids[np.argsort(-sizes)[:2]])
     for obj in (a, b):
         r, col = np.argwhere(labels == obj)[0]
-        widget.pick_at(instances.data_to_world((r, col)))
-    assert widget.object_ids() == [a, b]
-    widget.merge()
+        widget.correct_step.pick_at(instances.data_to_world((r, col)))
+    assert widget.correct_step.object_ids() == [a, b]
+    widget.correct_step.merge()
     merged = np.array(instances.data)
     assert not np.any(merged == max(a, b))
     assert np.count_nonzero(merged == min(a, b)) == np.count_nonzero(labels == a) + np.count_nonzero(labels == b)
-    assert widget.object_ids() == []
+    assert widget.correct_step.object_ids() == []
     # ... and split it again at its two centres (re-seeding)
-    widget.split_by_seeds(min(a, b), 2)
+    widget.correct_step.split_by_seeds(min(a, b), 2)
     assert len(np.unique(instances.data)) - 1 == n_after
     # Ctrl+Z in the instance layer undoes a correction
     instances.undo()
@@ -211,20 +238,20 @@ def test_full_cycle(dock, qtbot, tmp_path, monkeypatch):
     obj = int(ids[np.argsort(-sizes)[0]])
     rows, cols = np.nonzero(labels == obj)
     mid = int(np.median(rows))
-    widget.start_drawing("path")
+    widget.correct_step.start_drawing("path")
     shapes = viewer.layers[c.layer_name(IMAGE, "corrections")]
     shapes.add_paths([np.array([[mid, cols.min() - 3], [mid, cols.max() + 3]], dtype=float)])
-    widget.split_by_line()
+    widget.correct_step.split_by_line()
     assert not _errors(widget), _errors(widget)
     split = np.array(instances.data)
     assert len(np.unique(split)) == len(np.unique(labels)) + 1
     assert len(shapes.data) == 0  # the used cut line is tidied away
 
     # remove small objects, renumber
-    widget.remove_small(200)
+    widget.correct_step.remove_small(200)
     sizes_now = np.bincount(np.asarray(instances.data).ravel())[1:]
     assert sizes_now[sizes_now > 0].min() >= 200
-    widget.relabel()
+    widget.correct_step.relabel()
     ids_now = np.unique(instances.data)
     assert np.array_equal(ids_now, np.arange(len(ids_now)))
 
@@ -232,10 +259,10 @@ def test_full_cycle(dock, qtbot, tmp_path, monkeypatch):
     camera = lb.camera_of(viewer)
     camera.center = (128, 128)
     camera.zoom = 800 / 128  # the view shows about 128 x 96 pixels around (128, 128)
-    view = lb.view_region(viewer, viewer.layers[IMAGE], lb.geometry_of(viewer, viewer.layers[IMAGE]))
+    view = lb.view_region(viewer, viewer.layers[IMAGE], lb.layout_in(viewer, viewer.layers[IMAGE]))
     assert view is not None and view[0].start > 0 and view[0].stop < 256
-    with qtbot.waitSignal(widget.accepted_changed, timeout=5_000):
-        n = widget.accept("view")
+    with qtbot.waitSignal(widget.controller.accepted_changed, timeout=5_000):
+        n = widget.correct_step.accept("view")
     accepted = viewer.layers[c.layer_name(IMAGE, c.ROLE_ACCEPTED)]
     assert n and 0 < np.count_nonzero(accepted.data) < 512 * 512
     inside = accepted.data > 0
@@ -246,36 +273,39 @@ def test_full_cycle(dock, qtbot, tmp_path, monkeypatch):
     assert np.array_equal(annotations.data[~inside], painted[~inside])  # strokes elsewhere untouched
     assert accepted.contour == 1
     # accept a drawn rectangle too
-    widget.start_drawing("rectangle")
+    widget.correct_step.start_drawing("rectangle")
     shapes.add_rectangles([np.array([[400, 400], [480, 480]], dtype=float)])
-    widget.accept("rectangle")
+    widget.correct_step.accept("rectangle")
     assert np.all(accepted.data[400:480, 400:480] > 0)
 
     # retrain (warm start): the accepted pixels are in the training set
-    model = widget.session.segmenter
+    model = widget.controller.session.segmenter
+    weights = model.fingerprint()
     assert _train(qtbot, widget) is True
-    assert widget.session.segmenter is model  # continued, not restarted
-    item = widget.last_training_items[0]
+    # continued from the model (its history grows), trained on a copy: the old model never changed
+    assert widget.controller.session.segmenter is not model and model.fingerprint() == weights
+    assert len(widget.controller.session.segmenter.history) == len(model.history) + 1
+    item = widget.controller.last_training_items[0]
     assert item.instance_mask is not None
     assert np.array_equal(item.instance_mask, np.asarray(accepted.data) > 0)
     assert np.array_equal(item.annotations, np.asarray(annotations.data))
-    assert len(widget.loss_plot.points) == 6
+    assert len(widget.train_step.loss_plot.points) == 6
 
     # clear accepted (annotations keep their labels); undo the accept in the annotations layer
-    widget.clear_accepted("plane")
+    widget.correct_step.clear_accepted("plane")
     assert not np.any(accepted.data)
     annotations.undo()
     annotations.undo()
     assert np.array_equal(annotations.data, painted)
 
     # model checkpoint round trip without dialogs
-    path = widget.save_model(tmp_path / "model.pt")
+    path = widget.train_step.save_model(tmp_path / "model.pt")
     assert path.is_file()
-    widget.new_model()
-    assert widget.session.segmenter is None
-    loaded = widget.load_model(path)
+    widget.train_step.new_model()
+    assert widget.controller.session.segmenter is None
+    loaded = widget.train_step.load_model(path)
     assert loaded.class_names == ["background", "nucleus"]
-    assert widget.session.segmenter is loaded
+    assert widget.controller.session.segmenter is loaded
     assert not _errors(widget), _errors(widget)
 
 
@@ -295,34 +325,35 @@ def test_stack_multichannel_and_rgb(make_napari_viewer, qtbot):
     annotations.data[2, 40:45, 10:15] = 2
     annotations.data[2, 50:55, 50:55] = 1
     items = lb.training_items(viewer)
-    assert [i.name for i in items] == ["stack plane (0,)", "stack plane (2,)"]
+    assert [i.name for i in items] == ["stack plane 0", "stack plane 2"]
+    assert [(i.source, i.plane) for i in items] == [("stack", (0,)), ("stack", (2,))]
     assert all(i.image.shape == (1, 64, 64) for i in items)
     # the plane on display follows the dims slider
     viewer.dims.set_current_step(0, 2)
     image = viewer.layers["stack"]
-    assert lb.current_plane(viewer, image, lb.geometry_of(viewer, image)) == (2,)
+    assert lb.current_plane(viewer, image, lb.layout_in(viewer, image)) == (2,)
     assert _train(qtbot, widget) is True
-    widget.prob_check.setChecked(True)
+    widget.predict_step.prob_check.setChecked(True)
     assert _predict(qtbot, widget, "stack") == "done"
     semantic = viewer.layers["stack semantic"]
     assert all(np.all(semantic.data[z] > 0) for z in range(3))
     probability = viewer.layers["stack probability object"]  # one layer per class but background
     assert probability.data.shape == (3, 64, 64) and 0 < probability.data.max() <= 1
     assert lb.role_of(probability) == c.ROLE_PROBABILITIES
-    assert widget.image_picker.findText("stack probability object") < 0  # not offered as an image
+    assert widget.annotate_step.image_picker.findText("stack probability object") < 0  # not offered as an image
     # accept every predicted plane at once; training then uses all three planes
-    widget.accept("image")
+    widget.correct_step.accept("image")
     accepted = viewer.layers["stack accepted"]
     assert all(np.all(accepted.data[z] > 0) for z in range(3))
     assert len(lb.training_items(viewer)) == 3
-    widget.clear_accepted("image")
+    widget.correct_step.clear_accepted("image")
     assert not np.any(accepted.data)
     # cancel: planes already done are kept, the rest is not predicted
     semantic.data[:] = 0
-    with qtbot.waitSignal(widget.prediction_finished, timeout=TIMEOUT) as blocker:
-        widget.predict("stack")
-        widget.cancel_prediction()
-    assert blocker.args == ["cancelled"] and not widget.is_predicting
+    with qtbot.waitSignal(widget.controller.prediction_finished, timeout=TIMEOUT) as blocker:
+        widget.predict_step.predict("stack")
+        widget.predict_step.cancel_prediction()
+    assert blocker.args == ["cancelled"] and not widget.controller.is_predicting
     assert not np.all(semantic.data > 0)
     # out of GPU memory while predicting: advice, not a traceback
     import torch
@@ -330,22 +361,22 @@ def test_stack_multichannel_and_rgb(make_napari_viewer, qtbot):
     def oom(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    widget.session.segmenter.predict = oom
+    widget.controller.session.segmenter.predict = oom
     assert _predict(qtbot, widget) == "failed"
     assert "out of GPU memory" in _errors(widget)[-1] and "tile size" in _errors(widget)[-1]
-    del widget.session.segmenter.predict
+    del widget.controller.session.segmenter.predict
 
     # a channel axis: (C, H, W) image, annotations without the channel axis
     viewer.add_image(rng.random((2, 48, 48)).astype(np.float32), name="two channels")
-    widget.image_picker.set_layer(viewer.layers["two channels"])
-    widget.channel_combo.setCurrentIndex(widget.channel_combo.findData(0))
+    widget.annotate_step.image_picker.set_layer(viewer.layers["two channels"])
+    widget.annotate_step.channel_combo.setCurrentIndex(widget.annotate_step.channel_combo.findData(0))
     two = viewer.layers["two channels annotations"]
     assert two.data.shape == (48, 48) and lb.meta(two)["channel_axis"] == 0
     two.data[:5] = 1
     two.data[-5:] = 2
     # RGB
     viewer.add_image((rng.random((40, 40, 3)) * 255).astype(np.uint8), name="rgb", rgb=True)
-    widget.image_picker.set_layer(viewer.layers["rgb"])
+    widget.annotate_step.image_picker.set_layer(viewer.layers["rgb"])
     qtbot.waitUntil(lambda: "rgb annotations" in viewer.layers, timeout=5_000)
     rgb = viewer.layers["rgb annotations"]
     assert rgb.data.shape == (40, 40)
@@ -355,7 +386,7 @@ def test_stack_multichannel_and_rgb(make_napari_viewer, qtbot):
     assert shapes == [(1, 64, 64)] * 3 + [(2, 48, 48), (3, 40, 40)]  # accepted planes are annotated now
     # images with different channel counts cannot train one model: a notification says so
     widget.train()
-    assert not widget.is_training
+    assert not widget.controller.is_training
     assert "channel" in _errors(widget)[-1]
 
 
@@ -369,11 +400,11 @@ def test_user_mistakes_give_notifications(make_napari_viewer, qtbot):
     # no image at all
     widget.train()
     assert "no annotations" in _errors(widget)[-1]
-    widget.predict()
+    widget.predict_step.predict()
     assert "no model" in _errors(widget)[-1]
     widget.accept()
     assert "no image" in _errors(widget)[-1]
-    widget.merge([1, 2])
+    widget.correct_step.merge([1, 2])
     assert "no image" in _errors(widget)[-1]
     # an image, but nothing painted
     viewer.add_image(np.random.default_rng(1).random((32, 32)), name="img")
@@ -385,23 +416,23 @@ def test_user_mistakes_give_notifications(make_napari_viewer, qtbot):
     annotations.data[:4] = 1
     widget.train()
     assert "only one class" in _errors(widget)[-1]
-    assert not widget.is_training
+    assert not widget.controller.is_training
     # corrections before any prediction
-    widget.split_by_line([[0, 0], [10, 10]])
+    widget.correct_step.split_by_line([[0, 0], [10, 10]])
     assert "predict first" in _errors(widget)[-1]
-    widget.accept("plane")
+    widget.correct_step.accept("plane")
     assert "predict first" in _errors(widget)[-1]
     # a Labels layer with the conventional name but the wrong shape is not overwritten
     viewer.add_image(np.zeros((20, 20)), name="other")
     viewer.add_labels(np.ones((5, 5), np.uint8), name="other annotations")
-    widget.image_picker.set_layer(viewer.layers["other"])
+    widget.annotate_step.image_picker.set_layer(viewer.layers["other"])
     qtbot.waitUntil(lambda: "shape" in _errors(widget)[-1], timeout=5_000)
     assert viewer.layers["other annotations"].data.shape == (5, 5)
     assert np.all(viewer.layers["other annotations"].data == 1)
     # model files
-    widget.load_model("/nonexistent/model.pt")
+    widget.train_step.load_model("/nonexistent/model.pt")
     assert "not found" in _errors(widget)[-1]
-    widget.save_model("/tmp/never.pt")
+    widget.train_step.save_model("/tmp/never.pt")
     assert "no model" in _errors(widget)[-1]
 
 
@@ -411,30 +442,30 @@ def test_dock_opened_before_the_sample_adopts_its_annotations(make_napari_viewer
     viewer.window.add_dock_widget(widget)
     viewer.open_sample("napari-unet", "nuclei")
     sample_annotations = viewer.layers[c.layer_name(IMAGE, c.ROLE_ANNOTATIONS)]
-    qtbot.waitUntil(lambda: id(sample_annotations) in widget._adopted, timeout=5_000)  # the deferred adoption ran
+    qtbot.waitUntil(lambda: sample_annotations in widget.controller._adopted, timeout=5_000)  # the deferred adoption ran
     names = [layer.name for layer in viewer.layers]
     assert names == [IMAGE, c.layer_name(IMAGE, c.ROLE_ANNOTATIONS)], names
     assert np.any(viewer.layers[names[1]].data)  # the sample's scribbles, not an empty duplicate
-    assert widget.class_editor.names == ["background", "nucleus"]
+    assert widget.annotate_step.class_editor.names == ["background", "nucleus"]
 
 
 def test_layer_deleted_during_training_keeps_strokes(dock, qtbot):
     viewer, widget = dock
-    widget.steps_spin.setValue(0)
-    widget.budget_spin.setValue(0)  # until stopped
+    widget.train_step.steps_spin.setValue(0)
+    widget.train_step.budget_spin.setValue(0)  # until stopped
     annotations = viewer.layers[c.layer_name(IMAGE, c.ROLE_ANNOTATIONS)]
     strokes = np.array(annotations.data)
     widget.train()
-    assert widget.is_training
-    qtbot.waitUntil(lambda: widget._last_progress is not None, timeout=TIMEOUT)
+    assert widget.controller.is_training
+    qtbot.waitUntil(lambda: widget.controller.last_progress is not None, timeout=TIMEOUT)
     viewer.layers.remove(annotations)
-    qtbot.waitUntil(lambda: any("removed while training" in t for _, t in widget.messages), timeout=5_000)
-    assert widget.is_training  # training goes on with the data it started with
-    with qtbot.waitSignal(widget.training_finished, timeout=TIMEOUT) as blocker:
+    qtbot.waitUntil(lambda: any("removed while training" in t for _, t in widget.controller.messages.log), timeout=5_000)
+    assert widget.controller.is_training  # training goes on with the data it started with
+    with qtbot.waitSignal(widget.controller.training_finished, timeout=TIMEOUT) as blocker:
         widget.stop()
-    assert blocker.args == [True] and widget.session.segmenter is not None
+    assert blocker.args == [True] and widget.controller.session.segmenter is not None
     # the deleted strokes come back
-    widget.annotate()
+    widget.annotate_step.annotate()
     restored = viewer.layers[c.layer_name(IMAGE, c.ROLE_ANNOTATIONS)]
     assert np.array_equal(restored.data, strokes)
     assert lb.class_names_of(restored) == ["background", "nucleus"]
@@ -442,31 +473,169 @@ def test_layer_deleted_during_training_keeps_strokes(dock, qtbot):
 
 def test_live_preview_then_close_viewer_while_training(dock, qtbot):
     viewer, widget = dock
-    widget.steps_spin.setValue(0)
-    widget.budget_spin.setValue(0)
-    widget.preview_spin.setValue(0.2)
+    widget.train_step.steps_spin.setValue(0)
+    widget.train_step.budget_spin.setValue(0)
+    widget.train_step.preview_spin.setValue(0.2)
     lb.camera_of(viewer).zoom *= 2
-    with qtbot.waitSignal(widget.preview_painted, timeout=TIMEOUT):
+    with qtbot.waitSignal(widget.controller.preview_painted, timeout=TIMEOUT):
         widget.train()
     semantic = viewer.layers[c.layer_name(IMAGE, c.ROLE_SEMANTIC)]
     assert np.any(semantic.data)
-    worker = widget._train_worker
+    worker = widget.controller._train_worker
     assert worker is not None and not worker.done.is_set()
     viewer.close()
     assert worker.done.is_set(), "the training thread outlived the viewer"
     assert not widget.threads_alive()
-    assert "Shift+T" not in {str(k) for k in viewer.keymap}
 
 
-def test_closing_the_dock_stops_work_and_releases_shortcuts(dock, qtbot):
+def test_closing_the_dock_stops_work_and_detaches_shortcuts(dock, qtbot):
     viewer, widget = dock
     qtbot.waitUntil(lambda: widget._watched_window is not None, timeout=5_000)
-    widget.steps_spin.setValue(0)
-    widget.budget_spin.setValue(0)
+    widget.train_step.steps_spin.setValue(0)
+    widget.train_step.budget_spin.setValue(0)
     widget.train()
-    worker = widget._train_worker
-    qtbot.waitUntil(lambda: widget._last_progress is not None, timeout=TIMEOUT)
+    worker = widget.controller._train_worker
+    qtbot.waitUntil(lambda: widget.controller.last_progress is not None, timeout=TIMEOUT)
     viewer.window.remove_dock_widget(widget)
     assert worker.done.is_set()
-    assert "Shift+T" not in {str(k) for k in viewer.keymap}
+    from napari.components import ViewerModel
+
+    shortcut = {str(k): f for k, f in ViewerModel.class_keymap.items()}["Shift+T"]
+    shortcut(viewer)  # no dock any more: a hint, no training
+    assert widget.controller.scheduler.running() == []
     widget.deleteLater()
+
+
+# --------------------------------------------------------------------------- settings, start model, undo
+
+
+def test_settings_persist_across_launches(make_napari_viewer):
+    first = UNetWidget(make_napari_viewer())
+    first.train_step.budget_spin.setValue(123)
+    first.train_step.preset_combo.setCurrentText("accurate")
+    first.predict_step.tile_spin.setValue(256)
+    first.predict_step.threshold_slider.setValue(0.7)
+    first.predict_step.min_size_spin.setValue(44)
+    first.shutdown()
+    again = UNetWidget(make_napari_viewer())  # a new launch: same settings file
+    assert again.train_step.budget_spin.value() == 123
+    assert again.train_step.preset_combo.currentText() == "accurate"
+    assert again.predict_step.tile_spin.value() == 256
+    assert again.predict_step.instance_params().threshold == pytest.approx(0.7)
+    assert again.predict_step.min_size_spin.value() == 44
+
+
+def test_start_from_a_pretrained_model_and_from_a_new_one(make_napari_viewer, monkeypatch, tmp_path):
+    from napari_unet.nn.model import ModelConfig
+    from napari_unet.nn.segmenter import Segmenter
+    from napari_unet.widgets import train_step, training_jobs
+
+    path = Segmenter.create(ModelConfig(depth=2, base_width=4, n_classes=3), ["bg", "cell", "edge"]).save(
+        tmp_path / "tiny.pt")
+    for module in (train_step, training_jobs):
+        monkeypatch.setattr(module, "available_models", lambda: ["tiny"])
+    monkeypatch.setattr(training_jobs, "model_path", lambda name: path)
+    widget = UNetWidget(make_napari_viewer())
+    combo = widget.train_step.start_combo
+    items = [combo.itemText(i) for i in range(combo.count())]
+    assert items == ["new model", "pretrained: tiny", "file…"]
+    combo.setCurrentText("pretrained: tiny")
+    combo.activated.emit(combo.currentIndex())
+    assert widget.controller.segmenter.class_names == ["bg", "cell", "edge"]
+    assert combo.currentText() == "current model"
+    widget.shutdown()
+    again = UNetWidget(make_napari_viewer())  # the start model is a setting too
+    assert again.controller.segmenter is not None
+    assert again.controller.segmenter.class_names == ["bg", "cell", "edge"]
+    combo = again.train_step.start_combo
+    combo.setCurrentText("new model")
+    combo.activated.emit(combo.currentIndex())
+    assert again.controller.segmenter is None and combo.currentText() == "new model"
+    # a model file: remembered by its path
+    other = Segmenter.create(ModelConfig(depth=2, base_width=4), ["bg", "nucleus"]).save(tmp_path / "other.pt")
+    monkeypatch.setattr(train_step.QFileDialog, "getOpenFileName", lambda *a, **k: (str(other), ""))
+    combo.setCurrentText("file…")
+    combo.activated.emit(combo.currentIndex())
+    assert again.controller.segmenter.class_names == ["bg", "nucleus"]
+    again.shutdown()
+    third = UNetWidget(make_napari_viewer())
+    assert third.controller.segmenter.class_names == ["bg", "nucleus"]
+
+
+def test_reopened_dataset_brings_its_model(make_napari_viewer, tmp_path):
+    from napari_unet.nn.model import ModelConfig
+    from napari_unet.nn.segmenter import Segmenter
+
+    path = Segmenter.create(ModelConfig(depth=2, base_width=4), ["background", "nucleus"]).save(tmp_path / "model.pt")
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((32, 32), np.float32), name="cells",
+                     metadata={c.METADATA_KEY: {"model_path": str(path)}})  # what the dataset reader sets
+    widget = UNetWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    assert widget.controller.segmenter is not None
+    assert widget.controller.segmenter.class_names == ["background", "nucleus"]
+    assert "loaded the model exported with 'cells'" in widget.controller.messages.last[1]
+    assert widget.predict_step.predict_button.isEnabled()
+
+
+def test_undo_after_accept_also_takes_back_the_accepted_region(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((3, 24, 24), np.float32), name="stack")
+    widget = UNetWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    controller = widget.controller
+    qtbot.waitUntil(lambda: "stack annotations" in viewer.layers, timeout=5_000)
+    annotations = viewer.layers["stack annotations"]
+    annotations.data[2, :2] = 1
+    image, layout, _ = controller.selected()
+    semantic = controller.semantic_layer(image, layout)
+    instances = controller.instances_layer(image, layout)
+    semantic.data[2] = 1
+    semantic.data[2, 8:16, 8:16] = 2
+    instances.data[2, 8:16, 8:16] = 5
+    viewer.dims.set_current_step(0, 2)
+    qtbot.waitUntil(lambda: "(plane 2)" in widget.annotate_step.annotation_status.text(), timeout=5_000)
+    painted = np.array(annotations.data)
+    with qtbot.waitSignal(controller.accepted_changed, timeout=5_000):
+        assert widget.correct_step.accept("plane") == 24 * 24
+    accepted = viewer.layers["stack accepted"]
+    assert accepted.data[2, 10, 10] == 5 + c.ACCEPTED_BACKGROUND and annotations.data[2, 10, 10] == 2
+    with qtbot.waitSignal(controller.accepted_changed, timeout=5_000):
+        annotations.undo()  # what Ctrl+Z does in the annotations layer
+    np.testing.assert_array_equal(annotations.data, painted)
+    assert not accepted.data.any()
+    assert widget.correct_step.accepted_status.text().startswith("0 accepted pixels")
+    annotations.redo()
+    assert accepted.data[2, 10, 10] == 5 + c.ACCEPTED_BACKGROUND
+
+
+def test_readme_lists_every_shortcut(repo_root):
+    from napari_unet.widgets.dock import SHORTCUTS
+
+    readme = (repo_root / "README.md").read_text()
+    for key in SHORTCUTS:
+        assert f"| {key.replace('-', '+')} |" in readme, key
+
+
+def test_dataset_exported_with_its_model_reopens_with_it(make_napari_viewer, napari_unet_plugin, tmp_path):
+    from napari_unet.nn.model import ModelConfig
+    from napari_unet.nn.segmenter import Segmenter
+    from napari_unet.widgets.export_widget import ExportWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(0).random((32, 32)).astype(np.float32), name="cells")
+    widget = UNetWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    model = Segmenter.create(ModelConfig(depth=2, base_width=4), ["background", "nucleus"])
+    widget.controller.session.set_model(model)
+    export = ExportWidget(viewer)
+    assert export.controller is widget.controller
+    result = export.export_now(tmp_path, images=["cells"], include_model=True)
+    assert result.ok and result.model_path == tmp_path / "model.pt"
+
+    again = make_napari_viewer()
+    again.open(str(result.written["cells"]), plugin="napari-unet")
+    reopened = UNetWidget(again)
+    again.window.add_dock_widget(reopened)
+    assert reopened.controller.segmenter.fingerprint() == model.fingerprint()
+    assert "loaded the model exported with 'cells'" in reopened.controller.messages.last[1]

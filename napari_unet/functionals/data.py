@@ -19,6 +19,7 @@ from napari_unet.conventions import (
     UNANNOTATED,
 )
 from napari_unet.errors import UserInputError
+from napari_unet.functionals.layout import ImageLayout, plane_label
 from napari_unet.functionals.normalisation import Normalisation
 from napari_unet.functionals.scale import object_diameter, resample, scaled_shape
 from napari_unet.functionals.targets import boundary_target, distance_target
@@ -36,6 +37,8 @@ class TrainingImage:
     instances: np.ndarray | None = None
     instance_mask: np.ndarray | None = None
     name: str = ""
+    source: str = ""  # the image it comes from (its layer or file name)
+    plane: tuple = ()  # which plane of that image
 
     @classmethod
     def from_scribbles(cls, image: np.ndarray, scribbles: np.ndarray, name: str = "") -> TrainingImage:
@@ -51,18 +54,20 @@ class TrainingImage:
 
     @classmethod
     def from_annotations(
-        cls, image: np.ndarray, annotations: np.ndarray, accepted: np.ndarray | None = None, name: str = ""
+        cls, image: np.ndarray, annotations: np.ndarray, accepted: np.ndarray | None = None, name: str = "",
+        *, source: str = "", plane: tuple = (),
     ) -> TrainingImage:
         """Scribbles plus accepted regions (see conventions.ACCEPTED_BACKGROUND) whose objects train the instance heads."""
         annotations = np.asarray(annotations)
         if accepted is None or not np.any(accepted):
-            return cls(image=image, annotations=annotations, name=name)
+            return cls(image=image, annotations=annotations, name=name, source=source, plane=plane)
         accepted = np.asarray(accepted)
         if accepted.shape != annotations.shape:
             raise UserInputError(f"{name or 'image'}: accepted regions and annotations differ in shape")
         mask = accepted > 0
         instances = np.where(mask, accepted.astype(np.int64) - ACCEPTED_BACKGROUND, 0)
-        return cls(image=image, annotations=annotations, instances=instances, instance_mask=mask, name=name)
+        return cls(image=image, annotations=annotations, instances=instances, instance_mask=mask, name=name,
+                   source=source, plane=plane)
 
     @property
     def label(self) -> str:
@@ -92,9 +97,9 @@ class TrainingImage:
 
 
 def annotated_planes(
-    image: np.ndarray,
-    annotations: np.ndarray,
-    accepted: np.ndarray | None = None,
+    image,
+    annotations,
+    accepted=None,
     *,
     rgb: bool = False,
     channel_axis: int | None = None,
@@ -105,20 +110,36 @@ def annotated_planes(
     `image` is (..., H, W), (..., H, W, 3|4) when `rgb`, or has channels at `channel_axis`;
     `annotations` (and `accepted`) are (..., H, W). Unannotated planes are skipped.
     """
-    pixels = np.moveaxis(image, channel_axis, -1) if channel_axis is not None else image
-    pixels = pixels[..., :3] if rgb else pixels if channel_axis is not None else pixels[..., None]
-    if pixels.shape[:-1] != annotations.shape:
+    layout = ImageLayout.of(np.shape(image), rgb=rgb, channel_axis=channel_axis, name=name or "image")
+    return training_items(image, layout, annotations, accepted, name=name)
+
+
+def training_items(image, layout: ImageLayout, annotations, accepted=None, *, name: str = "") -> list[TrainingImage]:
+    """Training pairs of every annotated plane of `image` (read plane by plane; arrays are copies).
+
+    Copies, because the user may go on painting while a trainer holds them.
+    """
+    annotations = np.asarray(annotations)
+    if annotations.shape != layout.labels_shape:
         raise UserInputError(
-            f"{name or 'image'}: image {tuple(image.shape)} and annotations {tuple(annotations.shape)} do not match"
+            f"{name or 'image'}: image {tuple(layout.data_shape)} and annotations {tuple(annotations.shape)} "
+            "do not match"
         )
+    if accepted is not None and tuple(np.shape(accepted)) != layout.labels_shape:
+        accepted = None  # a stale layer of another shape: its regions cannot be placed
     items = []
-    for index in np.ndindex(annotations.shape[:-2]):
-        plane = np.asarray(annotations[index])
-        if not plane.any():
-            continue
-        label = f"{name} plane {index}" if index else name
-        plane_accepted = None if accepted is None else np.asarray(accepted[index])
-        items.append(TrainingImage.from_annotations(np.moveaxis(pixels[index], -1, 0), plane, plane_accepted, label))
+    for plane in layout.planes_with_data(annotations):
+        plane_accepted = None if accepted is None else np.array(accepted[plane], copy=True)
+        label = f"{name} {plane_label(plane)}" if plane else name
+        item = TrainingImage.from_annotations(
+            np.array(layout.image_plane(image, plane), copy=True),
+            np.array(annotations[plane], copy=True),
+            plane_accepted,
+            name=label,
+            source=name,
+            plane=plane,
+        )
+        items.append(item)
     return items
 
 

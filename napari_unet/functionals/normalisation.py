@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from napari_unet.errors import UserInputError
+from napari_unet.functionals.layout import ImageLayout
 
 SAMPLE_PIXELS = 2**20  # pixels per channel used to estimate percentiles
 
@@ -56,29 +57,23 @@ class Normalisation:
 
 
 def as_channels_first(image, *, rgb: bool | None = None, channel_axis: int | None = None):
-    """Return a (C, H, W) view of a 2D image given as (H, W), (H, W, 3|4) RGB(A) or with a channel axis.
+    """Return a (C, H, W) array of a 2D image given as (H, W), (H, W, 3|4) RGB(A) or with a channel axis.
 
     `rgb=None` treats a last axis of 3 or 4 as colour, as napari does. Alpha is dropped.
     Anything else with more than two spatial axes is a clear error that says how to proceed.
     """
-    ndim = image.ndim
-    if channel_axis is not None:
-        axis = channel_axis % ndim
-        if ndim != 3:
-            raise UserInputError(f"expected a 2D image with one channel axis, got shape {tuple(image.shape)}")
-        return np.moveaxis(image, axis, 0) if isinstance(image, np.ndarray) else _moveaxis_lazy(image, axis)
-    if ndim == 2:
-        return image[None]
-    if ndim == 3 and (rgb or (rgb is None and image.shape[-1] in (3, 4))):
-        return np.moveaxis(np.asarray(image)[..., :3], -1, 0)
-    raise UserInputError(
-        f"expected a 2D image (H, W) or RGB (H, W, 3), got shape {tuple(image.shape)}: "
-        "for a multichannel image say which axis holds the channels (--channel-axis), "
-        "for a 3D stack or time series save one plane as a 2D file or use the napari widgets"
-    )
-
-
-def _moveaxis_lazy(image, axis: int):
-    if axis == 0:
-        return image
-    return np.moveaxis(np.asarray(image), axis, 0)
+    shape = tuple(image.shape)
+    if channel_axis is not None and len(shape) != 3:
+        raise UserInputError(f"expected a 2D image with one channel axis, got shape {shape}")
+    if rgb is None:
+        rgb = channel_axis is None and len(shape) == 3 and shape[-1] in (3, 4)
+    layout = ImageLayout.of(shape, rgb=bool(rgb) and len(shape) == 3, channel_axis=channel_axis)
+    if layout.stack_shape:
+        raise UserInputError(
+            f"expected a 2D image (H, W) or RGB (H, W, 3), got shape {shape}: "
+            "for a multichannel image say which axis holds the channels (--channel-axis), "
+            "for a 3D stack or time series save one plane as a 2D file or use the napari widgets"
+        )
+    if layout.channel_axis == 0:
+        return image  # already channels first: a lazy (zarr) image stays lazy, read tile by tile
+    return layout.image_plane(image, ())

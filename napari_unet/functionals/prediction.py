@@ -1,6 +1,8 @@
 """What the network says about one 2D image, kept so post-processing can rerun without it.
 
-Lives apart from `inference` so that post-processing and editing code need not import torch.
+Lives apart from `nn.inference` so that post-processing (`functionals.instances`) and the
+corrections import no torch: they run in the GUI thread of a viewer that may not have
+loaded it yet (tests/test_packaging.py checks).
 """
 
 from __future__ import annotations

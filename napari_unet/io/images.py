@@ -9,22 +9,20 @@ write never leaves a half-written file or damages the file it was replacing.
 from __future__ import annotations
 
 import os
-import shutil
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import dask.array as da
 import imageio.v3 as iio
 import numpy as np
 import tifffile
 import zarr
 
 from napari_unet.errors import UserInputError
+from napari_unet.io import atomic
+from napari_unet.io.chunking import chunk_shape, guess_axes
 
 SUPPORTED_EXTENSIONS = (".tif", ".tiff", ".png", ".npy", ".zarr")
-
-# Chunk edge along the two image axes of written zarr arrays.
-ZARR_CHUNK = 1024
 
 # Exceptions the readers raise for a file that is not what its extension says
 # (tifffile, zarr and numpy raise ValueError subclasses, Pillow OSError).
@@ -67,7 +65,7 @@ def _multiscale_level0(group: zarr.Group) -> str | None:
         return None
 
 
-def _read_zarr(store: Path, inner: str) -> zarr.Array:
+def _read_zarr(store: Path, inner: str) -> zarr.Array | da.Array:
     name = store / inner if inner else store
     try:
         node = zarr.open(store=str(store), path=inner, mode="r")
@@ -77,6 +75,11 @@ def _read_zarr(store: Path, inner: str) -> zarr.Array:
         ) from error
     if isinstance(node, zarr.Array):
         return node
+    # ome-zarr loads slowly: only for zarr inputs, not every command line start
+    from napari_unet.io.ome_zarr_read import is_napari_unet_dataset, read_dataset
+
+    if not inner and is_napari_unet_dataset(store):  # in napari's layout: RGB last, channels back
+        return read_dataset(store)[0].data
     level0 = _multiscale_level0(node)
     if level0 is not None:
         try:
@@ -124,15 +127,24 @@ def _read(path: str | os.PathLike, palette_indices: bool = False) -> np.ndarray 
         raise UserInputError(f"could not read {path} as an image: {_one_line(error)}") from error
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray | zarr.Array:
+def read_image(path: str | os.PathLike) -> np.ndarray | da.Array:
     """Image at `path`, chosen by extension.
 
-    A zarr path gives the (read-only, lazy) zarr array itself, so images larger
+    A zarr path gives a lazy (dask) array over the stored chunks, so images larger
     than memory are read tile by tile as callers index it; a path inside a store
-    (`data.zarr/labels/cells`) opens that node, and an OME-Zarr image group gives
-    its full-resolution level. Other formats are read into a numpy array.
+    (`data.zarr/labels/cells`) opens that node, and an OME-Zarr image group (a
+    napari-unet dataset included) gives its full-resolution level. Other formats are
+    read into a numpy array. Complex pixels are refused: they would lose their
+    imaginary part.
     """
-    return _read(path)
+    image = _read(path)
+    if isinstance(image, zarr.Array):
+        image = da.from_zarr(image)
+    if image.dtype.kind == "c":
+        raise UserInputError(
+            f"{path} holds complex ({image.dtype}) pixels; napari-unet segments real-valued "
+            "images: save the magnitude (numpy.abs) or the real part as the image")
+    return image
 
 
 def read_labels(path: str | os.PathLike) -> np.ndarray:
@@ -193,18 +205,6 @@ def _png_ready(path: Path, array: np.ndarray) -> np.ndarray:
     return array.astype(np.uint8 if high <= 255 else np.uint16, copy=False)
 
 
-def _zarr_chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
-    """ZARR_CHUNK tiles over the last two axes longer than 4 (the image plane).
-
-    Shorter axes (channels, RGB) stay whole; any other axis is chunked by 1 plane.
-    """
-    image_axes = [i for i, n in enumerate(shape) if n > 4][-2:]
-    return tuple(
-        min(n, ZARR_CHUNK) if i in image_axes else (n if n <= 4 else 1)
-        for i, n in enumerate(shape)
-    )
-
-
 def _write_tif(target: Path, array: np.ndarray) -> None:
     # Explicit, so (3, Y, X) stacks are not taken for planar RGB; (Y, X, 3|4) is.
     rgb = array.ndim == 3 and array.shape[-1] in (3, 4)
@@ -224,7 +224,7 @@ def _write_npy(target: Path, array: np.ndarray) -> None:
 
 def _write_zarr(target: Path, array: np.ndarray) -> None:
     out = zarr.create_array(
-        store=str(target), shape=array.shape, dtype=array.dtype, chunks=_zarr_chunks(array.shape)
+        store=str(target), shape=array.shape, dtype=array.dtype, chunks=chunk_shape(array.shape, guess_axes(array.shape))
     )
     out[...] = array
 
@@ -236,29 +236,6 @@ _WRITERS: dict[str, Callable[[Path, np.ndarray], None]] = {
     ".npy": _write_npy,
     ".zarr": _write_zarr,
 }
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
-
-
-def _swap_into_place(temp: Path, target: Path) -> None:
-    """Rename `temp` to `target`; an existing directory (or a file where a
-    directory goes) is moved aside first and removed only after the swap."""
-    if not (target.exists() and (target.is_dir() or temp.is_dir())):
-        os.replace(temp, target)
-        return
-    aside = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.old")
-    os.replace(target, aside)
-    try:
-        os.replace(temp, target)
-    except OSError:
-        os.replace(aside, target)
-        raise
-    _remove(aside)
 
 
 def write_array(path: str | os.PathLike, array: np.ndarray, *, overwrite: bool = True) -> None:
@@ -275,11 +252,8 @@ def write_array(path: str | os.PathLike, array: np.ndarray, *, overwrite: bool =
     array = np.asarray(array)
     if ext == ".png":
         array = _png_ready(path, array)
-    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp{ext}")
     try:
-        _WRITERS[ext](temp, array)
-        _swap_into_place(temp, path)
+        atomic.write_file(path, lambda temp: _WRITERS[ext](temp, array))
     except OSError as error:
-        raise UserInputError(f"could not write {path}: {_one_line(error)}") from error
-    finally:
-        _remove(temp)
+        raise atomic.disk_error(error, path, "write") or UserInputError(
+            f"could not write {path}: {_one_line(error)}") from error

@@ -5,27 +5,22 @@ metadata, then by name), which axes of an image are channels, stack planes or th
 spatial axes, which plane the viewer shows, which part of it is in view, and how to
 write into a Labels layer without repainting all of it. No Qt widgets.
 
-Axis model: the last two axes of the (non-RGB) image are the spatial axes (H, W) and are
-the ones displayed; an optional *channel axis* (or the RGB axis) holds the channels; every
-other leading axis is a stack axis (Z, T, ...). The paired Labels layers have the image's
-shape without the channel / RGB axis, so one "plane" is one (H, W) slice of them.
+Axis roles (channels, stack planes, height and width) come from the core's
+`functionals.layout.ImageLayout`; the paired Labels layers have the image's shape without
+the channel / RGB axis, so one "plane" is one (H, W) slice of them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from napari.layers import Image, Labels, Layer, Shapes
-from napari.utils.colormaps import DirectLabelColormap
+from napari.utils.colormaps import Colormap, DirectLabelColormap
 
 from napari_unet import conventions as c
 from napari_unet.errors import UserInputError
 from napari_unet.functionals.data import TrainingImage
-from napari_unet.functionals.normalisation import as_channels_first
-
-TRANSPARENT = (0.0, 0.0, 0.0, 0.0)
-Plane = tuple  # indices along the stack axes; () for a 2D image
+from napari_unet.functionals.data import training_items as items_of_image
+from napari_unet.functionals.layout import ImageLayout, Plane
 
 # --------------------------------------------------------------------------- metadata
 
@@ -98,123 +93,71 @@ def class_colors_of(layer: Labels | None, n: int) -> list[tuple]:
 
 def class_colormap(colors: list[tuple], *, background_visible: bool = True) -> DirectLabelColormap:
     """0 (not annotated) transparent, 1..K the class colours; background optionally transparent."""
-    color_dict: dict = {None: TRANSPARENT, c.UNANNOTATED: TRANSPARENT}
-    for i, color in enumerate(colors):
-        color_dict[c.label_value(i)] = color if (i > 0 or background_visible) else TRANSPARENT
-    return DirectLabelColormap(color_dict=color_dict)
+    return DirectLabelColormap(color_dict=c.class_color_dict(colors, background_visible=background_visible))
 
 
-# --------------------------------------------------------------------------- geometry
+def set_class_features(layer: Labels, names: list[str]) -> None:
+    """Name each label value in the layer's features, so napari's status bar names the class under the cursor."""
+    values = range(c.label_value(len(names)))
+    layer.features = {"index": list(values),
+                      "class": ["not annotated"] + [str(name) for name in names]}
 
 
-@dataclass(frozen=True)
-class Geometry:
-    """How an image layer's axes map onto channels, stack planes and (H, W)."""
-
-    data_shape: tuple[int, ...]  # shape of the (full-resolution) data, RGB axis included
-    rgb: bool
-    channel_axis: int | None  # index into data axes (never one of the last two)
-
-    @classmethod
-    def of(cls, layer: Image, channel_axis: int | None = None) -> Geometry:
-        data = layer.data[0] if layer.multiscale else layer.data
-        shape = tuple(int(n) for n in data.shape)
-        rgb = bool(layer.rgb)
-        spatial_ndim = len(shape) - (1 if rgb else 0)
-        if spatial_ndim < 2:
-            raise UserInputError(f"'{layer.name}' is not an image with two spatial axes (shape {shape})")
-        if rgb or channel_axis is None:
-            channel_axis = None
-        else:
-            channel_axis = int(channel_axis) % spatial_ndim
-            if channel_axis >= spatial_ndim - 2:
-                raise UserInputError(
-                    f"'{layer.name}': the channel axis must be one of the leading axes, not height or width"
-                )
-        return cls(shape, rgb, channel_axis)
-
-    @property
-    def image_axes(self) -> list[int]:
-        """Data axes napari treats as layer dimensions (the RGB axis excluded)."""
-        return list(range(len(self.data_shape) - (1 if self.rgb else 0)))
-
-    @property
-    def labels_axes(self) -> list[int]:
-        """Image data axes that the paired Labels layers have."""
-        return [a for a in self.image_axes if a != self.channel_axis]
-
-    @property
-    def labels_shape(self) -> tuple[int, ...]:
-        return tuple(self.data_shape[a] for a in self.labels_axes)
-
-    @property
-    def stack_shape(self) -> tuple[int, ...]:
-        return self.labels_shape[:-2]
-
-    @property
-    def plane_shape(self) -> tuple[int, int]:
-        return self.labels_shape[-2:]
-
-    @property
-    def n_channels(self) -> int:
-        if self.rgb:
-            return 3
-        return 1 if self.channel_axis is None else self.data_shape[self.channel_axis]
-
-    def planes(self) -> list[Plane]:
-        return [tuple(int(i) for i in idx) for idx in np.ndindex(*self.stack_shape)] if self.stack_shape else [()]
-
-    def image_plane(self, layer: Image, plane: Plane, region: tuple[slice, slice] | None = None) -> np.ndarray:
-        """(C, H, W) numpy array of one plane of the image (or of a region of it: only that is read)."""
-        data = layer.data[0] if layer.multiscale else layer.data
-        index: list = []
-        stack = iter(plane)
-        for axis in self.image_axes[:-2]:
-            index.append(slice(None) if axis == self.channel_axis else int(next(stack)))
-        index.extend(region if region is not None else (slice(None), slice(None)))
-        arr = np.asarray(data[tuple(index)])
-        if self.rgb:
-            return as_channels_first(arr, rgb=True)
-        if self.channel_axis is not None:
-            return arr  # the channel axis is the only leading axis left
-        return arr[None]
-
-    def labels_scale_translate(self, layer: Image) -> tuple[list[float], list[float]]:
-        keep = [i for i, a in enumerate(self.image_axes) if a != self.channel_axis]
-        return [float(layer.scale[i]) for i in keep], [float(layer.translate[i]) for i in keep]
+# --------------------------------------------------------------------------- layout
 
 
-def geometry_of(viewer, image: Image) -> Geometry:
-    """The image's geometry with the channel axis stored with its annotations (if any)."""
+def image_data(layer: Image):
+    """The full-resolution data of an image layer (level 0 of a multiscale one)."""
+    return layer.data[0] if layer.multiscale else layer.data
+
+
+def layout_of(layer: Image, channel_axis: int | None = None) -> ImageLayout:
+    """The image layer's axis roles, with `channel_axis` as its channel axis (None: none)."""
+    return ImageLayout.of(image_data(layer).shape, rgb=bool(layer.rgb), channel_axis=channel_axis, name=layer.name)
+
+
+def layout_in(viewer, image: Image) -> ImageLayout:
+    """The image's layout with the channel axis stored with its annotations (if any)."""
     annotations = find_paired(viewer, image.name, c.ROLE_ANNOTATIONS)
     axis = meta(annotations).get("channel_axis") if annotations is not None else None
     try:
-        return Geometry.of(image, axis)
+        return layout_of(image, axis)
     except UserInputError:
-        return Geometry.of(image, None)
+        return layout_of(image, None)
 
 
-def check_pair(image: Image, labels: Labels, geometry: Geometry) -> None:
-    if tuple(labels.data.shape) != geometry.labels_shape:
+def image_plane(image: Image, layout: ImageLayout, plane: Plane, region: tuple[slice, slice] | None = None):
+    """(C, H, W) numpy array of one plane of an image layer (or of a region of it: only that is read)."""
+    return layout.image_plane(image_data(image), plane, region)
+
+
+def labels_scale_translate(image: Image, layout: ImageLayout) -> tuple[list[float], list[float]]:
+    """Scale and translate of Labels paired with `image` (its own, without the channel axis)."""
+    keep = [i for i, a in enumerate(layout.image_axes) if a != layout.channel_axis]
+    return [float(image.scale[i]) for i in keep], [float(image.translate[i]) for i in keep]
+
+
+def check_pair(image: Image, labels: Labels, layout: ImageLayout) -> None:
+    if tuple(labels.data.shape) != layout.labels_shape:
         raise UserInputError(
             f"'{labels.name}' has shape {tuple(labels.data.shape)} but '{image.name}' needs "
-            f"{geometry.labels_shape}: rename or delete that layer and let napari-unet create a new one"
+            f"{layout.labels_shape}: rename or delete that layer and let napari-unet create a new one"
         )
 
 
 # --------------------------------------------------------------------------- view
 
 
-def current_plane(viewer, image: Image, geometry: Geometry) -> Plane:
+def current_plane(viewer, image: Image, layout: ImageLayout) -> Plane:
     """Indices along the stack axes of the plane the viewer shows."""
-    if not geometry.stack_shape:
+    if not layout.stack_shape:
         return ()
     coords = image.world_to_data(viewer.dims.point)
     plane = []
-    for i, axis in enumerate(geometry.image_axes[:-2]):
-        if axis == geometry.channel_axis:
+    for i, axis in enumerate(layout.image_axes[:-2]):
+        if axis == layout.channel_axis:
             continue
-        n = geometry.data_shape[axis]
+        n = layout.data_shape[axis]
         plane.append(int(np.clip(np.round(coords[i]), 0, n - 1)))
     return tuple(plane)
 
@@ -240,7 +183,7 @@ def canvas_size(viewer) -> tuple[float, float] | None:
     return (float(size[0]), float(size[1])) if size is not None else None
 
 
-def view_region(viewer, image: Image, geometry: Geometry) -> tuple[slice, slice] | None:
+def view_region(viewer, image: Image, layout: ImageLayout) -> tuple[slice, slice] | None:
     """(rows, cols) slices of the plane in the current field of view; None for the whole plane.
 
     Computed from the camera (centre, zoom) and the canvas size, so it is current even
@@ -248,7 +191,7 @@ def view_region(viewer, image: Image, geometry: Geometry) -> tuple[slice, slice]
     """
     if not displays_plane(viewer):
         return None
-    h, w = geometry.plane_shape
+    h, w = layout.plane_shape
     corners = None
     size = canvas_size(viewer)
     camera = camera_of(viewer)
@@ -373,7 +316,7 @@ def paired_labels(
     viewer,
     image: Image,
     role: str,
-    geometry: Geometry,
+    layout: ImageLayout,
     *,
     dtype=np.uint32,
     create: bool = True,
@@ -382,15 +325,15 @@ def paired_labels(
     """The image's Labels layer for `role`, created empty (and tagged) when missing and `create`."""
     layer = find_paired(viewer, image.name, role)
     if layer is not None:
-        check_pair(image, layer, geometry)
+        check_pair(image, layer, layout)
         if meta(layer).get("role") != role or meta(layer).get("image") != image.name:
             set_meta(layer, role=role, image=image.name)
         return layer
     if not create:
         return None
-    scale, translate = geometry.labels_scale_translate(image)
+    scale, translate = labels_scale_translate(image, layout)
     layer = Labels(
-        np.zeros(geometry.labels_shape, dtype=dtype),
+        np.zeros(layout.labels_shape, dtype=dtype),
         name=c.layer_name(image.name, role),
         scale=scale,
         translate=translate,
@@ -401,11 +344,29 @@ def paired_labels(
     return layer
 
 
-def training_items(viewer) -> list[TrainingImage]:
-    """One TrainingImage per annotated plane of every image that has an annotations layer.
+def paint_probabilities(viewer, image: Image, layout: ImageLayout, plane: Plane, probabilities: np.ndarray,
+                        class_names: list[str]) -> None:
+    """Write one plane of per-class probabilities (K, H, W) into one Image layer per class but background."""
+    colors = class_colors_of(find_paired(viewer, image.name, c.ROLE_ANNOTATIONS), probabilities.shape[0])
+    scale, translate = labels_scale_translate(image, layout)
+    for k in range(1, probabilities.shape[0]):
+        cls = class_names[k] if k < len(class_names) else f"class {k}"
+        name = c.layer_name(image.name, f"probability {cls}")
+        layer = get_layer(viewer, name, Image)
+        if layer is None or tuple(layer.data.shape) != layout.labels_shape:
+            r, g, b, _ = colors[k]
+            layer = viewer.add_image(
+                np.zeros(layout.labels_shape, np.float32), name=name, scale=scale, translate=translate,
+                contrast_limits=(0.0, 1.0), blending="additive", opacity=0.7, visible=True,
+                colormap=Colormap([[0, 0, 0, 0], [r, g, b, 1]], name=f"napari-unet {cls}"),
+                metadata={c.METADATA_KEY: {"role": c.ROLE_PROBABILITIES, "image": image.name, "class": cls}},
+            )
+        layer.data[plane_index(plane)] = probabilities[k]
+        layer.refresh()
 
-    Arrays are copied: painting during training changes nothing for the running trainer.
-    """
+
+def training_items(viewer) -> list[TrainingImage]:
+    """Training pairs of every annotated plane of every image that has an annotations layer."""
     items: list[TrainingImage] = []
     found_layer = False
     for image in image_layers(viewer):
@@ -413,33 +374,15 @@ def training_items(viewer) -> list[TrainingImage]:
         if annotations is None:
             continue
         found_layer = True
-        geometry = geometry_of(viewer, image)
-        check_pair(image, annotations, geometry)
+        layout = layout_in(viewer, image)
+        check_pair(image, annotations, layout)
         accepted = find_paired(viewer, image.name, c.ROLE_ACCEPTED)
-        if accepted is not None and tuple(accepted.data.shape) != geometry.labels_shape:
-            accepted = None
-        data = np.asarray(annotations.data)
-        if geometry.stack_shape:
-            flat = data.reshape(int(np.prod(geometry.stack_shape)), -1)
-            annotated = [np.unravel_index(i, geometry.stack_shape) for i in np.flatnonzero(flat.any(axis=1))]
-        else:
-            annotated = [()] if data.any() else []
-        for plane in annotated:
-            plane = tuple(int(p) for p in plane)
-            acc = np.array(accepted.data[plane_index(plane)]) if accepted is not None else None
-            name = image.name + (f" plane {plane}" if plane else "")
-            items.append(
-                TrainingImage.from_annotations(
-                    np.array(geometry.image_plane(image, plane), copy=True),
-                    np.array(data[plane_index(plane)], copy=True),
-                    acc,
-                    name=name,
-                )
-            )
+        items += items_of_image(image_data(image), layout, annotations.data,
+                                accepted.data if accepted is not None else None, name=image.name)
     if not items:
         if not found_layer:
             raise UserInputError(
-                "no annotations yet: pick an image in section 1, then paint background (1) and a class (2) "
+                "no annotations yet: pick an image in step 1, then paint background (1) and a class (2) "
                 "in its annotations layer"
             )
         raise UserInputError(

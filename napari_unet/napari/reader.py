@@ -1,9 +1,16 @@
-"""npe2 reader: a napari-unet OME-Zarr dataset (or any OME-Zarr image) -> napari layers.
+"""npe2 reader: a napari-unet OME-Zarr dataset -> napari layers.
 
-Restores what `writer.write_layers` saved: the image layer and every Labels layer,
-with their names, pixel values and dtypes, scale and translate, display settings,
-Labels colours, and role / class names in `metadata["napari_unet"]`. The dataset's
-provenance goes to the image layer's `metadata["napari_unet"]["provenance"]`.
+Claims only datasets written by napari-unet: other OME-Zarr stores are left to
+napari-ome-zarr and napari's built-in reader (`napari-unet gui x.zarr` and
+`widgets.launch.open_paths` choose this reader for datasets themselves; napari's File >
+Open Folder matches folder readers without looking inside, so it may still ask).
+Restores what `writer.write_layers` and the export dock saved: the image layer and every
+Labels layer in their original order, with their names, pixel values and dtypes, scale
+and translate, display settings (the accepted layer as an outline), Labels colours, and
+role / class names in `metadata["napari_unet"]`. The dataset's provenance goes to the
+image layer's `metadata["napari_unet"]["provenance"]`; a model saved beside the dataset
+(``model.pt``, as the export dock writes it) goes to every layer's
+`metadata["napari_unet"]["model_path"]` so the dock can offer to load it.
 
 Labels are loaded into memory (numpy) so they can be painted; images stay lazy
 (dask) when they are large or stored as a pyramid.
@@ -16,16 +23,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from napari_unet.conventions import METADATA_KEY
-from napari_unet.errors import UserInputError
+from napari_unet.conventions import METADATA_KEY, MODEL_FILE, ROLE_ACCEPTED
 from napari_unet.io.ome_zarr_dataset import (
     ImageEntry,
     LabelsEntry,
-    is_ome_zarr_image,
+    is_napari_unet_dataset,
     read_dataset,
 )
+from napari_unet.io.ome_zarr_read import load
 
 # Up to this size an array is loaded into memory; larger ones stay lazy.
 IN_MEMORY_BYTES = 1 << 30
@@ -35,13 +40,13 @@ LayerData = tuple[Any, dict, str]
 
 
 def get_reader(path: str | list[str]) -> Callable[[str], list[LayerData]] | None:
-    """Return `read_layers` if `path` is an OME-Zarr image folder, else None."""
+    """Return `read_layers` if `path` is a napari-unet dataset folder, else None."""
     if isinstance(path, list | tuple):
         if len(path) != 1:
             return None
         path = path[0]
     path = os.fspath(path)
-    if not os.path.isdir(path) or not is_ome_zarr_image(path):
+    if not os.path.isdir(path) or not is_napari_unet_dataset(path):
         return None
     return read_layers
 
@@ -51,17 +56,57 @@ def read_layers(path: str | list[str]) -> list[LayerData]:
     if isinstance(path, list | tuple):
         path = path[0]
     image, labels, provenance = read_dataset(path)
-    layers = [image_layer_data(image, provenance)]
+    layers = [image_layer_data(image, provenance, path)]
     layers += [labels_layer_data(entry, path) for entry in labels]
+    model = model_beside(path, provenance)
+    if model is not None:
+        for _, meta, _ in layers:
+            meta["metadata"][METADATA_KEY] = {**(meta["metadata"].get(METADATA_KEY) or {}),
+                                              "model_path": str(model)}
+    if any(entry.role == ROLE_ACCEPTED for entry in labels):
+        _outline_accepted_when_added(path)
     return layers
 
 
-def image_layer_data(entry: ImageEntry, provenance: dict | None = None) -> LayerData:
+def _outline_accepted_when_added(path) -> None:
+    """Show the accepted layer as an outline, as the dock made it. napari's layer data has
+    no "contour" key, so the layer is outlined when the viewer adds it."""
+    import napari  # napari calls this reader: it is loaded already
+
+    viewer = napari.current_viewer()
+    if viewer is None:
+        return
+    source = os.path.abspath(os.fspath(path))
+
+    def outline(event) -> None:
+        layer = event.value
+        if os.path.abspath(os.fspath(layer.source.path or "")) != source:
+            return
+        if (layer.metadata.get(METADATA_KEY) or {}).get("role") == ROLE_ACCEPTED:
+            layer.contour = 1
+            viewer.layers.events.inserted.disconnect(outline)
+
+    viewer.layers.events.inserted.connect(outline)
+
+
+def model_beside(path: str | os.PathLike, provenance: dict | None = None) -> Path | None:
+    """The model file saved with the dataset (named in its provenance, else model.pt) in
+    the dataset's folder, if it is there."""
+    model = (provenance or {}).get("model")
+    name = model.get("file") if isinstance(model, dict) and isinstance(model.get("file"), str) else None
+    candidate = Path(path).absolute().parent / Path(name or MODEL_FILE).name
+    return candidate if candidate.is_file() else None
+
+
+def image_layer_data(entry: ImageEntry, provenance: dict | None = None,
+                     path: str | os.PathLike = "") -> LayerData:
     levels = entry.levels or [entry.data]
     if len(levels) > 1:
         data: Any = list(levels)
+    elif levels[0].nbytes <= IN_MEMORY_BYTES:
+        data = load(levels[0], Path(path), f"image {entry.name!r}")
     else:
-        data = np.asarray(levels[0]) if levels[0].nbytes <= IN_MEMORY_BYTES else levels[0]
+        data = levels[0]
     metadata = dict(entry.metadata)
     if provenance:
         metadata[METADATA_KEY] = {**(metadata.get(METADATA_KEY) or {}), "provenance": provenance}
@@ -90,12 +135,7 @@ def image_layer_data(entry: ImageEntry, provenance: dict | None = None) -> Layer
 def labels_layer_data(entry: LabelsEntry, path: str | os.PathLike = "") -> LayerData:
     levels = entry.levels or [entry.data]
     if levels[0].nbytes <= IN_MEMORY_BYTES:  # editable: napari paints into numpy arrays
-        try:
-            data: Any = np.asarray(levels[0])
-        except Exception as exc:
-            raise UserInputError(
-                f"{Path(path)} is damaged: labels {entry.name!r} cannot be read ({exc})"
-            ) from exc
+        data: Any = load(levels[0], Path(path), f"labels {entry.name!r}")
     else:
         data = list(levels) if len(levels) > 1 else levels[0]
     metadata = dict(entry.metadata)

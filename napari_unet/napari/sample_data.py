@@ -19,17 +19,6 @@ from napari_unet.io.resources import (
 NUCLEI_NAME = "nuclei (DSB2018)"
 EM_NAME = "EM membranes (ISBI 2012)"
 
-_TRANSPARENT = (0.0, 0.0, 0.0, 0.0)
-
-
-def annotation_colormap(n_classes: int) -> dict:
-    """DirectLabelColormap-style dict: 0 transparent, 1..K the class colours."""
-    cmap: dict = {None: _TRANSPARENT, c.UNANNOTATED: _TRANSPARENT}
-    for i in range(n_classes):
-        cmap[c.label_value(i)] = c.class_color(i)
-    return cmap
-
-
 def _pair(image, image_name, scribbles, class_names, image_kwargs=None):
     image_kwargs = {"name": image_name, **(image_kwargs or {})}
     labels_kwargs = {
@@ -41,7 +30,7 @@ def _pair(image, image_name, scribbles, class_names, image_kwargs=None):
                 "class_names": list(class_names),
             }
         },
-        "colormap": annotation_colormap(len(class_names)),
+        "colormap": c.class_color_dict([c.class_color(i) for i in range(len(class_names))]),
         "opacity": 0.8,
     }
     return [(image, image_kwargs, "image"), (scribbles, labels_kwargs, "labels")]

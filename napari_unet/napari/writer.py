@@ -13,6 +13,7 @@ only a zarr store is ever replaced, and the replacement is atomic.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from napari_unet.conventions import METADATA_KEY
@@ -32,8 +33,17 @@ class DatasetSaveError(RuntimeError):
 
 
 def write_layers(path: str, layer_data: list[tuple[Any, dict, str]]) -> list[str]:
-    """npe2 multi-layer writer: exactly one image layer and any number of Labels layers."""
+    """npe2 multi-layer writer: exactly one image layer and any number of Labels layers.
+
+    The manifest offers this writer for any selection saved as ``.zarr`` so that a
+    selection it cannot save (two images, a Points layer, labels without their image)
+    is told why here, in our words, instead of napari's generic "no writer found".
+    """
     try:
+        if not str(path).lower().rstrip("/\\").endswith(".zarr"):
+            raise UserInputError(
+                f"napari-unet saves a dataset as a .zarr folder, not {Path(path).name!r}: "
+                f"name it {Path(path).stem or 'dataset'}.zarr")
         image, labels, provenance = layers_to_entries(layer_data)
         written = write_dataset(path, image, labels, provenance=provenance, overwrite=True)
     except UserInputError as exc:
@@ -50,12 +60,16 @@ def layers_to_entries(
     others = sorted({t for _, _, t in layer_data if t not in ("image", "labels")})
     if others:
         raise UserInputError(
-            f"a napari-unet dataset holds one image and Labels layers, not {', '.join(others)} "
+            f"a napari-unet dataset holds one image and its Labels layers, not {', '.join(others)} "
             "layers: select only the image and its Labels layers")
+    if not images:
+        raise UserInputError(
+            "a napari-unet dataset needs the image its labels belong to: select the image layer "
+            "together with its Labels layers")
     if len(images) != 1:
         raise UserInputError(
             "select exactly one image layer (with its Labels layers) to save a napari-unet "
-            f"dataset; {len(images)} image layers were selected")
+            f"dataset; {len(images)} image layers were selected: save each image separately")
     data, meta = images[0]
     return image_entry_from_layer(data, meta), [labels_entry_from_layer(d, m) for d, m in labels], \
         dict(_own(meta).get("provenance") or {})

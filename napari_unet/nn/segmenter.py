@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from napari_unet.functionals.scale import (
     scale_factor,
     scaled_shape,
 )
+from napari_unet.io import atomic
 from napari_unet.nn.device import autocast_dtype
 from napari_unet.nn.inference import predict_tiled
 from napari_unet.nn.model import ModelConfig, UNet
@@ -239,14 +239,7 @@ class Segmenter:
         torch.save(self.to_checkpoint(), buffer)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(buffer.getbuffer())
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            atomic.write_file(path, lambda tmp: tmp.write_bytes(buffer.getbuffer()))
         except OSError as error:
             raise UserInputError(f"could not save the model to {path}: {error.strerror or error}") from error
         return path

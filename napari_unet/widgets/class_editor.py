@@ -45,8 +45,11 @@ class ClassEditor(QWidget):
         self.table.setHorizontalHeaderLabels(["label", "colour", "class name"])
         self.table.verticalHeader().setVisible(False)
         header = self.table.horizontalHeader()
-        header.setSectionResizeMode(0, QHeaderView.ResizeToContents)
-        header.setSectionResizeMode(1, QHeaderView.ResizeToContents)
+        # Fixed widths, known before any paint: a column sized "to contents" grows only after the
+        # swatch is placed, and the swatch then covered the label value until the next repaint.
+        for column, width in ((0, 48), (1, 56)):
+            header.setSectionResizeMode(column, QHeaderView.Fixed)
+            header.resizeSection(column, width)
         header.setSectionResizeMode(2, QHeaderView.Stretch)
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
@@ -129,7 +132,12 @@ class ClassEditor(QWidget):
             swatch.setStyleSheet(f"background-color: {_qcolor(color).name()}; border: 1px solid #888;")
             swatch.setToolTip(f"Colour of '{name}': click to change it")
             swatch.clicked.connect(lambda _=False, r=row: self._pick_color(r))
-            self.table.setCellWidget(row, 1, swatch)
+            cell = QWidget()  # centres the swatch in its cell
+            cell_layout = QHBoxLayout(cell)
+            cell_layout.setContentsMargins(0, 0, 0, 0)
+            cell_layout.addWidget(swatch, 0, Qt.AlignCenter)
+            cell.setToolTip(swatch.toolTip())
+            self.table.setCellWidget(row, 1, cell)
             item = QTableWidgetItem(name)
             flags = Qt.ItemIsSelectable | Qt.ItemIsEnabled
             if row > 0:
@@ -148,6 +156,8 @@ class ClassEditor(QWidget):
         visible = min(rows, 6)  # beyond six classes the table scrolls
         self.table.setVerticalScrollBarPolicy(Qt.ScrollBarAsNeeded if rows > 6 else Qt.ScrollBarAlwaysOff)
         self.table.setFixedHeight(header + visible * row_height + 2 * self.table.frameWidth() + 8)
+        for r in range(rows):  # placed now: Qt would place a new cell widget only at the next layout pass
+            self.table.cellWidget(r, 1).setGeometry(self.table.visualRect(self.table.model().index(r, 1)))
         self._updating = False
 
     def _on_item_changed(self, item: QTableWidgetItem) -> None:

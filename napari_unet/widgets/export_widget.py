@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import re
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -32,11 +31,10 @@ from typing import Any
 
 import numpy as np
 from napari.layers import Image, Labels
-from napari.qt.threading import create_worker
-from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QFileDialog,
     QGroupBox,
     QHBoxLayout,
@@ -54,6 +52,7 @@ from qtpy.QtWidgets import (
 
 from napari_unet import conventions as c
 from napari_unet.errors import UserInputError
+from napari_unet.io.names import safe_name
 from napari_unet.io.ome_zarr_dataset import (
     ImageEntry,
     LabelsEntry,
@@ -62,31 +61,21 @@ from napari_unet.io.ome_zarr_dataset import (
 )
 from napari_unet.napari import layers as lb
 from napari_unet.napari.writer import image_entry_from_layer, labels_entry_from_layer
-from napari_unet.widgets.guarded import guarded
+from napari_unet.widgets.controller import Controller, controller_for
+from napari_unet.widgets.messages import Messages, guarded
+from napari_unet.widgets.ui import MessageLine, listen
 
 log = logging.getLogger(__name__)
 
 EXPORT_ROLES = (c.ROLE_ANNOTATIONS, c.ROLE_SEMANTIC, c.ROLE_INSTANCES, c.ROLE_ACCEPTED)
-MODEL_FILE = "model.pt"
+MODEL_FILE = c.MODEL_FILE
+NGFF_CHOICES = (("NGFF 0.5 (default)", "0.5"), ("NGFF 0.4 for Fiji/MoBIE/BDV", "0.4"))
 DATASET_SUFFIX = ".zarr"
-_WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)),
-                     *(f"lpt{i}" for i in range(1, 10))}
 
 
 # =============================================================================================
 # Qt-free part: plan and write
 # =============================================================================================
-
-
-def safe_name(name: str) -> str:
-    """A file-system-safe dataset name for an image layer name ('cells 1/2' -> 'cells_1_2')."""
-    text = re.sub(r"[^\w.\-]+", "_", str(name), flags=re.UNICODE)
-    text = re.sub(r"_+", "_", text).strip("._ ")[:120]
-    if not text:
-        text = "image"
-    if text.lower() in _WINDOWS_RESERVED:
-        text += "_"
-    return text
 
 
 @dataclass
@@ -100,6 +89,7 @@ class ExportJob:
     provenance: dict = field(default_factory=dict)
     overwrite: bool = False
     accepted: Any = None  # the accepted layer's data, to count accepted pixels
+    ngff: str = "0.5"  # NGFF version to write: "0.5" (zarr v3) or "0.4" (zarr v2)
 
 
 @dataclass
@@ -172,7 +162,7 @@ def export_datasets(
                     progress(i, n, done, total, name)
 
             path = write_dataset(job.path, job.image_entry, job.labels, provenance=provenance,
-                                 overwrite=job.overwrite, progress=report, should_stop=stop)
+                                 overwrite=job.overwrite, progress=report, should_stop=stop, ngff=job.ngff)
         except WriteStopped:
             result.cancelled = True
             break
@@ -235,12 +225,11 @@ class ExportWidget(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.confirm_overwrite: Callable[[Path], bool] = self._ask_overwrite
-        self.messages: list[tuple[str, str]] = []
-        self.last_message: tuple[str, str] | None = None
+        self.log = Messages()
         self.last_result: ExportResult | None = None
         self.worker = None
         self._model = None
-        self._main_widget = None
+        self._controller = None
         self._unchecked_images: set[str] = set()
         self._unchecked_labels: set[tuple[str, str]] = set()
         self._structure: list = []
@@ -314,6 +303,12 @@ class ExportWidget(QWidget):
         row.addWidget(self.folder_edit, 1)
         row.addWidget(self.browse_button)
         dest_layout.addLayout(row)
+        self.ngff_combo = QComboBox()
+        for text, version in NGFF_CHOICES:
+            self.ngff_combo.addItem(text, version)
+        self.ngff_combo.setToolTip("OME-Zarr version: 0.5 (zarr v3) by default; 0.4 (zarr v2) for Fiji, "
+                                   "MoBIE, BigDataViewer and other tools that do not read zarr v3 yet")
+        dest_layout.addWidget(self.ngff_combo)
         self.model_check = QCheckBox(f"Include model ({MODEL_FILE})")
         self.model_check.setChecked(True)
         dest_layout.addWidget(self.model_check)
@@ -342,10 +337,7 @@ class ExportWidget(QWidget):
         self.progress_bar.setFormat("idle")
         self.progress_bar.setToolTip("Export progress (chunks written, over all images)")
         layout.addWidget(self.progress_bar)
-        self.status_label = QLabel("")
-        self.status_label.setWordWrap(True)
-        self.status_label.setToolTip("The latest export message (also shown as a napari notification)")
-        self.status_label.setVisible(False)
+        self.status_label = MessageLine(self.log, "The latest export message (also shown as a napari notification)")
         layout.addWidget(self.status_label)
         layout.addStretch(1)
 
@@ -409,11 +401,6 @@ class ExportWidget(QWidget):
     def showEvent(self, event):  # noqa: N802 (Qt API)
         self._on_layer_event()
         super().showEvent(event)
-
-    def enterEvent(self, event):  # noqa: N802 (Qt API): the model may have changed in the main dock
-        if not self.is_exporting:
-            self.update_model_state()
-        super().enterEvent(event)
 
     # ------------------------------------------------------------------------- image tree
 
@@ -521,36 +508,17 @@ class ExportWidget(QWidget):
         self._model = segmenter
         self.update_model_state()
 
-    def _find_main_widget(self):
-        """The docked napari-unet main widget (holds `session.segmenter`), or None."""
-        if self._main_widget is not None:
-            try:
-                self._main_widget.objectName()  # still alive?
-                return self._main_widget
-            except RuntimeError:
-                self._main_widget = None
-        try:
-            docked = list(self.viewer.window.dock_widgets.values())
-        except Exception:  # no window (ViewerModel) or an older napari
-            return None
-        for widget in docked:
-            if widget is not self and hasattr(getattr(widget, "session", None), "segmenter"):
-                self._main_widget = widget
-                finished = getattr(widget, "training_finished", None)
-                if finished is not None:
-                    try:
-                        finished.connect(lambda *_: self.update_model_state())
-                    except Exception:
-                        pass
-                return widget
-        return None
+    @property
+    def controller(self) -> Controller:
+        """The viewer's napari-unet controller (shared with the main dock), found through the registry."""
+        if self._controller is None or self._controller.closed:
+            self._controller = controller_for(self.viewer)
+            listen(self._controller.model_changed, self.update_model_state)
+        return self._controller
 
     def current_model(self):
         """The model "Include model" exports: set_model's, else the main dock's, else None."""
-        if self._model is not None:
-            return self._model
-        main = self._find_main_widget()
-        return getattr(getattr(main, "session", None), "segmenter", None)
+        return self._model if self._model is not None else self.controller.segmenter
 
     def update_model_state(self) -> None:
         model = self.current_model()
@@ -575,12 +543,7 @@ class ExportWidget(QWidget):
         model = self.current_model()
         if model is None:
             return None  # nothing to include (the checkbox is disabled and says so)
-        main = self._find_main_widget()
-        if main is not None and getattr(main, "is_training", False) and \
-                model is getattr(getattr(main, "session", None), "segmenter", None):
-            raise UserInputError("the model is training right now: stop training (Shift+S) and export "
-                                 "again, or untick 'Include model' to export without it")
-        return copy.deepcopy(model)
+        return copy.deepcopy(model)  # training works on its own copy; this one is the export's
 
     # ------------------------------------------------------------------------------ state
 
@@ -600,16 +563,15 @@ class ExportWidget(QWidget):
 
     def notify(self, level: str, text: str) -> None:
         """Show a napari notification and remember it (tests and the status line read it)."""
-        self.last_message = (level, text)
-        self.messages.append((level, text))
-        color = {"error": "#e0504d", "warning": "#e0a030"}.get(level, "")
-        try:
-            self.status_label.setText(text)
-            self.status_label.setStyleSheet(f"color: {color};" if color else "")
-            self.status_label.setVisible(True)
-        except RuntimeError:
-            pass
-        {"error": show_error, "warning": show_warning}.get(level, show_info)(f"napari-unet: {text}")
+        self.log.notify(level, text)
+
+    @property
+    def messages(self) -> list[tuple[str, str]]:
+        return self.log.log
+
+    @property
+    def last_message(self) -> tuple[str, str] | None:
+        return self.log.last
 
     def folder(self) -> str:
         return self.folder_edit.text().strip()
@@ -649,7 +611,8 @@ class ExportWidget(QWidget):
                 raise UserInputError(f"there is no image layer '{name}' to export")
             roles = self.checked_roles(name)
             labels = [lb.find_paired(self.viewer, name, role) for role in roles]
-            chosen.append((image, [layer for layer in labels if layer is not None]))
+            labels = sorted((layer for layer in labels if layer is not None), key=self.viewer.layers.index)
+            chosen.append((image, labels))  # in the viewer's order, which reopening restores
         if not chosen:
             raise UserInputError("no image selected: tick at least one image under 'Images and layers'")
         return chosen
@@ -705,7 +668,8 @@ class ExportWidget(QWidget):
         provenance = copy.deepcopy(dict(lb.meta(image).get("provenance") or {}))
         if layer_provenance:
             provenance["layers"] = layer_provenance
-        return ExportJob(image.name, path, image_entry, entries, provenance, overwrite, accepted)
+        return ExportJob(image.name, path, image_entry, entries, provenance, overwrite, accepted,
+                         ngff=self.ngff_combo.currentData())
 
     def _prepare(self, folder, images, include_model):
         folder = check_folder(self.folder() if folder is None else folder)
@@ -749,20 +713,17 @@ class ExportWidget(QWidget):
         self._stop.clear()
         self._result = result
         self._progress_state = None
-        worker = create_worker(
-            export_datasets, jobs, result, model, model_path, self._stop.is_set, self._set_progress,
-            _ignore_errors=True, _start_thread=False,
-        )
-        worker.yielded.connect(self._on_yielded)
-        worker.errored.connect(self._on_errored)
-        worker.finished.connect(self._on_finished)
-        self.worker = worker
         self.progress_bar.setValue(0)
         self.progress_bar.setFormat("starting…")
+        self.worker = self.controller.scheduler.start(
+            export_datasets, jobs, result, model, model_path, self._stop.is_set, self._set_progress,
+            stop=self._stop,
+            connect={"yielded": self._on_yielded, "errored": self._on_errored, "finished": self._on_finished},
+            progress={"total": 0, "desc": f"napari-unet: exporting {len(jobs)} dataset(s)"},  # activity dock
+        )
         self._update_state()
         self._progress_timer.start()
-        worker.start()
-        return worker
+        return self.worker
 
     def export_now(self, folder: str | os.PathLike | None = None, images: Iterable | None = None,
                    include_model: bool | None = None) -> ExportResult | None:

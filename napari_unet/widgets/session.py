@@ -1,17 +1,20 @@
-"""Per-image state of the widget: cached network outputs per plane, and the current model.
+"""The controller's model and prediction cache (Qt-free).
 
-Instance post-processing runs from these cached `Prediction`s, so moving a slider never
-runs the network again. The cache is bounded by memory (least recently used planes go
-first); a plane that fell out simply needs predicting again.
+`Session` holds the current model, a version number that changes whenever the model does,
+and the network outputs cached per (image, plane). Instance post-processing runs from these
+cached `Prediction`s, so moving a slider never runs the network again. The cache is bounded
+by memory (least recently used planes go first); a plane that fell out simply needs
+predicting again.
 """
 
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from napari_unet.functionals.instances import InstanceParams, instances_from_prediction
-from napari_unet.nn.inference import Prediction
+from napari_unet.functionals.prediction import Prediction
 from napari_unet.nn.segmenter import Segmenter
 
 DEFAULT_CACHE_BYTES = 1 << 30
@@ -91,10 +94,14 @@ class Session:
         if new:
             self.loss_offset = 0
 
+    def segmenter_copy(self) -> Segmenter | None:
+        """A private copy of the model to train: the current one stays as it is until training returns."""
+        return copy.deepcopy(self.segmenter) if self.segmenter is not None else None
+
     def model_summary(self) -> str:
         seg = self.segmenter
         if seg is None:
-            return "no model yet: train one (section 2) or load a saved one"
+            return "no model yet: train one (step 2) or load a saved one"
         steps = sum(run.get("steps", 0) for run in seg.history)
         loss = seg.history[-1].get("loss") if seg.history else None
         arch = f"depth {seg.config.depth}, width {seg.config.base_width}"

@@ -1,15 +1,18 @@
-"""Background work for the dock: training and prediction as napari generator workers.
+"""Background work for the docks: one scheduler that every job (train, predict, instance
+update, export) starts through.
 
-Both are generators run by napari's `create_worker` (a `GeneratorWorker` in Qt's thread
-pool): they yield records the GUI thread consumes through the `yielded` signal and stop
-at the next step when their stop flag is set. `TrackedWorker` adds a `threading.Event`
-that is set when the thread really ends, so closing the viewer can wait for it.
+Jobs are generators run by napari's `create_worker` (a `GeneratorWorker` in Qt's thread
+pool): they yield records the GUI thread consumes through the `yielded` signal and stop at
+the next step when their stop flag is set. `TrackedWorker` adds a `threading.Event` that is
+set when the thread really ends; the `Scheduler` keeps every worker it started until then,
+so closing the viewer stops and joins all of them.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -17,7 +20,8 @@ import numpy as np
 from napari.qt.threading import GeneratorWorker, create_worker
 
 from napari_unet.functionals.instances import InstanceParams, instances_from_prediction
-from napari_unet.nn.inference import Prediction, Stopped
+from napari_unet.functionals.prediction import Prediction
+from napari_unet.nn.inference import Stopped
 from napari_unet.nn.segmenter import Segmenter
 from napari_unet.nn.training import Trainer
 
@@ -119,11 +123,13 @@ def predict_generator(
     tile_size: int = 512,
     threads: int | None = None,
 ):
-    """Predict planes one by one; yields a PlaneResult per plane; returns 'done' or 'cancelled'."""
-    if threads:
-        import torch
+    """Predict planes one by one; yields a PlaneResult per plane; returns 'done' or 'cancelled'.
 
-        torch.set_num_threads(threads)
+    threads: torch threads (default: all cores but one, so the viewer keeps a core).
+    """
+    import torch
+
+    torch.set_num_threads(threads or gui_friendly_threads())
     use_heads = segmenter.instance_heads_trained
     total = len(planes)
 
@@ -148,18 +154,54 @@ def predict_generator(
     return "done"
 
 
-def start_worker(func, *args, connect: dict, progress: dict | None = None) -> TrackedWorker:
-    """Create and start a TrackedWorker; errors go to `connect['errored']`, never re-raised."""
-    worker = create_worker(
-        func,
-        *args,
-        _worker_class=TrackedWorker,
-        _progress=progress or False,
-        _ignore_errors=True,
-        _connect=None,
-        _start_thread=False,
-    )
-    for signal, slot in connect.items():
-        getattr(worker, signal).connect(slot)
-    worker.start()
-    return worker
+def call_once(func: Callable, *args):
+    """A job that is one function call: a generator that yields nothing and returns its result."""
+    return func(*args)
+    yield  # unreachable: makes this a generator, so every job runs as a TrackedWorker
+
+
+class Scheduler:
+    """Starts every background job of a viewer and remembers it until its thread has ended."""
+
+    def __init__(self) -> None:
+        self._running: dict[TrackedWorker, threading.Event | None] = {}
+
+    def start(
+        self, func, *args, connect: dict, stop: threading.Event | None = None, progress: dict | None = None
+    ) -> TrackedWorker:
+        """Create and start a TrackedWorker for the generator `func(*args)`.
+
+        connect: signal name -> slot; errors go to `connect['errored']`, never re-raised.
+        stop: the job's stop flag, set by `join`. progress: napari progress bar options.
+        """
+        worker = create_worker(
+            func,
+            *args,
+            _worker_class=TrackedWorker,
+            _progress=progress or False,
+            _ignore_errors=True,
+            _connect=None,
+            _start_thread=False,
+        )
+        for signal, slot in connect.items():
+            getattr(worker, signal).connect(slot)
+        worker.finished.connect(lambda: self._running.pop(worker, None))
+        self._running[worker] = stop
+        worker.start()
+        return worker
+
+    def running(self) -> list[TrackedWorker]:
+        """Workers whose threads have not ended yet."""
+        return [worker for worker in list(self._running) if not worker.done.is_set()]
+
+    def join(self, timeout: float = 15.0) -> bool:
+        """Ask every job to stop and wait up to `timeout` s for their threads; True if all ended."""
+        workers = list(self._running.items())
+        for worker, stop in workers:
+            if stop is not None:
+                stop.set()
+            worker.quit()
+        deadline = time.monotonic() + timeout
+        for worker, _ in workers:
+            worker.done.wait(max(0.0, deadline - time.monotonic()))
+        return not self.running()

@@ -1,0 +1,236 @@
+"""The napari-unet dock: four steps in tabs, one controller behind them.
+
+1 Annotate -> 2 Train -> 3 Predict -> 4 Correct & accept -> back to 2.
+
+Each step is its own widget (annotate_step, train_step, predict_step, correct_step); they
+share the viewer's `Controller`, which owns the model, the background jobs and the
+per-image state. This dock adds what belongs to the whole: the tabs (every step one click
+away, none below the fold), the message line, the viewer shortcuts, and stopping every job
+when the viewer or the dock closes. Every public action (`train`, `stop`, `predict`,
+`merge`, `accept`, ...) can be called from code and tests on the step widgets; user
+mistakes become napari notifications, never tracebacks.
+"""
+
+from __future__ import annotations
+
+import weakref
+from functools import partial
+
+from napari.components import ViewerModel
+from napari.utils.action_manager import action_manager
+from napari.utils.notifications import show_info
+from qtpy.QtCore import QEvent, QObject, Qt, QTimer
+from qtpy.QtWidgets import (
+    QApplication,
+    QFrame,
+    QLabel,
+    QMainWindow,
+    QScrollArea,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_unet.widgets.annotate_step import AnnotateStep
+from napari_unet.widgets.controller import controller_for, real_viewer
+from napari_unet.widgets.correct_step import CorrectStep
+from napari_unet.widgets.predict_step import PredictStep
+from napari_unet.widgets.train_step import TrainStep
+from napari_unet.widgets.ui import MessageLine, listen
+
+# Viewer shortcuts (none of them is bound by napari 0.9 to the viewer or any layer type). They are
+# napari actions ("napari-unet:train", ...): listed, and re-bindable, in napari's Preferences >
+# Shortcuts under the viewer's key bindings.
+SHORTCUTS = {
+    "Shift-T": ("train", "train / continue training"),
+    "Shift-S": ("stop", "stop training (keeps the model) or cancel prediction"),
+    "Shift-R": ("predict", "run prediction"),
+    "Shift-M": ("merge", "merge the listed objects"),
+    "Shift-K": ("accept", "accept (keep) the chosen region as training data"),
+}
+
+
+_docks: weakref.WeakValueDictionary[int, UNetWidget] = weakref.WeakValueDictionary()
+
+
+def register_shortcuts() -> None:
+    """Register the dock's actions with napari's action manager once (viewer-wide key bindings)."""
+    for key, (action, description) in SHORTCUTS.items():
+        name = f"napari-unet:{action}"
+        if name in action_manager._actions:  # registered by an earlier dock of this session
+            continue
+        action_manager.register_action(name=name, command=partial(_run_action, action),
+                                       description=f"napari-unet: {description}", keymapprovider=ViewerModel)
+        action_manager.bind_shortcut(name, key)
+
+
+def _run_action(action: str, viewer) -> None:
+    """A shortcut pressed in `viewer`: the action of its napari-unet dock, if one is open."""
+    viewer = real_viewer(viewer)
+    dock = _docks.get(id(viewer))
+    if dock is None or dock.viewer is not viewer or dock._closed:
+        show_info("napari-unet: open its dock first (Plugins > napari-unet)")
+        return
+    getattr(dock, action)()
+
+
+def _weak_call(obj, name: str, *args):
+    """A callable that calls obj.name(*args) if obj still exists; Qt timers and app signals hold only this.
+
+    (A bound method held by a global would keep the dock, and through it the whole viewer, alive.)
+    """
+    ref = weakref.ref(obj)
+
+    def call(*_):
+        target = ref()
+        if target is not None:
+            try:
+                getattr(target, name)(*args)
+            except RuntimeError:  # the Qt side is already deleted
+                pass
+
+    return call
+
+
+def _shortcut_label(key: str) -> str:
+    return key.replace("-", "+")
+
+
+def _scrolled(widget: QWidget) -> QScrollArea:
+    """The step in a scroll area: on a very small screen it scrolls instead of being cut off."""
+    scroll = QScrollArea()
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QFrame.NoFrame)
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+    scroll.setWidget(widget)
+    return scroll
+
+
+class _CloseWatcher(QObject):
+    """Calls `callback` when the watched window is about to close."""
+
+    def __init__(self, callback, parent=None) -> None:
+        super().__init__(parent)
+        self._callback = callback
+
+    def eventFilter(self, obj, event):  # noqa: N802 (Qt API)
+        if event.type() == QEvent.Close:
+            self._callback()
+        return False
+
+
+class UNetWidget(QWidget):
+    """napari-unet's dock widget (npe2 command `napari-unet.unet_widget`)."""
+
+    def __init__(self, napari_viewer, parent=None) -> None:
+        super().__init__(parent)
+        self.controller = controller_for(napari_viewer)
+        self.viewer = self.controller.viewer
+        self.controller.call_soon = lambda func: QTimer.singleShot(0, func)
+        self._closed = False
+        self._watched_window = None
+        self._close_watcher = _CloseWatcher(self.shutdown, self)
+
+        self.setMinimumWidth(360)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.setSpacing(4)
+        intro = QLabel(
+            "<b>napari-unet</b> · paint a few strokes, train, correct, accept, repeat. "
+            "Shortcuts: " + ", ".join(f"{_shortcut_label(k)} {v[0]}" for k, v in SHORTCUTS.items())
+        )
+        intro.setWordWrap(True)
+        intro.setToolTip("\n".join(f"{_shortcut_label(k)}: {v[1]}" for k, v in SHORTCUTS.items()))
+        layout.addWidget(intro)
+        self.message_label = MessageLine(self.controller.messages,
+                                          "The latest napari-unet message (also shown as a napari notification)")
+        layout.addWidget(self.message_label)
+
+        self.annotate_step = AnnotateStep(self.controller)
+        self.train_step = TrainStep(self.controller)
+        self.predict_step = PredictStep(self.controller)
+        self.correct_step = CorrectStep(self.controller)
+        self.tabs = QTabWidget()
+        self.tabs.setToolTip("The steps of the cycle: annotate, train, predict, correct & accept, then train again")
+        for title, step in (("1 Annotate", self.annotate_step), ("2 Train", self.train_step),
+                            ("3 Predict", self.predict_step), ("4 Correct", self.correct_step)):
+            index = self.tabs.addTab(_scrolled(step), title)
+            self.tabs.setTabToolTip(index, step.toolTip())
+        layout.addWidget(self.tabs, 1)
+
+        listen(self.controller.training_finished, self._after_training)
+        # Qt deleting the dock without a close event first (an undocked widget, the app ending):
+        # stop the viewer's jobs all the same. The closure holds the controller only, never the dock.
+        self.destroyed.connect(lambda *_, controller=self.controller: controller.shutdown())
+        app = QApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(_weak_call(self, "shutdown"))
+        _docks[id(self.viewer)] = self
+        register_shortcuts()
+
+    # --- the steps' main actions, for the shortcuts --------------------------------------------
+
+    def train(self) -> None:
+        self.train_step.train()
+
+    def stop(self) -> None:
+        self.train_step.stop()
+        self.predict_step.cancel_prediction()
+
+    def predict(self) -> None:
+        self.predict_step.predict()
+
+    def merge(self) -> None:
+        self.correct_step.merge()
+
+    def accept(self) -> None:
+        self.correct_step.accept()
+
+    def _after_training(self, ok: bool) -> None:
+        if ok and not self._closed and self.train_step.autopredict_check.isChecked() and self.controller.image is not None:
+            self.predict_step.predict("plane")
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def _watch_main_window(self) -> None:
+        """Watch the viewer's main window (found through the dock's parents) for its Close event."""
+        if self._closed:
+            return
+        try:
+            widget = self.parentWidget()
+        except RuntimeError:  # deleted
+            return
+        while widget is not None and not isinstance(widget, QMainWindow):
+            widget = widget.parentWidget()
+        watched = self._watched_window() if self._watched_window is not None else None
+        if widget is not None and widget is not watched:
+            widget.installEventFilter(self._close_watcher)
+            # only a weak reference: the main window holds napari's QtViewer, which must die with it
+            self._watched_window = weakref.ref(widget)
+
+    def event(self, event) -> bool:  # noqa: D102 (Qt API)
+        if event.type() == QEvent.ParentChange and self.parentWidget() is None and self._watched_window is not None:
+            # napari took the dock out of its window (its close button): stop work, release shortcuts
+            self.shutdown()
+        elif event.type() in (QEvent.ParentChange, QEvent.Show):
+            self._watch_main_window()
+            # napari puts the dock into its main window right after wrapping us in it
+            QTimer.singleShot(0, _weak_call(self, "_watch_main_window"))
+        return super().event(event)
+
+    def shutdown(self, timeout: float = 15.0) -> None:
+        """Stop every job of the viewer (waiting for the threads), unbind shortcuts; the viewer or dock closes."""
+        if self._closed:
+            return
+        self._closed = True
+        for step in (self.train_step, self.predict_step, self.correct_step):
+            step.shutdown()
+        self.controller.shutdown(timeout)
+        if _docks.get(id(self.viewer)) is self:
+            del _docks[id(self.viewer)]
+        self._watched_window = None
+        self.annotate_step.image_picker.disconnect_viewer()
+
+    def threads_alive(self) -> bool:
+        """True while any job of this viewer still runs."""
+        return self.controller.threads_alive()

@@ -1,0 +1,181 @@
+"""Step 3 of the dock: predict the plane (or stack) and tune the objects live from cached outputs."""
+
+from __future__ import annotations
+
+import numpy as np
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import QCheckBox, QComboBox, QProgressBar, QSpinBox, QWidget
+from superqt import QLabeledDoubleSlider
+
+from napari_unet import conventions as c
+from napari_unet.functionals.instances import InstanceParams
+from napari_unet.napari import layers as lb
+from napari_unet.widgets import settings, ui
+from napari_unet.widgets.controller import Controller
+from napari_unet.widgets.messages import guarded
+
+
+class PredictStep(QWidget):
+    """Scope, probabilities, tile size, Predict / Cancel, and the live instance parameters."""
+
+    def __init__(self, controller: Controller, parent=None) -> None:
+        super().__init__(parent)
+        self.controller = controller
+        layout = ui.step_layout(self, "Overlay the model's semantic classes and separate objects on the selected image")
+        form = ui.form()
+        self.scope_combo = QComboBox()
+        self.scope_combo.addItem("plane on display", "plane")
+        self.scope_combo.addItem("whole stack", "stack")
+        self.scope_combo.setToolTip("Predict only the plane on display, or every plane of a stack")
+        form.addRow(ui.label("Predict", self.scope_combo.toolTip()), self.scope_combo)
+        self.prob_check = QCheckBox("add per-class probability layers")
+        self.prob_check.setToolTip("Also add one Image layer per class with its probability (0..1)")
+        form.addRow(self.prob_check)
+        self.tile_spin = QSpinBox()
+        self.tile_spin.setRange(64, 4096)
+        self.tile_spin.setSingleStep(64)
+        self.tile_spin.setValue(512)
+        self.tile_spin.setSuffix(" px")
+        self.tile_spin.setToolTip("Tile size for prediction; lower it if the GPU runs out of memory")
+        form.addRow(ui.label("Tile size", self.tile_spin.toolTip()), self.tile_spin)
+        layout.addLayout(form)
+        self.predict_button = ui.button("Predict  (Shift+R)", "Run the model on the selected image", self.predict)
+        self.cancel_button = ui.button("Cancel", "Cancel the running prediction", self.cancel_prediction)
+        layout.addLayout(ui.row(self.predict_button, self.cancel_button))
+        self.predict_progress = QProgressBar()
+        self.predict_progress.setRange(0, 1000)
+        self.predict_progress.setFormat("idle")
+        self.predict_progress.setToolTip("Prediction progress (tiles of the current plane, planes of the stack)")
+        layout.addWidget(self.predict_progress)
+
+        layout.addWidget(ui.hint("Objects update live from the cached network outputs (no new prediction):"))
+        defaults = InstanceParams()
+        inst_form = ui.form()
+        self.threshold_slider = QLabeledDoubleSlider(Qt.Horizontal)
+        self.threshold_slider.setRange(0.05, 0.95)
+        self.threshold_slider.setDecimals(2)
+        self.threshold_slider.setSingleStep(0.05)
+        self.threshold_slider.setValue(defaults.threshold)
+        self.threshold_slider.setToolTip(
+            "Foreground threshold: pixels more likely than this to belong to a class become objects"
+        )
+        inst_form.addRow(ui.label("Threshold", self.threshold_slider.toolTip()), self.threshold_slider)
+        self.min_size_spin = QSpinBox()
+        self.min_size_spin.setRange(0, 1_000_000)
+        self.min_size_spin.setValue(defaults.min_size)
+        self.min_size_spin.setSuffix(" px")
+        self.min_size_spin.setToolTip("Objects smaller than this (in pixels) are dropped")
+        inst_form.addRow(ui.label("Minimum size", self.min_size_spin.toolTip()), self.min_size_spin)
+        self.spacing_spin = QSpinBox()
+        self.spacing_spin.setRange(1, 200)
+        self.spacing_spin.setValue(defaults.seed_spacing)
+        self.spacing_spin.setSuffix(" px")
+        self.spacing_spin.setToolTip("Closest distance between two object centres: raise it if objects are split too often")
+        inst_form.addRow(ui.label("Seed spacing", self.spacing_spin.toolTip()), self.spacing_spin)
+        layout.addLayout(inst_form)
+        self.instance_status = ui.label("", "Objects in the instance layer of the plane on display")
+        layout.addWidget(self.instance_status)
+        layout.addStretch(1)
+
+        for widget, key in ((self.tile_spin, "tile_size"), (self.prob_check, "probability_layers"),
+                            (self.threshold_slider, "threshold"), (self.min_size_spin, "min_size"),
+                            (self.spacing_spin, "seed_spacing")):
+            settings.persist(widget, key)
+        self._instance_timer = QTimer(self)  # a slider drag: recompute once it rests
+        self._instance_timer.setSingleShot(True)
+        self._instance_timer.setInterval(150)
+        self._instance_timer.timeout.connect(lambda: controller.update_instances(self.instance_params()))
+        for widget in (self.threshold_slider, self.min_size_spin, self.spacing_spin):
+            widget.valueChanged.connect(lambda _: self._instance_timer.start())
+        self._tile_timer = QTimer(self)  # the worker writes tile counts; show them 7 times a second
+        self._tile_timer.setInterval(150)
+        self._tile_timer.timeout.connect(self._show_tile_progress)
+        ui.listen(controller.plane_predicted, self._on_plane_predicted)
+        ui.listen(controller.prediction_finished, self._on_finished)
+        ui.listen(controller.instances_updated, self.update_status)
+        ui.listen(controller.busy_changed, self.update_state)
+        ui.listen(controller.model_changed, self.update_state)
+        ui.listen(controller.image_changed, self._on_image_or_plane)
+        ui.listen(controller.plane_changed, self._on_image_or_plane)
+        self.update_state()
+        self.update_status()
+
+    def notify(self, level: str, text: str) -> None:
+        self.controller.notify(level, text)
+
+    def instance_params(self) -> InstanceParams:
+        return InstanceParams(
+            threshold=round(float(self.threshold_slider.value()), 4),
+            min_size=int(self.min_size_spin.value()),
+            seed_spacing=int(self.spacing_spin.value()),
+        )
+
+    def update_state(self) -> None:
+        controller = self.controller
+        if controller.closed:
+            return
+        idle = not controller.is_training and not controller.is_predicting
+        self.predict_button.setEnabled(idle and controller.segmenter is not None and controller.image is not None)
+        self.cancel_button.setEnabled(controller.is_predicting)
+
+    def _on_image_or_plane(self) -> None:
+        self.update_state()
+        self.update_status()
+        self._instance_timer.start()
+
+    @guarded
+    def predict(self, scope: str | None = None) -> None:
+        """Predict the plane on display (or the whole stack) of the selected image in a worker."""
+        self.controller.predict(self.instance_params(), scope=scope or self.scope_combo.currentData(),
+                                tile_size=self.tile_spin.value(), probabilities=self.prob_check.isChecked())
+        if self.controller.is_predicting:
+            self.predict_progress.setValue(0)
+            self.predict_progress.setFormat("predicting…")
+            self._tile_timer.start()
+
+    def cancel_prediction(self) -> None:
+        if self.controller.is_predicting:
+            self.controller.cancel_prediction()
+            self.predict_progress.setFormat("cancelling…")
+
+    def _show_tile_progress(self) -> None:
+        done, total = self.controller.tile_progress
+        planes_done, planes = self.controller.planes_done
+        if not self.controller.is_predicting or not total:
+            return
+        fraction = (planes_done + done / total) / max(planes, 1)
+        self.predict_progress.setValue(int(fraction * 1000))
+        self.predict_progress.setFormat(f"plane {planes_done + 1}/{planes} · tile {done}/{total}")
+
+    def _on_plane_predicted(self, result) -> None:
+        self.predict_progress.setValue(int(result.done / max(result.total, 1) * 1000))
+        self.update_status()
+        if result.params != self.instance_params():  # the sliders moved while it ran
+            self._instance_timer.start()
+
+    def _on_finished(self, status: str) -> None:
+        self._tile_timer.stop()
+        self.predict_progress.setValue(1000 if status == "done" else 0)
+        self.predict_progress.setFormat(status)
+
+    def update_status(self) -> None:
+        controller = self.controller
+        if controller.closed:
+            return
+        image, _, plane = controller.selected(required=False)
+        layer = controller.paired(c.ROLE_INSTANCES)
+        if layer is None:
+            self.instance_status.setText("no objects yet: predict first")
+            return
+        try:
+            labels = lb.read_plane(layer, plane)
+            n = len(np.unique(labels)) - (1 if labels.min() == 0 else 0)
+        except Exception:  # a layer of another shape: check_pair reports it when it is used
+            return
+        live = "" if controller.session.cache.get(image.name, plane) is not None else \
+            " (predict this plane for live updates)"
+        self.instance_status.setText(f"{n} object{'' if n == 1 else 's'} in this plane{live}")
+
+    def shutdown(self) -> None:
+        for timer in (self._instance_timer, self._tile_timer):
+            timer.stop()

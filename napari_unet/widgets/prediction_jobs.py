@@ -1,0 +1,165 @@
+"""The prediction half of the controller: predict planes in a worker, paint them, update objects live.
+
+`PredictionJobs` is mixed into `controller.Controller` and works on its state (the session
+and its prediction cache, the scheduler, the selected image); it is a file of its own only
+to keep each file about one job.
+"""
+
+from __future__ import annotations
+
+from napari.layers import Image
+
+from napari_unet.errors import UserInputError
+from napari_unet.functionals.instances import InstanceParams
+from napari_unet.napari import layers as lb
+from napari_unet.widgets.messages import report_worker_error
+from napari_unet.widgets.session import CachedPlane
+from napari_unet.widgets.workers import PlaneResult, call_once, predict_generator
+
+
+class PredictionJobs:
+    """Prediction and the live instance update (part of Controller)."""
+
+    def predict(self, params: InstanceParams, *, scope: str = "plane", tile_size: int = 512,
+                probabilities: bool = False) -> None:
+        """Predict the plane on display (scope 'plane') or every plane ('stack') of the selected image
+        in a worker; results are painted plane by plane as they come."""
+        if self.is_training:
+            raise UserInputError("training is running: the live preview shows its prediction; stop it to predict")
+        if self.is_predicting:
+            self.notify("info", "already predicting: Cancel stops it")
+            return
+        segmenter = self.session.segmenter
+        if segmenter is None:
+            raise UserInputError("no model yet: train one (step 2, Shift+T) or load a saved model")
+        image, layout, plane = self.selected()
+        planes = layout.planes() if scope == "stack" else [plane]
+        if layout.n_channels != segmenter.config.in_channels:
+            raise UserInputError(
+                f"the model takes {segmenter.config.in_channels} channel(s) but '{image.name}' has "
+                f"{layout.n_channels}: set 'Channels' in step 1 or train a model for this image"
+            )
+        self.semantic_layer(image, layout)
+        self.instances_layer(image, layout)
+        self._predict_stop.clear()
+        self._predict_status = "done"
+        self._predicting_image = image.name
+        self._probabilities = probabilities
+        self.tile_progress[:] = [0, 0]
+        self.planes_done[:] = [0, len(planes)]
+
+        def read(plane, image=image, layout=layout):
+            return lb.image_plane(image, layout, plane)
+
+        self._predict_worker = self.scheduler.start(
+            predict_generator, segmenter, image.name, read, planes, params, self.session.model_version,
+            self._predict_stop, self.tile_progress, tile_size, self.train_threads,
+            stop=self._predict_stop,
+            connect={
+                "yielded": self._on_plane_predicted,
+                "returned": self._on_predict_returned,
+                "errored": self._on_predict_error,
+                "finished": self._on_predict_finished,
+            },
+            progress={"total": len(planes), "desc": f"napari-unet: predicting {image.name}"},
+        )
+        self.busy_changed.emit()
+
+    def cancel_prediction(self) -> None:
+        if self.is_predicting:
+            self._predict_stop.set()
+
+    def _on_plane_predicted(self, result: PlaneResult) -> None:
+        if self.closed:
+            return
+        self.planes_done[:] = [result.done, result.total]
+        image = lb.get_layer(self.viewer, result.image, Image)
+        if image is None:
+            return
+        layout = lb.layout_in(self.viewer, image)
+        semantic = self.semantic_layer(image, layout)
+        instances = self.instances_layer(image, layout)
+        lb.write_region(semantic, result.plane, result.semantic)
+        lb.write_region(instances, result.plane, result.instances.astype(instances.data.dtype, copy=False))
+        provenance = self._prediction_provenance(result)
+        lb.set_meta(semantic, provenance=provenance)
+        lb.set_meta(instances, provenance=provenance)
+        entry = CachedPlane(result.prediction, result.use_instance_heads, result.model_version, result.params)
+        self.session.cache.put(result.image, result.plane, entry)
+        if self._probabilities:
+            lb.paint_probabilities(self.viewer, image, layout, result.plane, result.prediction.probabilities,
+                                   self.session.segmenter.class_names if self.session.segmenter else [])
+        self.plane_predicted.emit(result)
+
+    def _prediction_provenance(self, result: PlaneResult) -> dict:
+        """What made these predictions, recorded in the layers and exported with them."""
+        segmenter = self.session.segmenter
+        if self._provenance is None or self._provenance[0] != result.model_version:
+            self._provenance = (result.model_version, {
+                "model_sha256": segmenter.fingerprint() if segmenter is not None else None,
+                "training": segmenter.history[-1] if segmenter is not None and segmenter.history else None,
+            })
+        return {**self._provenance[1], "instance_params": result.params.to_dict()}
+
+    def _on_predict_returned(self, status) -> None:
+        self._predict_status = status or "done"
+
+    def _on_predict_error(self, error: Exception) -> None:
+        self._predict_status = "failed"
+        report_worker_error(self.notify, "prediction", error, "Lower the tile size (step 3) or use the CPU (Device: cpu)")
+
+    def _on_predict_finished(self) -> None:
+        self._predict_worker = None
+        if self.closed:
+            return
+        if self._predict_status == "cancelled":
+            self.notify("info", "prediction cancelled; planes already predicted are kept")
+        self.busy_changed.emit()
+        self.prediction_finished.emit(self._predict_status)
+
+    # --- live instance parameters -------------------------------------------------------------
+
+    def update_instances(self, params: InstanceParams) -> None:
+        """Recompute the displayed plane's objects from the cached prediction (never the network)."""
+        if self.closed:
+            return
+        image, layout, plane = self.selected(required=False)
+        if image is None:
+            return
+        entry = self.session.cache.get(image.name, plane)
+        if entry is None or entry.params == params:
+            return
+        self._instance_request = (image.name, plane, params, entry)
+        if self._instance_worker is None:
+            self._start_instance_job()
+
+    def _start_instance_job(self) -> None:
+        name, plane, params, entry = self._instance_request
+        self._instance_request = None
+        self._instance_worker = self.scheduler.start(
+            call_once, lambda: (name, plane, params, entry.instances(params)),
+            connect={
+                "returned": self._on_instances_computed,
+                "errored": lambda error: self.notify("error", f"objects not updated: {error}"),
+                "finished": self._on_instance_job_finished,
+            },
+        )
+
+    def _on_instances_computed(self, result) -> None:
+        if self.closed:
+            return
+        name, plane, params, labels = result
+        image = lb.get_layer(self.viewer, name, Image)
+        if image is None:
+            return
+        layer = self.instances_layer(image, lb.layout_in(self.viewer, image))
+        lb.write_region(layer, plane, labels.astype(layer.data.dtype, copy=False))
+        entry = self.session.cache.get(name, plane)
+        if entry is not None:
+            entry.params = params
+        self.instances_updated.emit()
+
+    def _on_instance_job_finished(self) -> None:
+        self._instance_worker = None
+        if self._instance_request is not None and not self.closed:
+            self._start_instance_job()

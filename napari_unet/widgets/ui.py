@@ -1,0 +1,123 @@
+"""Small Qt building blocks shared by napari-unet's docks (forms, buttons, hints, the message line)."""
+
+from __future__ import annotations
+
+import weakref
+
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import (
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_unet.widgets.messages import COLORS, Messages
+
+
+def _alive(widget) -> bool:
+    try:
+        widget.objectName()  # raises once the C++ object is deleted
+    except RuntimeError:
+        return False
+    return True
+
+
+def later(slot, *args) -> None:
+    """Call a widget's bound method at the next event-loop turn, unless Qt has deleted the widget by then."""
+    owner_ref, func = weakref.ref(slot.__self__), slot.__func__
+
+    def call() -> None:
+        owner = owner_ref()
+        if owner is not None and _alive(owner):
+            func(owner, *args)
+
+    QTimer.singleShot(0, call)
+
+
+def listen(signal, slot) -> None:
+    """Connect a psygnal signal (of the controller, of a message log) to a widget's bound method.
+
+    The controller outlives widgets that Qt has already deleted (a dock closed, a viewer closing
+    while its layers go): once the widget's Qt object is gone, the call is dropped instead of
+    raising inside the emitter. Holds the widget weakly.
+    """
+    owner_ref, func = weakref.ref(slot.__self__), slot.__func__
+
+    def call(*args) -> None:
+        owner = owner_ref()
+        if owner is not None and _alive(owner):
+            func(owner, *args)
+
+    signal.connect(call)
+
+
+def form() -> QFormLayout:
+    layout = QFormLayout()
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
+    layout.setLabelAlignment(Qt.AlignRight)
+    return layout
+
+
+def button(text: str, tooltip: str, slot, *, checkable: bool = False) -> QPushButton:
+    widget = QPushButton(text)
+    widget.setToolTip(tooltip)
+    widget.setCheckable(checkable)
+    widget.clicked.connect(lambda checked=False: slot())
+    return widget
+
+
+def row(*widgets, stretch: bool = False) -> QHBoxLayout:
+    layout = QHBoxLayout()
+    layout.setContentsMargins(0, 0, 0, 0)
+    for widget in widgets:
+        layout.addWidget(widget)
+    if stretch:
+        layout.addStretch(1)
+    return layout
+
+
+def label(text: str, tooltip: str) -> QLabel:
+    widget = QLabel(text)
+    widget.setToolTip(tooltip)
+    return widget
+
+
+def hint(text: str) -> QLabel:
+    widget = QLabel(text)
+    widget.setWordWrap(True)
+    widget.setToolTip(text)
+    widget.setStyleSheet("font-size: 11px;")
+    return widget
+
+
+def step_layout(widget: QWidget, tooltip: str) -> QVBoxLayout:
+    """The vertical layout of one step's widget, with the step's tooltip."""
+    widget.setToolTip(tooltip)
+    layout = QVBoxLayout(widget)
+    layout.setContentsMargins(6, 6, 6, 6)
+    layout.setSpacing(5)
+    return layout
+
+
+class MessageLine(QLabel):
+    """Shows the latest message of a `Messages` log, coloured by level."""
+
+    def __init__(self, messages: Messages, tooltip: str, parent=None) -> None:
+        super().__init__(parent)
+        self.setWordWrap(True)
+        self.setToolTip(tooltip)
+        self.setVisible(False)
+        listen(messages.posted, self.show_message)
+
+    def show_message(self, level: str, text: str) -> None:
+        try:
+            self.setText(text)
+            color = COLORS.get(level, "")
+            self.setStyleSheet(f"color: {color};" if color else "")
+            self.setVisible(True)
+        except RuntimeError:  # the Qt object is gone (viewer closing)
+            pass
