@@ -14,6 +14,7 @@ from scipy import ndimage
 
 from napari_unet.errors import UserInputError
 from napari_unet.functionals.prediction import Prediction
+from napari_unet.functionals.targets import dense_ids
 
 AUTO = "auto"  # as a diameter: measure the objects' size from a first prediction
 CANONICAL_DIAMETER = 20.0  # pixels: the object size the network sees (a fifth of its receptive field)
@@ -29,7 +30,7 @@ def object_diameter(instances: np.ndarray, mask: np.ndarray | None = None) -> fl
     half of them is inside it, so a sliver at the edge of an accepted region does not
     shrink the estimate.
     """
-    labels = np.asarray(instances)
+    labels = dense_ids(np.asarray(instances))  # ids are counted, never used as sizes
     if mask is not None:
         inside = np.bincount(labels[np.asarray(mask)].ravel().astype(np.int64), minlength=int(labels.max()) + 1)
     areas = np.bincount(labels.ravel().astype(np.int64))
