@@ -59,7 +59,8 @@ def _edges(n: int, size: int) -> np.ndarray:
 
 
 def _block_sums(values: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    return np.add.reduceat(np.add.reduceat(values, rows[:-1], axis=0), cols[:-1], axis=1)
+    dtype = np.float64 if values.dtype.kind == "f" else np.int64
+    return np.add.reduceat(np.add.reduceat(values, rows[:-1], axis=0, dtype=dtype), cols[:-1], axis=1)
 
 
 def rank_regions(
@@ -77,8 +78,8 @@ def rank_regions(
     size = size or region_size((h, w))
     rows, cols = _edges(h, size), _edges(w, size)
     todo = np.ones((h, w), bool) if done is None else ~np.asarray(done, bool)
-    open_sum = _block_sums(np.where(todo, u, 0).astype(np.float64), rows, cols)
-    open_count = _block_sums(todo.astype(np.int64), rows, cols)
+    open_sum = _block_sums(np.where(todo, u, 0), rows, cols)
+    open_count = _block_sums(todo, rows, cols)
     area = np.outer(np.diff(rows), np.diff(cols))
     scores = open_sum / area / scale
     regions = [
