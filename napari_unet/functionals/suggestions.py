@@ -107,9 +107,13 @@ class SuggestionWalk:
                         best = region
                     break  # ranked: the first unseen one is this plane's best
         if best is not None:
-            self._seen.add(best.key)
-            self.suggested.append(best)
+            self.remember(best)
         return best
+
+    def remember(self, region: Region) -> None:
+        """Count `region` as suggested (another picker chose it)."""
+        self._seen.add(region.key)
+        self.suggested.append(region)
 
     def was_suggested(self, region: Region) -> bool:
         return region.key in self._seen
