@@ -186,8 +186,32 @@ def predict_all(segmenter: Segmenter, samples: list[Sample], params: InstancePar
     for s in samples:
         prediction = segmenter.predict(s.image)
         outputs.append({"instances": segmenter.instances(prediction, params),
-                        "uncertainty": uncertainty_map(prediction)})
+                        "uncertainty": uncertainty_map(prediction), "prediction": prediction})
     return outputs
+
+
+def error_correlation(segmenter: Segmenter, pool: list[Sample], outputs: list[dict], params: InstanceParams) -> dict:
+    """How well each candidate measure ranks regions by their object errors (Spearman rho over all regions).
+
+    entropy: mean class entropy (what Suggest next uses); split: objects that change between
+    foreground thresholds 0.4 and 0.6 (instability of the instance split).
+    """
+    from dataclasses import replace
+
+    from scipy.stats import spearmanr
+
+    errors, entropy, split = [], [], []
+    for s, out in zip(pool, outputs):
+        low = segmenter.instances(out["prediction"], replace(params, threshold=0.4))
+        high = segmenter.instances(out["prediction"], replace(params, threshold=0.6))
+        for r in rank_regions(out["uncertainty"]):
+            _, fp, fn = instance_counts(s.truth[r.slices], out["instances"][r.slices], (0.5,))[0.5]
+            _, sfp, sfn = instance_counts(low[r.slices], high[r.slices], (0.5,))[0.5]
+            errors.append(fp + fn)
+            entropy.append(r.score)
+            split.append(sfp + sfn)
+    rho = {name: spearmanr(values, errors)[0] for name, values in (("entropy", entropy), ("split", split))}
+    return {f"rho_{name}": None if np.isnan(v) else round(float(v), 3) for name, v in rho.items()}
 
 
 def train(segmenter: Segmenter | None, pool: list[Sample], states: list[dict], config: TrainConfig) -> Segmenter:
@@ -232,6 +256,7 @@ def simulate(pool: list[Sample], val: list[Sample], picker: str, *, mode: str = 
         tic = time.perf_counter()
         outputs = predict_all(segmenter, pool, params)
         compute += time.perf_counter() - tic
+        records[-1].update(error_correlation(segmenter, pool, outputs, params))
         for state in states:
             state["done"] = state["annotations"] > 0
             if state["accepted"] is not None:
@@ -305,6 +330,7 @@ def main(argv=None) -> int:
     p.add_argument("--start", default=None, help="a model file or shipped model name to start from (default: new)")
     p.add_argument("--preset", default="fast")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1: fair on a shared, loaded CPU)")
     p.add_argument("--name", default="", help="suffix of the result files")
     p.add_argument("--plot", action="store_true", help="write the PNG plot (needs matplotlib)")
     args = p.parse_args(argv)
@@ -317,13 +343,18 @@ def main(argv=None) -> int:
     else:
         pool, val = isbi_samples(list(range(args.pool))), isbi_samples(list(range(10, 10 + args.val)))
     config = TrainConfig(preset=args.preset, seconds=None if args.steps else args.seconds, steps=args.steps,
-                         seed=args.seed)
+                         seed=args.seed, threads=args.threads)
     print(f"machine: {machine()}\n{HEADER}", flush=True)
     records = []
     for picker in args.pickers:
         start = _load_start(args.start)
         records += simulate(pool, val, picker, mode=args.mode, rounds=args.rounds, config=config, start=start,
                             seed=args.seed, log=lambda line: print(line, flush=True))
+    for key in ("rho_entropy", "rho_split"):
+        values = [r[key] for r in records if r.get(key) is not None]
+        if values:
+            print(f"{key}: mean {np.mean(values):.3f} over {len(values)} rounds (Spearman, region measure vs "
+                  "object errors at IoU 0.5)")
     name = "annotation_effort" + (f"_{args.name}" if args.name else "")
     print(f"results: {save(name, {'args': vars(args), 'records': records})}")
     if args.plot:
