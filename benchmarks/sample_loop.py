@@ -38,13 +38,18 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=30.0)
     p.add_argument("--start", default=None, help="shipped model name or file to start from (default: new)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="steps per round instead of seconds (341 steps = 30 s on an idle 2-core CPU, BENCHMARKS.md)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (1 on a loaded machine)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     image = tifffile.imread(resource_path(NUCLEI_IMAGE)).astype(np.float32)[None]
     truth = tifffile.imread(resource_path(NUCLEI_INSTANCES)).astype(np.int32)
     scribbles = tifffile.imread(resource_path(NUCLEI_SCRIBBLES)).astype(np.uint8)
     sample = ae.Sample("nuclei", image, truth)
-    config = TrainConfig(seconds=args.seconds, seed=args.seed)
+    config = TrainConfig(seconds=None if args.steps else args.seconds, steps=args.steps, seed=args.seed,
+                         threads=args.threads)
+    budget = f"{args.steps} steps" if args.steps else f"{args.seconds:g} s"
     params = InstanceParams()
     rows = []
 
@@ -62,7 +67,7 @@ def main(argv=None) -> int:
     state = {"annotations": scribbles.copy(), "accepted": None}
     tic = time.perf_counter()
     first = ae.train(ae._load_start(args.start), [sample], [state], config)
-    score(first, f"scribbles + {args.seconds:g} s", seconds=round(time.perf_counter() - tic, 1))
+    score(first, f"scribbles + {budget}", seconds=round(time.perf_counter() - tic, 1))
 
     prediction = first.predict(image)
     instances = first.instances(prediction, params)
@@ -73,7 +78,7 @@ def main(argv=None) -> int:
     corrected["annotations"], corrected["accepted"], effort = ae.correct_and_accept(
         scribbles.copy(), None, truth, instances, region.slices)
     second = ae.train(copy.deepcopy(first), [sample], [corrected], config)
-    score(second, f"+ correct & accept the suggested region + {args.seconds:g} s", corrected=effort.objects)
+    score(second, f"+ correct & accept the suggested region + {budget}", corrected=effort.objects)
 
     mask = np.zeros(truth.shape, bool)
     mask[region.slices] = True
@@ -81,7 +86,7 @@ def main(argv=None) -> int:
     hurried["accepted"], hurried["annotations"] = accept_region(None, scribbles.copy(), prediction.semantic(),
                                                                  instances, mask)
     third = ae.train(copy.deepcopy(first), [sample], [hurried], config)
-    score(third, f"+ accept the region uncorrected + {args.seconds:g} s", corrected=0)
+    score(third, f"+ accept the region uncorrected + {budget}", corrected=0)
     print(f"results: {save('sample_loop', {'args': vars(args), 'region': list(region.key), 'rows': rows})}")
     return 0
 
