@@ -39,9 +39,8 @@ sys.path.insert(0, str(ROOT))  # resources/make_scribbles.py: the helpers that d
 from resources.make_scribbles import BACKGROUND, OBJECT, strokes_in_objects, strokes_in_region  # noqa: E402
 
 from napari_unet.functionals.corrections import accept_region  # noqa: E402
-from napari_unet.functionals.data import training_items  # noqa: E402
+from napari_unet.functionals.data import TrainingImage  # noqa: E402
 from napari_unet.functionals.instances import InstanceParams  # noqa: E402
-from napari_unet.functionals.layout import ImageLayout  # noqa: E402
 from napari_unet.functionals.metrics import average_precision, instance_counts  # noqa: E402
 from napari_unet.functionals.suggestions import Region, SuggestionWalk, rank_regions  # noqa: E402
 from napari_unet.functionals.uncertainty import uncertainty_map  # noqa: E402
@@ -215,11 +214,9 @@ def error_correlation(segmenter: Segmenter, pool: list[Sample], outputs: list[di
 
 
 def train(segmenter: Segmenter | None, pool: list[Sample], states: list[dict], config: TrainConfig) -> Segmenter:
-    items = []
-    for s, state in zip(pool, states):
-        if state["annotations"].any():
-            layout = ImageLayout.of(s.image.shape, channel_axis=0)
-            items += training_items(s.image, layout, state["annotations"], state["accepted"], name=s.name)
+    # The pairs the dock's training_items makes for an annotated 2D plane.
+    items = [TrainingImage.from_annotations(s.image, state["annotations"].copy(), state["accepted"], name=s.name)
+             for s, state in zip(pool, states) if state["annotations"].any()]
     run = Trainer(items, config, segmenter=segmenter).run()
     while True:
         try:
