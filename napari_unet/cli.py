@@ -1,4 +1,4 @@
-"""Command line: `napari-unet train | predict | evaluate`, the same core the widgets use, headless.
+"""Command line: `napari-unet train | predict | evaluate | export-bioimageio`, the same core the widgets use, headless.
 
 Every user mistake ends with one line on stderr and exit status 2, never a traceback
 and never a half-written output (outputs are written atomically, models too).
@@ -13,12 +13,47 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_unet import __version__
+from napari_unet import __version__, limits
 from napari_unet.errors import UserInputError
 from napari_unet.functionals.instances import InstanceParams
 from napari_unet.nn.device import DEVICE_CHOICES
 
 EXIT_USER_ERROR = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: the usage block would bury the one line that matters."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _whole(low: int, high: int | None = None):
+    """argparse type: a whole number in [low, high], checked as the core checks it."""
+
+    def convert(text: str) -> int:
+        try:
+            return limits.whole_number("the value", int(text), low, high)
+        except (ValueError, UserInputError) as error:
+            raise argparse.ArgumentTypeError(_reason(text, error, "a whole number")) from error
+
+    return convert
+
+
+def _real(low: float, high: float | None = None, *, low_open: bool = False, high_open: bool = False):
+    """argparse type: a finite number in a range (NaN and infinity are never a setting)."""
+
+    def convert(text: str) -> float:
+        try:
+            return limits.real_number("the value", float(text), low, high, low_open=low_open, high_open=high_open)
+        except (ValueError, UserInputError) as error:
+            raise argparse.ArgumentTypeError(_reason(text, error, "a number")) from error
+
+    return convert
+
+
+def _reason(text: str, error: Exception, kind: str) -> str:
+    return str(error) if isinstance(error, UserInputError) else f"{text!r} is not {kind}"
 
 
 class _AppendLabels(argparse.Action):
@@ -30,7 +65,7 @@ class _AppendLabels(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="napari-unet", description="Train and apply napari-unet U-Nets headless.")
+    parser = _Parser(prog="napari-unet", description="Train and apply napari-unet U-Nets headless.")
     parser.add_argument("--version", action="version", version=f"napari-unet {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks for unexpected errors")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -43,33 +78,34 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dataset", action="append", default=[], help="napari-unet OME-Zarr dataset to train on")
     train.add_argument("--out", required=True, help="where to save the model checkpoint (.pt)")
     budget = train.add_mutually_exclusive_group()
-    budget.add_argument("--seconds", type=float, help="training time budget in seconds (default 60)")
-    budget.add_argument("--steps", type=int, help="number of training steps")
+    budget.add_argument("--seconds", type=_real(0.0, low_open=True), help="training time budget in seconds (default 60)")
+    budget.add_argument("--steps", type=_whole(1), help="number of training steps")
     train.add_argument("--resume", help="checkpoint to continue training from (warm start)")
     train.add_argument("--preset", default="fast", help="model size: fast, balanced or accurate (default fast)")
     train.add_argument("--classes", nargs="+", help="class names for labels 1..K, background first")
-    train.add_argument("--patch-size", type=int, help="training patch side in pixels (default 128)")
-    train.add_argument("--batch-size", type=int, help="patches per step (default 4)")
-    train.add_argument("--learning-rate", type=float, help="peak learning rate (default 0.003)")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--patch-size", type=_whole(16, limits.MAX_PATCH_SIZE), help="training patch side in pixels (default 128)")
+    train.add_argument("--batch-size", type=_whole(1, limits.MAX_BATCH_SIZE), help="patches per step (default 4)")
+    train.add_argument("--learning-rate", type=_real(0.0, 1.0, low_open=True), help="peak learning rate (default 0.003)")
+    train.add_argument("--seed", type=_whole(0, 2**32 - 1), default=0)
     _add_common(train)
 
     predict = sub.add_parser("predict", help="segment an image with a trained model")
-    predict.add_argument("--model", required=True, help="model checkpoint (.pt)")
+    predict.add_argument("--model", required=True, help="model checkpoint (.pt) or BioImage.IO package (.zip)")
     predict.add_argument("--image", required=True)
     predict.add_argument("--instances", help="output: instance labels (one id per object)")
     predict.add_argument("--semantic", help="output: class per pixel (1 = background, 2.. = classes)")
     predict.add_argument("--probabilities", help="output: per-class probabilities (K, H, W) float32")
-    predict.add_argument("--tile-size", type=int, default=512)
-    predict.add_argument("--overlap", type=int, default=64)
-    predict.add_argument("--threshold", type=float, default=InstanceParams.threshold,
-                         help="foreground probability threshold")
-    predict.add_argument("--min-size", type=int, default=InstanceParams.min_size, help="smallest object kept, in pixels")
-    predict.add_argument("--seed-spacing", type=int, default=InstanceParams.seed_spacing,
-                         help="seeds closer than this merge, in pixels")
-    predict.add_argument("--seed-prominence", type=float, default=InstanceParams.seed_prominence,
-                         help="how far a distance-map peak must rise above its surroundings to seed an object")
+    predict.add_argument("--tile-size", type=_whole(32, limits.MAX_TILE_SIZE), default=512)
+    predict.add_argument("--overlap", type=_whole(0, limits.MAX_TILE_SIZE), default=64)
+    _add_instance_options(predict)
     _add_common(predict)
+
+    export = sub.add_parser("export-bioimageio", help="write a model as a BioImage.IO model package (.zip)")
+    export.add_argument("--model", required=True, help="model checkpoint (.pt)")
+    export.add_argument("--out", required=True, help="package to write (.zip)")
+    export.add_argument("--license", default="CC-BY-4.0", help="SPDX licence of the weights (default CC-BY-4.0)")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing package")
+    _add_instance_options(export)
 
     gui = sub.add_parser("gui", help="open napari with the napari-unet dock and sample data")
     gui.add_argument("--sample", default="nuclei", choices=["nuclei", "em", "none"],
@@ -82,6 +118,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_instance_options(parser: argparse.ArgumentParser) -> None:
+    """How objects are split from the network's outputs (InstanceParams), checked as the core checks them."""
+    parser.add_argument("--threshold", type=_real(0.0, 1.0, low_open=True, high_open=True),
+                        default=InstanceParams.threshold, help="foreground probability threshold")
+    parser.add_argument("--min-size", type=_whole(0), default=InstanceParams.min_size,
+                        help="smallest object kept, in pixels")
+    parser.add_argument("--seed-spacing", type=_whole(1, limits.MAX_SEED_SPACING), default=InstanceParams.seed_spacing,
+                        help="seeds closer than this merge, in pixels")
+    parser.add_argument("--seed-prominence", type=_real(0.0, 1.0), default=InstanceParams.seed_prominence,
+                        help="how far a distance-map peak must rise above its surroundings to seed an object")
+
+
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     parser.add_argument("--channel-axis", type=int, help="axis holding channels of a multichannel 2D image")
@@ -90,9 +138,13 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
-        commands = {"train": _train, "predict": _predict, "evaluate": _evaluate, "gui": _gui}
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help, --version or a usage error (already printed on one line)
+        return done.code if isinstance(done.code, int) else EXIT_USER_ERROR
+    try:
+        commands = {"train": _train, "predict": _predict, "evaluate": _evaluate, "gui": _gui,
+                    "export-bioimageio": _export_bioimageio}
         return commands[args.command](args)
     except UserInputError as error:
         print(f"napari-unet: error: {error}", file=sys.stderr)
@@ -103,7 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # a bug or an environment problem: still one line unless --debug
         if args.debug:
             raise
-        print(f"napari-unet: unexpected error: {type(error).__name__}: {error} (rerun with --debug for details)",
+        gist = (str(error).strip().splitlines() or [""])[0]
+        print(f"napari-unet: unexpected error: {type(error).__name__}: {gist} (rerun with --debug for details)",
               file=sys.stderr)
         return 1
 
@@ -115,7 +168,10 @@ def _train(args) -> int:
     from napari_unet.nn.segmenter import Segmenter
     from napari_unet.nn.training import TrainConfig, Trainer
 
-    _check_outputs(args.overwrite, args.out)
+    from napari_unet.io.outputs import check_destination
+
+    check_destination(args.out)  # before training: a model trained for an hour is never lost to a bad path
+    _check_overwrite(args.overwrite, args.out)
     items = _training_items(args)
     tuning = {"patch_size": args.patch_size, "batch_size": args.batch_size, "learning_rate": args.learning_rate}
     config = TrainConfig(
@@ -205,14 +261,16 @@ def _run_training(trainer, config, quiet: bool):
 def _predict(args) -> int:
     from tqdm import tqdm
 
-    from napari_unet.io.images import write_array
+    from napari_unet.io.outputs import check_image_outputs, write_outputs
     from napari_unet.nn.device import pick_device
     from napari_unet.nn.segmenter import Segmenter
 
     outputs = [p for p in (args.instances, args.semantic, args.probabilities) if p]
     if not outputs:
         raise UserInputError("nothing to write: give at least one of --instances, --semantic, --probabilities")
-    _check_outputs(args.overwrite, *outputs)
+    check_image_outputs(outputs)
+    _check_overwrite(args.overwrite, *outputs)
+    params = _instance_params(args)
     segmenter = Segmenter.load(args.model, device=pick_device(args.device))
     image = _load_image(args.image, args.channel_axis)
     with tqdm(total=0, unit="tile", disable=args.quiet, desc="predicting", file=sys.stderr) as bar:
@@ -226,17 +284,36 @@ def _predict(args) -> int:
         out_dtype = np.float32 if args.probabilities else np.float16
         prediction = segmenter.predict(image, tile_size=args.tile_size, overlap=args.overlap, out_dtype=out_dtype,
                                        progress=progress)
+    results = {}
     if args.semantic:
-        write_array(args.semantic, prediction.semantic())
+        results[args.semantic] = prediction.semantic()
     if args.probabilities:
-        write_array(args.probabilities, prediction.probabilities)
+        results[args.probabilities] = prediction.probabilities
     if args.instances:
-        params = InstanceParams(threshold=args.threshold, min_size=args.min_size, seed_spacing=args.seed_spacing,
-                                seed_prominence=args.seed_prominence)
-        labels = segmenter.instances(prediction, params)
-        write_array(args.instances, labels)
-        print(f"{int(labels.max())} objects", file=sys.stderr)
+        results[args.instances] = segmenter.instances(prediction, params)
+    write_outputs(results)  # all or nothing
+    if args.instances:
+        print(f"{int(results[args.instances].max())} objects", file=sys.stderr)
     return 0
+
+
+# --- export-bioimageio -------------------------------------------------------------------------
+
+
+def _export_bioimageio(args) -> int:
+    from napari_unet.io.bioimageio import export_package
+    from napari_unet.io.outputs import check_destination
+
+    check_destination(args.out)
+    _check_overwrite(args.overwrite, args.out)
+    path = export_package(args.model, args.out, params=_instance_params(args), license=args.license)
+    print(f"saved {path}")
+    return 0
+
+
+def _instance_params(args) -> InstanceParams:
+    return InstanceParams(threshold=args.threshold, min_size=args.min_size, seed_spacing=args.seed_spacing,
+                          seed_prominence=args.seed_prominence)
 
 
 # --- evaluate ----------------------------------------------------------------------------------
@@ -278,9 +355,7 @@ def _load_image(path: str, channel_axis: int | None):
     return as_channels_first(image, channel_axis=channel_axis)
 
 
-def _check_outputs(overwrite: bool, *paths: str) -> None:
+def _check_overwrite(overwrite: bool, *paths: str) -> None:
     for path in paths:
         if Path(path).exists() and not overwrite:
             raise UserInputError(f"{path} already exists: pass --overwrite to replace it")
-        if not Path(path).parent.exists():
-            raise UserInputError(f"the folder for {path} does not exist: create it first")

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from napari_unet import limits
 from napari_unet.conventions import (
     ACCEPTED_BACKGROUND,
     BACKGROUND,
@@ -141,6 +142,7 @@ def check_training_set(items: list[TrainingImage]) -> int:
         raise UserInputError("no training images: add an image with annotations first")
     for item in items:
         item.check()
+        limits.check_class_count(int(item.annotations.max(initial=0)), f"the labels of {item.label}")
     channels = {item.image.shape[0] for item in items}
     if len(channels) > 1:
         raise UserInputError(f"training images differ in channel count {sorted(channels)}; use images of one kind")

@@ -16,6 +16,7 @@ from scipy import ndimage
 from skimage.morphology import h_maxima
 from skimage.segmentation import watershed
 
+from napari_unet import limits
 from napari_unet.functionals.prediction import Prediction
 
 
@@ -27,6 +28,12 @@ class InstanceParams:
     min_size: int = 10
     seed_spacing: int = 2
     seed_prominence: float = 0.1
+
+    def __post_init__(self) -> None:
+        limits.real_number("threshold", self.threshold, 0.0, 1.0, low_open=True, high_open=True)
+        limits.whole_number("min size", self.min_size, 0)
+        limits.whole_number("seed spacing", self.seed_spacing, 1, limits.MAX_SEED_SPACING)
+        limits.real_number("seed prominence", self.seed_prominence, 0.0, 1.0)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -104,8 +111,12 @@ def _split(elevation: np.ndarray, seeds: np.ndarray, mask: np.ndarray, params: I
 
 def remove_small(labels: np.ndarray, min_size: int) -> np.ndarray:
     """Zero out objects with fewer than `min_size` pixels."""
-    if min_size <= 1:
+    if min_size <= 1 or labels.size == 0:
         return labels
+    if int(labels.max()) > 4 * labels.size + 65536:  # sparse huge ids: count them, never index by them
+        ids, index, sizes = np.unique(labels, return_inverse=True, return_counts=True)
+        small = (sizes < min_size) & (ids != 0)
+        return np.where(small[index.reshape(labels.shape)], 0, labels)
     sizes = np.bincount(labels.ravel())
     small = sizes < min_size
     small[0] = False

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_unet import __version__
+from napari_unet import __version__, limits
 from napari_unet.errors import UserInputError
 from napari_unet.functionals.instances import InstanceParams, instances_from_prediction
 from napari_unet.functionals.normalisation import Normalisation
@@ -139,14 +139,23 @@ class Segmenter:
 
     @classmethod
     def from_checkpoint(cls, checkpoint: dict) -> Segmenter:
+        """Rebuild a saved model; every field is checked before the network is built (checkpoints are user files)."""
         if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
             raise UserInputError("not a napari-unet model checkpoint")
-        net = UNet(ModelConfig(**checkpoint["architecture"]))
+        _check_format_version(checkpoint)
+        architecture = _table(checkpoint, "architecture", ModelConfig)
+        limits.check_architecture(architecture)
+        config = ModelConfig(**architecture)
+        class_names = checkpoint["class_names"]
+        if not isinstance(class_names, list) or len(class_names) != config.n_classes:
+            raise UserInputError(f"its class names do not list the network's {config.n_classes} classes")
+        normalisation = Normalisation(**_table(checkpoint, "normalisation", Normalisation))
+        net = UNet(config)
         net.load_state_dict(checkpoint["state_dict"])
         return cls(
             net=net,
-            class_names=list(checkpoint["class_names"]),
-            normalisation=Normalisation(**checkpoint["normalisation"]),
+            class_names=[str(name) for name in class_names],
+            normalisation=normalisation,
             rgb=bool(checkpoint["channels"].get("rgb", False)),
             instance_heads_trained=bool(checkpoint["instance_heads_trained"]),
             history=list(checkpoint["history"]),
@@ -169,14 +178,26 @@ class Segmenter:
         path = Path(path)
         if not path.is_file():
             raise UserInputError(f"model file not found: {path}")
+        from napari_unet.io import bioimageio
+
         try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+            if bioimageio.is_package(path):  # a BioImage.IO package exported by napari-unet
+                checkpoint = bioimageio.read_checkpoint(path)
+            else:
+                checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        except UserInputError:
+            raise
         except Exception as error:  # torch raises many types for foreign files
             raise UserInputError(f"{path} is not a napari-unet model checkpoint ({type(error).__name__})") from error
         try:
             segmenter = cls.from_checkpoint(checkpoint)
-        except (KeyError, TypeError, RuntimeError) as error:
-            raise UserInputError(f"{path} is a damaged or incompatible napari-unet checkpoint: {error}") from error
+        except UserInputError as error:
+            raise UserInputError(f"cannot load {path}: {error}") from error
+        except KeyError as error:
+            raise UserInputError(f"{path} is a damaged napari-unet checkpoint: it has no {error} field") from error
+        except (TypeError, ValueError, AttributeError, RuntimeError) as error:
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise UserInputError(f"{path} is a damaged or incompatible napari-unet checkpoint: {reason}") from error
         return segmenter.to(device) if device is not None else segmenter
 
     def fingerprint(self) -> str:
@@ -186,3 +207,26 @@ class Segmenter:
             digest.update(name.encode())
             digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
         return digest.hexdigest()
+
+
+def _check_format_version(checkpoint: dict) -> None:
+    version = checkpoint.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise UserInputError(f"its format_version {version!r} is not a checkpoint format version")
+    if version > FORMAT_VERSION:
+        saved_by = checkpoint.get("napari_unet_version", "a newer version")
+        raise UserInputError(
+            f"it was saved by napari-unet {saved_by} in checkpoint format {version}, but this napari-unet "
+            f"({__version__}) reads formats up to {FORMAT_VERSION}: update napari-unet"
+        )
+
+
+def _table(checkpoint: dict, key: str, kind: type) -> dict:
+    """The settings stored under `key`, with exactly the fields of the dataclass `kind`."""
+    value = checkpoint[key]
+    if not isinstance(value, dict):
+        raise UserInputError(f"its {key} is a {type(value).__name__}, not a table of settings")
+    if set(value) != set(kind.__dataclass_fields__):
+        raise UserInputError(f"its {key} fields {sorted(map(str, value))} are not those this napari-unet knows")
+    return value
+

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from napari_unet import limits
 from napari_unet.conventions import DEFAULT_CLASS_NAMES
 from napari_unet.errors import UserInputError
 from napari_unet.functionals.data import (
@@ -37,7 +38,7 @@ from napari_unet.nn.device import (
     pick_device,
     set_cpu_threads,
 )
-from napari_unet.nn.model import PRESETS, ModelConfig, UNet
+from napari_unet.nn.model import NORMS, PRESETS, ModelConfig, UNet
 from napari_unet.nn.segmenter import Segmenter
 
 WARMUP_STEPS = 20
@@ -61,6 +62,26 @@ class TrainConfig:
     threads: int | None = None  # CPU threads for torch; None = all cores
     validation_fraction: float = 0.1
     validation_interval: float = 30.0  # seconds between validation scores
+
+    def __post_init__(self) -> None:
+        """Refuse settings that would train forever, not at all, or fail later with a traceback."""
+        limits.one_of("model preset", self.preset, PRESETS)
+        limits.one_of("norm", self.norm, NORMS)
+        self.patch_size = limits.whole_number("patch size", self.patch_size, 16, limits.MAX_PATCH_SIZE)
+        self.batch_size = limits.whole_number("batch size", self.batch_size, 1, limits.MAX_BATCH_SIZE)
+        limits.real_number("learning rate", self.learning_rate, 0.0, 1.0, low_open=True)
+        limits.real_number("weight decay", self.weight_decay, 0.0, 1.0)
+        if self.steps is not None:
+            self.steps = limits.whole_number("steps", self.steps, 1)
+        if self.seconds is not None:
+            limits.real_number("seconds", self.seconds, 0.0, low_open=True)
+        if self.seed is not None:
+            limits.whole_number("seed", self.seed, 0, 2**32 - 1)
+        limits.real_number("boundary weight", self.boundary_pos_weight, 0.0, low_open=True)
+        if self.threads is not None:
+            limits.whole_number("threads", self.threads, 1)
+        limits.real_number("validation fraction", self.validation_fraction, 0.0, 1.0, high_open=True)
+        limits.real_number("validation interval", self.validation_interval, 0.0, low_open=True)
 
     def model_config(self, in_channels: int, n_classes: int) -> ModelConfig:
         if self.preset not in PRESETS:

@@ -72,6 +72,7 @@ class Controller(TrainingJobs, PredictionJobs, SuggestionJobs):
     training_progress = Signal(object)  # a nn.training progress record
     training_finished = Signal(bool)  # True when a trained model came back
     preview_painted = Signal()
+    prediction_progress = Signal(object)  # a workers.TileProgress: tiles done in the plane being predicted
     plane_predicted = Signal(object)  # a workers.PlaneResult, painted
     prediction_finished = Signal(str)  # "done", "cancelled" or "failed"
     instances_updated = Signal()
@@ -106,8 +107,6 @@ class Controller(TrainingJobs, PredictionJobs, SuggestionJobs):
         self._predicting_image: str | None = None
         self._probabilities = False
         self._uncertainty = True  # paint the uncertainty layer with the predictions
-        self.tile_progress = [0, 0]  # tiles done / total of the plane being predicted (worker thread writes)
-        self.planes_done = [0, 0]  # planes done / total of the running prediction
         self._instance_worker = None
         self._instance_request: tuple | None = None
         self._provenance: tuple[int, dict] | None = None  # (model version, model provenance)

@@ -15,7 +15,12 @@ from napari_unet.napari import guidance
 from napari_unet.napari import layers as lb
 from napari_unet.widgets.messages import report_worker_error
 from napari_unet.widgets.session import CachedPlane
-from napari_unet.widgets.workers import PlaneResult, call_once, predict_generator
+from napari_unet.widgets.workers import (
+    PlaneResult,
+    TileProgress,
+    call_once,
+    predict_generator,
+)
 
 
 class PredictionJobs:
@@ -47,18 +52,16 @@ class PredictionJobs:
         self._predicting_image = image.name
         self._probabilities = probabilities
         self._uncertainty = uncertainty
-        self.tile_progress[:] = [0, 0]
-        self.planes_done[:] = [0, len(planes)]
 
         def read(plane, image=image, layout=layout):
             return lb.image_plane(image, layout, plane)
 
         self._predict_worker = self.scheduler.start(
             predict_generator, segmenter, image.name, read, planes, params, self.session.model_version,
-            self._predict_stop, self.tile_progress, tile_size, self.train_threads,
+            self._predict_stop, tile_size, self.train_threads,
             stop=self._predict_stop,
             connect={
-                "yielded": self._on_plane_predicted,
+                "yielded": self._on_predict_yielded,
                 "returned": self._on_predict_returned,
                 "errored": self._on_predict_error,
                 "finished": self._on_predict_finished,
@@ -71,10 +74,15 @@ class PredictionJobs:
         if self.is_predicting:
             self._predict_stop.set()
 
-    def _on_plane_predicted(self, result: PlaneResult) -> None:
+    def _on_predict_yielded(self, record: TileProgress | PlaneResult) -> None:
         if self.closed:
             return
-        self.planes_done[:] = [result.done, result.total]
+        if isinstance(record, TileProgress):
+            self.prediction_progress.emit(record)
+        else:
+            self._on_plane_predicted(record)
+
+    def _on_plane_predicted(self, result: PlaneResult) -> None:
         image = lb.get_layer(self.viewer, result.image, Image)
         if image is None:
             return
