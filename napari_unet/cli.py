@@ -1,4 +1,4 @@
-"""Command line: `napari-unet train | predict | evaluate | export-bioimageio`, the same core the widgets use, headless.
+"""Command line: `napari-unet train | predict | evaluate | models | export-bioimageio`, the same core the widgets use, headless.
 
 Every user mistake ends with one line on stderr and exit status 2, never a traceback
 and never a half-written output (outputs are written atomically, models too).
@@ -7,6 +7,7 @@ and never a half-written output (outputs are written atomically, models too).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +17,8 @@ import numpy as np
 from napari_unet import __version__, limits
 from napari_unet.errors import UserInputError
 from napari_unet.functionals.instances import InstanceParams
+from napari_unet.functionals.scale import AUTO
+from napari_unet.io.pretrained import available_models, describe, model_card, resolve
 from napari_unet.nn.device import DEVICE_CHOICES
 
 EXIT_USER_ERROR = 2
@@ -80,21 +83,25 @@ def build_parser() -> argparse.ArgumentParser:
     budget = train.add_mutually_exclusive_group()
     budget.add_argument("--seconds", type=_real(0.0, low_open=True), help="training time budget in seconds (default 60)")
     budget.add_argument("--steps", type=_whole(1), help="number of training steps")
-    train.add_argument("--resume", help="checkpoint to continue training from (warm start)")
+    train.add_argument("--resume", help="checkpoint file or shipped model name (napari-unet models) to fine-tune")
     train.add_argument("--preset", default="fast", help="model size: fast, balanced or accurate (default fast)")
     train.add_argument("--classes", nargs="+", help="class names for labels 1..K, background first")
     train.add_argument("--patch-size", type=_whole(16, limits.MAX_PATCH_SIZE), help="training patch side in pixels (default 128)")
     train.add_argument("--batch-size", type=_whole(1, limits.MAX_BATCH_SIZE), help="patches per step (default 4)")
     train.add_argument("--learning-rate", type=_real(0.0, 1.0, low_open=True), help="peak learning rate (default 0.003)")
     train.add_argument("--seed", type=_whole(0, 2**32 - 1), default=0)
+    train.add_argument("--diameter", type=_real(0.0, low_open=True),
+                       help="typical object diameter in pixels (default: measured from --instances)")
     _add_common(train)
 
     predict = sub.add_parser("predict", help="segment an image with a trained model")
-    predict.add_argument("--model", required=True, help="model checkpoint (.pt) or BioImage.IO package (.zip)")
+    predict.add_argument("--model", required=True, help="model checkpoint (.pt), BioImage.IO package (.zip) or shipped model name")
     predict.add_argument("--image", required=True)
     predict.add_argument("--instances", help="output: instance labels (one id per object)")
     predict.add_argument("--semantic", help="output: class per pixel (1 = background, 2.. = classes)")
     predict.add_argument("--probabilities", help="output: per-class probabilities (K, H, W) float32")
+    predict.add_argument("--diameter", default=AUTO,
+                         help="typical object diameter in pixels, or auto: measured from a first pass (default)")
     predict.add_argument("--tile-size", type=_whole(32, limits.MAX_TILE_SIZE), default=512)
     predict.add_argument("--overlap", type=_whole(0, limits.MAX_TILE_SIZE), default=64)
     _add_instance_options(predict)
@@ -111,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     gui.add_argument("--sample", default="nuclei", choices=["nuclei", "em", "none"],
                      help="sample to open with its example scribbles (default nuclei)")
     gui.add_argument("images", nargs="*", help="image files or napari-unet datasets (.zarr) to open as well")
+
+    sub.add_parser("models", help="list the shipped pretrained models with their model cards")
 
     evaluate = sub.add_parser("evaluate", help="instance AP of predictions against ground truth")
     evaluate.add_argument("--truth", action="append", required=True, help="ground-truth instance labels")
@@ -144,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return done.code if isinstance(done.code, int) else EXIT_USER_ERROR
     try:
         commands = {"train": _train, "predict": _predict, "evaluate": _evaluate, "gui": _gui,
-                    "export-bioimageio": _export_bioimageio}
+                    "export-bioimageio": _export_bioimageio, "models": _models}
         return commands[args.command](args)
     except UserInputError as error:
         print(f"napari-unet: error: {error}", file=sys.stderr)
@@ -165,10 +174,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _train(args) -> int:
+    from napari_unet.io.outputs import check_destination
     from napari_unet.nn.segmenter import Segmenter
     from napari_unet.nn.training import TrainConfig, Trainer
-
-    from napari_unet.io.outputs import check_destination
 
     check_destination(args.out)  # before training: a model trained for an hour is never lost to a bad path
     _check_overwrite(args.overwrite, args.out)
@@ -181,8 +189,9 @@ def _train(args) -> int:
         seconds=args.seconds if args.seconds is not None or args.steps is not None else 60.0,
         device=args.device,
         seed=args.seed,
+        object_diameter=args.diameter,
     )
-    warm = Segmenter.load(args.resume) if args.resume else None
+    warm = Segmenter.load(resolve(args.resume)) if args.resume else None
     trainer = Trainer(items, config, segmenter=warm, class_names=args.classes)
     segmenter = _run_training(trainer, config, args.quiet)
     path = segmenter.save(args.out)
@@ -271,7 +280,7 @@ def _predict(args) -> int:
     check_image_outputs(outputs)
     _check_overwrite(args.overwrite, *outputs)
     params = _instance_params(args)
-    segmenter = Segmenter.load(args.model, device=pick_device(args.device))
+    segmenter = Segmenter.load(resolve(args.model), device=pick_device(args.device))
     image = _load_image(args.image, args.channel_axis)
     with tqdm(total=0, unit="tile", disable=args.quiet, desc="predicting", file=sys.stderr) as bar:
 
@@ -282,7 +291,7 @@ def _predict(args) -> int:
 
         # float16 outputs halve the largest allocation; --probabilities promises float32.
         out_dtype = np.float32 if args.probabilities else np.float16
-        prediction = segmenter.predict(image, tile_size=args.tile_size, overlap=args.overlap, out_dtype=out_dtype,
+        prediction = segmenter.predict(image, diameter=_diameter(args.diameter), tile_size=args.tile_size, overlap=args.overlap, out_dtype=out_dtype,
                                        progress=progress)
     results = {}
     if args.semantic:
@@ -314,6 +323,30 @@ def _export_bioimageio(args) -> int:
 def _instance_params(args) -> InstanceParams:
     return InstanceParams(threshold=args.threshold, min_size=args.min_size, seed_spacing=args.seed_spacing,
                           seed_prominence=args.seed_prominence)
+
+
+def _diameter(text: str) -> float | str:
+    if text == AUTO:
+        return AUTO
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise UserInputError(f"--diameter must be a positive number of pixels or {AUTO}, got {text!r}")
+    return value
+
+
+# --- models ------------------------------------------------------------------------------------
+
+
+def _models(args) -> int:
+    names = available_models()
+    if not names:
+        print("no pretrained models are installed")
+    for name in names:
+        print(describe(model_card(name)) + "\n")
+    return 0
 
 
 # --- evaluate ----------------------------------------------------------------------------------

@@ -51,6 +51,9 @@ def instances_from_prediction(
     component by component in raster order.
     """
     foreground = prediction.foreground_mask(params.threshold)
+    # Smooth the distance map over one of the network's pixels: peaks mean the same at every object size.
+    sigma = float(np.clip(1.0 / prediction.scale, 0.5, 8.0))
+    halo_size = int(np.ceil(4 * sigma))  # gaussian_filter reads 4 sigma around each pixel (truncate=4.0)
     components, _ = ndimage.label(foreground)  # 4-connected, as the watershed floods
     labels = np.zeros(foreground.shape, np.uint32)
     height, width = foreground.shape
@@ -62,12 +65,12 @@ def instances_from_prediction(
         if np.count_nonzero(mask) < params.min_size:
             continue  # every object it could hold would be removed as small
         y0, y1, x0, x1 = box[0].start, box[0].stop, box[1].start, box[1].stop
-        hy0, hx0 = max(y0 - _HALO, 0), max(x0 - _HALO, 0)
-        halo = (slice(hy0, min(y1 + _HALO, height)), slice(hx0, min(x1 + _HALO, width)))
+        hy0, hx0 = max(y0 - halo_size, 0), max(x0 - halo_size, 0)
+        halo = (slice(hy0, min(y1 + halo_size, height)), slice(hx0, min(x1 + halo_size, width)))
         inner = (slice(y0 - hy0, y1 - hy0), slice(x0 - hx0, x1 - hx0))
         if use_instance_heads:
             distance = prediction.distance[halo].astype(np.float32)
-            smoothed = ndimage.gaussian_filter(distance, 1.0)[inner]
+            smoothed = ndimage.gaussian_filter(distance, sigma)[inner]
             elevation = prediction.boundary[box].astype(np.float32) - distance[inner]
             seeds = _h_maxima(np.where(mask, smoothed, 0), params.seed_prominence) & mask
         else:
@@ -86,8 +89,6 @@ def instances_from_prediction(
         labels[box][mask] = new_ids[local[mask]]
     return labels
 
-
-_HALO = 4  # gaussian_filter(sigma=1.0) reads 4 pixels around each pixel (truncate=4.0)
 
 
 def _h_maxima(image: np.ndarray, prominence: float) -> np.ndarray:
