@@ -23,6 +23,8 @@ ROLE_SEMANTIC = "semantic"
 ROLE_INSTANCES = "instances"
 ROLE_PROBABILITIES = "probabilities"
 ROLE_ACCEPTED = "accepted"
+ROLE_UNCERTAINTY = "uncertainty"  # an Image layer: where the model is unsure (0..255)
+ROLE_SUGGESTIONS = "suggestions"  # a Shapes layer: outlines of the regions "Suggest next" showed
 
 # The model file the export dock saves beside the datasets (the reader offers it back).
 MODEL_FILE = "model.pt"

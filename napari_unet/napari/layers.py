@@ -51,13 +51,14 @@ def image_layers(viewer) -> list[Image]:
     return [layer for layer in viewer.layers if isinstance(layer, Image) and role_of(layer) is None]
 
 
-def find_paired(viewer, image_name: str, role: str) -> Labels | None:
-    """The Labels layer playing `role` for the image: by metadata first, then by conventional name."""
+def find_paired(viewer, image_name: str, role: str, kind=Labels):
+    """The layer of `kind` (Labels by default) playing `role` for the image: by metadata first, then by
+    conventional name."""
     for layer in viewer.layers:
-        if isinstance(layer, Labels) and role_of(layer) == role and meta(layer).get("image") == image_name:
+        if isinstance(layer, kind) and role_of(layer) == role and meta(layer).get("image") == image_name:
             return layer
     name = c.layer_name(image_name, role)
-    if name in viewer.layers and isinstance(viewer.layers[name], Labels):
+    if name in viewer.layers and isinstance(viewer.layers[name], kind):
         return viewer.layers[name]
     return None
 

@@ -70,6 +70,7 @@ class AnnotateStep(QWidget):
         self._status_timer.timeout.connect(self.update_status)
         ui.listen(controller.annotations_changed, self._schedule_status)
         ui.listen(controller.plane_changed, self._schedule_status)
+        ui.listen(controller.suggestion_shown, self._on_suggestion)
         self._on_image_picked()
 
     def _schedule_status(self) -> None:
@@ -94,6 +95,13 @@ class AnnotateStep(QWidget):
             else:
                 self._ensure_annotations(image.name)
         self._show_classes()
+
+    def _on_suggestion(self, region) -> None:
+        """A suggestion in another image: work on that image (its annotations layer becomes the one to paint)."""
+        image = lb.get_layer(self.viewer, region.image, Image)
+        current = self.image_picker.layer()
+        if image is not None and (current is None or current.name != image.name):
+            self.image_picker.set_layer(image)
 
     def _ensure_annotations(self, image_name: str) -> None:
         image = self.image_picker.layer()

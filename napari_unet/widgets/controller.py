@@ -22,6 +22,7 @@ from psygnal import Signal
 
 from napari_unet import conventions as c
 from napari_unet.errors import UserInputError
+from napari_unet.functionals.suggestions import SuggestionWalk
 from napari_unet.napari import layers as lb
 from napari_unet.nn.device import pick_device
 from napari_unet.nn.segmenter import Segmenter
@@ -29,6 +30,7 @@ from napari_unet.nn.training import Trainer
 from napari_unet.widgets.messages import Messages
 from napari_unet.widgets.prediction_jobs import PredictionJobs
 from napari_unet.widgets.session import Session
+from napari_unet.widgets.suggestion_jobs import SuggestionJobs
 from napari_unet.widgets.training_jobs import TrainingJobs
 from napari_unet.widgets.workers import (
     Scheduler,
@@ -59,7 +61,7 @@ def controller_for(viewer) -> Controller:
     return controller
 
 
-class Controller(TrainingJobs, PredictionJobs):
+class Controller(TrainingJobs, PredictionJobs, SuggestionJobs):
     """Model, jobs and per-image state of one viewer; widgets call its methods and listen to its signals."""
 
     image_changed = Signal()  # another image was chosen (or it went away)
@@ -75,6 +77,7 @@ class Controller(TrainingJobs, PredictionJobs):
     prediction_finished = Signal(str)  # "done", "cancelled" or "failed"
     instances_updated = Signal()
     accepted_changed = Signal()
+    suggestion_shown = Signal(object)  # a functionals.suggestions.Region the view moved to
 
     def __init__(self, viewer, call_soon: Callable[[Callable], None] | None = None) -> None:
         self.viewer = viewer
@@ -103,9 +106,11 @@ class Controller(TrainingJobs, PredictionJobs):
         self._predict_status = "done"
         self._predicting_image: str | None = None
         self._probabilities = False
+        self._uncertainty = True  # paint the uncertainty layer with the predictions
         self._instance_worker = None
         self._instance_request: tuple | None = None
         self._provenance: tuple[int, dict] | None = None  # (model version, model provenance)
+        self.suggestions = SuggestionWalk()  # regions "Suggest next" showed, never shown twice
         self._removed_annotations: dict[str, tuple[np.ndarray, dict]] = {}
         self._adopted: weakref.WeakSet = weakref.WeakSet()  # annotations layers made ready to paint
         self._layer_names: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -183,6 +188,7 @@ class Controller(TrainingJobs, PredictionJobs):
                 )
         elif isinstance(layer, Image) and role is None:
             self.session.cache.drop_image(layer.name)
+            self.suggestions.forget_image(layer.name)
         used = layer.name if isinstance(layer, Image) else lb.meta(layer).get("image") if role == c.ROLE_ANNOTATIONS else None
         if self.is_training and used in self._train_images:
             messages.append(f"'{layer.name}' was removed while training: training goes on with the data it started with")

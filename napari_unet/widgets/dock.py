@@ -46,6 +46,7 @@ SHORTCUTS = {
     "Shift-R": ("predict", "run prediction"),
     "Shift-M": ("merge", "merge the listed objects"),
     "Shift-K": ("accept", "accept (keep) the chosen region as training data"),
+    "Shift-N": ("suggest", "show the next region to annotate: the most uncertain one not annotated yet"),
 }
 
 
@@ -149,6 +150,9 @@ class UNetWidget(ClosesWithViewer, QWidget):
 
     def accept(self) -> None:
         self.correct_step.accept()
+
+    def suggest(self) -> None:
+        self.predict_step.suggest()
 
     def _after_training(self, ok: bool) -> None:
         if ok and not self._closed and self.train_step.autopredict_check.isChecked() and self.controller.image is not None:

@@ -32,6 +32,13 @@ class PredictStep(QWidget):
         self.prob_check = QCheckBox("add per-class probability layers")
         self.prob_check.setToolTip("Also add one Image layer per class with its probability (0..1)")
         form.addRow(self.prob_check)
+        self.uncertainty_check = QCheckBox("add an uncertainty layer")
+        self.uncertainty_check.setChecked(True)
+        self.uncertainty_check.setToolTip(
+            "Also show where the model is unsure (entropy of the class probabilities: dark = sure, bright = "
+            "unsure); 'Suggest next' ranks regions by it either way"
+        )
+        form.addRow(self.uncertainty_check)
         self.tile_spin = QSpinBox()
         self.tile_spin.setRange(64, 4096)
         self.tile_spin.setSingleStep(64)
@@ -45,6 +52,13 @@ class PredictStep(QWidget):
         layout.addLayout(ui.row(self.predict_button, self.cancel_button))
         self.predict_progress = ui.progress_bar("Prediction progress (tiles of the current plane, planes of the stack)")
         layout.addWidget(self.predict_progress)
+        self.suggest_button = ui.button(
+            "Suggest next region  (Shift+N)",
+            "Move the view to the predicted region where the model is least sure and that is not annotated or "
+            "accepted yet, and outline it; each press shows the next one (every open image), never one twice",
+            self.suggest,
+        )
+        layout.addWidget(self.suggest_button)
 
         layout.addWidget(ui.hint("Objects update live from the cached network outputs (no new prediction):"))
         defaults = InstanceParams()
@@ -76,6 +90,7 @@ class PredictStep(QWidget):
         layout.addStretch(1)
 
         for widget, key in ((self.tile_spin, "tile_size"), (self.prob_check, "probability_layers"),
+                            (self.uncertainty_check, "uncertainty_layer"),
                             (self.threshold_slider, "threshold"), (self.min_size_spin, "min_size"),
                             (self.spacing_spin, "seed_spacing")):
             settings.persist(widget, key)
@@ -113,6 +128,7 @@ class PredictStep(QWidget):
         idle = not controller.is_training and not controller.is_predicting
         self.predict_button.setEnabled(idle and controller.segmenter is not None and controller.image is not None)
         self.cancel_button.setEnabled(controller.is_predicting)
+        self.suggest_button.setEnabled(len(controller.session.cache) > 0)
 
     def _on_image_or_plane(self) -> None:
         self.update_state()
@@ -123,10 +139,16 @@ class PredictStep(QWidget):
     def predict(self, scope: str | None = None) -> None:
         """Predict the plane on display (or the whole stack) of the selected image in a worker."""
         self.controller.predict(self.instance_params(), scope=scope or self.scope_combo.currentData(),
-                                tile_size=self.tile_spin.value(), probabilities=self.prob_check.isChecked())
+                                tile_size=self.tile_spin.value(), probabilities=self.prob_check.isChecked(),
+                                uncertainty=self.uncertainty_check.isChecked())
         if self.controller.is_predicting:
             self.predict_progress.setValue(0)
             self.predict_progress.setFormat("predicting…")
+
+    @guarded
+    def suggest(self) -> None:
+        """Show the next region to annotate (the controller ranks the predicted planes)."""
+        self.controller.suggest_next()
 
     def cancel_prediction(self) -> None:
         if self.controller.is_predicting:

@@ -11,6 +11,7 @@ from napari.layers import Image
 
 from napari_unet.errors import UserInputError
 from napari_unet.functionals.instances import InstanceParams
+from napari_unet.napari import guidance
 from napari_unet.napari import layers as lb
 from napari_unet.widgets.messages import report_worker_error
 from napari_unet.widgets.session import CachedPlane
@@ -26,7 +27,7 @@ class PredictionJobs:
     """Prediction and the live instance update (part of Controller)."""
 
     def predict(self, params: InstanceParams, *, scope: str = "plane", tile_size: int = 512,
-                probabilities: bool = False) -> None:
+                probabilities: bool = False, uncertainty: bool = True) -> None:
         """Predict the plane on display (scope 'plane') or every plane ('stack') of the selected image
         in a worker; results are painted plane by plane as they come."""
         if self.is_training:
@@ -50,6 +51,7 @@ class PredictionJobs:
         self._predict_status = "done"
         self._predicting_image = image.name
         self._probabilities = probabilities
+        self._uncertainty = uncertainty
 
         def read(plane, image=image, layout=layout):
             return lb.image_plane(image, layout, plane)
@@ -92,8 +94,13 @@ class PredictionJobs:
         provenance = self._prediction_provenance(result)
         lb.set_meta(semantic, provenance=provenance)
         lb.set_meta(instances, provenance=provenance)
-        entry = CachedPlane(result.prediction, result.use_instance_heads, result.model_version, result.params)
+        entry = CachedPlane(result.prediction, result.use_instance_heads, result.model_version, result.params,
+                            result.uncertainty)
         self.session.cache.put(result.image, result.plane, entry)
+        if self._uncertainty:
+            guidance.paint_uncertainty(guidance.uncertainty_layer(self.viewer, image, layout), result.plane,
+                                       result.uncertainty)
+            self.keep_annotations_on_top(image)
         if self._probabilities:
             lb.paint_probabilities(self.viewer, image, layout, result.plane, result.prediction.probabilities,
                                    self.session.segmenter.class_names if self.session.segmenter else [])

@@ -13,6 +13,8 @@ import copy
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from napari_unet.functionals.instances import InstanceParams, instances_from_prediction
 from napari_unet.functionals.prediction import Prediction
 from napari_unet.nn.segmenter import Segmenter
@@ -28,11 +30,13 @@ class CachedPlane:
     use_instance_heads: bool
     model_version: int
     params: InstanceParams | None = None  # parameters of the instances now in the layer
+    uncertainty: np.ndarray | None = None  # (H, W) uint8, what "Suggest next" ranks
 
     @property
     def nbytes(self) -> int:
         p = self.prediction
-        return int(p.probabilities.nbytes + p.boundary.nbytes + p.distance.nbytes)
+        extra = self.uncertainty.nbytes if self.uncertainty is not None else 0
+        return int(p.probabilities.nbytes + p.boundary.nbytes + p.distance.nbytes + extra)
 
     def instances(self, params: InstanceParams):
         return instances_from_prediction(self.prediction, params, use_instance_heads=self.use_instance_heads)

@@ -17,6 +17,8 @@ from napari.layers import Image
 from napari_unet import conventions as c
 from napari_unet.errors import UserInputError
 from napari_unet.io.pretrained import available_models, model_path
+from napari_unet.functionals.uncertainty import uncertainty_map
+from napari_unet.napari import guidance
 from napari_unet.napari import layers as lb
 from napari_unet.nn.device import pick_device
 from napari_unet.nn.segmenter import Segmenter
@@ -167,6 +169,9 @@ class TrainingJobs:
         try:
             layout = lb.layout_in(self.viewer, image)
             lb.write_region(self.semantic_layer(image, layout), plane, prediction.semantic(), (rows, cols))
+            shown = guidance.uncertainty_layer(self.viewer, image, layout, create=False)
+            if shown is not None:  # one byte per pixel from the preview's probabilities: milliseconds
+                guidance.paint_uncertainty(shown, plane, uncertainty_map(prediction), (rows, cols))
         except Exception:
             log.debug("preview not painted", exc_info=True)
             return

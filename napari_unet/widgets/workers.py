@@ -21,6 +21,7 @@ from napari.qt.threading import GeneratorWorker, create_worker
 
 from napari_unet.functionals.instances import InstanceParams, instances_from_prediction
 from napari_unet.functionals.prediction import Prediction
+from napari_unet.functionals.uncertainty import uncertainty_map
 from napari_unet.nn.inference import Stopped
 from napari_unet.nn.segmenter import Segmenter
 from napari_unet.nn.training import Trainer
@@ -115,6 +116,7 @@ class PlaneResult:
     prediction: Prediction
     semantic: np.ndarray
     instances: np.ndarray
+    uncertainty: np.ndarray  # (H, W) uint8, functionals.uncertainty
     use_instance_heads: bool
     params: InstanceParams
     model_version: int
@@ -153,12 +155,14 @@ def predict_generator(
             prediction = yield from relabel(counts, lambda count, i=i: TileProgress(image_name, i, total, count))
             semantic = prediction.semantic()
             instances = instances_from_prediction(prediction, params, use_instance_heads=use_heads)
+            uncertainty = uncertainty_map(prediction)
         except Stopped:
             return "cancelled"
         except RuntimeError as error:
             raise WorkerFailure(error) from error
         yield PlaneResult(
-            image_name, tuple(plane), prediction, semantic, instances, use_heads, params, model_version, i + 1, total
+            image_name, tuple(plane), prediction, semantic, instances, uncertainty, use_heads, params, model_version,
+            i + 1, total,
         )
     return "done"
 

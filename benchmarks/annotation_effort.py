@@ -1,0 +1,378 @@
+"""Annotation effort: how much a (simulated) user paints or corrects to reach a given AP@0.5.
+
+The simulated user plays the dock's cycle through the same core code: train for T seconds
+(warm start from the last model) -> predict its images -> pick a region -> annotate it ->
+train again. "Annotate" is what a person does there, either
+  strokes:  a few strokes drawn from the ground truth inside the region (the helpers that drew
+            the shipped sample scribbles, resources/make_scribbles.py), or
+  correct:  fix the prediction in the region (every object that does not match the truth at
+            IoU 0.5 is one corrected object) and accept the region (functionals.corrections).
+Region pickers: `random` (any open region), `uncertainty` (what "Suggest next" shows:
+functionals.suggestions.SuggestionWalk on the class-entropy map) and `oracle` (the open region
+with the most object errors: an upper bound). Effort is counted as strokes (connected runs of
+new paint per class), painted pixels and corrected objects; AP@0.5 is scored on `val` images
+after each round. Compute minutes are training + prediction, the user's own time is not in them.
+
+    python benchmarks/annotation_effort.py --dataset dsb --pool 4 --val 20 --rounds 8 --seconds 30
+    python benchmarks/annotation_effort.py --dataset isbi --mode correct --rounds 6
+
+Writes a markdown table to stdout, benchmarks/results/annotation_effort[_NAME].json and a PNG plot
+of AP@0.5 against effort and against compute minutes (--plot; needs matplotlib).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from scipy import ndimage as ndi
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # resources/make_scribbles.py: the helpers that drew the sample scribbles
+
+from resources.make_scribbles import BACKGROUND, OBJECT, strokes_in_objects, strokes_in_region  # noqa: E402
+
+from napari_unet.functionals.corrections import accept_region  # noqa: E402
+from napari_unet.functionals.data import TrainingImage  # noqa: E402
+from napari_unet.functionals.instances import InstanceParams  # noqa: E402
+from napari_unet.functionals.metrics import average_precision, instance_counts  # noqa: E402
+from napari_unet.functionals.suggestions import Region, SuggestionWalk, rank_regions  # noqa: E402
+from napari_unet.functionals.uncertainty import uncertainty_map  # noqa: E402
+from napari_unet.nn.segmenter import Segmenter  # noqa: E402
+from napari_unet.nn.training import TrainConfig, Trainer  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+if not DATA.exists():
+    DATA = Path("/work/shared/data")
+PICKERS = ("random", "uncertainty", "oracle")
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass
+class Sample:
+    """One 2D image (C, H, W) with its true instances (H, W)."""
+
+    name: str
+    image: np.ndarray
+    truth: np.ndarray
+
+
+def _gray(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image, np.float32)
+    return (image[..., :3].mean(axis=-1) if image.ndim == 3 else image)[None]
+
+
+def dsb_samples(split: str, n: int, seed: int, modality: str = "fluorescence") -> list[Sample]:
+    """n images of one modality and split of the DSB2018 stage-1 set, drawn with `seed`."""
+    root = DATA / "dsb2018-stage1-train"
+    with open(root / "index.csv") as f:
+        ids = sorted(row["id"] for row in csv.DictReader(f) if row["split"] == split and row["modality"] == modality)
+    chosen = np.random.default_rng(seed).choice(len(ids), size=min(n, len(ids)), replace=False)
+    return [Sample(ids[i], _gray(tifffile.imread(root / "images" / f"{ids[i]}.tif")),
+                   tifffile.imread(root / "labels" / f"{ids[i]}.tif").astype(np.int32)) for i in sorted(chosen)]
+
+
+def isbi_samples(indices: list[int]) -> list[Sample]:
+    """ISBI 2012 EM sections; cells (connected interiors) are the objects."""
+    from skimage.io import imread
+
+    root = DATA / "isbi2012-membranes"
+    out = []
+    for i in indices:
+        cells, _ = ndi.label(imread(root / f"{i}_labels.png") > 0)
+        out.append(Sample(f"isbi {i}", _gray(imread(root / f"{i}_image.png")), cells.astype(np.int32)))
+    return out
+
+
+# --------------------------------------------------------------------------- effort
+
+
+@dataclass
+class Effort:
+    strokes: int = 0
+    pixels: int = 0
+    objects: int = 0
+
+    def __iadd__(self, other: Effort) -> Effort:
+        self.strokes += other.strokes
+        self.pixels += other.pixels
+        self.objects += other.objects
+        return self
+
+
+def count_strokes(before: np.ndarray, after: np.ndarray) -> Effort:
+    """Strokes = connected runs of new paint of one class; pixels = newly painted pixels."""
+    new = (after != before) & (before == 0)
+    strokes = sum(ndi.label(new & (after == value), structure=np.ones((3, 3)))[1] for value in np.unique(after[new]))
+    return Effort(strokes=int(strokes), pixels=int(new.sum()))
+
+
+def draw_strokes(annotations: np.ndarray, truth: np.ndarray, region: tuple[slice, slice], rng,
+                 object_strokes: int = 3, background_strokes: int = 2) -> Effort:
+    """Paint strokes drawn from the truth inside `region` (in place, only on unpainted pixels)."""
+    before = annotations[region].copy()
+    canvas = annotations[region]
+    objects = truth[region]
+    strokes_in_objects(canvas, objects, OBJECT, rng, count=object_strokes, radius=1, margin=1, min_area=20)
+    background = ndi.binary_erosion(objects == 0, iterations=2)
+    strokes_in_region(canvas, background, BACKGROUND, rng, count=background_strokes, radius=1, margin=2,
+                      length=(12, 30))
+    return count_strokes(before, canvas)
+
+
+def correct_and_accept(annotations: np.ndarray, accepted: np.ndarray | None, truth: np.ndarray,
+                       instances: np.ndarray, region: tuple[slice, slice]) -> tuple[np.ndarray, np.ndarray, Effort]:
+    """Correct the predicted objects in `region` to the truth and accept the region.
+
+    Each predicted object without a match at IoU 0.5 is deleted and each true object without one
+    is drawn: one corrected object each. Returns new (annotations, accepted) and the effort.
+    """
+    tp, fp, fn = instance_counts(truth[region], instances[region], (0.5,))[0.5]
+    mask = np.zeros(truth.shape, bool)
+    mask[region] = True
+    semantic = np.where(truth > 0, OBJECT, BACKGROUND).astype(np.uint8)
+    accepted, annotations = accept_region(accepted, annotations, semantic, truth, mask)
+    return annotations, accepted, Effort(objects=int(fp + fn))
+
+
+# --------------------------------------------------------------------------- region pickers
+
+
+@dataclass
+class Picker:
+    """Chooses the next region among the open grid regions of the pool; never one twice."""
+
+    kind: str
+    rng: np.random.Generator
+    walk: SuggestionWalk = field(default_factory=SuggestionWalk)
+
+    def pick(self, pool: list[Sample], states: list[dict], outputs: list[dict]) -> Region | None:
+        planes = [(s.name, (), out["uncertainty"], state["done"]) for s, state, out in zip(pool, states, outputs)]
+        if self.kind == "uncertainty":
+            return self.walk.next(planes)
+        regions = [r for plane in planes for r in rank_regions(plane[2], plane[3], image=plane[0])
+                   if not self.walk.was_suggested(r)]
+        if not regions:
+            return None
+        if self.kind == "random":
+            choice = regions[int(self.rng.integers(len(regions)))]
+        else:  # oracle: the most object errors at IoU 0.5, ties to the more uncertain
+            by_name = {s.name: (s, out) for s, out in zip(pool, outputs)}
+
+            def errors(r: Region) -> int:
+                sample, out = by_name[r.image]
+                _, fp, fn = instance_counts(sample.truth[r.slices], out["instances"][r.slices], (0.5,))[0.5]
+                return fp + fn
+
+            choice = max(regions, key=lambda r: (errors(r), r.score))
+        self.walk.remember(choice)
+        return choice
+
+
+# --------------------------------------------------------------------------- the simulated user
+
+
+def predict_all(segmenter: Segmenter, samples: list[Sample], params: InstanceParams) -> list[dict]:
+    outputs = []
+    for s in samples:
+        prediction = segmenter.predict(s.image)
+        outputs.append({"instances": segmenter.instances(prediction, params),
+                        "uncertainty": uncertainty_map(prediction), "prediction": prediction})
+    return outputs
+
+
+def error_correlation(segmenter: Segmenter, pool: list[Sample], outputs: list[dict], params: InstanceParams) -> dict:
+    """How well each candidate measure ranks regions by their object errors (Spearman rho over all regions).
+
+    entropy: mean class entropy (what Suggest next uses); split: objects that change between
+    foreground thresholds 0.4 and 0.6 (instability of the instance split).
+    """
+    from dataclasses import replace
+
+    from scipy.stats import spearmanr
+
+    errors, entropy, split = [], [], []
+    for s, out in zip(pool, outputs):
+        low = segmenter.instances(out["prediction"], replace(params, threshold=0.4))
+        high = segmenter.instances(out["prediction"], replace(params, threshold=0.6))
+        for r in rank_regions(out["uncertainty"]):
+            _, fp, fn = instance_counts(s.truth[r.slices], out["instances"][r.slices], (0.5,))[0.5]
+            _, sfp, sfn = instance_counts(low[r.slices], high[r.slices], (0.5,))[0.5]
+            errors.append(fp + fn)
+            entropy.append(r.score)
+            split.append(sfp + sfn)
+    rho = {name: spearmanr(values, errors)[0] for name, values in (("entropy", entropy), ("split", split))}
+    return {f"rho_{name}": None if np.isnan(v) else round(float(v), 3) for name, v in rho.items()}
+
+
+def train(segmenter: Segmenter | None, pool: list[Sample], states: list[dict], config: TrainConfig) -> Segmenter:
+    # The pairs the dock's training_items makes for an annotated 2D plane.
+    items = [TrainingImage.from_annotations(s.image, state["annotations"].copy(), state["accepted"], name=s.name)
+             for s, state in zip(pool, states) if state["annotations"].any()]
+    run = Trainer(items, config, segmenter=segmenter).run()
+    while True:
+        try:
+            next(run)
+        except StopIteration as done:
+            return done.value
+
+
+def simulate(pool: list[Sample], val: list[Sample], picker: str, *, mode: str = "strokes", rounds: int = 5,
+             config: TrainConfig, start: Segmenter | None = None, seed: int = 0,
+             params: InstanceParams = InstanceParams(), log=print) -> list[dict]:
+    """Rounds of train -> score -> predict -> pick -> annotate; one record per round (effort so far, AP@0.5)."""
+    rng = np.random.default_rng(seed)
+    states = [{"annotations": np.zeros(s.truth.shape, np.uint8), "accepted": None} for s in pool]
+    effort = Effort()
+    first = pool[0]
+    whole = (slice(0, first.truth.shape[0]), slice(0, first.truth.shape[1]))
+    effort += draw_strokes(states[0]["annotations"], first.truth, whole, rng, object_strokes=4, background_strokes=4)
+    chooser = Picker(picker, np.random.default_rng(seed + 1))
+    segmenter, compute, records = start, 0.0, []
+    for r in range(rounds):
+        tic = time.perf_counter()
+        segmenter = train(segmenter, pool, states, config)
+        compute += time.perf_counter() - tic
+        truths = [s.truth for s in val]
+        preds = [out["instances"] for out in predict_all(segmenter, val, params)]
+        ap50 = float(average_precision(truths, preds, (0.5,))[0.5])
+        records.append({"picker": picker, "mode": mode, "round": r, "strokes": effort.strokes,
+                        "pixels": effort.pixels, "objects": effort.objects, "ap50": round(ap50, 4),
+                        "compute_min": round(compute / 60, 3)})
+        log(_row(records[-1]))
+        if r == rounds - 1:
+            break
+        tic = time.perf_counter()
+        outputs = predict_all(segmenter, pool, params)
+        compute += time.perf_counter() - tic
+        records[-1].update(error_correlation(segmenter, pool, outputs, params))
+        for state in states:
+            state["done"] = state["annotations"] > 0
+            if state["accepted"] is not None:
+                state["done"] |= state["accepted"] > 0
+        region = chooser.pick(pool, states, outputs)
+        if region is None:
+            log(f"{picker}: no open region left")
+            break
+        records[-1]["picked"] = [region.image, region.top, region.left, region.bottom, region.right]
+        index = next(i for i, s in enumerate(pool) if s.name == region.image)
+        state, sample = states[index], pool[index]
+        if mode == "strokes":
+            effort += draw_strokes(state["annotations"], sample.truth, region.slices, rng)
+        else:
+            state["annotations"], state["accepted"], fixed = correct_and_accept(
+                state["annotations"], state["accepted"], sample.truth, outputs[index]["instances"], region.slices)
+            effort += fixed
+    return records
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _row(r: dict) -> str:
+    return (f"| {r['picker']} | {r['mode']} | {r['round']} | {r['strokes']} | {r['pixels']} | {r['objects']} | "
+            f"{r['ap50']:.3f} | {r['compute_min']:.2f} |")
+
+
+HEADER = ("| picker | annotate by | round | strokes | painted px | corrected objects | AP@0.5 (val) | compute min |\n"
+          "|---|---|---|---|---|---|---|---|")
+
+
+def plot(records: list[dict], path: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    mode = records[0]["mode"]
+    effort_key = "strokes" if mode == "strokes" else "objects"
+    for picker in PICKERS:
+        rows = [r for r in records if r["picker"] == picker]
+        if rows:
+            axes[0].plot([r[effort_key] for r in rows], [r["ap50"] for r in rows], "o-", label=picker)
+            axes[1].plot([r["compute_min"] for r in rows], [r["ap50"] for r in rows], "o-", label=picker)
+    axes[0].set_xlabel("strokes painted" if mode == "strokes" else "objects corrected")
+    axes[1].set_xlabel("compute minutes (training + prediction)")
+    for ax in axes:
+        ax.set_ylabel("AP@0.5 on val")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dataset", choices=("dsb", "isbi"), default="dsb")
+    p.add_argument("--pool", type=int, default=4, help="images the simulated user annotates")
+    p.add_argument("--val", type=int, default=20, help="val images scored after each round")
+    p.add_argument("--rounds", type=int, default=8)
+    p.add_argument("--seconds", type=float, default=30.0, help="training per round (warm start)")
+    p.add_argument("--steps", type=int, default=None, help="training steps per round instead of seconds")
+    p.add_argument("--mode", choices=("strokes", "correct"), default="strokes")
+    p.add_argument("--pickers", nargs="+", choices=PICKERS, default=list(PICKERS))
+    p.add_argument("--start", default=None, help="a model file or shipped model name to start from (default: new)")
+    p.add_argument("--preset", default="fast")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1: fair on a shared, loaded CPU)")
+    p.add_argument("--name", default="", help="suffix of the result files")
+    p.add_argument("--plot", action="store_true", help="write the PNG plot (needs matplotlib)")
+    args = p.parse_args(argv)
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from common import RESULTS, machine, save
+
+    if args.dataset == "dsb":
+        pool, val = dsb_samples("train", args.pool, args.seed), dsb_samples("val", args.val, args.seed)
+    else:
+        pool, val = isbi_samples(list(range(args.pool))), isbi_samples(list(range(10, 10 + args.val)))
+    config = TrainConfig(preset=args.preset, seconds=None if args.steps else args.seconds, steps=args.steps,
+                         seed=args.seed, threads=args.threads)
+    print(f"machine: {machine()}\n{HEADER}", flush=True)
+    records = []
+    for picker in args.pickers:
+        start = _load_start(args.start)
+        records += simulate(pool, val, picker, mode=args.mode, rounds=args.rounds, config=config, start=start,
+                            seed=args.seed, log=lambda line: print(line, flush=True))
+    for key in ("rho_entropy", "rho_split"):
+        values = [r[key] for r in records if r.get(key) is not None]
+        if values:
+            print(f"{key}: mean {np.mean(values):.3f} over {len(values)} rounds (Spearman, region measure vs "
+                  "object errors at IoU 0.5)")
+    name = "annotation_effort" + (f"_{args.name}" if args.name else "")
+    print(f"results: {save(name, {'args': vars(args), 'records': records})}")
+    if args.plot:
+        title = (f"{args.dataset}: {args.pool} images annotated, {len(val)} val, {args.rounds} rounds of "
+                 f"{args.steps or args.seconds:g} {'steps' if args.steps else 's'}, annotate by {args.mode}")
+        print(f"plot: {plot(records, RESULTS / f'{name}.png', title)}")
+    return 0
+
+
+def _load_start(start: str | None) -> Segmenter | None:
+    if not start:
+        return None
+    try:
+        from napari_unet.io.pretrained import available_models, model_path
+
+        if start in available_models():
+            start = model_path(start)
+    except ImportError:
+        pass
+    return Segmenter.load(start)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,78 @@
+"""The simulated annotator of benchmarks/annotation_effort.py: effort counts on hand-made cases, a tiny run."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import annotation_effort as ae  # noqa: E402
+from synthetic import blobs  # noqa: E402
+
+from napari_unet.nn.training import TrainConfig  # noqa: E402
+
+
+def test_strokes_are_runs_of_new_paint_per_class():
+    before = np.zeros((20, 20), np.uint8)
+    before[0, :5] = 2  # painted earlier: not counted again
+    after = before.copy()
+    after[2, 2:8] = 2  # one stroke of 6 px
+    after[10:12, 1:4] = 2  # another, 6 px
+    after[3, 2:8] = 1  # a background stroke touching the first: another class, another stroke
+    after[0, 0:5] = 1  # painting over old paint is not new effort
+    effort = ae.count_strokes(before, after)
+    assert (effort.strokes, effort.pixels, effort.objects) == (3, 18, 0)
+
+
+def test_drawn_strokes_stay_in_the_region_and_on_the_truth():
+    image, truth = blobs(96, n=12, seed=3)
+    annotations = np.zeros(truth.shape, np.uint8)
+    region = (slice(0, 64), slice(0, 64))
+    effort = ae.draw_strokes(annotations, truth, region, np.random.default_rng(0))
+    assert effort.strokes >= 2 and effort.pixels == np.count_nonzero(annotations)
+    assert not annotations[64:].any() and not annotations[:, 64:].any()
+    assert np.all(truth[annotations == ae.OBJECT] > 0) and np.all(truth[annotations == ae.BACKGROUND] == 0)
+
+
+def test_correcting_counts_wrong_objects_and_accepts_the_truth():
+    truth = np.zeros((40, 40), np.int32)
+    truth[2:8, 2:8] = 1
+    truth[2:8, 20:26] = 2
+    truth[2:8, 30:36] = 3
+    truth[30:36, 30:36] = 9  # outside the region: untouched
+    pred = np.zeros_like(truth)
+    pred[2:8, 2:8] = 5  # right
+    pred[1:9, 19:37] = 6  # objects 2 and 3 merged: no match for either (IoU < 0.5)
+    pred[15:18, 5:8] = 7  # a false object
+    region = (slice(0, 20), slice(0, 40))
+    annotations = np.zeros(truth.shape, np.uint8)
+    annotations, accepted, effort = ae.correct_and_accept(annotations, None, truth, pred, region)
+    assert effort.objects == 4  # delete the merged and the false object, draw objects 2 and 3
+    assert np.array_equal(accepted[region] - 1, truth[region])  # accepted ids are truth + 1
+    assert not accepted[20:].any() and not annotations[20:].any()
+    assert np.array_equal(annotations[region] == ae.OBJECT, truth[region] > 0)
+
+
+def _sample(name: str, size: int, n: int, seed: int) -> ae.Sample:
+    image, truth = blobs(size, n=n, seed=seed)
+    return ae.Sample(name, image[None], truth)
+
+
+@pytest.mark.parametrize("picker", ae.PICKERS)
+def test_a_tiny_simulation_runs_and_never_picks_a_region_twice(picker):
+    pool = [_sample(f"p{i}", 128, 14, i) for i in range(2)]
+    val = [_sample("v", 96, 8, 9)]
+    config = TrainConfig(steps=2, patch_size=64, batch_size=2, seed=0, threads=1)
+    records = ae.simulate(pool, val, picker, rounds=3, config=config, log=lambda _: None)
+    assert [r["round"] for r in records] == [0, 1, 2]
+    strokes = [r["strokes"] for r in records]
+    assert strokes[0] > 0 and strokes == sorted(strokes)
+    assert all(0.0 <= r["ap50"] <= 1.0 for r in records)
+    picked = [tuple(r["picked"]) for r in records if "picked" in r]
+    assert len(picked) == 2 and len(set(picked)) == 2
+    correct = ae.simulate(pool, val, picker, mode="correct", rounds=2, config=config, log=lambda _: None)
+    assert correct[-1]["objects"] >= correct[0]["objects"] == 0
