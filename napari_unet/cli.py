@@ -54,9 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     _add_common(train)
 
-    predict = sub.add_parser("predict", help="segment an image with a trained model")
+    predict = sub.add_parser("predict", help="segment images with a trained model (one, or a batch with --out-dir)")
     predict.add_argument("--model", required=True, help="model checkpoint (.pt)")
-    predict.add_argument("--image", required=True)
+    predict.add_argument("--image", action="append", required=True,
+                         help="image file; for a batch repeat it, or give a folder or a quoted glob ('imgs/*.tif')")
     predict.add_argument("--instances", help="output: instance labels (one id per object)")
     predict.add_argument("--semantic", help="output: class per pixel (1 = background, 2.. = classes)")
     predict.add_argument("--probabilities", help="output: per-class probabilities (K, H, W) float32")
@@ -69,6 +70,19 @@ def build_parser() -> argparse.ArgumentParser:
                          help="seeds closer than this merge, in pixels")
     predict.add_argument("--seed-prominence", type=float, default=InstanceParams.seed_prominence,
                          help="how far a distance-map peak must rise above its surroundings to seed an object")
+    predict.add_argument("--z-anisotropy", type=float, default=1.0,
+                         help="z step / pixel size of a stack, for its 3D objects (default 1)")
+    predict.add_argument("--frames", action="store_true",
+                         help="the stack axis of a 3-D image is time: objects per frame, not 3D objects")
+    batch = predict.add_argument_group("batch (several images, on dask.distributed)")
+    batch.add_argument("--out-dir", help="write DIR/<image stem>_<output>.tif for every image")
+    batch.add_argument("--outputs", nargs="+", choices=["instances", "semantic", "probabilities"],
+                       default=["instances"], help="what to write per image with --out-dir (default instances)")
+    batch.add_argument("--scheduler", help="address of a running dask scheduler (tcp://HOST:PORT); "
+                       "default: a local cluster on this machine")
+    batch.add_argument("--workers", type=int, help="local worker processes (default: one per core)")
+    batch.add_argument("--resume-batch", action="store_true",
+                       help="skip images whose outputs already exist (continue a stopped batch)")
     _add_common(predict)
 
     gui = sub.add_parser("gui", help="open napari with the napari-unet dock and sample data")
@@ -136,8 +150,6 @@ def _train(args) -> int:
 
 
 def _training_items(args) -> list:
-    from napari_unet.functionals.data import TrainingImage
-
     pairs = args.labels or []
     if len(args.image) != len(pairs):
         raise UserInputError(
@@ -150,12 +162,29 @@ def _training_items(args) -> list:
 
     items = []
     for image_path, (kind, labels_path) in zip(args.image, pairs):
-        image = _load_image(image_path, args.channel_axis)
-        labels = read_labels(labels_path)
-        make = TrainingImage.from_instances if kind == "instances" else TrainingImage.from_scribbles
-        items.append(make(image, labels, name=Path(image_path).name))
+        items += _file_items(image_path, kind, read_labels(labels_path), args.channel_axis)
     items += _dataset_items(args.dataset)
     return items
+
+
+def _file_items(image_path: str, kind: str, labels, channel_axis: int | None) -> list:
+    """Training pairs of one image file: each plane of a stack (3-D file) is one 2D pair."""
+    from napari_unet.functionals.data import TrainingImage, training_items
+    from napari_unet.functionals.layout import plane_label
+    from napari_unet.io.images import read_image
+    from napari_unet.nn.volume import layout_of_file
+
+    name = Path(image_path).name
+    image = read_image(image_path)
+    layout = layout_of_file(tuple(image.shape), channel_axis, name)
+    if tuple(labels.shape) != layout.labels_shape:
+        raise UserInputError(f"{name} is {tuple(image.shape)} but its labels are {tuple(labels.shape)}: "
+                             f"labels must have the same planes, height and width as the image, {layout.labels_shape}")
+    if kind == "scribbles":
+        return training_items(image, layout, labels, name=name)
+    return [TrainingImage.from_instances(np.array(layout.image_plane(image, plane)), np.array(labels[plane]),
+                                         name=f"{name} {plane_label(plane)}".strip())
+            for plane in layout.planes()]
 
 
 def _dataset_items(paths: list[str]) -> list:
@@ -203,18 +232,23 @@ def _run_training(trainer, config, quiet: bool):
 
 
 def _predict(args) -> int:
+    if args.out_dir or len(args.image) > 1:
+        return _predict_batch(args)
     from tqdm import tqdm
 
-    from napari_unet.io.images import write_array
+    from napari_unet.io.images import read_image, write_array
     from napari_unet.nn.device import pick_device
     from napari_unet.nn.segmenter import Segmenter
+    from napari_unet.nn.volume import layout_of_file, predict_image
 
     outputs = [p for p in (args.instances, args.semantic, args.probabilities) if p]
     if not outputs:
-        raise UserInputError("nothing to write: give at least one of --instances, --semantic, --probabilities")
+        raise UserInputError("nothing to write: give at least one of --instances, --semantic, --probabilities "
+                             "(or --out-dir)")
     _check_outputs(args.overwrite, *outputs)
     segmenter = Segmenter.load(args.model, device=pick_device(args.device))
-    image = _load_image(args.image, args.channel_axis)
+    image = read_image(args.image[0])
+    layout = layout_of_file(tuple(image.shape), args.channel_axis, Path(args.image[0]).name)
     with tqdm(total=0, unit="tile", disable=args.quiet, desc="predicting", file=sys.stderr) as bar:
 
         def progress(done: int, total: int) -> None:
@@ -222,21 +256,58 @@ def _predict(args) -> int:
             bar.n = done
             bar.refresh()
 
-        # float16 outputs halve the largest allocation; --probabilities promises float32.
-        out_dtype = np.float32 if args.probabilities else np.float16
-        prediction = segmenter.predict(image, tile_size=args.tile_size, overlap=args.overlap, out_dtype=out_dtype,
-                                       progress=progress)
+        planes = len(layout.planes())
+        result = predict_image(
+            segmenter, image, layout, _instance_params(args) if args.instances else None, frames=args.frames,
+            z_anisotropy=args.z_anisotropy, tile_size=args.tile_size, overlap=args.overlap,
+            probabilities=bool(args.probabilities),
+            progress=(lambda done, total: bar.set_description(f"predicting plane {min(done + 1, total)}/{total}"))
+            if planes > 1 else None,
+            tile_progress=progress)
     if args.semantic:
-        write_array(args.semantic, prediction.semantic())
+        write_array(args.semantic, result.semantic)
     if args.probabilities:
-        write_array(args.probabilities, prediction.probabilities)
+        write_array(args.probabilities, result.probabilities)
     if args.instances:
-        params = InstanceParams(threshold=args.threshold, min_size=args.min_size, seed_spacing=args.seed_spacing,
-                                seed_prominence=args.seed_prominence)
-        labels = segmenter.instances(prediction, params)
-        write_array(args.instances, labels)
-        print(f"{int(labels.max())} objects", file=sys.stderr)
+        write_array(args.instances, result.instances)
+        print(f"{int(result.instances.max())} objects", file=sys.stderr)
     return 0
+
+
+def _instance_params(args) -> InstanceParams:
+    return InstanceParams(threshold=args.threshold, min_size=args.min_size, seed_spacing=args.seed_spacing,
+                          seed_prominence=args.seed_prominence)
+
+
+def _predict_batch(args) -> int:
+    """Many images on dask.distributed; bad inputs are reported and skipped; exit 2 if any failed."""
+    import os
+
+    from tqdm import tqdm
+
+    from napari_unet.nn.batch import BatchOptions, collect_inputs, run_batch
+
+    if not args.out_dir:
+        raise UserInputError("several images: give --out-dir for their outputs")
+    if any((args.instances, args.semantic, args.probabilities)):
+        raise UserInputError("with --out-dir choose outputs with --outputs, not --instances/--semantic/--probabilities")
+    inputs = collect_inputs(args.image)
+    workers = args.workers or os.cpu_count() or 1
+    options = BatchOptions(kinds=tuple(args.outputs), params=_instance_params(args), channel_axis=args.channel_axis,
+                           frames=args.frames, z_anisotropy=args.z_anisotropy, tile_size=args.tile_size,
+                           overlap=args.overlap, device=args.device,
+                           threads=None if args.scheduler else max(1, (os.cpu_count() or 1) // workers))
+    with tqdm(total=len(inputs), unit="image", disable=args.quiet, desc="predicting", file=sys.stderr) as bar:
+
+        def done(name: str, status: str, message: str) -> None:
+            if status == "failed":
+                bar.write(f"napari-unet: skipped {name}: {message}", file=sys.stderr)
+            bar.update()
+
+        summary = run_batch(args.model, inputs, args.out_dir, options, scheduler=args.scheduler,
+                            n_workers=args.workers, overwrite=args.overwrite, resume=args.resume_batch, on_done=done)
+    print(summary.line(), file=sys.stderr)
+    return EXIT_USER_ERROR if summary.failed else 0
 
 
 # --- evaluate ----------------------------------------------------------------------------------
@@ -268,14 +339,6 @@ def _gui(args) -> int:
 
 
 # --- shared ------------------------------------------------------------------------------------
-
-
-def _load_image(path: str, channel_axis: int | None):
-    from napari_unet.functionals.normalisation import as_channels_first
-    from napari_unet.io.images import read_image
-
-    image = read_image(path)
-    return as_channels_first(image, channel_axis=channel_axis)
 
 
 def _check_outputs(overwrite: bool, *paths: str) -> None:

@@ -1,0 +1,87 @@
+"""The command line on stacks and batches: 3D objects, per-frame objects, many images on dask.distributed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+from synthetic import blobs
+
+from napari_unet.cli import main
+
+FAST = ["--steps", "3", "--patch-size", "48", "--batch-size", "2", "--device", "cpu", "--quiet"]
+
+
+@pytest.fixture
+def stack(tmp_path):
+    """A (3, 64, 64) stack of one image repeated (so objects span every plane) and its 3D labels."""
+    image, labels = blobs(64, n=6)
+    tifffile.imwrite(tmp_path / "stack.tif", np.stack([image] * 3), photometric="minisblack")
+    tifffile.imwrite(tmp_path / "stack_labels.tif", np.stack([labels] * 3), photometric="minisblack")
+    return tmp_path
+
+
+@pytest.fixture
+def model(stack):
+    """A model trained (briefly) on the stack: `train` takes a 3-D file as a stack of planes."""
+    assert main(["train", "--image", str(stack / "stack.tif"), "--instances", str(stack / "stack_labels.tif"),
+                 "--out", str(stack / "m.pt"), *FAST]) == 0
+    return stack / "m.pt"
+
+
+def test_predict_on_a_stack_writes_one_id_per_object_across_planes(stack, model, capsys):
+    d = stack
+    assert main(["predict", "--model", str(model), "--image", str(d / "stack.tif"), "--quiet", "--min-size", "1",
+                 "--instances", str(d / "inst.tif"), "--semantic", str(d / "sem.tif")]) == 0
+    volume = tifffile.imread(d / "inst.tif")
+    assert volume.shape == (3, 64, 64) and tifffile.imread(d / "sem.tif").shape == (3, 64, 64)
+    ids = np.unique(volume[volume > 0])
+    assert ids.size > 0
+    # identical planes: every object is in every plane, with one id
+    for i in ids:
+        assert np.all(np.any(volume == i, axis=(1, 2))), f"object {i} is missing from a plane"
+    # --frames: a time series, ids restart in each frame
+    assert main(["predict", "--model", str(model), "--image", str(d / "stack.tif"), "--quiet", "--min-size", "1",
+                 "--frames", "--instances", str(d / "frames.tif")]) == 0
+    frames = tifffile.imread(d / "frames.tif")
+    assert frames.shape == (3, 64, 64)
+    assert np.array_equal(frames[0], frames[1]) and frames[0].max() == ids.size
+
+
+def test_batch_on_a_folder_reports_a_bad_file_and_writes_the_rest(stack, model, tmp_path, capsys):
+    from distributed import LocalCluster
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for seed in range(3):
+        tifffile.imwrite(images / f"cells{seed}.tif", blobs(48, n=4, seed=seed)[0])
+    (images / "broken.tif").write_bytes(b"not a tiff")
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = ["predict", "--model", str(model), "--image", str(images), "--out-dir", str(out), "--quiet",
+            "--outputs", "instances", "semantic"]
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        scheduler = ["--scheduler", cluster.scheduler_address]
+        assert main([*argv, *scheduler]) == 2  # one input failed
+        err = capsys.readouterr().err
+        assert "broken.tif" in err and "3 predicted" in err and "1 failed" in err
+        for seed in range(3):
+            assert tifffile.imread(out / f"cells{seed}_instances.tif").shape == (48, 48)
+            assert tifffile.imread(out / f"cells{seed}_semantic.tif").shape == (48, 48)
+        assert not list(out.glob("broken*"))
+        # existing outputs: an error unless resumed, then they are skipped
+        assert main([*argv, *scheduler]) == 2
+        assert "--resume-batch" in capsys.readouterr().err
+        before = (out / "cells0_instances.tif").stat().st_mtime_ns
+        (out / "cells2_semantic.tif").unlink()  # as if the run was killed while writing cells2
+        assert main([*argv, *scheduler, "--resume-batch"]) == 2
+        err = capsys.readouterr().err
+        assert "1 predicted" in err and "2 already done" in err
+        assert (out / "cells0_instances.tif").stat().st_mtime_ns == before
+        assert (out / "cells2_semantic.tif").exists()
+
+
+def test_batch_needs_an_output_folder(stack, model, capsys):
+    assert main(["predict", "--model", str(model), "--image", str(stack / "stack.tif"), "--image",
+                 str(stack / "stack.tif"), "--instances", str(stack / "x.tif")]) == 2
+    assert "--out-dir" in capsys.readouterr().err
