@@ -179,7 +179,7 @@ def _file_items(image_path: str, kind: str, labels, channel_axis: int | None) ->
     layout = layout_of_file(tuple(image.shape), channel_axis, name)
     if tuple(labels.shape) != layout.labels_shape:
         raise UserInputError(f"{name} is {tuple(image.shape)} but its labels are {tuple(labels.shape)}: "
-                             f"labels must have the same planes, height and width as the image, {layout.labels_shape}")
+                             f"they must have the same height and width (and planes), {layout.labels_shape}")
     if kind == "scribbles":
         return training_items(image, layout, labels, name=name)
     return [TrainingImage.from_instances(np.array(layout.image_plane(image, plane)), np.array(labels[plane]),
