@@ -180,8 +180,10 @@ def _file_items(image_path: str, kind: str, labels, channel_axis: int | None) ->
     if tuple(labels.shape) != layout.labels_shape:
         raise UserInputError(f"{name} is {tuple(image.shape)} but its labels are {tuple(labels.shape)}: "
                              f"they must have the same height and width (and planes), {layout.labels_shape}")
+    if kind == "scribbles" and layout.stack_shape:
+        return training_items(image, layout, labels, name=name)  # the annotated planes
     if kind == "scribbles":
-        return training_items(image, layout, labels, name=name)
+        return [TrainingImage.from_scribbles(np.array(layout.image_plane(image, ())), labels, name=name)]
     return [TrainingImage.from_instances(np.array(layout.image_plane(image, plane)), np.array(labels[plane]),
                                          name=f"{name} {plane_label(plane)}".strip())
             for plane in layout.planes()]
