@@ -14,7 +14,7 @@ from napari_unet.functionals.instances import InstanceParams
 from napari_unet.napari import layers as lb
 from napari_unet.widgets.messages import report_worker_error
 from napari_unet.widgets.session import CachedPlane
-from napari_unet.widgets.workers import PlaneResult, call_once, predict_generator
+from napari_unet.widgets.workers import PlaneResult, StackObjects, call_once, predict_generator
 
 
 class PredictionJobs:
@@ -54,6 +54,7 @@ class PredictionJobs:
         self._predict_worker = self.scheduler.start(
             predict_generator, segmenter, image.name, read, planes, params, self.session.model_version,
             self._predict_stop, self.tile_progress, tile_size, self.train_threads,
+            lb.stack_z_anisotropy(image, layout) if scope == "stack" else None,
             stop=self._predict_stop,
             connect={
                 "yielded": self._on_plane_predicted,
@@ -69,8 +70,11 @@ class PredictionJobs:
         if self.is_predicting:
             self._predict_stop.set()
 
-    def _on_plane_predicted(self, result: PlaneResult) -> None:
+    def _on_plane_predicted(self, result: PlaneResult | StackObjects) -> None:
         if self.closed:
+            return
+        if isinstance(result, StackObjects):
+            self._paint_stack_objects(result)
             return
         self.planes_done[:] = [result.done, result.total]
         image = lb.get_layer(self.viewer, result.image, Image)
@@ -90,6 +94,18 @@ class PredictionJobs:
             lb.paint_probabilities(self.viewer, image, layout, result.plane, result.prediction.probabilities,
                                    self.session.segmenter.class_names if self.session.segmenter else [])
         self.plane_predicted.emit(result)
+
+    def _paint_stack_objects(self, result: StackObjects) -> None:
+        """Replace the per-plane objects of a whole stack by its 3D objects (one id across planes)."""
+        image = lb.get_layer(self.viewer, result.image, Image)
+        if image is None:
+            return
+        instances = self.instances_layer(image, lb.layout_in(self.viewer, image))
+        if instances.data.shape != result.instances.shape:
+            return
+        instances.data[...] = result.instances.astype(instances.data.dtype, copy=False)
+        instances.refresh()
+        self.instances_updated.emit()
 
     def _prediction_provenance(self, result: PlaneResult) -> dict:
         """What made these predictions, recorded in the layers and exported with them."""

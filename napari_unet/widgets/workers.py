@@ -20,6 +20,7 @@ import numpy as np
 from napari.qt.threading import GeneratorWorker, create_worker
 
 from napari_unet.functionals.instances import InstanceParams, instances_from_prediction
+from napari_unet.functionals.instances3d import instances_3d
 from napari_unet.functionals.prediction import Prediction
 from napari_unet.nn.inference import Stopped
 from napari_unet.nn.segmenter import Segmenter
@@ -111,6 +112,14 @@ class PlaneResult:
     total: int
 
 
+@dataclass
+class StackObjects:
+    """A stack's 3D objects, joined across its planes after the last plane: (Z, Y, X) labels."""
+
+    image: str
+    instances: np.ndarray
+
+
 def predict_generator(
     segmenter: Segmenter,
     image_name: str,
@@ -122,10 +131,12 @@ def predict_generator(
     tile_progress: list,
     tile_size: int = 512,
     threads: int | None = None,
+    z_anisotropy: float | None = None,
 ):
     """Predict planes one by one; yields a PlaneResult per plane; returns 'done' or 'cancelled'.
 
     threads: torch threads (default: all cores but one, so the viewer keeps a core).
+    z_anisotropy: the planes are a whole (Z, Y, X) stack: after them, yield its StackObjects.
     """
     import torch
 
@@ -136,6 +147,7 @@ def predict_generator(
     def progress(done: int, of: int) -> None:
         tile_progress[:] = [done, of]
 
+    predictions = []
     for i, plane in enumerate(planes):
         if stop.is_set():
             return "cancelled"
@@ -148,9 +160,14 @@ def predict_generator(
             return "cancelled"
         except RuntimeError as error:
             raise WorkerFailure(error) from error
+        if z_anisotropy is not None:
+            predictions.append(prediction)
         yield PlaneResult(
             image_name, tuple(plane), prediction, semantic, instances, use_heads, params, model_version, i + 1, total
         )
+    if z_anisotropy is not None and len(predictions) > 1:
+        yield StackObjects(image_name, instances_3d(predictions, params, use_instance_heads=use_heads,
+                                                    z_anisotropy=z_anisotropy))
     return "done"
 
 
