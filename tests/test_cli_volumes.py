@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tifffile
@@ -85,3 +87,40 @@ def test_batch_needs_an_output_folder(stack, model, capsys):
     assert main(["predict", "--model", str(model), "--image", str(stack / "stack.tif"), "--image",
                  str(stack / "stack.tif"), "--instances", str(stack / "x.tif")]) == 2
     assert "--out-dir" in capsys.readouterr().err
+
+
+def test_collect_inputs_from_folders_globs_and_files(tmp_path):
+    from napari_unet.errors import UserInputError
+    from napari_unet.nn.batch import collect_inputs, output_paths
+
+    for name in ("a.tif", "b.png", "notes.txt", ".hidden.tif"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "c.npy").write_bytes(b"")
+    found = collect_inputs([str(tmp_path), str(tmp_path / "sub" / "*.npy"), str(tmp_path / "a.tif")])
+    assert [p.name for p in found] == ["a.tif", "b.png", "c.npy"]  # a.tif once
+    assert output_paths(found[2], tmp_path, ("instances", "semantic"))["semantic"] == tmp_path / "c_semantic.tif"
+    (tmp_path / "sub" / "a.npy").write_bytes(b"")
+    with pytest.raises(UserInputError, match="named a"):
+        collect_inputs([str(tmp_path), str(tmp_path / "sub")])
+    with pytest.raises(UserInputError, match="no images match"):
+        collect_inputs([str(tmp_path / "*.jpg")])
+
+
+def test_run_batch_on_its_own_local_cluster_writes_stacks_and_images(stack, model, tmp_path):
+    from napari_unet.nn.batch import BatchOptions, run_batch
+
+    tifffile.imwrite(tmp_path / "plane.tif", blobs(40, n=3)[0])
+    out = tmp_path / "out"
+    out.mkdir()
+    seen = []
+    summary = run_batch(model, [stack / "stack.tif", tmp_path / "plane.tif", tmp_path / "missing.tif"], out,
+                        BatchOptions(kinds=("instances", "probabilities")), n_workers=1, processes=False,
+                        on_done=lambda name, status, message: seen.append(status))
+    assert sorted(Path(p).name for p in summary.written) == ["plane.tif", "stack.tif"]
+    assert [Path(name).name for name, _ in summary.failed] == ["missing.tif"]
+    assert "not found" in summary.failed[0][1] and sorted(seen) == ["failed", "written", "written"]
+    assert tifffile.imread(out / "stack_instances.tif").shape == (3, 64, 64)
+    assert tifffile.imread(out / "stack_probabilities.tif").shape == (2, 3, 64, 64)
+    assert tifffile.imread(out / "plane_probabilities.tif").shape == (2, 40, 40)
+    assert "2 predicted" in summary.line() and "1 failed" in summary.line()
