@@ -89,12 +89,12 @@ def run_3d(args) -> list[dict]:
     synthetic_test = synthetic_volume(tuple(args.shape), args.objects, seed=0)
     volumes = {
         # stardist's nuclei: z extent ~7 planes for ~15 px across, so z step ~2x the pixel
-        "stardist img3d (train z<15, test z>=15)": ((img[:half], mask[:half]), (img[half:], mask[half:]), 2.0),
-        f"synthetic {'x'.join(map(str, args.shape))}, z step 3x": (synthetic_train, synthetic_test, 3.0),
-    }
+        "stardist img3d (train z<15, test z>=15)": ((img[:half], mask[:half]), (img[half:], mask[half:]), 2.0, 48),
+        f"synthetic {'x'.join(map(str, args.shape))}, z step 3x": (synthetic_train, synthetic_test, 3.0, 128),
+    }  # training patches: the stardist planes are only 61x57
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        for name, ((train_img, train_lbl), (test_img, test_lbl), aniso) in volumes.items():
+        for name, ((train_img, train_lbl), (test_img, test_lbl), aniso, patch) in volumes.items():
             for path, data in (("train.tif", train_img), ("train_lbl.tif", train_lbl), ("test.tif", test_img)):
                 tifffile.imwrite(tmp / path, data, photometric="minisblack")
             ideal = ideal_predictions(test_lbl)
@@ -103,7 +103,7 @@ def run_3d(args) -> list[dict]:
                          **score(test_lbl, instances_3d(ideal, params, z_anisotropy=aniso))})
             start = time.perf_counter()
             run_cli("train", "--image", str(tmp / "train.tif"), "--instances", str(tmp / "train_lbl.tif"),
-                    "--out", str(tmp / "m.pt"), "--seconds", str(args.seconds), "--overwrite")
+                    "--out", str(tmp / "m.pt"), "--seconds", str(args.seconds), "--patch-size", str(patch), "--overwrite")
             train_s = time.perf_counter() - start
             for method, extra in (("napari-unet, 3D objects", ["--z-anisotropy", str(aniso)]),
                                   ("napari-unet, per-plane objects (--frames)", ["--frames"])):

@@ -74,10 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
                          help="z step / pixel size of a stack, for its 3D objects (default 1)")
     predict.add_argument("--frames", action="store_true",
                          help="the stack axis of a 3-D image is time: objects per frame, not 3D objects")
+    predict.add_argument("--out-zarr", help="output for an image bigger than memory: one zarr store with "
+                         "semantic, instances (and probabilities if --outputs names them), written block by block")
+    predict.add_argument("--block", type=int, default=2048, help="block edge in pixels for --out-zarr (default 2048)")
     batch = predict.add_argument_group("batch (several images, on dask.distributed)")
     batch.add_argument("--out-dir", help="write DIR/<image stem>_<output>.tif for every image")
     batch.add_argument("--outputs", nargs="+", choices=["instances", "semantic", "probabilities"],
-                       default=["instances"], help="what to write per image with --out-dir (default instances)")
+                       default=["instances"], help="what to write per image with --out-dir or --out-zarr "
+                       "(default instances)")
     batch.add_argument("--scheduler", help="address of a running dask scheduler (tcp://HOST:PORT); "
                        "default: a local cluster on this machine")
     batch.add_argument("--workers", type=int, help="local worker processes (default: one per core)")
@@ -236,6 +240,8 @@ def _run_training(trainer, config, quiet: bool):
 def _predict(args) -> int:
     if args.out_dir or len(args.image) > 1:
         return _predict_batch(args)
+    if args.out_zarr:
+        return _predict_to_zarr(args)
     from tqdm import tqdm
 
     from napari_unet.io.images import read_image, write_array
@@ -273,6 +279,36 @@ def _predict(args) -> int:
     if args.instances:
         write_array(args.instances, result.instances)
         print(f"{int(result.instances.max())} objects", file=sys.stderr)
+    return 0
+
+
+def _predict_to_zarr(args) -> int:
+    """A 2D image of any size (lazy zarr/OME-Zarr inputs are read block by block) into one zarr store."""
+    from tqdm import tqdm
+
+    from napari_unet.functionals.normalisation import as_channels_first
+    from napari_unet.io.images import read_image
+    from napari_unet.nn.chunked import predict_to_zarr
+    from napari_unet.nn.device import pick_device
+    from napari_unet.nn.segmenter import Segmenter
+
+    if any((args.instances, args.semantic, args.probabilities)):
+        raise UserInputError("with --out-zarr choose outputs with --outputs, not --instances/--semantic/--probabilities")
+    _check_outputs(args.overwrite, args.out_zarr)
+    segmenter = Segmenter.load(args.model, device=pick_device(args.device))
+    image = as_channels_first(read_image(args.image[0]), channel_axis=args.channel_axis)
+    with tqdm(total=0, unit="block", disable=args.quiet, desc="predicting", file=sys.stderr) as bar:
+
+        def progress(stage: str, done: int, total: int) -> None:
+            bar.set_description(stage, refresh=False)
+            bar.total, bar.n = total, done
+            bar.refresh()
+
+        objects = predict_to_zarr(
+            segmenter, image, args.out_zarr, _instance_params(args) if "instances" in args.outputs else None,
+            block=args.block, margin=args.overlap, probabilities="probabilities" in args.outputs,
+            tile_size=args.tile_size, progress=progress)
+    print(f"{objects} objects", file=sys.stderr)
     return 0
 
 

@@ -124,3 +124,18 @@ def test_run_batch_on_its_own_local_cluster_writes_stacks_and_images(stack, mode
     assert tifffile.imread(out / "stack_probabilities.tif").shape == (2, 3, 64, 64)
     assert tifffile.imread(out / "plane_probabilities.tif").shape == (2, 40, 40)
     assert "2 predicted" in summary.line() and "1 failed" in summary.line()
+
+
+def test_predict_a_lazy_image_into_a_zarr_store(stack, model, tmp_path, capsys):
+    import zarr
+
+    image = zarr.create_array(str(tmp_path / "big.zarr"), shape=(100, 90), dtype=np.uint16, chunks=(32, 32))
+    image[...] = (blobs(100, n=12, seed=5)[0][:, :90] * 10).clip(0, 65535).astype(np.uint16)
+    assert main(["predict", "--model", str(model), "--image", str(tmp_path / "big.zarr"), "--quiet",
+                 "--out-zarr", str(tmp_path / "out.zarr"), "--block", "40", "--outputs", "instances", "semantic"]) == 0
+    out = zarr.open_group(str(tmp_path / "out.zarr"), mode="r")
+    assert out["instances"].shape == out["semantic"].shape == (100, 90)
+    assert out["instances"].chunks == (40, 40)
+    assert "objects" in capsys.readouterr().err
+    assert main(["predict", "--model", str(model), "--image", str(tmp_path / "big.zarr"), "--quiet",
+                 "--out-zarr", str(tmp_path / "out.zarr")]) == 2  # exists: --overwrite to replace
