@@ -64,6 +64,14 @@ def test_stack_objects_are_3d_and_time_series_objects_per_frame(make_napari_view
     spanning = [i for i in np.unique(volume[volume > 0]) if np.all(np.any(volume == i, axis=(1, 2)))]
     assert spanning, "no object keeps its id across the planes"
 
+    # the instance sliders recompute the whole stack's 3D objects from the cache, never one plane's 2D ids
+    fewer = InstanceParams(threshold=params.threshold, min_size=40)
+    expected = instances_3d(predictions, fewer, use_instance_heads=False, z_anisotropy=3.0)
+    assert not np.array_equal(expected, volume)
+    widget.controller.update_instances(fewer)
+    layer = viewer.layers["stack instances"]
+    qtbot.waitUntil(lambda: np.array_equal(np.asarray(layer.data), expected), timeout=TIMEOUT)
+
     frames = _predict_stack(qtbot, widget, "movie", params)
     movie = [cache.get("movie", (t,)).prediction for t in range(3)]
     assert np.array_equal(frames, np.stack([instances_from_prediction(p, params, use_instance_heads=False)
