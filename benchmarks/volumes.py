@@ -3,6 +3,7 @@
 
     python benchmarks/volumes.py 3d --stardist DIR [--seconds 60] [--shape 32 256 256]
     python benchmarks/volumes.py batch [--images 41] [--singles 3]
+    python benchmarks/volumes.py big [--size 4096] [--block 1024]
 
 `--stardist DIR`: the folder holding `stardist/data/images/img3d.tif` and `mask3d.tif`, unpacked
 from the stardist wheel (BSD-3-Clause): `pip download --no-deps stardist==0.9.2` and unzip it.
@@ -175,6 +176,51 @@ def run_batch(args) -> list[dict]:
     return rows
 
 
+# --- big images ---------------------------------------------------------------------------------
+
+
+def run_big(args) -> list[dict]:
+    """A synthetic nuclei zarr of `--size`^2 (uint16, tiled from one DSB image): `--out-zarr` block by block
+    against one whole-image pass; peak memory of each command from /usr/bin/time."""
+    import subprocess
+    import sys
+
+    import zarr
+
+    from napari_unet.io.resources import resource_path
+
+    tile = tifffile.imread(resource_path("nuclei_dsb2018_image.tif")).astype(np.uint16) * 200
+    reps = int(np.ceil(args.size / tile.shape[0]))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        big = zarr.create_array(str(tmp / "big.zarr"), shape=(args.size, args.size), dtype=np.uint16,
+                                chunks=(1024, 1024))
+        big[...] = np.tile(tile, (reps, reps))[: args.size, : args.size]
+        run_cli("train", "--image", str(resource_path("nuclei_dsb2018_image.tif")), "--instances",
+                str(resource_path("nuclei_dsb2018_instances.tif")), "--out", str(tmp / "m.pt"), "--seconds", "30")
+        commands = {
+            f"--out-zarr, blocks of {args.block}": ["--out-zarr", str(tmp / "out.zarr"), "--block", str(args.block)],
+            "whole image (--instances out.tif)": ["--instances", str(tmp / "whole.tif")],
+        }
+        for name, extra in commands.items():
+            start = time.perf_counter()
+            done = subprocess.run(["/usr/bin/time", "-f", "%M", sys.executable, "-m", "napari_unet", "predict",
+                                   "--model", str(tmp / "m.pt"), "--image", str(tmp / "big.zarr"), "--quiet", *extra],
+                                  capture_output=True, text=True)
+            if done.returncode != 0:
+                raise SystemExit(done.stderr)
+            rows.append({"method": name, "seconds": round(time.perf_counter() - start, 1),
+                         "peak_rss_mb": round(int(done.stderr.strip().splitlines()[-1]) / 1024)})
+            print(rows[-1], flush=True)
+        chunked = zarr.open_group(str(tmp / "out.zarr"), mode="r")["instances"][...]
+        whole = tifffile.imread(tmp / "whole.tif")
+        ap = instance_scores([whole], [chunked], (0.5,)).ap[0.5]
+        rows.append({"method": "AP@0.5 of the chunked objects against the whole-image ones", "ap50": round(ap, 4),
+                     "objects_whole": int(whole.max()), "objects_chunked": int(chunked.max())})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -186,8 +232,11 @@ def main() -> None:
     batch = sub.add_parser("batch")
     batch.add_argument("--images", type=int, default=41)
     batch.add_argument("--singles", type=int, default=3)
+    big = sub.add_parser("big")
+    big.add_argument("--size", type=int, default=4096)
+    big.add_argument("--block", type=int, default=1024)
     args = parser.parse_args()
-    rows = run_3d(args) if args.what == "3d" else run_batch(args)
+    rows = {"3d": run_3d, "batch": run_batch, "big": run_big}[args.what](args)
     print(f"machine: {machine()}, {os.cpu_count()} cores")
     for row in rows:
         print(row)

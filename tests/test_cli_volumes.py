@@ -14,16 +14,17 @@ from napari_unet.cli import main
 FAST = ["--steps", "3", "--patch-size", "48", "--batch-size", "2", "--device", "cpu", "--quiet"]
 
 
-@pytest.fixture
-def stack(tmp_path):
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
     """A (3, 64, 64) stack of one image repeated (so objects span every plane) and its 3D labels."""
+    folder = tmp_path_factory.mktemp("stack")
     image, labels = blobs(64, n=6)
-    tifffile.imwrite(tmp_path / "stack.tif", np.stack([image] * 3), photometric="minisblack")
-    tifffile.imwrite(tmp_path / "stack_labels.tif", np.stack([labels] * 3), photometric="minisblack")
-    return tmp_path
+    tifffile.imwrite(folder / "stack.tif", np.stack([image] * 3), photometric="minisblack")
+    tifffile.imwrite(folder / "stack_labels.tif", np.stack([labels] * 3), photometric="minisblack")
+    return folder
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def model(stack):
     """A model trained (briefly) on the stack: `train` takes a 3-D file as a stack of planes."""
     assert main(["train", "--image", str(stack / "stack.tif"), "--instances", str(stack / "stack_labels.tif"),
