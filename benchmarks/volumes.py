@@ -198,7 +198,7 @@ def run_big(args) -> list[dict]:
                                 chunks=(1024, 1024))
         big[...] = np.tile(tile, (reps, reps))[: args.size, : args.size]
         run_cli("train", "--image", str(resource_path("nuclei_dsb2018_image.tif")), "--instances",
-                str(resource_path("nuclei_dsb2018_instances.tif")), "--out", str(tmp / "m.pt"), "--seconds", "30")
+                str(resource_path("nuclei_dsb2018_instances.tif")), "--out", str(tmp / "m.pt"), "--seconds", str(args.seconds))
         commands = {
             f"--out-zarr, blocks of {args.block}": ["--out-zarr", str(tmp / "out.zarr"), "--block", str(args.block)],
             "whole image (--instances out.tif)": ["--instances", str(tmp / "whole.tif")],
@@ -235,6 +235,7 @@ def main() -> None:
     big = sub.add_parser("big")
     big.add_argument("--size", type=int, default=4096)
     big.add_argument("--block", type=int, default=1024)
+    big.add_argument("--seconds", type=float, default=90, help="training budget of the model")
     args = parser.parse_args()
     rows = {"3d": run_3d, "batch": run_batch, "big": run_big}[args.what](args)
     print(f"machine: {machine()}, {os.cpu_count()} cores")
