@@ -18,6 +18,15 @@ from skimage.segmentation import watershed
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def shared_data(name: str) -> Path:
+    """`shared/data/NAME` beside the checkout or beside any folder above it (worktrees sit deeper)."""
+    for folder in Path(__file__).resolve().parents:
+        candidate = folder / "shared" / "data" / name
+        if candidate.is_dir():
+            return candidate
+    return Path(__file__).resolve().parents[2] / "shared" / "data" / name
+
+
 def machine() -> str:
     """One line: CPU model, cores, torch version and threads."""
     import torch

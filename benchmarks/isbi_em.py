@@ -1,6 +1,6 @@
 """Generalisation to unseen images: train on 10 ISBI 2012 EM sections, score the other 20.
 
-    python benchmarks/isbi_em.py [--seconds 120] [--preset fast]
+    python benchmarks/isbi_em.py [--seconds 120 | --steps 1347] [--preset fast] [--name isbi_em]
 
 Cells (interior, label 255) are the objects, membranes the background. Reports membrane
 IoU and cell-instance AP@0.5 beside an Otsu + connected-components baseline computed
@@ -15,14 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
-from common import machine, run_cli, save
+from common import machine, run_cli, save, shared_data
 from scipy import ndimage
 from skimage.filters import gaussian, threshold_otsu
 from skimage.io import imread
 
 from napari_unet.functionals.metrics import instance_scores, semantic_iou
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "isbi2012-membranes"
+DATA = shared_data("isbi2012-membranes")
 
 
 def load(index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -43,6 +43,8 @@ def otsu_cells(image: np.ndarray) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=120)
+    parser.add_argument("--steps", type=int, help="budget in steps instead (reproducible on a shared machine)")
+    parser.add_argument("--name", default="isbi_em", help="results file name")
     parser.add_argument("--preset", default="fast")
     parser.add_argument("--data", type=Path, default=DATA)
     args = parser.parse_args()
@@ -57,7 +59,8 @@ def main() -> None:
             tifffile.imwrite(tmp / f"{i}_cells.tif", cells(interior).astype(np.uint16))
             train_args += ["--image", str(tmp / f"{i}.tif"), "--instances", str(tmp / f"{i}_cells.tif")]
         model = tmp / "model.pt"
-        run_cli("train", *train_args, "--out", str(model), "--seconds", f"{args.seconds:g}",
+        budget = ["--steps", str(args.steps)] if args.steps else ["--seconds", f"{args.seconds:g}"]
+        run_cli("train", *train_args, "--out", str(model), *budget,
                 "--preset", args.preset, "--classes", "membrane", "cell")
         preds, semantics = [], []
         for i, (image, _) in zip(test_ids, truths):
@@ -72,14 +75,15 @@ def main() -> None:
     rows = [
         _row("Otsu + connected components", truth_cells, baseline, truth_semantic,
              [np.where(b > 0, 2, 1) for b in baseline]),
-        _row(f"napari-unet {args.preset}, {args.seconds:g} s", truth_cells, preds, truth_semantic, semantics),
+        _row(f"napari-unet {args.preset}, " + (f"{args.steps} steps" if args.steps else f"{args.seconds:g} s"),
+             truth_cells, preds, truth_semantic, semantics),
     ]
     print(f"machine: {machine()}")
     print("| method | membrane IoU | cell AP@0.5 |")
     print("|---|---|---|")
     for row in rows:
         print(f"| {row['method']} | {row['membrane_iou']:.3f} | {row['ap50']:.3f} |")
-    print(f"results: {save('isbi_em', {'rows': rows, 'train': list(train_ids), 'test': list(test_ids)})}")
+    print(f"results: {save(args.name, {'rows': rows, 'train': list(train_ids), 'test': list(test_ids)})}")
 
 
 def _row(method, truth_cells, pred_cells, truth_semantic, pred_semantic) -> dict:

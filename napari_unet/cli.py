@@ -1,4 +1,4 @@
-"""Command line: `napari-unet train | predict | evaluate`, the same core the widgets use, headless.
+"""Command line: `napari-unet train | predict | evaluate | models | export-bioimageio`, the same core the widgets use, headless.
 
 Every user mistake ends with one line on stderr and exit status 2, never a traceback
 and never a half-written output (outputs are written atomically, models too).
@@ -7,18 +7,56 @@ and never a half-written output (outputs are written atomically, models too).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from napari_unet import __version__
+from napari_unet import __version__, limits
 from napari_unet.errors import UserInputError
 from napari_unet.functionals.instances import InstanceParams
+from napari_unet.functionals.scale import AUTO
+from napari_unet.io.pretrained import available_models, describe, model_card, resolve
 from napari_unet.nn.device import DEVICE_CHOICES
 
 EXIT_USER_ERROR = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: the usage block would bury the one line that matters."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _whole(low: int, high: int | None = None):
+    """argparse type: a whole number in [low, high], checked as the core checks it."""
+
+    def convert(text: str) -> int:
+        try:
+            return limits.whole_number("the value", int(text), low, high)
+        except (ValueError, UserInputError) as error:
+            raise argparse.ArgumentTypeError(_reason(text, error, "a whole number")) from error
+
+    return convert
+
+
+def _real(low: float, high: float | None = None, *, low_open: bool = False, high_open: bool = False):
+    """argparse type: a finite number in a range (NaN and infinity are never a setting)."""
+
+    def convert(text: str) -> float:
+        try:
+            return limits.real_number("the value", float(text), low, high, low_open=low_open, high_open=high_open)
+        except (ValueError, UserInputError) as error:
+            raise argparse.ArgumentTypeError(_reason(text, error, "a number")) from error
+
+    return convert
+
+
+def _reason(text: str, error: Exception, kind: str) -> str:
+    return str(error) if isinstance(error, UserInputError) else f"{text!r} is not {kind}"
 
 
 class _AppendLabels(argparse.Action):
@@ -30,7 +68,7 @@ class _AppendLabels(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="napari-unet", description="Train and apply napari-unet U-Nets headless.")
+    parser = _Parser(prog="napari-unet", description="Train and apply napari-unet U-Nets headless.")
     parser.add_argument("--version", action="version", version=f"napari-unet {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks for unexpected errors")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -43,40 +81,38 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dataset", action="append", default=[], help="napari-unet OME-Zarr dataset to train on")
     train.add_argument("--out", required=True, help="where to save the model checkpoint (.pt)")
     budget = train.add_mutually_exclusive_group()
-    budget.add_argument("--seconds", type=float, help="training time budget in seconds (default 60)")
-    budget.add_argument("--steps", type=int, help="number of training steps")
-    train.add_argument("--resume", help="checkpoint to continue training from (warm start)")
+    budget.add_argument("--seconds", type=_real(0.0, low_open=True), help="training time budget in seconds (default 60)")
+    budget.add_argument("--steps", type=_whole(1), help="number of training steps")
+    train.add_argument("--resume", help="checkpoint file or shipped model name (napari-unet models) to fine-tune")
     train.add_argument("--preset", default="fast", help="model size: fast, balanced or accurate (default fast)")
     train.add_argument("--classes", nargs="+", help="class names for labels 1..K, background first")
-    train.add_argument("--patch-size", type=int, help="training patch side in pixels (default 128)")
-    train.add_argument("--batch-size", type=int, help="patches per step (default 4)")
-    train.add_argument("--learning-rate", type=float, help="peak learning rate (default 0.003)")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--patch-size", type=_whole(16, limits.MAX_PATCH_SIZE), help="training patch side in pixels (default 128)")
+    train.add_argument("--batch-size", type=_whole(1, limits.MAX_BATCH_SIZE), help="patches per step (default 4)")
+    train.add_argument("--learning-rate", type=_real(0.0, 1.0, low_open=True), help="peak learning rate (default 0.003)")
+    train.add_argument("--seed", type=_whole(0, 2**32 - 1), default=0)
+    train.add_argument("--diameter", type=_real(0.0, low_open=True),
+                       help="typical object diameter in pixels (default: measured from --instances)")
     _add_common(train)
 
     predict = sub.add_parser("predict", help="segment images with a trained model (one, or a batch with --out-dir)")
-    predict.add_argument("--model", required=True, help="model checkpoint (.pt)")
+    predict.add_argument("--model", required=True, help="model checkpoint (.pt), BioImage.IO package (.zip) or shipped model name")
     predict.add_argument("--image", action="append", required=True,
                          help="image file; for a batch repeat it, or give a folder or a quoted glob ('imgs/*.tif')")
     predict.add_argument("--instances", help="output: instance labels (one id per object)")
     predict.add_argument("--semantic", help="output: class per pixel (1 = background, 2.. = classes)")
     predict.add_argument("--probabilities", help="output: per-class probabilities (K, H, W) float32")
-    predict.add_argument("--tile-size", type=int, default=512)
-    predict.add_argument("--overlap", type=int, default=64)
-    predict.add_argument("--threshold", type=float, default=InstanceParams.threshold,
-                         help="foreground probability threshold")
-    predict.add_argument("--min-size", type=int, default=InstanceParams.min_size, help="smallest object kept, in pixels")
-    predict.add_argument("--seed-spacing", type=int, default=InstanceParams.seed_spacing,
-                         help="seeds closer than this merge, in pixels")
-    predict.add_argument("--seed-prominence", type=float, default=InstanceParams.seed_prominence,
-                         help="how far a distance-map peak must rise above its surroundings to seed an object")
-    predict.add_argument("--z-anisotropy", type=float, default=1.0,
+    predict.add_argument("--diameter", default=AUTO,
+                         help="typical object diameter in pixels, or auto: measured from a first pass (default)")
+    predict.add_argument("--tile-size", type=_whole(32, limits.MAX_TILE_SIZE), default=512)
+    predict.add_argument("--overlap", type=_whole(0, limits.MAX_TILE_SIZE), default=64)
+    _add_instance_options(predict)
+    predict.add_argument("--z-anisotropy", type=_real(0.0, low_open=True), default=1.0,
                          help="z step / pixel size of a stack, for its 3D objects (default 1)")
     predict.add_argument("--frames", action="store_true",
                          help="the stack axis of a 3-D image is time: objects per frame, not 3D objects")
     predict.add_argument("--out-zarr", help="output for an image bigger than memory: one zarr store with "
                          "semantic, instances (and probabilities if --outputs names them), written block by block")
-    predict.add_argument("--block", type=int, default=2048, help="block edge in pixels for --out-zarr (default 2048)")
+    predict.add_argument("--block", type=_whole(64, limits.MAX_TILE_SIZE * 16), default=2048, help="block edge in pixels for --out-zarr (default 2048)")
     batch = predict.add_argument_group("batch (several images, on dask.distributed)")
     batch.add_argument("--out-dir", help="write DIR/<image stem>_<output>.tif for every image")
     batch.add_argument("--outputs", nargs="+", choices=["instances", "semantic", "probabilities"],
@@ -84,20 +120,41 @@ def build_parser() -> argparse.ArgumentParser:
                        "(default instances)")
     batch.add_argument("--scheduler", help="address of a running dask scheduler (tcp://HOST:PORT); "
                        "default: a local cluster on this machine")
-    batch.add_argument("--workers", type=int, help="local worker processes (default: one per core)")
+    batch.add_argument("--workers", type=_whole(1, 256), help="local worker processes (default: one per core)")
     batch.add_argument("--resume-batch", action="store_true",
                        help="skip images whose outputs already exist (continue a stopped batch)")
     _add_common(predict)
+
+    export = sub.add_parser("export-bioimageio", help="write a model as a BioImage.IO model package (.zip)")
+    export.add_argument("--model", required=True, help="model checkpoint (.pt)")
+    export.add_argument("--out", required=True, help="package to write (.zip)")
+    export.add_argument("--license", default="CC-BY-4.0", help="SPDX licence of the weights (default CC-BY-4.0)")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing package")
+    _add_instance_options(export)
 
     gui = sub.add_parser("gui", help="open napari with the napari-unet dock and sample data")
     gui.add_argument("--sample", default="nuclei", choices=["nuclei", "em", "none"],
                      help="sample to open with its example scribbles (default nuclei)")
     gui.add_argument("images", nargs="*", help="image files or napari-unet datasets (.zarr) to open as well")
 
+    sub.add_parser("models", help="list the shipped pretrained models with their model cards")
+
     evaluate = sub.add_parser("evaluate", help="instance AP of predictions against ground truth")
     evaluate.add_argument("--truth", action="append", required=True, help="ground-truth instance labels")
     evaluate.add_argument("--pred", action="append", required=True, help="predicted instance labels")
     return parser
+
+
+def _add_instance_options(parser: argparse.ArgumentParser) -> None:
+    """How objects are split from the network's outputs (InstanceParams), checked as the core checks them."""
+    parser.add_argument("--threshold", type=_real(0.0, 1.0, low_open=True, high_open=True),
+                        default=InstanceParams.threshold, help="foreground probability threshold")
+    parser.add_argument("--min-size", type=_whole(0), default=InstanceParams.min_size,
+                        help="smallest object kept, in pixels")
+    parser.add_argument("--seed-spacing", type=_whole(1, limits.MAX_SEED_SPACING), default=InstanceParams.seed_spacing,
+                        help="seeds closer than this merge, in pixels")
+    parser.add_argument("--seed-prominence", type=_real(0.0, 1.0), default=InstanceParams.seed_prominence,
+                        help="how far a distance-map peak must rise above its surroundings to seed an object")
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -108,9 +165,13 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
-        commands = {"train": _train, "predict": _predict, "evaluate": _evaluate, "gui": _gui}
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help, --version or a usage error (already printed on one line)
+        return done.code if isinstance(done.code, int) else EXIT_USER_ERROR
+    try:
+        commands = {"train": _train, "predict": _predict, "evaluate": _evaluate, "gui": _gui,
+                    "export-bioimageio": _export_bioimageio, "models": _models}
         return commands[args.command](args)
     except UserInputError as error:
         print(f"napari-unet: error: {error}", file=sys.stderr)
@@ -121,7 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # a bug or an environment problem: still one line unless --debug
         if args.debug:
             raise
-        print(f"napari-unet: unexpected error: {type(error).__name__}: {error} (rerun with --debug for details)",
+        gist = (str(error).strip().splitlines() or [""])[0]
+        print(f"napari-unet: unexpected error: {type(error).__name__}: {gist} (rerun with --debug for details)",
               file=sys.stderr)
         return 1
 
@@ -130,10 +192,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _train(args) -> int:
+    from napari_unet.io.outputs import check_destination
     from napari_unet.nn.segmenter import Segmenter
     from napari_unet.nn.training import TrainConfig, Trainer
 
-    _check_outputs(args.overwrite, args.out)
+    check_destination(args.out)  # before training: a model trained for an hour is never lost to a bad path
+    _check_overwrite(args.overwrite, args.out)
     items = _training_items(args)
     tuning = {"patch_size": args.patch_size, "batch_size": args.batch_size, "learning_rate": args.learning_rate}
     config = TrainConfig(
@@ -143,8 +207,9 @@ def _train(args) -> int:
         seconds=args.seconds if args.seconds is not None or args.steps is not None else 60.0,
         device=args.device,
         seed=args.seed,
+        object_diameter=args.diameter,
     )
-    warm = Segmenter.load(args.resume) if args.resume else None
+    warm = Segmenter.load(resolve(args.resume)) if args.resume else None
     trainer = Trainer(items, config, segmenter=warm, class_names=args.classes)
     segmenter = _run_training(trainer, config, args.quiet)
     path = segmenter.save(args.out)
@@ -244,7 +309,8 @@ def _predict(args) -> int:
         return _predict_to_zarr(args)
     from tqdm import tqdm
 
-    from napari_unet.io.images import read_image, write_array
+    from napari_unet.io.images import read_image
+    from napari_unet.io.outputs import check_image_outputs, write_outputs
     from napari_unet.nn.device import pick_device
     from napari_unet.nn.segmenter import Segmenter
     from napari_unet.nn.volume import layout_of_file, predict_image
@@ -253,8 +319,9 @@ def _predict(args) -> int:
     if not outputs:
         raise UserInputError("nothing to write: give at least one of --instances, --semantic, --probabilities "
                              "(or --out-dir)")
-    _check_outputs(args.overwrite, *outputs)
-    segmenter = Segmenter.load(args.model, device=pick_device(args.device))
+    check_image_outputs(outputs)
+    _check_overwrite(args.overwrite, *outputs)
+    segmenter = Segmenter.load(resolve(args.model), device=pick_device(args.device))
     image = read_image(args.image[0])
     layout = layout_of_file(tuple(image.shape), args.channel_axis, Path(args.image[0]).name)
     with tqdm(total=0, unit="tile", disable=args.quiet, desc="predicting", file=sys.stderr) as bar:
@@ -267,18 +334,64 @@ def _predict(args) -> int:
         planes = len(layout.planes())
         result = predict_image(
             segmenter, image, layout, _instance_params(args) if args.instances else None, frames=args.frames,
-            z_anisotropy=args.z_anisotropy, tile_size=args.tile_size, overlap=args.overlap,
+            z_anisotropy=args.z_anisotropy, diameter=_diameter(args.diameter), tile_size=args.tile_size, overlap=args.overlap,
             probabilities=bool(args.probabilities),
             progress=(lambda done, total: bar.set_description(f"predicting plane {min(done + 1, total)}/{total}"))
             if planes > 1 else None,
             tile_progress=progress)
+    results = {}
     if args.semantic:
-        write_array(args.semantic, result.semantic)
+        results[args.semantic] = result.semantic
     if args.probabilities:
-        write_array(args.probabilities, result.probabilities)
+        results[args.probabilities] = result.probabilities
     if args.instances:
-        write_array(args.instances, result.instances)
+        results[args.instances] = result.instances
+    write_outputs(results)  # all or nothing
+    if args.instances:
         print(f"{int(result.instances.max())} objects", file=sys.stderr)
+    return 0
+
+
+# --- export-bioimageio -------------------------------------------------------------------------
+
+
+def _export_bioimageio(args) -> int:
+    from napari_unet.io.bioimageio import export_package
+    from napari_unet.io.outputs import check_destination
+
+    check_destination(args.out)
+    _check_overwrite(args.overwrite, args.out)
+    path = export_package(args.model, args.out, params=_instance_params(args), license=args.license)
+    print(f"saved {path}")
+    return 0
+
+
+def _instance_params(args) -> InstanceParams:
+    return InstanceParams(threshold=args.threshold, min_size=args.min_size, seed_spacing=args.seed_spacing,
+                          seed_prominence=args.seed_prominence)
+
+
+def _diameter(text: str) -> float | str:
+    if text == AUTO:
+        return AUTO
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise UserInputError(f"--diameter must be a positive number of pixels or {AUTO}, got {text!r}")
+    return value
+
+
+# --- models ------------------------------------------------------------------------------------
+
+
+def _models(args) -> int:
+    names = available_models()
+    if not names:
+        print("no pretrained models are installed")
+    for name in names:
+        print(describe(model_card(name)) + "\n")
     return 0
 
 
@@ -294,8 +407,8 @@ def _predict_to_zarr(args) -> int:
 
     if any((args.instances, args.semantic, args.probabilities)):
         raise UserInputError("with --out-zarr choose outputs with --outputs, not --instances/--semantic/--probabilities")
-    _check_outputs(args.overwrite, args.out_zarr)
-    segmenter = Segmenter.load(args.model, device=pick_device(args.device))
+    _check_overwrite(args.overwrite, args.out_zarr)
+    segmenter = Segmenter.load(resolve(args.model), device=pick_device(args.device))
     image = as_channels_first(read_image(args.image[0]), channel_axis=args.channel_axis)
     with tqdm(total=0, unit="block", disable=args.quiet, desc="predicting", file=sys.stderr) as bar:
 
@@ -310,11 +423,6 @@ def _predict_to_zarr(args) -> int:
             tile_size=args.tile_size, progress=progress)
     print(f"{objects} objects", file=sys.stderr)
     return 0
-
-
-def _instance_params(args) -> InstanceParams:
-    return InstanceParams(threshold=args.threshold, min_size=args.min_size, seed_spacing=args.seed_spacing,
-                          seed_prominence=args.seed_prominence)
 
 
 def _predict_batch(args) -> int:
@@ -333,7 +441,7 @@ def _predict_batch(args) -> int:
     workers = args.workers or os.cpu_count() or 1
     options = BatchOptions(kinds=tuple(args.outputs), params=_instance_params(args), channel_axis=args.channel_axis,
                            frames=args.frames, z_anisotropy=args.z_anisotropy, tile_size=args.tile_size,
-                           overlap=args.overlap, device=args.device,
+                           overlap=args.overlap, diameter=_diameter(args.diameter), device=args.device,
                            threads=None if args.scheduler else max(1, (os.cpu_count() or 1) // workers))
     with tqdm(total=len(inputs), unit="image", disable=args.quiet, desc="predicting", file=sys.stderr) as bar:
 
@@ -379,9 +487,7 @@ def _gui(args) -> int:
 # --- shared ------------------------------------------------------------------------------------
 
 
-def _check_outputs(overwrite: bool, *paths: str) -> None:
+def _check_overwrite(overwrite: bool, *paths: str) -> None:
     for path in paths:
         if Path(path).exists() and not overwrite:
             raise UserInputError(f"{path} already exists: pass --overwrite to replace it")
-        if not Path(path).parent.exists():
-            raise UserInputError(f"the folder for {path} does not exist: create it first")

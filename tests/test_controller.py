@@ -16,7 +16,9 @@ from napari_unet.errors import UserInputError  # noqa: E402
 from napari_unet.nn.training import TrainConfig  # noqa: E402
 from napari_unet.widgets.controller import controller_for  # noqa: E402
 from napari_unet.widgets.workers import (  # noqa: E402
+    PlaneResult,
     Scheduler,
+    TileProgress,
     gui_friendly_threads,
     predict_generator,
 )
@@ -63,12 +65,30 @@ def test_scheduler_joins_every_job_and_reports_errors(qtbot):
 
     errors = []
     worker = scheduler.start(endless, stop, stop=stop, connect={})
-    with qtbot.waitSignal(scheduler.start(failing, connect={"errored": errors.append}).finished, timeout=TIMEOUT):
-        pass
+    failed = threading.Event()  # connected before the worker starts: a fast end is never missed
+    scheduler.start(failing, connect={"errored": errors.append, "finished": failed.set})
+    qtbot.waitUntil(failed.is_set, timeout=TIMEOUT)
     assert started.wait(10) and worker in scheduler.running()
     assert scheduler.join(timeout=10) is True
     assert stop.is_set() and worker.done.is_set() and scheduler.running() == []
     assert [str(e) for e in errors] == ["broken"]
+
+
+def test_scheduler_joins_only_the_jobs_asked_for(qtbot):
+    scheduler = Scheduler()
+
+    def endless(stop):
+        while not stop.is_set():
+            yield None
+            stop.wait(0.01)
+
+    own, other = threading.Event(), threading.Event()
+    export = scheduler.start(endless, own, stop=own, connect={})
+    training = scheduler.start(endless, other, stop=other, connect={})
+    assert scheduler.join(timeout=10, only=[export]) is True  # the export dock closes alone
+    assert export.done.is_set() and not other.is_set() and not training.done.is_set()
+    assert scheduler.join(timeout=10) is True
+    assert training.done.is_set()
 
 
 def test_prediction_leaves_a_core_to_the_viewer():
@@ -83,12 +103,32 @@ def test_prediction_leaves_a_core_to_the_viewer():
         torch.set_num_threads(1 + gui_friendly_threads())
         model = Segmenter.create(ModelConfig(depth=2, base_width=4, n_classes=2), ["background", "object"])
         run = predict_generator(model, "img", lambda plane: np.zeros((1, 32, 32), np.float32), [()],
-                                InstanceParams(), 1, threading.Event(), [0, 0])
-        (result,) = list(run)
+                                InstanceParams(), 1, threading.Event())
+        *_, result = list(run)
         assert result.semantic.shape == (32, 32)
         assert torch.get_num_threads() == gui_friendly_threads()
     finally:
         torch.set_num_threads(before)
+
+
+def test_prediction_yields_its_tile_progress():
+    from napari_unet.functionals.instances import InstanceParams
+    from napari_unet.nn.model import ModelConfig
+    from napari_unet.nn.segmenter import Segmenter
+
+    model = Segmenter.create(ModelConfig(depth=2, base_width=4, n_classes=2), ["background", "object"])
+    planes = [(0,), (1,)]
+    run = predict_generator(model, "img", lambda plane: np.zeros((1, 160, 160), np.float32), planes,
+                            InstanceParams(), 1, threading.Event(), 32, 1)
+    records = list(run)
+    results = [r for r in records if isinstance(r, PlaneResult)]
+    assert [r.plane for r in results] == planes
+    for index in range(len(planes)):  # each plane's tiles count up to all of them, before its result
+        counts = [r.tiles for r in records if isinstance(r, TileProgress) and r.index == index]
+        assert counts and counts[-1].done == counts[-1].total > 1
+        assert [c.done for c in counts] == sorted(c.done for c in counts)
+        assert records.index(results[index]) > max(i for i, r in enumerate(records)
+                                                  if isinstance(r, TileProgress) and r.index == index)
 
 
 def test_training_works_on_a_copy_of_the_model(make_napari_viewer, qtbot):

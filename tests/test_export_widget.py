@@ -14,9 +14,10 @@ from napari_unet.conventions import (
     ROLE_INSTANCES,
     ROLE_SEMANTIC,
 )
+from napari_unet.io import export as ex
 from napari_unet.io import ome_zarr_dataset as io
-from napari_unet.widgets import export_widget as ew
-from napari_unet.widgets.export_widget import ExportWidget, safe_name
+from napari_unet.io.names import safe_name
+from napari_unet.widgets.export_widget import ExportWidget
 
 CLASSES = ["background", "nucleus", "debris"]
 TIMEOUT = 60_000
@@ -188,7 +189,7 @@ def test_cancel_leaves_no_dataset_and_no_temp_folder(export_setup, qtbot, tmp_pa
     viewer, widget, _, _ = export_setup
     widget.set_model(_tiny_model())
     started, release = threading.Event(), threading.Event()
-    real_write = ew.write_dataset
+    real_write = ex.write_dataset
 
     def blocking_write(*args, progress=None, **kwargs):
         def report(done, total):
@@ -199,7 +200,7 @@ def test_cancel_leaves_no_dataset_and_no_temp_folder(export_setup, qtbot, tmp_pa
 
         return real_write(*args, progress=report, **kwargs)
 
-    monkeypatch.setattr(ew, "write_dataset", blocking_write)
+    monkeypatch.setattr(ex, "write_dataset", blocking_write)
     with qtbot.waitSignal(widget.export_finished, timeout=TIMEOUT) as finished:
         worker = widget.export(tmp_path)
         assert worker is not None
@@ -212,6 +213,49 @@ def test_cancel_leaves_no_dataset_and_no_temp_folder(export_setup, qtbot, tmp_pa
     assert _datasets(tmp_path) == []  # no dataset, no temporary folder, no model
     assert widget.last_message[0] == "warning" and "cancelled" in widget.last_message[1]
     assert widget.export_button.isEnabled() and not widget.cancel_button.isEnabled()
+
+
+def test_closing_the_viewer_joins_an_export_started_from_the_export_dock_alone(export_setup, qtbot, tmp_path,
+                                                                                monkeypatch):
+    import time
+
+    viewer, widget, _, _ = export_setup
+    viewer.window.add_dock_widget(widget)  # no main napari-unet dock in this viewer
+    # the dock finds the main window at the next event-loop turn (napari wraps it first)
+    qtbot.waitUntil(lambda: widget._watched_window is not None, timeout=TIMEOUT)
+    real_write = ex.write_dataset
+    started = threading.Event()
+
+    def write_until_stopped(*args, progress=None, should_stop=None, **kwargs):
+        def report(done, total):
+            progress(done, total)
+            started.set()
+            while not should_stop():  # the export hangs until someone stops it
+                time.sleep(0.01)
+
+        return real_write(*args, progress=report, should_stop=should_stop, **kwargs)
+
+    monkeypatch.setattr(ex, "write_dataset", write_until_stopped)
+    worker = widget.export(tmp_path, images=["cells"])
+    qtbot.waitUntil(started.is_set, timeout=TIMEOUT)
+    assert not worker.done.is_set()
+    viewer.close()
+    assert worker.done.is_set(), "the export thread outlived the viewer"
+    assert widget.controller.scheduler.running() == []
+    assert _datasets(tmp_path) == []  # the dataset in progress was not written, no temporary folder left
+
+
+def test_export_progress_is_yielded_chunk_by_chunk(export_setup, tmp_path):
+    viewer, widget, (cells, layers), _ = export_setup
+    from napari_unet.napari.export import job_from_layers
+
+    job = job_from_layers(cells, [layers[ROLE_ANNOTATIONS]], tmp_path / "cells.zarr")
+    result = ex.ExportResult(tmp_path)
+    records = list(ex.export_datasets([job], result))
+    progress = [r for r in records if isinstance(r, ex.ExportProgress)]
+    assert records[0] == ("start", "cells") and records[-1] == ("written", "cells", tmp_path / "cells.zarr")
+    assert progress and progress[-1].chunks.done == progress[-1].chunks.total > 0
+    assert progress[-1].fraction == 1.0 and result.ok
 
 
 def test_user_errors_become_notifications(export_setup, tmp_path):
@@ -274,14 +318,14 @@ def test_model_comes_from_the_viewers_controller(export_setup, qtbot, tmp_path):
 
 def test_full_disk_and_unwritable_folder_are_reported(export_setup, qtbot, tmp_path, monkeypatch):
     viewer, widget, _, _ = export_setup
-    real_write = ew.write_dataset
+    real_write = ex.write_dataset
 
     def full_disk_for_cells(path, *args, **kwargs):
         if path.name == "cells.zarr":
-            raise ew.UserInputError("Not enough disk space to export cells.zarr: free some space")
+            raise ex.UserInputError("Not enough disk space to export cells.zarr: free some space")
         return real_write(path, *args, **kwargs)
 
-    monkeypatch.setattr(ew, "write_dataset", full_disk_for_cells)
+    monkeypatch.setattr(ex, "write_dataset", full_disk_for_cells)
     with qtbot.waitSignal(widget.export_finished, timeout=TIMEOUT) as finished:
         widget.export(tmp_path)
     result = finished.args[0]
@@ -292,7 +336,7 @@ def test_full_disk_and_unwritable_folder_are_reported(export_setup, qtbot, tmp_p
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(ew.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(ex.tempfile, "mkstemp", refuse)
     assert widget.export(tmp_path / "sub") is None
     assert widget.last_message[0] == "error" and "cannot write to" in widget.last_message[1]
 

@@ -185,7 +185,8 @@ def test_resources_found():
     with pytest.raises(FileNotFoundError, match="available"):
         resource_path("no_such_file.tif")
     total = sum(p.stat().st_size for p in resources_dir().rglob("*") if p.is_file())
-    assert total < 3_000_000, f"resources/ is {total / 1e6:.1f} MB; keep it under 3 MB"
+    # Samples (~0.5 MB) plus the shipped pretrained models (fast preset, ~2 MB each) for offline use.
+    assert total < 8_000_000, f"resources/ is {total / 1e6:.1f} MB; keep it under 8 MB"
     licences = (resources_dir() / "LICENSES.md").read_text()
     for p in resources_dir().glob("*.tif"):
         assert p.name in licences, f"{p.name} has no entry in resources/LICENSES.md"

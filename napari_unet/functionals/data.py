@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import ndimage
 
+from napari_unet import limits
 from napari_unet.conventions import (
     ACCEPTED_BACKGROUND,
     BACKGROUND,
@@ -20,6 +22,7 @@ from napari_unet.conventions import (
 from napari_unet.errors import UserInputError
 from napari_unet.functionals.layout import ImageLayout, plane_label
 from napari_unet.functionals.normalisation import Normalisation
+from napari_unet.functionals.scale import object_diameter, resample, scaled_shape
 from napari_unet.functionals.targets import boundary_target, distance_target
 
 IGNORE = -1  # semantic target value that the loss skips
@@ -70,6 +73,12 @@ class TrainingImage:
     @property
     def label(self) -> str:
         return self.name or "image"
+
+    def object_diameter(self) -> float | None:
+        """Typical diameter of the objects whose outlines are known here (dense or accepted), else None."""
+        if self.instances is None:
+            return None
+        return object_diameter(self.instances, self.instance_mask)
 
     def check(self) -> None:
         """Raise a UserInputError that says what is wrong with this pair, if anything."""
@@ -141,6 +150,7 @@ def check_training_set(items: list[TrainingImage]) -> int:
         raise UserInputError("no training images: add an image with annotations first")
     for item in items:
         item.check()
+        limits.check_class_count(int(item.annotations.max(initial=0)), f"the labels of {item.label}")
     channels = {item.image.shape[0] for item in items}
     if len(channels) > 1:
         raise UserInputError(f"training images differ in channel count {sorted(channels)}; use images of one kind")
@@ -172,8 +182,11 @@ class PreparedImage:
     instance_valid: np.ndarray  # (h, w) bool
 
 
-def prepare(item: TrainingImage, normalisation: Normalisation, margin: int) -> PreparedImage:
-    """Crop to the annotated bounding box plus `margin` (context), normalise, and build targets."""
+def prepare(item: TrainingImage, normalisation: Normalisation, margin: int, factor: float = 1.0) -> PreparedImage:
+    """Crop to the annotated bounding box plus `margin` (context), resample by `factor`, normalise, build targets.
+
+    `margin` is in resampled pixels; targets are computed after resampling so borders stay one pixel wide.
+    """
     stats = normalisation.statistics(item.image)
     annotated = item.annotations > 0
     rows = np.flatnonzero(annotated.any(axis=1))
@@ -181,15 +194,18 @@ def prepare(item: TrainingImage, normalisation: Normalisation, margin: int) -> P
     if rows.size == 0:
         rows = cols = np.array([0])
     h, w = item.annotations.shape
-    y0, y1 = max(0, rows[0] - margin), min(h, rows[-1] + 1 + margin)
-    x0, x1 = max(0, cols[0] - margin), min(w, cols[-1] + 1 + margin)
+    pad = int(np.ceil(margin / factor))
+    y0, y1 = max(0, rows[0] - pad), min(h, rows[-1] + 1 + pad)
+    x0, x1 = max(0, cols[0] - pad), min(w, cols[-1] + 1 + pad)
     crop = (slice(y0, y1), slice(x0, x1))
-    image = Normalisation.apply(item.image[(slice(None), *crop)], stats)
-    annotations = np.asarray(item.annotations[crop]).astype(np.int64)
+    shape = scaled_shape((y1 - y0, x1 - x0), factor)
+    image = Normalisation.apply(resample(item.image[(slice(None), *crop)], shape), stats)
+    annotations = resample(item.annotations[crop], shape, labels=True).astype(np.int64)
     semantic = np.where(annotations > 0, annotations - BACKGROUND, IGNORE)
     if item.instances is not None:
-        instances = np.asarray(item.instances[crop])
-        valid = np.ones(instances.shape, bool) if item.instance_mask is None else np.asarray(item.instance_mask[crop])
+        instances = resample(item.instances[crop], shape, labels=True)
+        known = np.ones(instances.shape, bool) if item.instance_mask is None else item.instance_mask[crop]
+        valid = resample(known, shape, labels=True)
         instances = np.where(valid, instances, 0)
         boundary, distance = boundary_target(instances), distance_target(instances)
     else:
@@ -211,16 +227,21 @@ class Batch:
 
 @dataclass
 class PatchSampler:
-    """Draws augmented patches centred on annotated pixels, each class equally often.
+    """Draws augmented patches centred on annotated pixels: each class, then each image, equally often.
 
-    Sparse scribbles would otherwise be missed by uniform sampling, and a rare class
-    would be drowned out by background.
+    Sparse scribbles would otherwise be missed by uniform sampling, a rare class would be
+    drowned out by background, and one large image would crowd out the small ones.
+    Augmentation covers what varies between microscopes: orientation, object size
+    (`scale_jitter`: log-uniform zoom up to that fraction), brightness, contrast, gamma,
+    blur and noise (`intensity_jitter`).
     """
 
     images: list[PreparedImage]
     patch_size: int
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
     annotated_fraction: float = 0.9
+    scale_jitter: float = 0.25
+    intensity_jitter: bool = True
 
     def __post_init__(self) -> None:
         centres: dict[int, list[np.ndarray]] = {}
@@ -232,7 +253,7 @@ class PatchSampler:
                 keep = self.rng.permutation(ys.size)[:MAX_CENTRES_PER_CLASS]
                 coords = np.stack([np.full(keep.size, index), ys[keep], xs[keep]], axis=1)
                 centres.setdefault(int(cls), []).append(coords)
-        self._centres = [np.concatenate(c) for _, c in sorted(centres.items())]
+        self._centres = [c for _, c in sorted(centres.items())]  # per class, one array per image
 
     def sample(self, batch_size: int) -> Batch:
         patches = [self._patch(*self._centre()) for _ in range(batch_size)]
@@ -240,7 +261,8 @@ class PatchSampler:
 
     def _centre(self) -> tuple[int, int, int]:
         if self.rng.random() < self.annotated_fraction:
-            coords = self._centres[self.rng.integers(len(self._centres))]
+            per_image = self._centres[self.rng.integers(len(self._centres))]
+            coords = per_image[self.rng.integers(len(per_image))]
             index, y, x = coords[self.rng.integers(len(coords))]
             # jitter so the annotated pixel is not always in the middle
             half = self.patch_size // 2
@@ -253,11 +275,13 @@ class PatchSampler:
 
     def _patch(self, index: int, cy: int, cx: int) -> tuple[np.ndarray, ...]:
         prepared = self.images[index]
+        zoom = float(np.exp(self.rng.uniform(-1, 1) * np.log1p(self.scale_jitter))) if self.scale_jitter else 1.0
         p = self.patch_size
+        q = max(8, int(round(p / zoom)))  # source window that becomes the patch
         h, w = prepared.semantic.shape
-        y0 = int(np.clip(cy - p // 2, 0, max(0, h - p)))
-        x0 = int(np.clip(cx - p // 2, 0, max(0, w - p)))
-        window = (slice(y0, y0 + p), slice(x0, x0 + p))
+        y0 = int(np.clip(cy - q // 2, 0, max(0, h - q)))
+        x0 = int(np.clip(cx - q // 2, 0, max(0, w - q)))
+        window = (slice(y0, y0 + q), slice(x0, x0 + q))
         parts = [
             prepared.image[(slice(None), *window)],
             prepared.semantic[window],
@@ -265,8 +289,10 @@ class PatchSampler:
             prepared.distance[window],
             prepared.instance_valid[window],
         ]
+        if q != p:
+            parts = _zoom_parts(parts, p / q)
         parts = _pad_to(parts, p)
-        return self._augment(parts)
+        return self._augment([part[..., :p, :p] for part in parts])
 
     def _augment(self, parts: list[np.ndarray]) -> tuple[np.ndarray, ...]:
         k = int(self.rng.integers(4))
@@ -277,10 +303,35 @@ class PatchSampler:
             if flip:
                 part = part[..., ::-1]
             out.append(np.ascontiguousarray(part))
+        out[0] = self._intensity(out[0]) if self.intensity_jitter else out[0]
         gain = np.exp(self.rng.normal(0.0, 0.2))
         offset = self.rng.normal(0.0, 0.1)
         out[0] = (out[0] * gain + offset).astype(np.float32)
         return tuple(out)
+
+    def _intensity(self, image: np.ndarray) -> np.ndarray:
+        """Gamma, blur and noise, each on a share of the patches, at strengths seen between microscopes."""
+        rng = self.rng
+        if rng.random() < 0.5:
+            image = np.clip(image, 0.0, None) ** np.exp(rng.normal(0.0, 0.3))
+        if rng.random() < 0.2:
+            image = ndimage.gaussian_filter(image, (0, *(2 * [rng.uniform(0.5, 1.5)])))
+        if rng.random() < 0.3:
+            image = image + rng.normal(0.0, rng.uniform(0.01, 0.1), image.shape)
+        return image
+
+
+def _zoom_parts(parts: list[np.ndarray], zoom: float) -> list[np.ndarray]:
+    """Resample a patch and its targets: linear for the image and soft targets, nearest for labels and masks."""
+    image, semantic, boundary, distance, valid = parts
+    shape = scaled_shape(semantic.shape, zoom)
+    return [
+        resample(image, shape),
+        resample(semantic, shape, labels=True),
+        resample(boundary, shape),
+        resample(distance, shape),
+        resample(valid, shape, labels=True),
+    ]
 
 
 def _pad_to(parts: list[np.ndarray], size: int) -> list[np.ndarray]:

@@ -16,6 +16,7 @@ from scipy import ndimage
 from skimage.morphology import h_maxima
 from skimage.segmentation import watershed
 
+from napari_unet import limits
 from napari_unet.functionals.prediction import Prediction
 
 
@@ -27,6 +28,12 @@ class InstanceParams:
     min_size: int = 10
     seed_spacing: int = 2
     seed_prominence: float = 0.1
+
+    def __post_init__(self) -> None:
+        limits.real_number("threshold", self.threshold, 0.0, 1.0, low_open=True, high_open=True)
+        limits.whole_number("min size", self.min_size, 0)
+        limits.whole_number("seed spacing", self.seed_spacing, 1, limits.MAX_SEED_SPACING)
+        limits.real_number("seed prominence", self.seed_prominence, 0.0, 1.0)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -44,6 +51,9 @@ def instances_from_prediction(
     component by component in raster order.
     """
     foreground = prediction.foreground_mask(params.threshold)
+    # Smooth the distance map over one of the network's pixels: peaks mean the same at every object size.
+    sigma = float(np.clip(1.0 / prediction.scale, 0.5, 8.0))
+    halo_size = int(np.ceil(4 * sigma))  # gaussian_filter reads 4 sigma around each pixel (truncate=4.0)
     components, _ = ndimage.label(foreground)  # 4-connected, as the watershed floods
     labels = np.zeros(foreground.shape, np.uint32)
     height, width = foreground.shape
@@ -55,12 +65,12 @@ def instances_from_prediction(
         if np.count_nonzero(mask) < params.min_size:
             continue  # every object it could hold would be removed as small
         y0, y1, x0, x1 = box[0].start, box[0].stop, box[1].start, box[1].stop
-        hy0, hx0 = max(y0 - _HALO, 0), max(x0 - _HALO, 0)
-        halo = (slice(hy0, min(y1 + _HALO, height)), slice(hx0, min(x1 + _HALO, width)))
+        hy0, hx0 = max(y0 - halo_size, 0), max(x0 - halo_size, 0)
+        halo = (slice(hy0, min(y1 + halo_size, height)), slice(hx0, min(x1 + halo_size, width)))
         inner = (slice(y0 - hy0, y1 - hy0), slice(x0 - hx0, x1 - hx0))
         if use_instance_heads:
             distance = prediction.distance[halo].astype(np.float32)
-            smoothed = ndimage.gaussian_filter(distance, 1.0)[inner]
+            smoothed = ndimage.gaussian_filter(distance, sigma)[inner]
             elevation = prediction.boundary[box].astype(np.float32) - distance[inner]
             seeds = _h_maxima(np.where(mask, smoothed, 0), params.seed_prominence) & mask
         else:
@@ -79,8 +89,6 @@ def instances_from_prediction(
         labels[box][mask] = new_ids[local[mask]]
     return labels
 
-
-_HALO = 4  # gaussian_filter(sigma=1.0) reads 4 pixels around each pixel (truncate=4.0)
 
 
 def _h_maxima(image: np.ndarray, prominence: float) -> np.ndarray:
@@ -104,8 +112,12 @@ def _split(elevation: np.ndarray, seeds: np.ndarray, mask: np.ndarray, params: I
 
 def remove_small(labels: np.ndarray, min_size: int) -> np.ndarray:
     """Zero out objects with fewer than `min_size` pixels."""
-    if min_size <= 1:
+    if min_size <= 1 or labels.size == 0:
         return labels
+    if int(labels.max()) > 4 * labels.size + 65536:  # sparse huge ids: count them, never index by them
+        ids, index, sizes = np.unique(labels, return_inverse=True, return_counts=True)
+        small = (sizes < min_size) & (ids != 0)
+        return np.where(small[index.reshape(labels.shape)], 0, labels)
     sizes = np.bincount(labels.ravel())
     small = sizes < min_size
     small[0] = False

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from napari_unet import limits
 from napari_unet.errors import UserInputError
 from napari_unet.functionals.layout import ImageLayout
 
@@ -22,6 +23,10 @@ class Normalisation:
 
     low_percentile: float = 1.0
     high_percentile: float = 99.8
+
+    def __post_init__(self) -> None:
+        low = limits.real_number("low percentile", self.low_percentile, 0.0, 100.0)
+        limits.real_number("high percentile", self.high_percentile, low, 100.0, low_open=True)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -21,6 +21,7 @@ class Prediction:
     probabilities: np.ndarray  # (K, H, W) class probabilities, class 0 = background
     boundary: np.ndarray  # (H, W) probability of an object border
     distance: np.ndarray  # (H, W) predicted distance to the border, 1 at object centres
+    scale: float = 1.0  # how much the image was enlarged for the network (objects at its canonical size)
 
     def semantic(self) -> np.ndarray:
         """Class label per pixel as annotation values (1 = background, 2..K = classes)."""

@@ -20,7 +20,7 @@ def distance_target(instances: np.ndarray) -> np.ndarray:
     """
     inside = (instances > 0) & ~find_boundaries(instances, mode="inner")
     distance = ndimage.distance_transform_edt(inside).astype(np.float32)
-    ids = instances.astype(np.int64, copy=False)
+    ids = dense_ids(instances)
     peak = np.zeros(int(ids.max()) + 1, dtype=np.float32)
     np.maximum.at(peak, ids.ravel(), distance.ravel())
     scale = np.where(peak > 0, peak, 1.0)[ids]
@@ -28,3 +28,17 @@ def distance_target(instances: np.ndarray) -> np.ndarray:
     # Objects too thin to have an inside still get a peak of 1 where they are.
     target[(instances > 0) & (peak[ids] == 0)] = 1.0
     return target
+
+
+def dense_ids(instances: np.ndarray) -> np.ndarray:
+    """Object ids renumbered 0..n (0 stays background) as int64, so they can index arrays.
+
+    User ids can be anything up to 2**64: used as array sizes, an id near 2**40 would
+    request terabytes. Small ids are kept as they are.
+    """
+    ids = np.asarray(instances)
+    if ids.size == 0 or int(ids.max()) <= 4 * ids.size + 65536:
+        return ids.astype(np.int64, copy=False)
+    values, index = np.unique(ids, return_inverse=True)
+    index = index.reshape(ids.shape).astype(np.int64)
+    return index if values[0] == 0 else index + 1

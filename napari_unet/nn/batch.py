@@ -38,6 +38,7 @@ class BatchOptions:
     z_anisotropy: float = 1.0
     tile_size: int = 512
     overlap: int = 64
+    diameter: float | str | None = "auto"  # objects' size: measured per image by default
     device: str = "auto"
     threads: int | None = None  # torch threads per worker process (None: leave torch's default)
 
@@ -172,7 +173,8 @@ def predict_file(model_bytes: bytes, digest: str, image_path: str, out_dir: str,
         result = predict_image(
             segmenter, image, layout, options.params if "instances" in paths else None,
             frames=options.frames, z_anisotropy=options.z_anisotropy, tile_size=options.tile_size,
-            overlap=options.overlap, probabilities="probabilities" in paths)
+            overlap=options.overlap, probabilities="probabilities" in paths,
+            diameter=options.diameter)
         arrays = {"instances": result.instances, "semantic": result.semantic, "probabilities": result.probabilities}
         for kind, path in paths.items():
             write_array(path, arrays[kind])

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from napari_unet import limits
 from napari_unet.functionals.normalisation import Normalisation
 from napari_unet.functionals.prediction import Prediction
 from napari_unet.nn.model import BOUNDARY_CHANNEL, DISTANCE_CHANNEL, UNet
@@ -37,6 +38,13 @@ class TileGrid:
         step = self.tile - self.overlap
         n = int(np.ceil((self.size - self.tile) / step)) + 1
         return sorted({int(round(i * (self.size - self.tile) / (n - 1))) for i in range(n)})
+
+
+def check_tiling(tile_size: int, overlap: int, batch_size: int) -> None:
+    """Tile settings that make sense, refused before any tile is read."""
+    limits.whole_number("tile size", tile_size, 32, limits.MAX_TILE_SIZE)
+    limits.whole_number("overlap", overlap, 0, limits.MAX_TILE_SIZE)  # at most half a tile is used
+    limits.whole_number("batch size", batch_size, 1, limits.MAX_BATCH_SIZE)
 
 
 def plan_tiles(
@@ -89,6 +97,7 @@ def predict_tiled(
     should_stop: Callable[[], bool] | None = None,
 ) -> Prediction:
     """Predict a (C, H, W) image (numpy or lazy) tile by tile and blend the tiles smoothly."""
+    check_tiling(tile_size, overlap, batch_size)
     _, height, width = image.shape
     (tile_h, overlap_h), (tile_w, overlap_w) = plan_tiles(
         height, width, tile_size, overlap, batch_size, net.config.size_multiple

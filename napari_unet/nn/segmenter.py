@@ -17,15 +17,26 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_unet import __version__
+from napari_unet import __version__, limits
 from napari_unet.errors import UserInputError
 from napari_unet.functionals.instances import InstanceParams, instances_from_prediction
 from napari_unet.functionals.normalisation import Normalisation
 from napari_unet.functionals.prediction import Prediction
+from napari_unet.functionals.scale import (
+    AUTO,
+    object_diameter,
+    resample,
+    resample_prediction,
+    scale_factor,
+    scaled_shape,
+)
 from napari_unet.io import atomic
 from napari_unet.nn.device import autocast_dtype
 from napari_unet.nn.inference import predict_tiled
 from napari_unet.nn.model import ModelConfig, UNet
+
+AUTO_TOLERANCE = 0.1  # a measured scale within 10% of the last pass's keeps that pass
+AUTO_MAX_PASSES = 3
 
 FORMAT = "napari-unet-checkpoint"
 FORMAT_VERSION = 1
@@ -41,6 +52,8 @@ class Segmenter:
     rgb: bool = False
     instance_heads_trained: bool = False
     history: list[dict] = field(default_factory=list)
+    canonical_diameter: float | None = None  # object size the network works at; None: no resampling
+    object_diameter: float | None = None  # typical object size in the training images, in their pixels
 
     @classmethod
     def create(cls, config: ModelConfig, class_names: list[str], **kwargs) -> Segmenter:
@@ -60,12 +73,49 @@ class Segmenter:
         self.net.to(device)
         return self
 
+    def adapt_classes(self, class_names: list[str]) -> Segmenter:
+        """A copy for another class list that keeps what transfers: a starting point for fine-tuning.
+
+        The encoder, decoder and instance heads are kept; each class's output comes from the
+        old class of the same name (case-insensitive), else from an old class no new name
+        claimed, in order (so "nucleus" becomes the user's "cell"), else starts fresh.
+        Background (the first class) always comes from background.
+        """
+        old = [name.lower() for name in self.class_names]
+        sources = [old.index(name.lower()) if name.lower() in old else None for name in class_names]
+        sources[0] = 0
+        spare = [i for i in range(1, len(old)) if i not in sources]
+        sources = [s if s is not None or not spare else spare.pop(0) for s in sources]
+        n_old, n_new = self.config.n_classes, len(class_names)
+        net = UNet(ModelConfig(**{**self.config.to_dict(), "n_classes": n_new}))
+        state = net.state_dict()
+        for name, tensor in self.net.state_dict().items():
+            if not name.startswith("head."):
+                state[name] = tensor
+                continue
+            for new, source in enumerate(sources):
+                if source is not None:
+                    state[name][new] = tensor[source]
+            state[name][n_new:] = tensor[n_old:]
+        net.load_state_dict(state)
+        return Segmenter(
+            net=net.to(self.device),
+            class_names=list(class_names),
+            normalisation=self.normalisation,
+            rgb=self.rgb,
+            instance_heads_trained=self.instance_heads_trained,
+            history=list(self.history),
+            canonical_diameter=self.canonical_diameter,
+            object_diameter=self.object_diameter,
+        )
+
     # --- prediction -------------------------------------------------------------------------
 
     def predict(
         self,
         image,
         *,
+        diameter: float | str | None = None,
         tile_size: int = 512,
         overlap: int = 64,
         batch_size: int | None = None,
@@ -73,25 +123,52 @@ class Segmenter:
         progress: Callable[[int, int], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> Prediction:
-        """Network outputs for a (C, H, W) image (numpy or lazy), normalised as in training."""
+        """Network outputs for a (C, H, W) image (numpy or lazy), normalised and scaled as in training.
+
+        `diameter` is the typical object diameter in this image's pixels: None takes the
+        training images' (`object_diameter`), AUTO measures it from a first pass and predicts
+        again only when it differs. Outputs always have the image's own height and width.
+        """
         self.check_input(image)
         stats = self.normalisation.statistics(image)
         if batch_size is None:
             # On CPU one tile at a time is ~1.5x faster per pixel than four: its activations stay in cache.
             batch_size = 1 if self.device.type == "cpu" else 4
-        return predict_tiled(
-            self.net,
-            image,
-            stats,
-            device=self.device,
-            tile_size=tile_size,
-            overlap=overlap,
-            batch_size=batch_size,
-            amp_dtype=autocast_dtype(self.device),
-            out_dtype=out_dtype,
-            progress=progress,
-            should_stop=should_stop,
-        )
+
+        def run(factor: float) -> Prediction:
+            height, width = image.shape[1:]
+            source = image if factor == 1.0 else resample(np.asarray(image), scaled_shape((height, width), factor))
+            prediction = predict_tiled(
+                self.net,
+                source,
+                stats,
+                device=self.device,
+                tile_size=tile_size,
+                overlap=overlap,
+                batch_size=batch_size,
+                amp_dtype=autocast_dtype(self.device),
+                out_dtype=out_dtype,
+                progress=progress,
+                should_stop=should_stop,
+            )
+            return prediction if factor == 1.0 else resample_prediction(prediction, (height, width), factor, out_dtype)
+
+        first = self.object_diameter if diameter in (None, AUTO) else float(diameter)
+        factor = scale_factor(first, self.canonical_diameter)
+        prediction = run(factor)
+        if diameter != AUTO or self.canonical_diameter is None:
+            return prediction
+        # Objects seen at the wrong size are measured too close to the canonical size (large
+        # ones split, small ones merge), so the estimate is refined pass by pass.
+        for _ in range(AUTO_MAX_PASSES - 1):
+            measured = object_diameter(self.instances(prediction))
+            if measured is None:
+                break
+            previous, factor = factor, scale_factor(measured, self.canonical_diameter)
+            if abs(factor / previous - 1) <= AUTO_TOLERANCE:
+                break
+            prediction = run(factor)
+        return prediction
 
     def instances(self, prediction: Prediction, params: InstanceParams = InstanceParams()) -> np.ndarray:
         return instances_from_prediction(prediction, params, use_instance_heads=self.instance_heads_trained)
@@ -119,6 +196,7 @@ class Segmenter:
             "final_loss": last.get("loss"),
             "validation": last.get("validation"),
             "instance_heads_trained": self.instance_heads_trained,
+            "object_diameter": self.object_diameter,
         }
 
     def to_checkpoint(self) -> dict:
@@ -132,6 +210,7 @@ class Segmenter:
             "normalisation": self.normalisation.to_dict(),
             "channels": {"in_channels": self.config.in_channels, "layout": "CHW", "rgb": self.rgb},
             "instance_heads_trained": self.instance_heads_trained,
+            "scale": {"canonical_diameter": self.canonical_diameter, "object_diameter": self.object_diameter},
             "history": self.history,
             "model_card": self.model_card(),
             "state_dict": state,
@@ -139,17 +218,27 @@ class Segmenter:
 
     @classmethod
     def from_checkpoint(cls, checkpoint: dict) -> Segmenter:
+        """Rebuild a saved model; every field is checked before the network is built (checkpoints are user files)."""
         if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
             raise UserInputError("not a napari-unet model checkpoint")
-        net = UNet(ModelConfig(**checkpoint["architecture"]))
+        _check_format_version(checkpoint)
+        architecture = _table(checkpoint, "architecture", ModelConfig)
+        limits.check_architecture(architecture)
+        config = ModelConfig(**architecture)
+        class_names = checkpoint["class_names"]
+        if not isinstance(class_names, list) or len(class_names) != config.n_classes:
+            raise UserInputError(f"its class names do not list the network's {config.n_classes} classes")
+        normalisation = Normalisation(**_table(checkpoint, "normalisation", Normalisation))
+        net = UNet(config)
         net.load_state_dict(checkpoint["state_dict"])
         return cls(
             net=net,
-            class_names=list(checkpoint["class_names"]),
-            normalisation=Normalisation(**checkpoint["normalisation"]),
+            class_names=[str(name) for name in class_names],
+            normalisation=normalisation,
             rgb=bool(checkpoint["channels"].get("rgb", False)),
             instance_heads_trained=bool(checkpoint["instance_heads_trained"]),
             history=list(checkpoint["history"]),
+            **checkpoint.get("scale", {}),  # absent before object scale was stored: no resampling
         )
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -169,14 +258,26 @@ class Segmenter:
         path = Path(path)
         if not path.is_file():
             raise UserInputError(f"model file not found: {path}")
+        from napari_unet.io import bioimageio
+
         try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+            if bioimageio.is_package(path):  # a BioImage.IO package exported by napari-unet
+                checkpoint = bioimageio.read_checkpoint(path)
+            else:
+                checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        except UserInputError:
+            raise
         except Exception as error:  # torch raises many types for foreign files
             raise UserInputError(f"{path} is not a napari-unet model checkpoint ({type(error).__name__})") from error
         try:
             segmenter = cls.from_checkpoint(checkpoint)
-        except (KeyError, TypeError, RuntimeError) as error:
-            raise UserInputError(f"{path} is a damaged or incompatible napari-unet checkpoint: {error}") from error
+        except UserInputError as error:
+            raise UserInputError(f"cannot load {path}: {error}") from error
+        except KeyError as error:
+            raise UserInputError(f"{path} is a damaged napari-unet checkpoint: it has no {error} field") from error
+        except (TypeError, ValueError, AttributeError, RuntimeError) as error:
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise UserInputError(f"{path} is a damaged or incompatible napari-unet checkpoint: {reason}") from error
         return segmenter.to(device) if device is not None else segmenter
 
     def fingerprint(self) -> str:
@@ -186,3 +287,26 @@ class Segmenter:
             digest.update(name.encode())
             digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
         return digest.hexdigest()
+
+
+def _check_format_version(checkpoint: dict) -> None:
+    version = checkpoint.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise UserInputError(f"its format_version {version!r} is not a checkpoint format version")
+    if version > FORMAT_VERSION:
+        saved_by = checkpoint.get("napari_unet_version", "a newer version")
+        raise UserInputError(
+            f"it was saved by napari-unet {saved_by} in checkpoint format {version}, but this napari-unet "
+            f"({__version__}) reads formats up to {FORMAT_VERSION}: update napari-unet"
+        )
+
+
+def _table(checkpoint: dict, key: str, kind: type) -> dict:
+    """The settings stored under `key`, with exactly the fields of the dataclass `kind`."""
+    value = checkpoint[key]
+    if not isinstance(value, dict):
+        raise UserInputError(f"its {key} is a {type(value).__name__}, not a table of settings")
+    if set(value) != set(kind.__dataclass_fields__):
+        raise UserInputError(f"its {key} fields {sorted(map(str, value))} are not those this napari-unet knows")
+    return value
+

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from napari_unet import limits
 from napari_unet.conventions import DEFAULT_CLASS_NAMES
 from napari_unet.errors import UserInputError
 from napari_unet.functionals.data import (
@@ -29,6 +30,7 @@ from napari_unet.functionals.data import (
     prepare,
 )
 from napari_unet.functionals.prediction import Prediction
+from napari_unet.functionals.scale import CANONICAL_DIAMETER, scale_factor
 from napari_unet.nn import validation
 from napari_unet.nn.device import (
     autocast_dtype,
@@ -37,7 +39,7 @@ from napari_unet.nn.device import (
     pick_device,
     set_cpu_threads,
 )
-from napari_unet.nn.model import PRESETS, ModelConfig, UNet
+from napari_unet.nn.model import NORMS, PRESETS, ModelConfig
 from napari_unet.nn.segmenter import Segmenter
 
 WARMUP_STEPS = 20
@@ -61,6 +63,28 @@ class TrainConfig:
     threads: int | None = None  # CPU threads for torch; None = all cores
     validation_fraction: float = 0.1
     validation_interval: float = 30.0  # seconds between validation scores
+    canonical_diameter: float | None = CANONICAL_DIAMETER  # object size a new model works at; None: no resampling
+    object_diameter: float | None = None  # typical object diameter in the training images; None: measured
+
+    def __post_init__(self) -> None:
+        """Refuse settings that would train forever, not at all, or fail later with a traceback."""
+        limits.one_of("model preset", self.preset, PRESETS)
+        limits.one_of("norm", self.norm, NORMS)
+        self.patch_size = limits.whole_number("patch size", self.patch_size, 16, limits.MAX_PATCH_SIZE)
+        self.batch_size = limits.whole_number("batch size", self.batch_size, 1, limits.MAX_BATCH_SIZE)
+        limits.real_number("learning rate", self.learning_rate, 0.0, 1.0, low_open=True)
+        limits.real_number("weight decay", self.weight_decay, 0.0, 1.0)
+        if self.steps is not None:
+            self.steps = limits.whole_number("steps", self.steps, 1)
+        if self.seconds is not None:
+            limits.real_number("seconds", self.seconds, 0.0, low_open=True)
+        if self.seed is not None:
+            limits.whole_number("seed", self.seed, 0, 2**32 - 1)
+        limits.real_number("boundary weight", self.boundary_pos_weight, 0.0, low_open=True)
+        if self.threads is not None:
+            limits.whole_number("threads", self.threads, 1)
+        limits.real_number("validation fraction", self.validation_fraction, 0.0, 1.0, high_open=True)
+        limits.real_number("validation interval", self.validation_interval, 0.0, low_open=True)
 
     def model_config(self, in_channels: int, n_classes: int) -> ModelConfig:
         if self.preset not in PRESETS:
@@ -121,7 +145,8 @@ class Trainer:
         net = segmenter.net
         margin = config.patch_size // 2
         held_out = validation.split(self.items, config.validation_fraction)
-        prepared = [prepare(item, segmenter.normalisation, margin) for item in held_out.train]
+        factors = _scale_factors(held_out.train, segmenter, config.object_diameter)
+        prepared = [prepare(item, segmenter.normalisation, margin, f) for item, f in zip(held_out.train, factors)]
         sampler = PatchSampler(prepared, config.patch_size, rng=rng)
         trains_instances = any(p.instance_valid.any() for p in prepared)
         optimizer = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -204,17 +229,16 @@ class Trainer:
         names = self._class_names()
         if self.segmenter is None:
             config = self.config.model_config(in_channels, self.n_classes)
-            return Segmenter.create(config, names)
+            return Segmenter.create(config, names, canonical_diameter=self.config.canonical_diameter)
         previous = self.segmenter
         if previous.config.in_channels != in_channels:
             raise UserInputError(
                 f"the current model takes {previous.config.in_channels} channel(s) but these images have "
                 f"{in_channels}: start a new model for this kind of image"
             )
-        if previous.config.n_classes == self.n_classes:
-            previous.class_names = names if self.class_names else previous.class_names
+        if previous.config.n_classes == self.n_classes and (not self.class_names or names == previous.class_names):
             return previous
-        return _with_classes(previous, self.n_classes, names)
+        return previous.adapt_classes(names)
 
     def _class_names(self) -> list[str]:
         names = list(self.class_names or [])
@@ -257,6 +281,21 @@ class Trainer:
         prediction = segmenter.predict(request.image)
         segmenter.net.train()
         return request.tag, prediction
+
+
+def _scale_factors(items: list[TrainingImage], segmenter: Segmenter, override: float | None) -> list[float]:
+    """Resampling factor per training image, and the segmenter's `object_diameter` updated to match.
+
+    Each image is brought to the canonical diameter by its own objects' size; images whose
+    objects are unknown (scribbles only) use the user's diameter, the other images' median,
+    or the size the model was trained at before, in that order.
+    """
+    measured = [None if override else item.object_diameter() for item in items]
+    known = [d for d in measured if d is not None]
+    typical = override or (float(np.median(known)) if known else segmenter.object_diameter)
+    if typical is not None:
+        segmenter.object_diameter = round(float(typical), 2)
+    return [scale_factor(d if d is not None else typical, segmenter.canonical_diameter) for d in measured]
 
 
 def _learning_rate(base: float, step: int, fraction: float | None) -> float:
@@ -310,28 +349,3 @@ def _loss(logits, semantic, boundary, distance, valid, n_classes: int, pos_weigh
 def _free_device_memory(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.empty_cache()
-
-
-def _with_classes(previous: Segmenter, n_classes: int, names: list[str]) -> Segmenter:
-    """A copy of `previous` whose semantic head has `n_classes` outputs; shared weights are kept."""
-    config = ModelConfig(**{**previous.config.to_dict(), "n_classes": n_classes})
-    net = UNet(config)
-    old = previous.net.state_dict()
-    new = net.state_dict()
-    keep = min(previous.config.n_classes, n_classes)
-    for name, tensor in old.items():
-        if name.startswith("head."):
-            target = new[name]
-            target[:keep] = tensor[:keep]
-            target[n_classes:] = tensor[previous.config.n_classes :]
-        else:
-            new[name] = tensor
-    net.load_state_dict(new)
-    return Segmenter(
-        net=net,
-        class_names=names,
-        normalisation=previous.normalisation,
-        rgb=previous.rgb,
-        instance_heads_trained=previous.instance_heads_trained,
-        history=list(previous.history),
-    )

@@ -56,12 +56,14 @@ def predict_image(
     tile_size: int = 512,
     overlap: int = 64,
     probabilities: bool = False,
+    diameter: float | str | None = None,
     progress: Callable[[int, int], None] | None = None,
     tile_progress: Callable[[int, int], None] | None = None,
 ) -> VolumeResult:
     """Semantic and instance labels (and probabilities when asked) of every plane of `image`.
 
     `params=None` skips the objects. A stack's objects are 3D unless `frames` (a time series).
+    `diameter`: the objects' size in pixels, "auto" or None (the model's own), as Segmenter.predict.
     `progress(done, total)` counts planes, `tile_progress` the tiles of the plane being predicted.
     """
     planes = layout.planes()
@@ -70,8 +72,8 @@ def predict_image(
     for i, plane in enumerate(planes):
         data = layout.image_plane(image, plane) if layout.stack_shape else as_channels_first(
             image, rgb=layout.rgb, channel_axis=layout.channel_axis)
-        prediction = segmenter.predict(data, tile_size=tile_size, overlap=overlap, out_dtype=out_dtype,
-                                        progress=tile_progress)
+        prediction = segmenter.predict(data, diameter=diameter, tile_size=tile_size, overlap=overlap,
+                                        out_dtype=out_dtype, progress=tile_progress)
         semantic.append(prediction.semantic())
         if probabilities:
             probs.append(prediction.probabilities)

@@ -70,6 +70,7 @@ class Controller(TrainingJobs, PredictionJobs):
     training_progress = Signal(object)  # a nn.training progress record
     training_finished = Signal(bool)  # True when a trained model came back
     preview_painted = Signal()
+    prediction_progress = Signal(object)  # a workers.TileProgress: tiles done in the plane being predicted
     plane_predicted = Signal(object)  # a workers.PlaneResult, painted
     prediction_finished = Signal(str)  # "done", "cancelled" or "failed"
     instances_updated = Signal()
@@ -102,8 +103,6 @@ class Controller(TrainingJobs, PredictionJobs):
         self._predict_status = "done"
         self._predicting_image: str | None = None
         self._probabilities = False
-        self.tile_progress = [0, 0]  # tiles done / total of the plane being predicted (worker thread writes)
-        self.planes_done = [0, 0]  # planes done / total of the running prediction
         self._instance_worker = None
         self._instance_request: tuple | None = None
         self._provenance: tuple[int, dict] | None = None  # (model version, model provenance)

@@ -19,12 +19,10 @@ from functools import partial
 from napari.components import ViewerModel
 from napari.utils.action_manager import action_manager
 from napari.utils.notifications import show_info
-from qtpy.QtCore import QEvent, QObject, Qt, QTimer
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
-    QApplication,
     QFrame,
     QLabel,
-    QMainWindow,
     QScrollArea,
     QTabWidget,
     QVBoxLayout,
@@ -34,6 +32,7 @@ from qtpy.QtWidgets import (
 from napari_unet.widgets.annotate_step import AnnotateStep
 from napari_unet.widgets.controller import controller_for, real_viewer
 from napari_unet.widgets.correct_step import CorrectStep
+from napari_unet.widgets.lifecycle import ClosesWithViewer
 from napari_unet.widgets.predict_step import PredictStep
 from napari_unet.widgets.train_step import TrainStep
 from napari_unet.widgets.ui import MessageLine, listen
@@ -74,24 +73,6 @@ def _run_action(action: str, viewer) -> None:
     getattr(dock, action)()
 
 
-def _weak_call(obj, name: str, *args):
-    """A callable that calls obj.name(*args) if obj still exists; Qt timers and app signals hold only this.
-
-    (A bound method held by a global would keep the dock, and through it the whole viewer, alive.)
-    """
-    ref = weakref.ref(obj)
-
-    def call(*_):
-        target = ref()
-        if target is not None:
-            try:
-                getattr(target, name)(*args)
-            except RuntimeError:  # the Qt side is already deleted
-                pass
-
-    return call
-
-
 def _shortcut_label(key: str) -> str:
     return key.replace("-", "+")
 
@@ -106,20 +87,7 @@ def _scrolled(widget: QWidget) -> QScrollArea:
     return scroll
 
 
-class _CloseWatcher(QObject):
-    """Calls `callback` when the watched window is about to close."""
-
-    def __init__(self, callback, parent=None) -> None:
-        super().__init__(parent)
-        self._callback = callback
-
-    def eventFilter(self, obj, event):  # noqa: N802 (Qt API)
-        if event.type() == QEvent.Close:
-            self._callback()
-        return False
-
-
-class UNetWidget(QWidget):
+class UNetWidget(ClosesWithViewer, QWidget):
     """napari-unet's dock widget (npe2 command `napari-unet.unet_widget`)."""
 
     def __init__(self, napari_viewer, parent=None) -> None:
@@ -128,8 +96,7 @@ class UNetWidget(QWidget):
         self.viewer = self.controller.viewer
         self.controller.call_soon = lambda func: QTimer.singleShot(0, func)
         self._closed = False
-        self._watched_window = None
-        self._close_watcher = _CloseWatcher(self.shutdown, self)
+        self.watch_viewer_close()
 
         self.setMinimumWidth(360)
         layout = QVBoxLayout(self)
@@ -162,9 +129,6 @@ class UNetWidget(QWidget):
         # Qt deleting the dock without a close event first (an undocked widget, the app ending):
         # stop the viewer's jobs all the same. The closure holds the controller only, never the dock.
         self.destroyed.connect(lambda *_, controller=self.controller: controller.shutdown())
-        app = QApplication.instance()
-        if app is not None:
-            app.aboutToQuit.connect(_weak_call(self, "shutdown"))
         _docks[id(self.viewer)] = self
         register_shortcuts()
 
@@ -191,32 +155,6 @@ class UNetWidget(QWidget):
             self.predict_step.predict("plane")
 
     # --- lifecycle ------------------------------------------------------------------------------
-
-    def _watch_main_window(self) -> None:
-        """Watch the viewer's main window (found through the dock's parents) for its Close event."""
-        if self._closed:
-            return
-        try:
-            widget = self.parentWidget()
-        except RuntimeError:  # deleted
-            return
-        while widget is not None and not isinstance(widget, QMainWindow):
-            widget = widget.parentWidget()
-        watched = self._watched_window() if self._watched_window is not None else None
-        if widget is not None and widget is not watched:
-            widget.installEventFilter(self._close_watcher)
-            # only a weak reference: the main window holds napari's QtViewer, which must die with it
-            self._watched_window = weakref.ref(widget)
-
-    def event(self, event) -> bool:  # noqa: D102 (Qt API)
-        if event.type() == QEvent.ParentChange and self.parentWidget() is None and self._watched_window is not None:
-            # napari took the dock out of its window (its close button): stop work, release shortcuts
-            self.shutdown()
-        elif event.type() in (QEvent.ParentChange, QEvent.Show):
-            self._watch_main_window()
-            # napari puts the dock into its main window right after wrapping us in it
-            QTimer.singleShot(0, _weak_call(self, "_watch_main_window"))
-        return super().event(event)
 
     def shutdown(self, timeout: float = 15.0) -> None:
         """Stop every job of the viewer (waiting for the threads), unbind shortcuts; the viewer or dock closes."""

@@ -1,14 +1,11 @@
 """Export dock: images with their Labels layers (and the model) -> one folder of OME-Zarr datasets.
 
-Step 6 of the cycle. Each ticked image becomes ``<folder>/<safe image name>.zarr`` (see
-`ome_zarr_io.write_dataset`: atomic, NGFF 0.5) holding the image and the ticked Labels
-layers paired with it (annotations, semantic, instances, accepted). With "Include model"
-the current model goes to ``<folder>/model.pt`` and its SHA-256 and model card go into
-each dataset's provenance, next to each exported layer's own provenance and the number
-of accepted pixels.
-
-Writing runs in a napari thread worker with a progress bar and a Cancel button; the
-viewer stays responsive. User mistakes become napari notifications, never tracebacks.
+Step 6 of the cycle, and a thin dock: it turns its tick boxes into a plan (which Labels
+layers go with each image: `napari/export.py`; where each dataset goes and what to
+replace, after asking: `io/export.plan_targets`) and runs `io/export.export_datasets` in a
+worker started through the viewer's scheduler. The worker's yielded records (dataset
+started, chunks written, written, failed) are the only path of progress to the dock; Cancel
+stops it at the next chunk, and closing the dock or the viewer stops and joins it.
 
 Code and tests use `ExportWidget.export(folder, images=...)` (returns the running
 worker; `export_finished` is emitted with an `ExportResult` when it ends) or the
@@ -22,201 +19,51 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import tempfile
 import threading
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 from napari.layers import Image, Labels
-from qtpy.QtCore import Qt, QTimer, Signal
+from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFileDialog,
-    QGroupBox,
-    QHBoxLayout,
     QLabel,
     QLineEdit,
     QMessageBox,
-    QProgressBar,
-    QPushButton,
-    QSizePolicy,
-    QTreeWidget,
-    QTreeWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
 from napari_unet import conventions as c
 from napari_unet.errors import UserInputError
-from napari_unet.io.names import safe_name
-from napari_unet.io.ome_zarr_dataset import (
-    ImageEntry,
-    LabelsEntry,
-    WriteStopped,
-    write_dataset,
+from napari_unet.io.export import (
+    FAILED_AS_A_WHOLE,
+    ExportJob,
+    ExportProgress,
+    ExportResult,
+    check_folder,
+    export_datasets,
+    plan_targets,
+    run_export,
 )
-from napari_unet.napari import layers as lb
-from napari_unet.napari.writer import image_entry_from_layer, labels_entry_from_layer
+from napari_unet.napari.export import chosen_layers, export_structure, job_from_layers
+from napari_unet.napari.layer_events import LayerListWatch
+from napari_unet.widgets import ui
 from napari_unet.widgets.controller import Controller, controller_for
+from napari_unet.widgets.export_tree import ExportTree
+from napari_unet.widgets.lifecycle import ClosesWithViewer
 from napari_unet.widgets.messages import Messages, guarded
 from napari_unet.widgets.ui import MessageLine, listen
 
 log = logging.getLogger(__name__)
 
-EXPORT_ROLES = (c.ROLE_ANNOTATIONS, c.ROLE_SEMANTIC, c.ROLE_INSTANCES, c.ROLE_ACCEPTED)
 MODEL_FILE = c.MODEL_FILE
 NGFF_CHOICES = (("NGFF 0.5 (default)", "0.5"), ("NGFF 0.4 for Fiji/MoBIE/BDV", "0.4"))
-DATASET_SUFFIX = ".zarr"
 
 
-# =============================================================================================
-# Qt-free part: plan and write
-# =============================================================================================
-
-
-@dataclass
-class ExportJob:
-    """One dataset to write: the image entry, its labels entries and the provenance."""
-
-    image: str  # image layer name
-    path: Path
-    image_entry: ImageEntry
-    labels: list[LabelsEntry]
-    provenance: dict = field(default_factory=dict)
-    overwrite: bool = False
-    accepted: Any = None  # the accepted layer's data, to count accepted pixels
-    ngff: str = "0.5"  # NGFF version to write: "0.5" (zarr v3) or "0.4" (zarr v2)
-
-
-@dataclass
-class ExportResult:
-    """What an export did, image by image."""
-
-    folder: Path
-    written: dict[str, Path] = field(default_factory=dict)  # image name -> dataset
-    skipped: dict[str, str] = field(default_factory=dict)  # image name -> why
-    failed: dict[str, str] = field(default_factory=dict)  # image name -> message
-    cancelled: bool = False
-    model_path: Path | None = None
-    model_error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed and not self.cancelled and self.model_error is None
-
-
-def _count_nonzero(data) -> int:
-    if isinstance(data, np.ndarray):
-        return int(np.count_nonzero(data))
-    import dask.array as da
-
-    if isinstance(data, list | tuple):  # multiscale: full resolution
-        data = data[0]
-    return int(da.count_nonzero(da.asarray(data)).compute())
-
-
-def export_datasets(
-    jobs: list[ExportJob],
-    result: ExportResult,
-    model=None,
-    model_path: Path | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    progress: Callable[[int, int, int, int, str], None] | None = None,
-) -> Iterator[tuple]:
-    """Write the planned datasets one by one (run in a worker thread, or iterate it).
-
-    model: a Segmenter (a private copy: it must not change while this runs); its
-        fingerprint and model card go into every dataset's provenance, and it is saved
-        to `model_path` (when given) once the datasets are written.
-    progress: progress(image index, number of images, chunks done, chunks total, name).
-    Yields ("start", name), ("written", name, path), ("failed", name, message),
-    ("model", path) records; returns `result`, filled in.
-    """
-    stop = should_stop or (lambda: False)
-    model_info = None
-    if model is not None:
-        model_info = {
-            "sha256": model.fingerprint(),
-            "file": MODEL_FILE if model_path is not None else None,
-            "card": model.model_card(),
-        }
-    n = len(jobs)
-    for i, job in enumerate(jobs):
-        if stop():
-            result.cancelled = True
-            break
-        yield ("start", job.image)
-        try:
-            provenance = dict(job.provenance)
-            if job.accepted is not None:
-                provenance["accepted_pixels"] = _count_nonzero(job.accepted)
-            if model_info is not None:
-                provenance["model"] = model_info
-
-            def report(done: int, total: int, i=i, name=job.image) -> None:
-                if progress is not None:
-                    progress(i, n, done, total, name)
-
-            path = write_dataset(job.path, job.image_entry, job.labels, provenance=provenance,
-                                 overwrite=job.overwrite, progress=report, should_stop=stop, ngff=job.ngff)
-        except WriteStopped:
-            result.cancelled = True
-            break
-        except UserInputError as error:
-            result.failed[job.image] = str(error)
-            yield ("failed", job.image, str(error))
-            continue
-        except Exception as error:  # never let a traceback reach the user
-            log.exception("napari-unet: exporting %r failed", job.image)
-            message = f"exporting '{job.image}' failed: {type(error).__name__}: {error}"
-            result.failed[job.image] = message
-            yield ("failed", job.image, message)
-            continue
-        result.written[job.image] = path
-        yield ("written", job.image, path)
-    # The datasets written refer to model.pt: save it unless nothing was written because of a cancel.
-    if model is not None and model_path is not None and (result.written or not result.cancelled):
-        try:
-            result.model_path = model.save(model_path)
-            yield ("model", result.model_path)
-        except UserInputError as error:
-            result.model_error = str(error)
-        except Exception as error:
-            log.exception("napari-unet: saving the model failed")
-            result.model_error = f"saving the model failed: {type(error).__name__}: {error}"
-    return result
-
-
-def check_folder(folder: str | os.PathLike | None) -> Path:
-    """The destination folder, created if missing; UserInputError unless it is a writable folder."""
-    text = "" if folder is None else os.fspath(folder).strip()
-    if not text:
-        raise UserInputError("no destination folder: type one or click 'Browse…' to choose where to export")
-    path = Path(text).expanduser().absolute()
-    if path.exists() and not path.is_dir():
-        raise UserInputError(f"{path} is a file, not a folder: choose a folder to export into")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".napari-unet-probe-", dir=path)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as error:
-        raise UserInputError(
-            f"cannot write to {path} ({error.strerror or error}): choose another folder"
-        ) from error
-    return path
-
-
-# =============================================================================================
-# the dock widget
-# =============================================================================================
-
-
-class ExportWidget(QWidget):
+class ExportWidget(ClosesWithViewer, QWidget):
     """napari-unet's export dock (npe2 command `napari-unet.export_widget`)."""
 
     export_finished = Signal(object)  # an ExportResult, when a worker ends (any way)
@@ -230,16 +77,15 @@ class ExportWidget(QWidget):
         self.worker = None
         self._model = None
         self._controller = None
-        self._unchecked_images: set[str] = set()
-        self._unchecked_labels: set[tuple[str, str]] = set()
-        self._structure: list = []
         self._stop = threading.Event()
-        self._progress_state: tuple | None = None
         self._result: ExportResult | None = None
         self._closed = False
 
         self._build_ui()
-        self._connect_viewer()
+        self._layers_watch = LayerListWatch(self.viewer, self._on_layer_event, ("name", "metadata"))
+        self.watch_viewer_close()
+        # Qt deleting the dock without a close event first: stop its export all the same
+        self.destroyed.connect(lambda *_, stop=self._stop: stop.set())
         self.refresh()
         self.update_model_state()
 
@@ -258,51 +104,24 @@ class ExportWidget(QWidget):
                          "the datasets again, layer for layer")
         layout.addWidget(intro)
 
-        # images and their layers
-        box = QGroupBox("Images and layers")
-        box.setToolTip("Tick the images to export and, under each, the Labels layers that go with it")
-        box_layout = QVBoxLayout(box)
-        box_layout.setContentsMargins(6, 8, 6, 6)
-        box_layout.setSpacing(4)
-        self.tree = QTreeWidget()
-        self.tree.setHeaderHidden(True)
-        self.tree.setColumnCount(1)
-        self.tree.setMinimumHeight(130)
-        self.tree.setMaximumHeight(320)  # more images: the list scrolls
-        self.tree.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Preferred)
-        self.tree.setToolTip(
-            "Image layers of the viewer. Each ticked image is exported with its ticked Labels layers "
-            "(annotations, semantic, instances, accepted regions), found by the role stored with the "
-            "layer or by their name ('<image> annotations', ...)")
-        self.tree.itemChanged.connect(self._on_item_changed)
+        box, box_layout = ui.group("Images and layers",
+                                   "Tick the images to export and, under each, the Labels layers that go with it")
+        self.tree = ExportTree()
+        self.tree.ticks_changed.connect(self._update_state)
         box_layout.addWidget(self.tree)
-        self.all_button = self._button("Tick all", "Tick every image", lambda: self._tick_all(True))
-        self.none_button = self._button("Untick all", "Untick every image", lambda: self._tick_all(False))
-        row = QHBoxLayout()
-        row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(self.all_button)
-        row.addWidget(self.none_button)
-        row.addStretch(1)
-        box_layout.addLayout(row)
+        self.all_button = ui.button("Tick all", "Tick every image", lambda: self.tree.tick_all(True))
+        self.none_button = ui.button("Untick all", "Untick every image", lambda: self.tree.tick_all(False))
+        box_layout.addLayout(ui.row(self.all_button, self.none_button, stretch=True))
         layout.addWidget(box)
 
-        # destination and model
-        dest = QGroupBox("Destination")
-        dest.setToolTip("Where the datasets (and the model) are written")
-        dest_layout = QVBoxLayout(dest)
-        dest_layout.setContentsMargins(6, 8, 6, 6)
-        dest_layout.setSpacing(4)
+        dest, dest_layout = ui.group("Destination", "Where the datasets (and the model) are written")
         self.folder_edit = QLineEdit()
         self.folder_edit.setPlaceholderText("folder for the datasets")
         self.folder_edit.setToolTip("Folder that receives one <image>.zarr dataset per image (created if "
                                     "missing); existing datasets are replaced only after you confirm")
         self.folder_edit.setClearButtonEnabled(True)
-        self.browse_button = self._button("Browse…", "Choose the destination folder", self._browse)
-        row = QHBoxLayout()
-        row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(self.folder_edit, 1)
-        row.addWidget(self.browse_button)
-        dest_layout.addLayout(row)
+        self.browse_button = ui.button("Browse…", "Choose the destination folder", self._browse)
+        dest_layout.addLayout(ui.row((self.folder_edit, 1), self.browse_button))
         self.ngff_combo = QComboBox()
         for text, version in NGFF_CHOICES:
             self.ngff_combo.addItem(text, version)
@@ -318,58 +137,20 @@ class ExportWidget(QWidget):
         dest_layout.addWidget(self.model_label)
         layout.addWidget(dest)
 
-        # run
-        self.export_button = self._button("Export", "Write one dataset per ticked image into the folder "
-                                          "(in the background: the viewer stays usable)", self._export_clicked)
+        self.export_button = ui.button("Export", "Write one dataset per ticked image into the folder "
+                                       "(in the background: the viewer stays usable)", self._export_clicked)
         self.export_button.setMinimumHeight(28)
-        self.cancel_button = self._button("Cancel", "Stop the export: the dataset being written is not "
-                                          "written at all, datasets already written stay", self.cancel)
+        self.cancel_button = ui.button("Cancel", "Stop the export: the dataset being written is not "
+                                       "written at all, datasets already written stay", self.cancel)
         self.cancel_button.setEnabled(False)
-        row = QHBoxLayout()
-        row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(self.export_button, 2)
-        row.addWidget(self.cancel_button, 1)
-        layout.addLayout(row)
-        self.progress_bar = QProgressBar()
-        self.progress_bar.setRange(0, 1000)
-        self.progress_bar.setValue(0)
-        self.progress_bar.setTextVisible(True)
-        self.progress_bar.setFormat("idle")
-        self.progress_bar.setToolTip("Export progress (chunks written, over all images)")
+        layout.addLayout(ui.row((self.export_button, 2), (self.cancel_button, 1)))
+        self.progress_bar = ui.progress_bar("Export progress (chunks written, over all images)")
         layout.addWidget(self.progress_bar)
         self.status_label = MessageLine(self.log, "The latest export message (also shown as a napari notification)")
         layout.addWidget(self.status_label)
         layout.addStretch(1)
 
-        self._progress_timer = QTimer(self)
-        self._progress_timer.setInterval(100)
-        self._progress_timer.timeout.connect(self._show_progress)
-
-    @staticmethod
-    def _button(text: str, tooltip: str, slot) -> QPushButton:
-        button = QPushButton(text)
-        button.setToolTip(tooltip)
-        button.clicked.connect(lambda checked=False: slot())
-        return button
-
     # ------------------------------------------------------------------------------ viewer
-
-    def _connect_viewer(self) -> None:
-        events = self.viewer.layers.events
-        for event in (events.inserted, events.removed, events.moved, events.reordered):
-            event.connect(self._on_layers_changed)
-        for layer in self.viewer.layers:
-            self._watch(layer)
-
-    def _watch(self, layer) -> None:
-        layer.events.name.connect(self._on_layer_event)
-        layer.events.metadata.connect(self._on_layer_event)
-
-    def _on_layers_changed(self, event=None) -> None:
-        layer = getattr(event, "value", None)
-        if layer is not None and getattr(event, "type", None) == "inserted":
-            self._watch(layer)
-        self._on_layer_event()
 
     def _on_layer_event(self, event=None) -> None:
         if self._closed:
@@ -380,19 +161,17 @@ class ExportWidget(QWidget):
         except RuntimeError:  # the Qt object is gone (viewer closing)
             self._closed = True
 
-    def disconnect_viewer(self) -> None:
-        """Stop tracking the viewer's layers (the widget is being thrown away)."""
+    def shutdown(self, timeout: float = 15.0) -> None:
+        """Stop this dock's export and join its thread (through the viewer's scheduler), stop
+        tracking the viewer: the dock or the viewer closes, with or without the main dock."""
+        if self._closed:
+            return
         self._closed = True
         self._stop.set()
-        try:
-            events = self.viewer.layers.events
-            for event in (events.inserted, events.removed, events.moved, events.reordered):
-                event.disconnect(self._on_layers_changed)
-            for layer in self.viewer.layers:
-                layer.events.name.disconnect(self._on_layer_event)
-                layer.events.metadata.disconnect(self._on_layer_event)
-        except Exception:  # viewer already gone
-            pass
+        if self.worker is not None and self._controller is not None:
+            self._controller.scheduler.join(timeout, only=[self.worker])
+        self._watched_window = None
+        self._layers_watch.disconnect()
 
     def closeEvent(self, event):  # noqa: N802 (Qt API)
         self._stop.set()
@@ -404,102 +183,26 @@ class ExportWidget(QWidget):
 
     # ------------------------------------------------------------------------- image tree
 
-    def _current_structure(self) -> list[tuple[str, list[tuple[str, str]]]]:
-        out = []
-        for image in lb.image_layers(self.viewer):
-            pairs = []
-            for role in EXPORT_ROLES:
-                layer = lb.find_paired(self.viewer, image.name, role)
-                if layer is not None:
-                    pairs.append((role, layer.name))
-            out.append((image.name, pairs))
-        return out
-
     def refresh(self) -> None:
         """Rebuild the image tree from the layer list (tick states are kept by name)."""
-        structure = self._current_structure()
-        if structure == self._structure:
-            return
-        self._structure = structure
-        self.tree.blockSignals(True)
-        try:
-            self.tree.clear()
-            for image, pairs in structure:
-                top = QTreeWidgetItem([image])
-                top.setData(0, Qt.UserRole, ("image", image))
-                top.setFlags((top.flags() | Qt.ItemIsUserCheckable) & ~Qt.ItemIsSelectable)
-                checked = image not in self._unchecked_images
-                top.setCheckState(0, Qt.Checked if checked else Qt.Unchecked)
-                top.setToolTip(0, f"Export '{image}' as {safe_name(image)}{DATASET_SUFFIX}")
-                for role, name in pairs:
-                    text = name if name == c.layer_name(image, role) else f"{name}  ({role})"
-                    child = QTreeWidgetItem([text])
-                    child.setData(0, Qt.UserRole, ("labels", image, role))
-                    child.setFlags((child.flags() | Qt.ItemIsUserCheckable) & ~Qt.ItemIsSelectable)
-                    child.setCheckState(0, Qt.Unchecked if (image, role) in self._unchecked_labels else Qt.Checked)
-                    child.setToolTip(0, f"Include the {role} layer '{name}' in the dataset of '{image}'")
-                    child.setDisabled(not checked)
-                    top.addChild(child)
-                if not pairs:
-                    top.setToolTip(0, top.toolTip(0) + " (no paired Labels layers: the image alone)")
-                self.tree.addTopLevelItem(top)
-                top.setExpanded(True)
-            if not structure:
-                placeholder = QTreeWidgetItem(["(no image layers: open an image first)"])
-                placeholder.setFlags(Qt.NoItemFlags)
-                self.tree.addTopLevelItem(placeholder)
-        finally:
-            self.tree.blockSignals(False)
-        self._update_state()
-
-    def _on_item_changed(self, item: QTreeWidgetItem, column: int = 0) -> None:
-        data = item.data(0, Qt.UserRole)
-        if not data:
-            return
-        checked = item.checkState(0) == Qt.Checked
-        if data[0] == "image":
-            (self._unchecked_images.discard if checked else self._unchecked_images.add)(data[1])
-            for i in range(item.childCount()):
-                item.child(i).setDisabled(not checked)
-        else:
-            key = (data[1], data[2])
-            (self._unchecked_labels.discard if checked else self._unchecked_labels.add)(key)
-        self._update_state()
-
-    def _items(self) -> Iterable[QTreeWidgetItem]:
-        for i in range(self.tree.topLevelItemCount()):
-            top = self.tree.topLevelItem(i)
-            yield top
-            for j in range(top.childCount()):
-                yield top.child(j)
+        if self.tree.show_structure(export_structure(self.viewer)):
+            self._update_state()
 
     def set_image_checked(self, image: str, checked: bool = True) -> None:
         """Tick or untick an image (also before its layer exists: kept by name)."""
-        (self._unchecked_images.discard if checked else self._unchecked_images.add)(image)
-        for item in self._items():
-            if item.data(0, Qt.UserRole) == ("image", image):
-                item.setCheckState(0, Qt.Checked if checked else Qt.Unchecked)
-        self._update_state()
+        self.tree.set_image_checked(image, checked)
 
     def set_labels_checked(self, image: str, role: str, checked: bool = True) -> None:
         """Tick or untick the `role` Labels layer of `image`."""
-        (self._unchecked_labels.discard if checked else self._unchecked_labels.add)((image, role))
-        for item in self._items():
-            if item.data(0, Qt.UserRole) == ("labels", image, role):
-                item.setCheckState(0, Qt.Checked if checked else Qt.Unchecked)
-
-    def _tick_all(self, checked: bool) -> None:
-        for image, _ in self._structure:
-            self.set_image_checked(image, checked)
+        self.tree.set_labels_checked(image, role, checked)
 
     def checked_images(self) -> list[str]:
         """Names of the ticked image layers, in layer order."""
-        return [image for image, _ in self._current_structure() if image not in self._unchecked_images]
+        return self.tree.checked_images(export_structure(self.viewer))
 
     def checked_roles(self, image: str) -> list[str]:
         """Roles of the ticked Labels layers of `image` (those that exist)."""
-        pairs = dict(self._current_structure()).get(image, [])
-        return [role for role, _ in pairs if (image, role) not in self._unchecked_labels]
+        return self.tree.checked_roles(export_structure(self.viewer), image)
 
     # ------------------------------------------------------------------------------ model
 
@@ -599,81 +302,28 @@ class ExportWidget(QWidget):
     # ------------------------------------------------------------------------------ export
 
     def _selection(self, images: Iterable | None) -> list[tuple[Image, list[Labels]]]:
-        layers = {layer.name: layer for layer in lb.image_layers(self.viewer)}
-        if images is None:
-            names = self.checked_images()
-        else:
-            names = [getattr(image, "name", image) for image in images]
-        chosen = []
-        for name in names:
-            image = layers.get(name)
-            if image is None:
-                raise UserInputError(f"there is no image layer '{name}' to export")
-            roles = self.checked_roles(name)
-            labels = [lb.find_paired(self.viewer, name, role) for role in roles]
-            labels = sorted((layer for layer in labels if layer is not None), key=self.viewer.layers.index)
-            chosen.append((image, labels))  # in the viewer's order, which reopening restores
-        if not chosen:
-            raise UserInputError("no image selected: tick at least one image under 'Images and layers'")
-        return chosen
+        names = self.checked_images() if images is None else [getattr(image, "name", image) for image in images]
+        return chosen_layers(self.viewer, {name: self.checked_roles(name) for name in names})
 
     def plan(self, folder: Path, chosen: list[tuple[Image, list[Labels]]], result: ExportResult) -> list[ExportJob]:
-        """Jobs for the chosen images (GUI thread: reads layers, asks before overwriting)."""
-        jobs = []
-        used: set[str] = set()
-        for image, labels in chosen:
-            base = safe_name(image.name)
-            stem, k = base, 2
-            while stem.lower() in used:
-                stem, k = f"{base}-{k}", k + 1
-            used.add(stem.lower())
-            path = folder / f"{stem}{DATASET_SUFFIX}"
-            overwrite = False
-            if path.exists() or path.is_symlink():
-                if not path.is_dir():
-                    result.failed[image.name] = f"{path} is a file, not a dataset: rename or move it first"
-                    self.notify("error", f"cannot export '{image.name}': {result.failed[image.name]}")
-                    continue
-                if not self.confirm_overwrite(path):
-                    result.skipped[image.name] = f"{path.name} already exists and was kept"
-                    continue
-                overwrite = True
-            jobs.append(self._job(image, labels, path, overwrite))
-        return jobs
-
-    @staticmethod
-    def _snapshot_meta(meta: dict) -> dict:
-        meta = dict(meta)
-        try:
-            meta["metadata"] = copy.deepcopy(meta.get("metadata") or {})
-        except Exception:
-            meta["metadata"] = dict(meta.get("metadata") or {})
-        return meta
-
-    def _job(self, image: Image, labels: list[Labels], path: Path, overwrite: bool) -> ExportJob:
-        data, meta, _ = image.as_layer_data_tuple()
-        image_entry = image_entry_from_layer(data, self._snapshot_meta(meta))
-        entries, layer_provenance, accepted = [], {}, None
-        for layer in labels:
-            ldata, lmeta, _ = layer.as_layer_data_tuple()
-            if isinstance(ldata, np.ndarray):  # painting goes on while the export runs
-                ldata = ldata.copy()
-            entry = labels_entry_from_layer(ldata, self._snapshot_meta(lmeta))
-            entries.append(entry)
-            own = lb.meta(layer).get("provenance")
-            if own:
-                layer_provenance[layer.name] = copy.deepcopy(own)
-            if entry.role == c.ROLE_ACCEPTED and accepted is None:
-                accepted = entry.data
-        provenance = copy.deepcopy(dict(lb.meta(image).get("provenance") or {}))
-        if layer_provenance:
-            provenance["layers"] = layer_provenance
-        return ExportJob(image.name, path, image_entry, entries, provenance, overwrite, accepted,
-                         ngff=self.ngff_combo.currentData())
+        """Jobs for the chosen images (GUI thread: snapshots layers, asks before overwriting)."""
+        targets = plan_targets(folder, [image.name for image, _ in chosen], result, self.confirm_overwrite)
+        for image, why in result.failed.items():
+            self.notify("error", f"cannot export '{image}': {why}")
+        ngff = self.ngff_combo.currentData()
+        return [job_from_layers(*chosen[index], path, overwrite, ngff) for index, path, overwrite in targets]
 
     def _prepare(self, folder, images, include_model):
-        folder = check_folder(self.folder() if folder is None else folder)
-        chosen = self._selection(images)
+        """(jobs, result, model, model path) to export, or None once the user has been told why not."""
+        if self.is_exporting:
+            self.notify("info", "already exporting: wait for it to finish or press Cancel")
+            return None
+        try:
+            folder = check_folder(self.folder() if folder is None else folder)
+            chosen = self._selection(images)
+        except UserInputError as error:
+            self.notify("error", str(error))
+            return None
         model = self._model_snapshot(include_model)
         result = ExportResult(folder)
         model_path = None
@@ -683,8 +333,7 @@ class ExportWidget(QWidget):
                 model_path = None
                 self.notify("warning", f"{MODEL_FILE} already exists in {folder} and was kept: the model's "
                                        "SHA-256 and card are recorded, but the model file is not written")
-        jobs = self.plan(folder, chosen, result)
-        return folder, jobs, result, model, model_path
+        return self.plan(folder, chosen, result), result, model, model_path
 
     @guarded
     def _export_clicked(self) -> None:
@@ -698,48 +347,36 @@ class ExportWidget(QWidget):
         (default: the ticked ones, with their ticked Labels layers); include_model:
         default the checkbox. `export_finished` is emitted with the ExportResult at the end.
         """
-        if self.is_exporting:
-            self.notify("info", "already exporting: wait for it to finish or press Cancel")
+        prepared = self._prepare(folder, images, include_model)
+        if prepared is None:
             return None
-        try:
-            folder, jobs, result, model, model_path = self._prepare(folder, images, include_model)
-        except UserInputError as error:
-            self.notify("error", str(error))
-            return None
+        jobs, result, model, model_path = prepared
         if not jobs:
             self.last_result = result
             self._report(result)
             return None
         self._stop.clear()
         self._result = result
-        self._progress_state = None
         self.progress_bar.setValue(0)
         self.progress_bar.setFormat("starting…")
         self.worker = self.controller.scheduler.start(
-            export_datasets, jobs, result, model, model_path, self._stop.is_set, self._set_progress,
+            export_datasets, jobs, result, model, model_path, self._stop.is_set,
             stop=self._stop,
             connect={"yielded": self._on_yielded, "errored": self._on_errored, "finished": self._on_finished},
             progress={"total": 0, "desc": f"napari-unet: exporting {len(jobs)} dataset(s)"},  # activity dock
         )
         self._update_state()
-        self._progress_timer.start()
         return self.worker
 
     def export_now(self, folder: str | os.PathLike | None = None, images: Iterable | None = None,
                    include_model: bool | None = None) -> ExportResult | None:
         """Export synchronously (blocks; for scripts). Returns the ExportResult, None on an input error."""
-        if self.is_exporting:
-            self.notify("info", "already exporting: wait for it to finish or press Cancel")
+        prepared = self._prepare(folder, images, include_model)
+        if prepared is None:
             return None
-        try:
-            folder, jobs, result, model, model_path = self._prepare(folder, images, include_model)
-        except UserInputError as error:
-            self.notify("error", str(error))
-            return None
+        jobs, result, model, model_path = prepared
         if jobs:
-            run = export_datasets(jobs, result, model, model_path)
-            for _ in run:
-                pass
+            run_export(jobs, result, model, model_path)
         self.last_result = result
         self._report(result)
         return result
@@ -754,19 +391,12 @@ class ExportWidget(QWidget):
 
     # ------------------------------------------------------------------- worker callbacks
 
-    def _set_progress(self, index: int, n: int, done: int, total: int, name: str) -> None:
-        self._progress_state = (index, n, done, total, name)  # worker thread: one atomic assignment
-
-    def _show_progress(self) -> None:
-        state = self._progress_state
-        if state is None or self._stop.is_set():
-            return
-        index, n, done, total, name = state
-        fraction = (index + (done / total if total else 1.0)) / max(n, 1)
-        self.progress_bar.setValue(int(round(fraction * 1000)))
-        self.progress_bar.setFormat(f"{name} ({index + 1}/{n}) · %p%")
-
     def _on_yielded(self, record) -> None:
+        if isinstance(record, ExportProgress):
+            if not self._stop.is_set():
+                self.progress_bar.setValue(int(round(record.fraction * 1000)))
+                self.progress_bar.setFormat(f"{record.image} ({record.index + 1}/{record.n}) · %p%")
+            return
         kind = record[0]
         if kind == "failed":
             self.notify("error", record[2])
@@ -776,13 +406,12 @@ class ExportWidget(QWidget):
     def _on_errored(self, error) -> None:  # export_datasets catches everything; a last resort
         log.error("napari-unet: export failed: %r", error)
         if self._result is not None:
-            self._result.failed["(export)"] = f"export failed: {type(error).__name__}: {error}"
+            self._result.failed[FAILED_AS_A_WHOLE] = f"export failed: {type(error).__name__}: {error}"
 
     def _on_finished(self) -> None:
         result = self._result or ExportResult(Path(self.folder() or "."))
         self.worker = None
         self._result = None
-        self._progress_timer.stop()
         self.last_result = result
         try:
             self.progress_bar.setValue(1000 if result.ok else 0)
@@ -795,21 +424,5 @@ class ExportWidget(QWidget):
             pass
 
     def _report(self, result: ExportResult) -> None:
-        for image, why in result.skipped.items():
-            self.notify("warning", f"skipped '{image}': {why}")
-        for image, message in result.failed.items():
-            if image == "(export)":
-                self.notify("error", message)
-        written = ", ".join(p.name for p in result.written.values())
-        model = f" and {MODEL_FILE}" if result.model_path is not None else ""
-        if result.cancelled:
-            kept = f"; already written: {written}{model}" if written else ""
-            self.notify("warning", f"export cancelled: the dataset in progress was not written{kept}")
-        elif result.written:
-            self.notify("info", f"exported {len(result.written)} dataset(s) to {result.folder}: {written}{model}")
-        elif result.model_path is not None:
-            self.notify("info", f"saved {MODEL_FILE} to {result.folder}")
-        elif not result.failed:
-            self.notify("warning", "nothing was exported")
-        if result.model_error:
-            self.notify("error", result.model_error)
+        for level, text in result.summary():
+            self.notify(level, text)

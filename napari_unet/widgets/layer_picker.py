@@ -6,6 +6,8 @@ from collections.abc import Callable
 
 from qtpy.QtWidgets import QComboBox, QSizePolicy
 
+from napari_unet.napari.layer_events import LayerListWatch
+
 
 class LayerPicker(QComboBox):
     """Lists the layers of `kinds` accepted by `accept`; keeps the selection by name when it can."""
@@ -26,17 +28,7 @@ class LayerPicker(QComboBox):
         self.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
         self.setMinimumContentsLength(12)
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
-        events = viewer.layers.events
-        for event in (events.inserted, events.removed, events.moved, events.reordered):
-            event.connect(self._on_layers_changed)
-        for layer in viewer.layers:
-            layer.events.name.connect(self.refresh)
-        self.refresh()
-
-    def _on_layers_changed(self, event=None) -> None:
-        layer = getattr(event, "value", None)
-        if layer is not None and event.type == "inserted":
-            layer.events.name.connect(self.refresh)
+        self._watch = LayerListWatch(viewer, self.refresh)
         self.refresh()
 
     def candidates(self) -> list:
@@ -77,14 +69,4 @@ class LayerPicker(QComboBox):
             self.setCurrentIndex(index)
 
     def disconnect_viewer(self) -> None:
-        events = self.viewer.layers.events
-        for event in (events.inserted, events.removed, events.moved, events.reordered):
-            try:
-                event.disconnect(self._on_layers_changed)
-            except (TypeError, ValueError, RuntimeError):
-                pass
-        for layer in self.viewer.layers:
-            try:
-                layer.events.name.disconnect(self.refresh)
-            except (TypeError, ValueError, RuntimeError):
-                pass
+        self._watch.disconnect()

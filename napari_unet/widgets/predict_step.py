@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from qtpy.QtCore import Qt, QTimer
-from qtpy.QtWidgets import QCheckBox, QComboBox, QProgressBar, QSpinBox, QWidget
+from qtpy.QtWidgets import QCheckBox, QComboBox, QSpinBox, QWidget
 from superqt import QLabeledDoubleSlider
 
 from napari_unet import conventions as c
@@ -13,6 +13,7 @@ from napari_unet.napari import layers as lb
 from napari_unet.widgets import settings, ui
 from napari_unet.widgets.controller import Controller
 from napari_unet.widgets.messages import guarded
+from napari_unet.widgets.workers import TileProgress
 
 
 class PredictStep(QWidget):
@@ -42,10 +43,7 @@ class PredictStep(QWidget):
         self.predict_button = ui.button("Predict  (Shift+R)", "Run the model on the selected image", self.predict)
         self.cancel_button = ui.button("Cancel", "Cancel the running prediction", self.cancel_prediction)
         layout.addLayout(ui.row(self.predict_button, self.cancel_button))
-        self.predict_progress = QProgressBar()
-        self.predict_progress.setRange(0, 1000)
-        self.predict_progress.setFormat("idle")
-        self.predict_progress.setToolTip("Prediction progress (tiles of the current plane, planes of the stack)")
+        self.predict_progress = ui.progress_bar("Prediction progress (tiles of the current plane, planes of the stack)")
         layout.addWidget(self.predict_progress)
 
         layout.addWidget(ui.hint("Objects update live from the cached network outputs (no new prediction):"))
@@ -87,9 +85,7 @@ class PredictStep(QWidget):
         self._instance_timer.timeout.connect(lambda: controller.update_instances(self.instance_params()))
         for widget in (self.threshold_slider, self.min_size_spin, self.spacing_spin):
             widget.valueChanged.connect(lambda _: self._instance_timer.start())
-        self._tile_timer = QTimer(self)  # the worker writes tile counts; show them 7 times a second
-        self._tile_timer.setInterval(150)
-        self._tile_timer.timeout.connect(self._show_tile_progress)
+        ui.listen(controller.prediction_progress, self._show_tile_progress)
         ui.listen(controller.plane_predicted, self._on_plane_predicted)
         ui.listen(controller.prediction_finished, self._on_finished)
         ui.listen(controller.instances_updated, self.update_status)
@@ -131,21 +127,19 @@ class PredictStep(QWidget):
         if self.controller.is_predicting:
             self.predict_progress.setValue(0)
             self.predict_progress.setFormat("predicting…")
-            self._tile_timer.start()
 
     def cancel_prediction(self) -> None:
         if self.controller.is_predicting:
             self.controller.cancel_prediction()
             self.predict_progress.setFormat("cancelling…")
 
-    def _show_tile_progress(self) -> None:
-        done, total = self.controller.tile_progress
-        planes_done, planes = self.controller.planes_done
-        if not self.controller.is_predicting or not total:
+    def _show_tile_progress(self, record: TileProgress) -> None:
+        tiles = record.tiles
+        if not self.controller.is_predicting or not tiles.total:
             return
-        fraction = (planes_done + done / total) / max(planes, 1)
+        fraction = (record.index + tiles.fraction) / max(record.planes, 1)
         self.predict_progress.setValue(int(fraction * 1000))
-        self.predict_progress.setFormat(f"plane {planes_done + 1}/{planes} · tile {done}/{total}")
+        self.predict_progress.setFormat(f"plane {record.index + 1}/{record.planes} · tile {tiles.done}/{tiles.total}")
 
     def _on_plane_predicted(self, result) -> None:
         self.predict_progress.setValue(int(result.done / max(result.total, 1) * 1000))
@@ -154,7 +148,6 @@ class PredictStep(QWidget):
             self._instance_timer.start()
 
     def _on_finished(self, status: str) -> None:
-        self._tile_timer.stop()
         self.predict_progress.setValue(1000 if status == "done" else 0)
         self.predict_progress.setFormat(status)
 
@@ -177,5 +170,4 @@ class PredictStep(QWidget):
         self.instance_status.setText(f"{n} object{'' if n == 1 else 's'} in this plane{live}")
 
     def shutdown(self) -> None:
-        for timer in (self._instance_timer, self._tile_timer):
-            timer.stop()
+        self._instance_timer.stop()

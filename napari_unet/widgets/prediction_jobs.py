@@ -17,7 +17,13 @@ from napari_unet.functionals.instances3d import instances_3d
 from napari_unet.napari import layers as lb
 from napari_unet.widgets.messages import report_worker_error
 from napari_unet.widgets.session import CachedPlane
-from napari_unet.widgets.workers import PlaneResult, StackObjects, call_once, predict_generator
+from napari_unet.widgets.workers import (
+    PlaneResult,
+    StackObjects,
+    TileProgress,
+    call_once,
+    predict_generator,
+)
 
 
 def _stack_objects(image: str, predictions: list, params: InstanceParams, **options) -> StackObjects:
@@ -52,19 +58,17 @@ class PredictionJobs:
         self._predict_status = "done"
         self._predicting_image = image.name
         self._probabilities = probabilities
-        self.tile_progress[:] = [0, 0]
-        self.planes_done[:] = [0, len(planes)]
 
         def read(plane, image=image, layout=layout):
             return lb.image_plane(image, layout, plane)
 
         self._predict_worker = self.scheduler.start(
             predict_generator, segmenter, image.name, read, planes, params, self.session.model_version,
-            self._predict_stop, self.tile_progress, tile_size, self.train_threads,
+            self._predict_stop, tile_size, self.train_threads,
             lb.stack_z_anisotropy(image, layout) if scope == "stack" else None,
             stop=self._predict_stop,
             connect={
-                "yielded": self._on_plane_predicted,
+                "yielded": self._on_predict_yielded,
                 "returned": self._on_predict_returned,
                 "errored": self._on_predict_error,
                 "finished": self._on_predict_finished,
@@ -77,13 +81,17 @@ class PredictionJobs:
         if self.is_predicting:
             self._predict_stop.set()
 
-    def _on_plane_predicted(self, result: PlaneResult | StackObjects) -> None:
+    def _on_predict_yielded(self, record: TileProgress | PlaneResult | StackObjects) -> None:
         if self.closed:
             return
-        if isinstance(result, StackObjects):
-            self._paint_stack_objects(result)
-            return
-        self.planes_done[:] = [result.done, result.total]
+        if isinstance(record, TileProgress):
+            self.prediction_progress.emit(record)
+        elif isinstance(record, StackObjects):
+            self._paint_stack_objects(record)
+        else:
+            self._on_plane_predicted(record)
+
+    def _on_plane_predicted(self, result: PlaneResult) -> None:
         image = lb.get_layer(self.viewer, result.image, Image)
         if image is None:
             return

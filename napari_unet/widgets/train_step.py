@@ -11,7 +11,6 @@ from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
-    QProgressBar,
     QPushButton,
     QSpinBox,
     QWidget,
@@ -106,11 +105,7 @@ class TrainStep(QWidget):
         self.stop_button = ui.button("Stop  (Shift+S)", "Stop at the next step and keep the model trained so far",
                                      self.stop)
         layout.addLayout(ui.row(self.train_button, self.stop_button))
-        self.train_progress = QProgressBar()
-        self.train_progress.setToolTip("Training progress within the time budget / step limit")
-        self.train_progress.setRange(0, 1000)
-        self.train_progress.setTextVisible(True)
-        self.train_progress.setFormat("idle")
+        self.train_progress = ui.progress_bar("Training progress within the time budget / step limit")
         layout.addWidget(self.train_progress)
         self.train_stats = ui.label("", "Step, smoothed loss, training throughput and time left")
         self.train_stats.setWordWrap(True)

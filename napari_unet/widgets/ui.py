@@ -7,8 +7,10 @@ import weakref
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QFormLayout,
+    QGroupBox,
     QHBoxLayout,
     QLabel,
+    QProgressBar,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -71,10 +73,12 @@ def button(text: str, tooltip: str, slot, *, checkable: bool = False) -> QPushBu
 
 
 def row(*widgets, stretch: bool = False) -> QHBoxLayout:
+    """Widgets side by side; a `(widget, factor)` pair gets that share of the width."""
     layout = QHBoxLayout()
     layout.setContentsMargins(0, 0, 0, 0)
     for widget in widgets:
-        layout.addWidget(widget)
+        widget, factor = widget if isinstance(widget, tuple) else (widget, 0)
+        layout.addWidget(widget, factor)
     if stretch:
         layout.addStretch(1)
     return layout
@@ -92,6 +96,26 @@ def hint(text: str) -> QLabel:
     widget.setToolTip(text)
     widget.setStyleSheet("font-size: 11px;")
     return widget
+
+
+def group(title: str, tooltip: str) -> tuple[QGroupBox, QVBoxLayout]:
+    """A titled box and the vertical layout to fill it with."""
+    box = QGroupBox(title)
+    box.setToolTip(tooltip)
+    layout = QVBoxLayout(box)
+    layout.setContentsMargins(6, 8, 6, 6)
+    layout.setSpacing(4)
+    return box, layout
+
+
+def progress_bar(tooltip: str) -> QProgressBar:
+    """A progress bar in thousandths that says "idle" until a job reports."""
+    bar = QProgressBar()
+    bar.setRange(0, 1000)
+    bar.setTextVisible(True)
+    bar.setFormat("idle")
+    bar.setToolTip(tooltip)
+    return bar
 
 
 def step_layout(widget: QWidget, tooltip: str) -> QVBoxLayout:

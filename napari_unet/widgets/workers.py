@@ -25,6 +25,7 @@ from napari_unet.functionals.prediction import Prediction
 from napari_unet.nn.inference import Stopped
 from napari_unet.nn.segmenter import Segmenter
 from napari_unet.nn.training import Trainer
+from napari_unet.progress import Count, relabel, yield_counts
 
 
 class WorkerFailure(Exception):
@@ -96,6 +97,16 @@ def train_generator(trainer: Trainer, stop: threading.Event):
         yield record
 
 
+@dataclass(frozen=True)
+class TileProgress:
+    """Tiles done in the plane being predicted (plane `index` of `planes`)."""
+
+    image: str
+    index: int
+    planes: int
+    tiles: Count
+
+
 @dataclass
 class PlaneResult:
     """One predicted plane, with the post-processed outputs the GUI thread only has to paint."""
@@ -128,12 +139,12 @@ def predict_generator(
     params: InstanceParams,
     model_version: int,
     stop: threading.Event,
-    tile_progress: list,
     tile_size: int = 512,
     threads: int | None = None,
     z_anisotropy: float | None = None,
 ):
-    """Predict planes one by one; yields a PlaneResult per plane; returns 'done' or 'cancelled'.
+    """Predict planes one by one; yields TileProgress records while a plane runs, a
+    PlaneResult per plane and, for a stack, its StackObjects; returns "done" or "cancelled".
 
     threads: torch threads (default: all cores but one, so the viewer keeps a core).
     z_anisotropy: the planes are a whole (Z, Y, X) stack: after them, yield its StackObjects.
@@ -143,17 +154,15 @@ def predict_generator(
     torch.set_num_threads(threads or gui_friendly_threads())
     use_heads = segmenter.instance_heads_trained
     total = len(planes)
-
-    def progress(done: int, of: int) -> None:
-        tile_progress[:] = [done, of]
-
     predictions = []
     for i, plane in enumerate(planes):
         if stop.is_set():
             return "cancelled"
         image = read_plane(plane)
         try:
-            prediction = segmenter.predict(image, tile_size=tile_size, progress=progress, should_stop=stop.is_set)
+            counts = yield_counts(lambda progress, image=image: segmenter.predict(
+                image, tile_size=tile_size, progress=progress, should_stop=stop.is_set))
+            prediction = yield from relabel(counts, lambda count, i=i: TileProgress(image_name, i, total, count))
             semantic = prediction.semantic()
             instances = instances_from_prediction(prediction, params, use_instance_heads=use_heads)
         except Stopped:
@@ -211,9 +220,10 @@ class Scheduler:
         """Workers whose threads have not ended yet."""
         return [worker for worker in list(self._running) if not worker.done.is_set()]
 
-    def join(self, timeout: float = 15.0) -> bool:
-        """Ask every job to stop and wait up to `timeout` s for their threads; True if all ended."""
-        workers = list(self._running.items())
+    def join(self, timeout: float = 15.0, only: list[TrackedWorker] | None = None) -> bool:
+        """Ask every job (or those in `only`) to stop and wait up to `timeout` s for their threads;
+        True if they all ended."""
+        workers = [(w, stop) for w, stop in self._running.items() if only is None or w in only]
         for worker, stop in workers:
             if stop is not None:
                 stop.set()
@@ -221,4 +231,4 @@ class Scheduler:
         deadline = time.monotonic() + timeout
         for worker, _ in workers:
             worker.done.wait(max(0.0, deadline - time.monotonic()))
-        return not self.running()
+        return all(worker.done.is_set() for worker, _ in workers)

@@ -1,0 +1,270 @@
+"""Accuracy on images the model has never seen: train on K DSB2018 `train` images, score every `val` image.
+
+    python benchmarks/generalisation.py                     # full: 3 seeds, 340 and 1350 steps
+    python benchmarks/generalisation.py --quick             # 1 seed, 340 steps, 30 val images
+    python benchmarks/generalisation.py --pretrained nuclei --steps 0 1350
+    python benchmarks/generalisation.py --previous f0cb221  # adds the previous release's recipe
+
+Budgets are in training *steps*, not seconds: the machine is shared, so seconds buy a
+different amount of training from run to run while steps do not. The default budgets are
+the steps the fast preset made in 30 s and 120 s on the quiet 2-core machine
+(BENCHMARKS.md section 1: 341 and 1347); each row also records its wall time and steps/s.
+Reports AP at IoU 0.5 / 0.7 / 0.9 (TP / (TP + FP + FN), counts summed over images), the
+DSB score (per image, mean AP over IoU 0.5:0.05:0.95, then the mean over images), the
+spread of per-image AP@0.5, and AP@0.5 by object-size tercile of the val images. Otsu +
+watershed is scored in the same run. Data: ../shared/data/dsb2018-stage1-train.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from common import machine, otsu_watershed, save, shared_data
+
+from napari_unet.functionals.metrics import instance_counts
+
+DATA = shared_data("dsb2018-stage1-train")
+THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))  # the DSB score's IoU range
+STEPS_PER_QUIET_SECOND = 1347 / 120  # fast preset, batch 4, on the quiet machine (BENCHMARKS.md)
+
+
+@dataclass
+class Entry:
+    id: str
+    modality: str
+    median_area: float
+    split: str
+
+
+def index(data: Path) -> list[Entry]:
+    with open(data / "index.csv") as f:
+        return [Entry(r["id"], r["modality"], float(r["median_area"]), r["split"]) for r in csv.DictReader(f)]
+
+
+def load(data: Path, entry: Entry) -> tuple[np.ndarray, np.ndarray]:
+    """(C, H, W) image and its instance labels; fluorescence as one channel, stains as RGB."""
+    image = tifffile.imread(data / "images" / f"{entry.id}.tif")
+    labels = tifffile.imread(data / "labels" / f"{entry.id}.tif")
+    if image.ndim == 2:
+        image = image[None]
+    else:
+        image = np.moveaxis(image[..., :3], -1, 0)
+        if entry.modality != "colour":
+            image = image.mean(axis=0, keepdims=True).astype(np.float32)
+    return image, labels
+
+
+def pick_training(entries: list[Entry], modality: str, k: int, seed: int) -> list[Entry]:
+    pool = [e for e in entries if e.split == "train" and e.modality == modality]
+    rng = np.random.default_rng(seed)
+    return [pool[i] for i in rng.choice(len(pool), size=min(k, len(pool)), replace=False)]
+
+
+def pick_validation(entries: list[Entry], modality: str, limit: int | None) -> list[Entry]:
+    """Every val image of the modality, or `limit` of them spread evenly over object size."""
+    pool = sorted((e for e in entries if e.split == "val" and e.modality == modality), key=lambda e: e.median_area)
+    if limit is None or limit >= len(pool):
+        return pool
+    picks = np.unique(np.linspace(0, len(pool) - 1, limit).round().astype(int))
+    return [pool[i] for i in picks]
+
+
+def score(truths: list[np.ndarray], preds: list[np.ndarray], areas: list[float]) -> dict:
+    """AP at 0.5/0.7/0.9 (summed counts), DSB score, per-image AP@0.5 spread, AP@0.5 per size tercile."""
+    counts = [instance_counts(t, p, THRESHOLDS) for t, p in zip(truths, preds)]
+
+    def ap(subset, thr):
+        tp = sum(c[thr][0] for c in subset)
+        total = sum(sum(c[thr]) for c in subset)
+        return tp / total if total else 1.0
+
+    per_image = [np.mean([ap([c], thr) for thr in THRESHOLDS]) for c in counts]
+    ap50 = [ap([c], 0.5) for c in counts]
+    order = np.argsort(areas, kind="stable")
+    terciles = np.array_split(order, 3)
+    return {
+        "ap50": ap(counts, 0.5),
+        "ap70": ap(counts, 0.7),
+        "ap90": ap(counts, 0.9),
+        "dsb": float(np.mean(per_image)),
+        "ap50_images_p10_median_p90": [float(np.percentile(ap50, q)) for q in (10, 50, 90)],
+        "ap50_small_medium_large": [ap([counts[i] for i in t], 0.5) for t in terciles],
+    }
+
+
+def train_and_predict(job: dict) -> dict:
+    """Train (or load) a model as `job` says and return its instance predictions for the val images.
+
+    Runs in this process, or in a child process for the previous release's code.
+    """
+    from napari_unet.functionals.data import TrainingImage
+    from napari_unet.nn.segmenter import Segmenter
+    from napari_unet.nn.training import TrainConfig, Trainer
+
+    data = Path(job["data"])
+    entries = {e.id: e for e in index(data)}
+    items = []
+    for name in job["train"]:
+        image, labels = load(data, entries[name])
+        items.append(TrainingImage.from_instances(image, labels, name=name))
+    segmenter = None
+    if job.get("start"):
+        segmenter = Segmenter.load(job["start"])
+    steps, tick = 0, time.perf_counter()
+    if job["steps"] > 0:
+        config = TrainConfig(steps=job["steps"], seed=job["seed"], threads=job.get("threads"))
+        trainer = Trainer(items, config, segmenter=segmenter)
+        generator = trainer.run()
+        try:
+            while True:
+                next(generator)
+        except StopIteration as done:
+            segmenter = done.value
+        steps = segmenter.history[-1]["steps"]
+    train_seconds = time.perf_counter() - tick
+    if job.get("keep"):
+        segmenter.save(job["keep"])
+    scaled = hasattr(segmenter, "object_diameter")  # the previous release had no object scale
+    diameters = job["diameters"] if scaled else [None]
+    preds, seconds = {}, {}
+    for diameter in diameters:
+        tick = time.perf_counter()
+        preds[str(diameter)] = []
+        for name in job["val"]:
+            image, _ = load(data, entries[name])
+            prediction = segmenter.predict(image, diameter=diameter) if scaled else segmenter.predict(image)
+            preds[str(diameter)].append(segmenter.instances(prediction))
+        seconds[str(diameter)] = time.perf_counter() - tick
+    return {"steps": steps, "train_seconds": train_seconds, "predict_seconds": seconds, "preds": preds}
+
+
+def run_previous(job: dict, commit: str) -> dict:
+    """`train_and_predict` with the package as it was at `commit` (git archive into a temporary folder)."""
+    root = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        archive = subprocess.run(["git", "-C", str(root), "archive", commit, "napari_unet"], capture_output=True,
+                                 check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(tmp)], input=archive, check=True)
+        (tmp / "job.json").write_text(json.dumps(job))
+        env = {**os.environ, "PYTHONPATH": f"{tmp}{os.pathsep}{Path(__file__).resolve().parent}"}
+        subprocess.run([sys.executable, __file__, "--child", str(tmp / "job.json")], env=env, check=True)
+        result = json.loads((tmp / "job.json.out").read_text())
+        result["preds"] = {"None": [np.load(tmp / f"pred{i}.npy") for i in range(result.pop("n"))]}
+        return result
+
+
+def child(job_path: str) -> None:
+    job = json.loads(Path(job_path).read_text())
+    result = train_and_predict(job)
+    folder = Path(job_path).parent
+    for i, pred in enumerate(result.pop("preds")["None"]):
+        np.save(folder / f"pred{i}.npy", pred)
+    result["n"] = len(job["val"])
+    Path(job_path + ".out").write_text(json.dumps(result))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--modality", default="fluorescence", choices=["fluorescence", "colour"])
+    parser.add_argument("--k", type=int, default=12, help="training images")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, nargs="+", default=[341, 1347], help="training budgets (0: no training)")
+    parser.add_argument("--val", type=int, help="score this many val images, spread over object size (default all)")
+    parser.add_argument("--quick", action="store_true", help="one seed, one budget (341 steps), 30 val images")
+    parser.add_argument("--pretrained", help="start from this shipped model (name) or checkpoint (path)")
+    parser.add_argument("--previous", help="also run the recipe of this git commit (the previous release)")
+    parser.add_argument("--previous-seeds", type=int, default=1, help="how many of the seeds run the previous recipe")
+    parser.add_argument("--keep-models", type=Path, help="save each trained model in this folder")
+    parser.add_argument("--rescore", type=Path, nargs="+", help="score these saved models instead of training")
+    parser.add_argument("--diameters", nargs="+", default=["auto"],
+                        help="object diameter(s) at prediction, each scored: auto, none (the stored one) or pixels")
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--name", default="generalisation", help="results file name (benchmarks/results/NAME.json)")
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return child(args.child)
+    if args.quick:
+        args.seeds, args.steps, args.val = args.seeds[:1], args.steps[:1], args.val or 30
+    entries = index(args.data)
+    val = pick_validation(entries, args.modality, args.val)
+    truths, images = [], []
+    for entry in val:
+        image, labels = load(args.data, entry)
+        truths.append(labels)
+        images.append(image)
+    areas = [e.median_area for e in val]
+    start = None
+    if args.pretrained:
+        from napari_unet.io.pretrained import model_path
+
+        start = args.pretrained if Path(args.pretrained).is_file() else str(model_path(args.pretrained))
+    rows = []
+    otsu = [otsu_watershed(image.mean(axis=0) if args.modality == "fluorescence" else 255 - image.mean(axis=0))
+            for image in images]
+    rows.append({"method": "Otsu + distance watershed", **score(truths, otsu, areas)})
+    print(_line(rows[-1]), flush=True)
+    header = {"command": " ".join(sys.argv), "modality": args.modality, "k": args.k, "val_images": len(val)}
+    path = save(args.name, {**header, "rows": rows})
+    for label, seed, steps, job in plan(args, entries, val, start):
+        result = run_previous(job, job["commit"]) if job.get("commit") else train_and_predict(job)
+        for diameter, preds in result.pop("preds").items():
+            row = {"method": label, "diameter": diameter, "budget_steps": steps, "seed": seed, **result,
+                   "steps_per_second": result["steps"] / max(result["train_seconds"], 1e-9),
+                   **score(truths, preds, areas)}
+            rows.append(row)
+            print(_line(row), flush=True)
+        path = save(args.name, {**header, "rows": rows})  # after every model: a stopped run keeps its rows
+    print(f"machine: {machine()}\nwrote {path}")
+
+
+def plan(args, entries: list[Entry], val: list[Entry], start: str | None) -> list[tuple[str, int, int, dict]]:
+    """(label, seed, steps, job) per model, seed by seed, so a run cut short has whole comparisons."""
+    diameters = [None if d == "none" else d if d == "auto" else float(d) for d in args.diameters]
+    common = {"data": str(args.data), "val": [e.id for e in val], "threads": args.threads, "diameters": diameters}
+    if args.rescore:
+        return [(f"saved model {path.stem}", 0, 0, {**common, "train": [], "steps": 0, "seed": 0,
+                                                     "start": str(path)}) for path in args.rescore]
+    label = "this recipe" + (f", from {args.pretrained}" if args.pretrained else "")
+    jobs = []
+    for n, seed in enumerate(args.seeds):
+        train = [e.id for e in pick_training(entries, args.modality, args.k, seed)]
+        for steps in args.steps:
+            if steps == 0 and n > 0:
+                continue  # no training: every seed gives the same model
+            job = {**common, "train": train, "steps": steps, "seed": seed, "start": start}
+            if args.keep_models and steps > 0:
+                args.keep_models.mkdir(parents=True, exist_ok=True)
+                job["keep"] = str(args.keep_models / f"{args.name}_{steps}_{seed}.pt")
+            jobs.append((label, seed, steps, job))
+        if args.previous and n < args.previous_seeds:
+            for steps in args.steps:
+                jobs.append((f"previous release ({args.previous})", seed, steps,
+                             {**common, "train": train, "steps": steps, "seed": seed, "commit": args.previous}))
+    return jobs
+
+
+def _line(row: dict) -> str:
+    budget = f"{row['budget_steps']} steps (~{row['budget_steps'] / STEPS_PER_QUIET_SECOND:.0f} quiet s), " \
+             f"seed {row['seed']}, {row['train_seconds']:.0f} s wall" if "budget_steps" in row else ""
+    small, medium, large = row["ap50_small_medium_large"]
+    diameter = f"diameter {row['diameter']}" if "diameter" in row else ""
+    return (f"{row['method']:<34} {diameter:<14} {budget:<48} AP@0.5 {row['ap50']:.3f}  AP@0.7 {row['ap70']:.3f}  "
+            f"AP@0.9 {row['ap90']:.3f}  DSB {row['dsb']:.3f}  terciles {small:.2f}/{medium:.2f}/{large:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""Train a shipped starting model on the DSB2018 `train` split and write it with its model card.
+
+    python benchmarks/train_pretrained.py nuclei --seconds 2700 --threads 1
+    python benchmarks/train_pretrained.py nuclei-stained --seconds 1800
+
+`nuclei` learns from every fluorescence `train` image, `nuclei-stained` from every colour
+one, with the default recipe (fast preset, objects resampled to the canonical diameter);
+`val` images are never seen. Writes resources/models/NAME.pt and NAME.json; the card's
+val scores come from `generalisation.py --pretrained NAME --steps 0`, run afterwards
+(`--card-scores benchmarks/results/FILE.json` copies them in).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+from common import machine
+from generalisation import DATA, index, load
+
+from napari_unet.functionals.data import TrainingImage
+from napari_unet.io.pretrained import card_path, checkpoint_path
+from napari_unet.nn.training import TrainConfig, Trainer
+
+MODELS = {
+    "nuclei": ("fluorescence", "Cell nuclei in fluorescence images (DAPI, Hoechst and similar stains), one channel."),
+    "nuclei-stained": ("colour", "Cell nuclei in brightfield images of stained tissue (e.g. H&E), RGB."),
+}
+CITATION = ("Caicedo, J.C., Goodman, A., Karhohs, K.W. et al. Nucleus segmentation across imaging experiments: "
+            "the 2018 Data Science Bowl. Nat Methods 16, 1247-1253 (2019). doi:10.1038/s41592-019-0612-7")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("name", choices=sorted(MODELS))
+    parser.add_argument("--seconds", type=float, default=2700)
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--threads", type=int)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--card-scores", type=Path, help="generalisation.py results to copy into the card")
+    args = parser.parse_args()
+    if args.card_scores:
+        return add_scores(args.name, args.card_scores)
+    modality, description = MODELS[args.name]
+    entries = [e for e in index(DATA) if e.split == "train" and e.modality == modality]
+    items = [TrainingImage.from_instances(*load(DATA, e), name=e.id) for e in entries]
+    config = TrainConfig(seconds=None if args.steps else args.seconds, steps=args.steps, seed=args.seed,
+                         threads=args.threads, validation_fraction=0.0)
+    tick = time.perf_counter()
+    generator = Trainer(items, config, class_names=["background", "nucleus"]).run()
+    try:
+        while True:
+            record = next(generator)
+            if record.step % 500 == 0:
+                print(f"step {record.step}, {record.elapsed:.0f} s, loss {record.loss:.4f}", flush=True)
+    except StopIteration as done:
+        segmenter = done.value
+    segmenter.save(checkpoint_path(args.name))
+    run = segmenter.history[-1]
+    card = {
+        "name": args.name,
+        "description": description,
+        "classes": segmenter.class_names,
+        "input_channels": segmenter.config.in_channels,
+        "preset": config.preset,
+        "object_diameter": segmenter.object_diameter,
+        "canonical_diameter": segmenter.canonical_diameter,
+        "data": f"2018 Data Science Bowl stage-1 training set (BBBC038) with the community's annotation fixes: "
+                f"the {len(items)} {modality} images of the fixed `train` split; `val` images were not seen",
+        "licence": "CC0 1.0 (data); the weights are released under the package's licence",
+        "citation": CITATION,
+        "training": {"steps": run["steps"], "seconds": run["seconds"], "date": date.today().isoformat(),
+                     "machine": machine(), "command": "python benchmarks/" + " ".join(Path(a).name if i == 0 else a
+                                                                                        for i, a in
+                                                                                        enumerate(sys.argv))},
+        "val_scores": None,
+    }
+    card_path(args.name).write_text(json.dumps(card, indent=2) + "\n")
+    print(f"wrote {checkpoint_path(args.name)} ({run['steps']} steps in {time.perf_counter() - tick:.0f} s)")
+
+
+def add_scores(name: str, results: Path) -> None:
+    """Copy the no-training row of a generalisation.py run into the model card."""
+    payload = json.loads(results.read_text())
+    row = next(r for r in payload["rows"] if r.get("budget_steps") == 0)
+    card = json.loads(card_path(name).read_text())
+    card["val_scores"] = {
+        "images": payload["val_images"],
+        "ap50": round(row["ap50"], 3),
+        "ap70": round(row["ap70"], 3),
+        "ap90": round(row["ap90"], 3),
+        "dsb_score": round(row["dsb"], 3),
+        "command": payload["command"],
+        "date": payload["date"],
+    }
+    card_path(name).write_text(json.dumps(card, indent=2) + "\n")
+    print(json.dumps(card["val_scores"], indent=2))
+
+
+if __name__ == "__main__":
+    main()

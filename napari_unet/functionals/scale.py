@@ -1,0 +1,91 @@
+"""Object scale: how big a typical object is, and resampling images to the size the network expects.
+
+Objects vary 15x in area across microscopes and magnifications. The network is trained and
+run with objects at one *canonical diameter*: each training image is resampled by
+``canonical / its own object diameter``, and an image to predict by ``canonical / the
+diameter expected for it`` (the user's, the one stored with the model, or one measured
+from a first pass). Predictions are resampled back to the image's own size.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from napari_unet.errors import UserInputError
+from napari_unet.functionals.prediction import Prediction
+from napari_unet.functionals.targets import dense_ids
+
+AUTO = "auto"  # as a diameter: measure the objects' size from a first prediction
+CANONICAL_DIAMETER = 20.0  # pixels: the object size the network sees (a fifth of its receptive field)
+MIN_FACTOR, MAX_FACTOR = 1 / 8, 3.0  # resampling is clamped: 3x upsampling is 9x the pixels
+SAME_SCALE = 0.1  # factors within 10% of 1 are not worth resampling for
+MIN_OBJECT_PIXELS = 9  # smaller label fragments are painting slips, not objects
+
+
+def object_diameter(instances: np.ndarray, mask: np.ndarray | None = None) -> float | None:
+    """Median equivalent-circle diameter of the objects in an instance label image, or None.
+
+    Objects cut by `mask` (where instance identities are known) count only when at least
+    half of them is inside it, so a sliver at the edge of an accepted region does not
+    shrink the estimate.
+    """
+    labels = dense_ids(np.asarray(instances))  # ids are counted, never used as sizes
+    if mask is not None:
+        inside = np.bincount(labels[np.asarray(mask)].ravel().astype(np.int64), minlength=int(labels.max()) + 1)
+    areas = np.bincount(labels.ravel().astype(np.int64))
+    if areas.size <= 1:
+        return None
+    areas[0] = 0
+    keep = areas >= MIN_OBJECT_PIXELS
+    if mask is not None:
+        keep &= inside[: areas.size] * 2 >= areas
+    if not keep.any():
+        return None
+    return float(np.sqrt(4 * np.median(areas[keep]) / np.pi))
+
+
+def scale_factor(diameter: float | None, canonical: float | None) -> float:
+    """Resampling factor that brings objects of `diameter` to `canonical` (1 when either is unknown)."""
+    if diameter is None or canonical is None:
+        return 1.0
+    if not np.isfinite(diameter) or diameter <= 0:
+        raise UserInputError(f"the object diameter must be a positive number of pixels, got {diameter}")
+    factor = float(np.clip(canonical / diameter, MIN_FACTOR, MAX_FACTOR))
+    return 1.0 if abs(factor - 1.0) < SAME_SCALE else factor
+
+
+def scaled_shape(shape: tuple[int, int], factor: float) -> tuple[int, int]:
+    return tuple(max(1, int(round(s * factor))) for s in shape)
+
+
+def resample(array: np.ndarray, shape: tuple[int, int], *, labels: bool = False) -> np.ndarray:
+    """Resample the last two axes of `array` to `shape`: linear for intensities, nearest for labels.
+
+    Downsampling blurs first so small bright objects are not aliased away.
+    """
+    array = np.asarray(array)
+    height, width = array.shape[-2:]
+    if (height, width) == tuple(shape):
+        return array
+    zoom = (shape[0] / height, shape[1] / width)
+    lead = (1.0,) * (array.ndim - 2)
+    if labels:
+        return ndimage.zoom(array, lead + zoom, order=0, mode="nearest", grid_mode=True)
+    source = array.astype(np.float32, copy=False)
+    sigma = [0.0] * (array.ndim - 2) + [max(0.0, (1 / z - 1) / 2) for z in zoom]
+    if any(s > 0 for s in sigma):
+        source = ndimage.gaussian_filter(source, sigma)
+    return ndimage.zoom(source, lead + zoom, order=1, mode="nearest", grid_mode=True)
+
+
+def resample_prediction(
+    prediction: Prediction, shape: tuple[int, int], factor: float, dtype: np.dtype = np.float32
+) -> Prediction:
+    """A prediction made on an image resampled by `factor`, brought back to the image's own `shape`."""
+    return Prediction(
+        scale=factor,
+        probabilities=resample(prediction.probabilities, shape).astype(dtype, copy=False),
+        boundary=resample(prediction.boundary, shape).astype(dtype, copy=False),
+        distance=resample(prediction.distance, shape).astype(dtype, copy=False),
+    )

@@ -1,0 +1,79 @@
+"""The shipped pretrained models: they load offline, segment a shipped sample and fine-tune to other classes."""
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_unet.cli import main
+from napari_unet.errors import UserInputError
+from napari_unet.functionals.data import TrainingImage
+from napari_unet.functionals.metrics import average_precision
+from napari_unet.io.pretrained import available_models, model_card, model_path, resolve
+from napari_unet.io.resources import NUCLEI_IMAGE, NUCLEI_INSTANCES, read_tif
+from napari_unet.nn.segmenter import Segmenter
+from napari_unet.nn.training import TrainConfig, Trainer
+
+
+def test_nuclei_ships_with_a_complete_model_card():
+    assert "nuclei" in available_models()
+    card = model_card("nuclei")
+    assert "Caicedo" in card["citation"] and "CC0" in card["licence"]
+    assert card["classes"] == ["background", "nucleus"] and card["input_channels"] == 1
+    assert 5 < card["object_diameter"] < 60
+    assert card["val_scores"]["ap50"] > 0.5 and card["val_scores"]["images"] > 100
+
+
+def test_unknown_names_say_what_is_available():
+    with pytest.raises(UserInputError, match="nuclei"):
+        model_path("nucleus")
+    with pytest.raises(UserInputError, match="neither a model file nor a shipped model"):
+        resolve("nucleus")
+    assert resolve("nuclei") == model_path("nuclei")
+
+
+def test_nuclei_segments_the_shipped_sample_without_training():
+    segmenter = Segmenter.load(model_path("nuclei"))
+    assert segmenter.instance_heads_trained and segmenter.object_diameter is not None
+    image, truth = read_tif(NUCLEI_IMAGE), read_tif(NUCLEI_INSTANCES)
+    labels = segmenter.instances(segmenter.predict(image[None], diameter="auto"))
+    assert average_precision([truth], [labels], thresholds=[0.5])[0.5] >= 0.75
+
+
+def test_nuclei_fine_tunes_to_another_class_list():
+    segmenter = Segmenter.load(model_path("nuclei"))
+    image, truth = read_tif(NUCLEI_IMAGE)[:128, :128], read_tif(NUCLEI_INSTANCES)[:128, :128]
+    scribbles = np.where(truth > 0, 2, 1).astype(np.uint8)
+    scribbles[:8, :8] = 3  # a third class the pretrained model never had
+    config = TrainConfig(steps=2, patch_size=64, batch_size=2, device="cpu")
+    trainer = Trainer([TrainingImage.from_scribbles(image[None], scribbles)], config, segmenter=segmenter,
+                      class_names=["background", "cell", "debris"])
+    generator = trainer.run()
+    with pytest.raises(StopIteration) as done:
+        while True:
+            next(generator)
+    tuned = done.value.value
+    assert tuned.class_names == ["background", "cell", "debris"] and tuned.config.n_classes == 3
+    assert tuned.canonical_diameter == segmenter.canonical_diameter
+    assert len(tuned.history) == len(segmenter.history) + 1
+    assert tuned.predict(image[None]).probabilities.shape == (3, 128, 128)
+
+
+def test_cli_lists_predicts_and_resumes_by_name(tmp_path, capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "nuclei" in out and "Caicedo" in out and "expected object diameter" in out
+    image = read_tif(NUCLEI_IMAGE)[:160, :160]
+    truth = read_tif(NUCLEI_INSTANCES)[:160, :160]
+    tifffile.imwrite(tmp_path / "x.tif", image)
+    tifffile.imwrite(tmp_path / "t.tif", truth)
+    assert main(["predict", "--model", "nuclei", "--image", str(tmp_path / "x.tif"),
+                 "--instances", str(tmp_path / "y.tif"), "--quiet"]) == 0
+    assert tifffile.imread(tmp_path / "y.tif").max() > 5
+    assert main(["train", "--resume", "nuclei", "--image", str(tmp_path / "x.tif"), "--instances",
+                 str(tmp_path / "t.tif"), "--classes", "background", "cell", "--out", str(tmp_path / "m.pt"),
+                 "--steps", "2", "--patch-size", "48", "--batch-size", "2", "--device", "cpu", "--quiet"]) == 0
+    assert Segmenter.load(tmp_path / "m.pt").class_names == ["background", "cell"]
+    assert main(["predict", "--model", "nuclei", "--image", str(tmp_path / "x.tif"), "--diameter", "-3",
+                 "--instances", str(tmp_path / "z.tif"), "--quiet"]) == 2
+    assert "--diameter" in capsys.readouterr().err
+

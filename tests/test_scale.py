@@ -1,0 +1,98 @@
+import numpy as np
+import pytest
+from synthetic import blobs
+
+from napari_unet.errors import UserInputError
+from napari_unet.functionals.data import TrainingImage
+from napari_unet.functionals.scale import (
+    AUTO,
+    MAX_FACTOR,
+    object_diameter,
+    resample,
+    scale_factor,
+)
+from napari_unet.nn.model import ModelConfig
+from napari_unet.nn.segmenter import Segmenter
+from napari_unet.nn.training import TrainConfig, Trainer
+
+TINY = dict(patch_size=64, batch_size=4, device="cpu", seed=0)
+
+
+def _disks(radius: int, size: int = 200) -> np.ndarray:
+    labels = np.zeros((size, size), np.int32)
+    y, x = np.mgrid[:size, :size]
+    for i, (cy, cx) in enumerate([(50, 50), (50, 150), (150, 50), (150, 150)], start=1):
+        labels[(y - cy) ** 2 + (x - cx) ** 2 <= radius**2] = i
+    return labels
+
+
+def test_object_diameter_is_the_median_equivalent_circle():
+    assert object_diameter(_disks(10)) == pytest.approx(20, rel=0.05)
+    assert object_diameter(np.zeros((10, 10), np.int32)) is None
+    labels = _disks(10)
+    labels[0, 0] = 9  # a one-pixel painting slip is not an object
+    assert object_diameter(labels) == pytest.approx(20, rel=0.05)
+
+
+def test_objects_mostly_outside_the_known_region_do_not_count():
+    labels = _disks(10)
+    labels[95:105, 95:105] = 7  # a 10 px square, cut by the mask below to a sliver
+    mask = np.zeros(labels.shape, bool)
+    mask[:, :97] = True
+    assert object_diameter(labels, mask) == pytest.approx(20, rel=0.05)
+
+
+def test_scale_factor_clamps_and_skips_tiny_changes():
+    assert scale_factor(10, 20) == 2.0
+    assert scale_factor(19.5, 20) == 1.0
+    assert scale_factor(1, 20) == MAX_FACTOR
+    assert scale_factor(None, 20) == scale_factor(10, None) == 1.0
+    with pytest.raises(UserInputError):
+        scale_factor(-3, 20)
+
+
+def test_resample_keeps_labels_whole_and_intensities_in_range():
+    labels = _disks(10)
+    small = resample(labels, (100, 100), labels=True)
+    assert set(np.unique(small)) == set(np.unique(labels))
+    image = np.stack([labels > 0] * 2).astype(np.float32)
+    big = resample(image, (400, 400))
+    assert big.shape == (2, 400, 400) and 0 <= big.min() and big.max() <= 1
+
+
+def test_training_measures_the_diameter_and_prediction_returns_the_image_size():
+    image, labels = blobs(128, n=10, radius=(5, 7))
+    trainer = Trainer([TrainingImage.from_instances(image[None], labels)], TrainConfig(steps=2, **TINY))
+    gen = trainer.run()
+    with pytest.raises(StopIteration) as done:
+        while True:
+            next(gen)
+    segmenter = done.value.value
+    assert segmenter.object_diameter == pytest.approx(object_diameter(labels), rel=0.01)
+    assert 10 < segmenter.object_diameter < 15
+    for diameter in (None, 40.0, AUTO):
+        prediction = segmenter.predict(image[None, :100, :90], diameter=diameter)
+        assert prediction.probabilities.shape == (2, 100, 90)
+        assert prediction.distance.shape == prediction.boundary.shape == (100, 90)
+
+
+def test_the_scale_survives_a_checkpoint(tmp_path):
+    segmenter = Segmenter.create(ModelConfig(), ["background", "nucleus"], canonical_diameter=20.0,
+                                 object_diameter=12.5)
+    loaded = Segmenter.load(segmenter.save(tmp_path / "m.pt"))
+    assert (loaded.canonical_diameter, loaded.object_diameter) == (20.0, 12.5)
+    assert loaded.model_card()["object_diameter"] == 12.5
+
+
+def test_adapt_classes_keeps_matching_and_spare_outputs():
+    segmenter = Segmenter.create(ModelConfig(n_classes=3), ["background", "nucleus", "debris"])
+    head = segmenter.net.head.weight.detach().clone()
+    adapted = segmenter.adapt_classes(["background", "debris", "cell", "mitosis"])
+    new = adapted.net.head.weight.detach()
+    assert adapted.config.n_classes == 4 and adapted.class_names[2] == "cell"
+    assert np.allclose(new[0], head[0]) and np.allclose(new[1], head[2])  # by name
+    assert np.allclose(new[2], head[1])  # "nucleus" was unclaimed: it starts "cell"
+    assert not np.allclose(new[3], head[1]) and not np.allclose(new[3], head[2])  # fresh
+    assert np.allclose(new[4:], head[3:])  # instance heads
+    encoder = next(iter(segmenter.net.encoders.parameters()))
+    assert np.allclose(next(iter(adapted.net.encoders.parameters())).detach(), encoder.detach())
