@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="the stack axis of a 3-D image is time: objects per frame, not 3D objects")
     predict.add_argument("--out-zarr", help="output for an image bigger than memory: one zarr store with "
                          "semantic, instances (and probabilities if --outputs names them), written block by block")
-    predict.add_argument("--block", type=_whole(64, limits.MAX_TILE_SIZE * 16), default=2048, help="block edge in pixels for --out-zarr (default 2048)")
+    predict.add_argument("--block", type=_whole(16, limits.MAX_TILE_SIZE), default=2048, help="block edge in pixels for --out-zarr (default 2048)")
     batch = predict.add_argument_group("batch (several images, on dask.distributed)")
     batch.add_argument("--out-dir", help="write DIR/<image stem>_<output>.tif for every image")
     batch.add_argument("--outputs", nargs="+", choices=["instances", "semantic", "probabilities"],
