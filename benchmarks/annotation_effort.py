@@ -36,8 +36,6 @@ from scipy import ndimage as ndi
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # resources/make_scribbles.py: the helpers that drew the sample scribbles
 
-from resources.make_scribbles import BACKGROUND, OBJECT, strokes_in_objects, strokes_in_region  # noqa: E402
-
 from napari_unet.functionals.corrections import accept_region  # noqa: E402
 from napari_unet.functionals.data import TrainingImage  # noqa: E402
 from napari_unet.functionals.instances import InstanceParams  # noqa: E402
@@ -46,6 +44,12 @@ from napari_unet.functionals.suggestions import Region, SuggestionWalk, rank_reg
 from napari_unet.functionals.uncertainty import uncertainty_map  # noqa: E402
 from napari_unet.nn.segmenter import Segmenter  # noqa: E402
 from napari_unet.nn.training import TrainConfig, Trainer  # noqa: E402
+from resources.make_scribbles import (  # noqa: E402
+    BACKGROUND,
+    OBJECT,
+    strokes_in_objects,
+    strokes_in_region,
+)
 
 DATA = ROOT.parent / "shared" / "data"
 if not DATA.exists():

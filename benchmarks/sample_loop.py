@@ -30,7 +30,12 @@ from napari_unet.functionals.instances import InstanceParams  # noqa: E402
 from napari_unet.functionals.metrics import average_precision  # noqa: E402
 from napari_unet.functionals.suggestions import SuggestionWalk  # noqa: E402
 from napari_unet.functionals.uncertainty import uncertainty_map  # noqa: E402
-from napari_unet.io.resources import NUCLEI_IMAGE, NUCLEI_INSTANCES, NUCLEI_SCRIBBLES, resource_path  # noqa: E402
+from napari_unet.io.resources import (  # noqa: E402
+    NUCLEI_IMAGE,
+    NUCLEI_INSTANCES,
+    NUCLEI_SCRIBBLES,
+    resource_path,
+)
 from napari_unet.nn.training import TrainConfig  # noqa: E402
 
 

@@ -94,9 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="typical object diameter in pixels (default: measured from --instances)")
     _add_common(train)
 
-    predict = sub.add_parser("predict", help="segment an image with a trained model")
+    predict = sub.add_parser("predict", help="segment images with a trained model (one, or a batch with --out-dir)")
     predict.add_argument("--model", required=True, help="model checkpoint (.pt), BioImage.IO package (.zip) or shipped model name")
-    predict.add_argument("--image", required=True)
+    predict.add_argument("--image", action="append", required=True,
+                         help="image file; for a batch repeat it, or give a folder or a quoted glob ('imgs/*.tif')")
     predict.add_argument("--instances", help="output: instance labels (one id per object)")
     predict.add_argument("--semantic", help="output: class per pixel (1 = background, 2.. = classes)")
     predict.add_argument("--probabilities", help="output: per-class probabilities (K, H, W) float32")
@@ -105,6 +106,23 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--tile-size", type=_whole(32, limits.MAX_TILE_SIZE), default=512)
     predict.add_argument("--overlap", type=_whole(0, limits.MAX_TILE_SIZE), default=64)
     _add_instance_options(predict)
+    predict.add_argument("--z-anisotropy", type=_real(0.0, low_open=True), default=1.0,
+                         help="z step / pixel size of a stack, for its 3D objects (default 1)")
+    predict.add_argument("--frames", action="store_true",
+                         help="the stack axis of a 3-D image is time: objects per frame, not 3D objects")
+    predict.add_argument("--out-zarr", help="output for an image bigger than memory: one zarr store with "
+                         "semantic, instances (and probabilities if --outputs names them), written block by block")
+    predict.add_argument("--block", type=_whole(16, limits.MAX_TILE_SIZE), default=2048, help="block edge in pixels for --out-zarr (default 2048)")
+    batch = predict.add_argument_group("batch (several images, on dask.distributed)")
+    batch.add_argument("--out-dir", help="write DIR/<image stem>_<output>.tif for every image")
+    batch.add_argument("--outputs", nargs="+", choices=["instances", "semantic", "probabilities"],
+                       default=["instances"], help="what to write per image with --out-dir or --out-zarr "
+                       "(default instances)")
+    batch.add_argument("--scheduler", help="address of a running dask scheduler (tcp://HOST:PORT); "
+                       "default: a local cluster on this machine")
+    batch.add_argument("--workers", type=_whole(1, 256), help="local worker processes (default: one per core)")
+    batch.add_argument("--resume-batch", action="store_true",
+                       help="skip images whose outputs already exist (continue a stopped batch)")
     _add_common(predict)
 
     export = sub.add_parser("export-bioimageio", help="write a model as a BioImage.IO model package (.zip)")
@@ -201,8 +219,6 @@ def _train(args) -> int:
 
 
 def _training_items(args) -> list:
-    from napari_unet.functionals.data import TrainingImage
-
     pairs = args.labels or []
     if len(args.image) != len(pairs):
         raise UserInputError(
@@ -215,12 +231,31 @@ def _training_items(args) -> list:
 
     items = []
     for image_path, (kind, labels_path) in zip(args.image, pairs):
-        image = _load_image(image_path, args.channel_axis)
-        labels = read_labels(labels_path)
-        make = TrainingImage.from_instances if kind == "instances" else TrainingImage.from_scribbles
-        items.append(make(image, labels, name=Path(image_path).name))
+        items += _file_items(image_path, kind, read_labels(labels_path), args.channel_axis)
     items += _dataset_items(args.dataset)
     return items
+
+
+def _file_items(image_path: str, kind: str, labels, channel_axis: int | None) -> list:
+    """Training pairs of one image file: each plane of a stack (3-D file) is one 2D pair."""
+    from napari_unet.functionals.data import TrainingImage, training_items
+    from napari_unet.functionals.layout import plane_label
+    from napari_unet.io.images import read_image
+    from napari_unet.nn.volume import layout_of_file
+
+    name = Path(image_path).name
+    image = read_image(image_path)
+    layout = layout_of_file(tuple(image.shape), channel_axis, name)
+    if tuple(labels.shape) != layout.labels_shape:
+        raise UserInputError(f"{name} is {tuple(image.shape)} but its labels are {tuple(labels.shape)}: "
+                             f"they must have the same height and width (and planes), {layout.labels_shape}")
+    if kind == "scribbles" and layout.stack_shape:
+        return training_items(image, layout, labels, name=name)  # the annotated planes
+    if kind == "scribbles":
+        return [TrainingImage.from_scribbles(np.array(layout.image_plane(image, ())), labels, name=name)]
+    return [TrainingImage.from_instances(np.array(layout.image_plane(image, plane)), np.array(labels[plane]),
+                                         name=f"{name} {plane_label(plane)}".strip())
+            for plane in layout.planes()]
 
 
 def _dataset_items(paths: list[str]) -> list:
@@ -268,20 +303,27 @@ def _run_training(trainer, config, quiet: bool):
 
 
 def _predict(args) -> int:
+    if args.out_dir or len(args.image) > 1:
+        return _predict_batch(args)
+    if args.out_zarr:
+        return _predict_to_zarr(args)
     from tqdm import tqdm
 
+    from napari_unet.io.images import read_image
     from napari_unet.io.outputs import check_image_outputs, write_outputs
     from napari_unet.nn.device import pick_device
     from napari_unet.nn.segmenter import Segmenter
+    from napari_unet.nn.volume import layout_of_file, predict_image
 
     outputs = [p for p in (args.instances, args.semantic, args.probabilities) if p]
     if not outputs:
-        raise UserInputError("nothing to write: give at least one of --instances, --semantic, --probabilities")
+        raise UserInputError("nothing to write: give at least one of --instances, --semantic, --probabilities "
+                             "(or --out-dir)")
     check_image_outputs(outputs)
     _check_overwrite(args.overwrite, *outputs)
-    params = _instance_params(args)
     segmenter = Segmenter.load(resolve(args.model), device=pick_device(args.device))
-    image = _load_image(args.image, args.channel_axis)
+    image = read_image(args.image[0])
+    layout = layout_of_file(tuple(image.shape), args.channel_axis, Path(args.image[0]).name)
     with tqdm(total=0, unit="tile", disable=args.quiet, desc="predicting", file=sys.stderr) as bar:
 
         def progress(done: int, total: int) -> None:
@@ -289,20 +331,24 @@ def _predict(args) -> int:
             bar.n = done
             bar.refresh()
 
-        # float16 outputs halve the largest allocation; --probabilities promises float32.
-        out_dtype = np.float32 if args.probabilities else np.float16
-        prediction = segmenter.predict(image, diameter=_diameter(args.diameter), tile_size=args.tile_size, overlap=args.overlap, out_dtype=out_dtype,
-                                       progress=progress)
+        planes = len(layout.planes())
+        result = predict_image(
+            segmenter, image, layout, _instance_params(args) if args.instances else None, frames=args.frames,
+            z_anisotropy=args.z_anisotropy, diameter=_diameter(args.diameter), tile_size=args.tile_size, overlap=args.overlap,
+            probabilities=bool(args.probabilities),
+            progress=(lambda done, total: bar.set_description(f"predicting plane {min(done + 1, total)}/{total}"))
+            if planes > 1 else None,
+            tile_progress=progress)
     results = {}
     if args.semantic:
-        results[args.semantic] = prediction.semantic()
+        results[args.semantic] = result.semantic
     if args.probabilities:
-        results[args.probabilities] = prediction.probabilities
+        results[args.probabilities] = result.probabilities
     if args.instances:
-        results[args.instances] = segmenter.instances(prediction, params)
+        results[args.instances] = result.instances
     write_outputs(results)  # all or nothing
     if args.instances:
-        print(f"{int(results[args.instances].max())} objects", file=sys.stderr)
+        print(f"{int(result.instances.max())} objects", file=sys.stderr)
     return 0
 
 
@@ -349,6 +395,67 @@ def _models(args) -> int:
     return 0
 
 
+def _predict_to_zarr(args) -> int:
+    """A 2D image of any size (lazy zarr/OME-Zarr inputs are read block by block) into one zarr store."""
+    from tqdm import tqdm
+
+    from napari_unet.functionals.normalisation import as_channels_first
+    from napari_unet.io.images import read_image
+    from napari_unet.nn.chunked import predict_to_zarr
+    from napari_unet.nn.device import pick_device
+    from napari_unet.nn.segmenter import Segmenter
+
+    if any((args.instances, args.semantic, args.probabilities)):
+        raise UserInputError("with --out-zarr choose outputs with --outputs, not --instances/--semantic/--probabilities")
+    _check_overwrite(args.overwrite, args.out_zarr)
+    segmenter = Segmenter.load(resolve(args.model), device=pick_device(args.device))
+    image = as_channels_first(read_image(args.image[0]), channel_axis=args.channel_axis)
+    with tqdm(total=0, unit="block", disable=args.quiet, desc="predicting", file=sys.stderr) as bar:
+
+        def progress(stage: str, done: int, total: int) -> None:
+            bar.set_description(stage, refresh=False)
+            bar.total, bar.n = total, done
+            bar.refresh()
+
+        objects = predict_to_zarr(
+            segmenter, image, args.out_zarr, _instance_params(args) if "instances" in args.outputs else None,
+            block=args.block, margin=args.overlap, probabilities="probabilities" in args.outputs,
+            tile_size=args.tile_size, progress=progress)
+    print(f"{objects} objects", file=sys.stderr)
+    return 0
+
+
+def _predict_batch(args) -> int:
+    """Many images on dask.distributed; bad inputs are reported and skipped; exit 2 if any failed."""
+    import os
+
+    from tqdm import tqdm
+
+    from napari_unet.nn.batch import BatchOptions, collect_inputs, run_batch
+
+    if not args.out_dir:
+        raise UserInputError("several images: give --out-dir for their outputs")
+    if any((args.instances, args.semantic, args.probabilities)):
+        raise UserInputError("with --out-dir choose outputs with --outputs, not --instances/--semantic/--probabilities")
+    inputs = collect_inputs(args.image)
+    workers = args.workers or os.cpu_count() or 1
+    options = BatchOptions(kinds=tuple(args.outputs), params=_instance_params(args), channel_axis=args.channel_axis,
+                           frames=args.frames, z_anisotropy=args.z_anisotropy, tile_size=args.tile_size,
+                           overlap=args.overlap, diameter=_diameter(args.diameter), device=args.device,
+                           threads=None if args.scheduler else max(1, (os.cpu_count() or 1) // workers))
+    with tqdm(total=len(inputs), unit="image", disable=args.quiet, desc="predicting", file=sys.stderr) as bar:
+
+        def done(name: str, status: str, message: str) -> None:
+            if status == "failed":
+                bar.write(f"napari-unet: skipped {name}: {message}", file=sys.stderr)
+            bar.update()
+
+        summary = run_batch(args.model, inputs, args.out_dir, options, scheduler=args.scheduler,
+                            n_workers=args.workers, overwrite=args.overwrite, resume=args.resume_batch, on_done=done)
+    print(summary.line(), file=sys.stderr)
+    return EXIT_USER_ERROR if summary.failed else 0
+
+
 # --- evaluate ----------------------------------------------------------------------------------
 
 
@@ -378,14 +485,6 @@ def _gui(args) -> int:
 
 
 # --- shared ------------------------------------------------------------------------------------
-
-
-def _load_image(path: str, channel_axis: int | None):
-    from napari_unet.functionals.normalisation import as_channels_first
-    from napari_unet.io.images import read_image
-
-    image = read_image(path)
-    return as_channels_first(image, channel_axis=channel_axis)
 
 
 def _check_overwrite(overwrite: bool, *paths: str) -> None:

@@ -61,7 +61,7 @@ def test_bad_inputs_are_one_line_errors(files, capsys):
     assert "no annotated pixel" in _error([*train, "--image", str(d / "img.tif"), "--scribbles", str(d / "empty.npy")], capsys)
     assert "only one class" in _error([*train, "--image", str(d / "img.tif"), "--scribbles", str(d / "ones.npy")], capsys)
     assert "NaN" in _error([*train, "--image", str(d / "nan.npy"), "--instances", str(d / "lbl.tif")], capsys)
-    assert "3D stack" in _error([*train, "--image", str(d / "stack.npy"), "--instances", str(d / "lbl.tif")], capsys)
+    assert "its labels are" in _error([*train, "--image", str(d / "stack.npy"), "--instances", str(d / "lbl.tif")], capsys)
     assert "one labels file per image" in _error([*train, "--image", str(d / "img.tif")], capsys)
     assert not (d / "m.pt").exists()
     predict = ["predict", "--image", str(d / "img.tif"), "--instances", str(d / "out.tif")]

@@ -5,7 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from napari_unet.functionals.prediction import Prediction
-from napari_unet.functionals.suggestions import SuggestionWalk, rank_regions, region_size
+from napari_unet.functionals.suggestions import (
+    SuggestionWalk,
+    rank_regions,
+    region_size,
+)
 from napari_unet.functionals.uncertainty import class_entropy, uncertainty_map
 
 

@@ -138,6 +138,18 @@ def labels_scale_translate(image: Image, layout: ImageLayout) -> tuple[list[floa
     return [float(image.scale[i]) for i in keep], [float(image.translate[i]) for i in keep]
 
 
+def stack_z_anisotropy(image: Image, layout: ImageLayout) -> float | None:
+    """z step / pixel width of a (Z, Y, X) stack, whose objects are 3D; None where objects are per plane:
+    a 2D image, a time series (its stack axis labelled t or time) or more than one stack axis."""
+    if len(layout.stack_shape) != 1:
+        return None
+    axis = layout.labels_axes[0]
+    label = str(image.axis_labels[axis]).strip().lower()
+    if label in ("t", "time"):
+        return None
+    return float(abs(image.scale[axis] / image.scale[layout.labels_axes[-1]]))
+
+
 def check_pair(image: Image, labels: Labels, layout: ImageLayout) -> None:
     if tuple(labels.data.shape) != layout.labels_shape:
         raise UserInputError(

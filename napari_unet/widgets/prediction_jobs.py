@@ -7,20 +7,28 @@ to keep each file about one job.
 
 from __future__ import annotations
 
+from functools import partial
+
 from napari.layers import Image
 
 from napari_unet.errors import UserInputError
 from napari_unet.functionals.instances import InstanceParams
+from napari_unet.functionals.instances3d import instances_3d
 from napari_unet.napari import guidance
 from napari_unet.napari import layers as lb
 from napari_unet.widgets.messages import report_worker_error
 from napari_unet.widgets.session import CachedPlane
 from napari_unet.widgets.workers import (
     PlaneResult,
+    StackObjects,
     TileProgress,
     call_once,
     predict_generator,
 )
+
+
+def _stack_objects(image: str, predictions: list, params: InstanceParams, **options) -> StackObjects:
+    return StackObjects(image, instances_3d(predictions, params, **options))
 
 
 class PredictionJobs:
@@ -59,6 +67,7 @@ class PredictionJobs:
         self._predict_worker = self.scheduler.start(
             predict_generator, segmenter, image.name, read, planes, params, self.session.model_version,
             self._predict_stop, tile_size, self.train_threads,
+            lb.stack_z_anisotropy(image, layout) if scope == "stack" else None,
             stop=self._predict_stop,
             connect={
                 "yielded": self._on_predict_yielded,
@@ -74,11 +83,13 @@ class PredictionJobs:
         if self.is_predicting:
             self._predict_stop.set()
 
-    def _on_predict_yielded(self, record: TileProgress | PlaneResult) -> None:
+    def _on_predict_yielded(self, record: TileProgress | PlaneResult | StackObjects) -> None:
         if self.closed:
             return
         if isinstance(record, TileProgress):
             self.prediction_progress.emit(record)
+        elif isinstance(record, StackObjects):
+            self._paint_stack_objects(record)
         else:
             self._on_plane_predicted(record)
 
@@ -105,6 +116,18 @@ class PredictionJobs:
             lb.paint_probabilities(self.viewer, image, layout, result.plane, result.prediction.probabilities,
                                    self.session.segmenter.class_names if self.session.segmenter else [])
         self.plane_predicted.emit(result)
+
+    def _paint_stack_objects(self, result: StackObjects) -> None:
+        """Replace the per-plane objects of a whole stack by its 3D objects (one id across planes)."""
+        image = lb.get_layer(self.viewer, result.image, Image)
+        if image is None:
+            return
+        instances = self.instances_layer(image, lb.layout_in(self.viewer, image))
+        if instances.data.shape != result.instances.shape:
+            return
+        instances.data[...] = result.instances.astype(instances.data.dtype, copy=False)
+        instances.refresh()
+        self.instances_updated.emit()
 
     def _prediction_provenance(self, result: PlaneResult) -> dict:
         """What made these predictions, recorded in the layers and exported with them."""
@@ -135,7 +158,7 @@ class PredictionJobs:
     # --- live instance parameters -------------------------------------------------------------
 
     def update_instances(self, params: InstanceParams) -> None:
-        """Recompute the displayed plane's objects from the cached prediction (never the network)."""
+        """Recompute the displayed plane's objects (a whole stack's 3D objects) from the cached predictions, never the network."""
         if self.closed:
             return
         image, layout, plane = self.selected(required=False)
@@ -144,15 +167,23 @@ class PredictionJobs:
         entry = self.session.cache.get(image.name, plane)
         if entry is None or entry.params == params:
             return
-        self._instance_request = (image.name, plane, params, entry)
+        entries, compute = [entry], entry.instances
+        z_anisotropy = lb.stack_z_anisotropy(image, layout)
+        if z_anisotropy is not None:  # a stack's objects are 3D: recompute them all once every plane is cached
+            stack = [self.session.cache.get(image.name, p) for p in layout.planes()]
+            if all(e is not None for e in stack):
+                entries, plane = stack, None
+                compute = partial(_stack_objects, image.name, [e.prediction for e in stack],
+                                  use_instance_heads=entry.use_instance_heads, z_anisotropy=z_anisotropy)
+        self._instance_request = (image.name, plane, params, compute, entries)
         if self._instance_worker is None:
             self._start_instance_job()
 
     def _start_instance_job(self) -> None:
-        name, plane, params, entry = self._instance_request
+        name, plane, params, compute, entries = self._instance_request
         self._instance_request = None
         self._instance_worker = self.scheduler.start(
-            call_once, lambda: (name, plane, params, entry.instances(params)),
+            call_once, lambda: (name, plane, params, compute(params), entries),
             connect={
                 "returned": self._on_instances_computed,
                 "errored": lambda error: self.notify("error", f"objects not updated: {error}"),
@@ -163,7 +194,12 @@ class PredictionJobs:
     def _on_instances_computed(self, result) -> None:
         if self.closed:
             return
-        name, plane, params, labels = result
+        name, plane, params, labels, entries = result
+        if isinstance(labels, StackObjects):
+            self._paint_stack_objects(labels)
+            for entry in entries:
+                entry.params = params
+            return
         image = lb.get_layer(self.viewer, name, Image)
         if image is None:
             return

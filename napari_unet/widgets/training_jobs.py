@@ -16,8 +16,8 @@ from napari.layers import Image
 
 from napari_unet import conventions as c
 from napari_unet.errors import UserInputError
-from napari_unet.io.pretrained import available_models, model_path
 from napari_unet.functionals.uncertainty import uncertainty_map
+from napari_unet.io.pretrained import available_models, model_path
 from napari_unet.napari import guidance
 from napari_unet.napari import layers as lb
 from napari_unet.nn.device import pick_device

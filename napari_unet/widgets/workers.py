@@ -20,6 +20,7 @@ import numpy as np
 from napari.qt.threading import GeneratorWorker, create_worker
 
 from napari_unet.functionals.instances import InstanceParams, instances_from_prediction
+from napari_unet.functionals.instances3d import instances_3d
 from napari_unet.functionals.prediction import Prediction
 from napari_unet.functionals.uncertainty import uncertainty_map
 from napari_unet.nn.inference import Stopped
@@ -124,6 +125,14 @@ class PlaneResult:
     total: int
 
 
+@dataclass
+class StackObjects:
+    """A stack's 3D objects, joined across its planes after the last plane: (Z, Y, X) labels."""
+
+    image: str
+    instances: np.ndarray
+
+
 def predict_generator(
     segmenter: Segmenter,
     image_name: str,
@@ -134,17 +143,20 @@ def predict_generator(
     stop: threading.Event,
     tile_size: int = 512,
     threads: int | None = None,
+    z_anisotropy: float | None = None,
 ):
-    """Predict planes one by one; yields TileProgress records while a plane runs and a
-    PlaneResult per plane; returns 'done' or 'cancelled'.
+    """Predict planes one by one; yields TileProgress records while a plane runs, a
+    PlaneResult per plane and, for a stack, its StackObjects; returns "done" or "cancelled".
 
     threads: torch threads (default: all cores but one, so the viewer keeps a core).
+    z_anisotropy: the planes are a whole (Z, Y, X) stack: after them, yield its StackObjects.
     """
     import torch
 
     torch.set_num_threads(threads or gui_friendly_threads())
     use_heads = segmenter.instance_heads_trained
     total = len(planes)
+    predictions = []
     for i, plane in enumerate(planes):
         if stop.is_set():
             return "cancelled"
@@ -160,10 +172,15 @@ def predict_generator(
             return "cancelled"
         except RuntimeError as error:
             raise WorkerFailure(error) from error
+        if z_anisotropy is not None:
+            predictions.append(prediction)
         yield PlaneResult(
             image_name, tuple(plane), prediction, semantic, instances, uncertainty, use_heads, params, model_version,
             i + 1, total,
         )
+    if z_anisotropy is not None and len(predictions) > 1:
+        yield StackObjects(image_name, instances_3d(predictions, params, use_instance_heads=use_heads,
+                                                    z_anisotropy=z_anisotropy))
     return "done"
 
 

@@ -1,0 +1,248 @@
+"""3D objects and batch prediction (issue 11): 3D AP@0.5 and split objects on two volumes, and
+41 images predicted as one batch on dask.distributed against 41 single commands.
+
+    python benchmarks/volumes.py 3d --stardist DIR [--seconds 60] [--shape 32 256 256]
+    python benchmarks/volumes.py batch [--images 41] [--singles 3]
+    python benchmarks/volumes.py big [--size 4096] [--block 1024]
+
+`--stardist DIR`: the folder holding `stardist/data/images/img3d.tif` and `mask3d.tif`, unpacked
+from the stardist wheel (BSD-3-Clause): `pip download --no-deps stardist==0.9.2` and unzip it.
+Every model is trained through the CLI in the same run; 3D objects (`predict` on a stack) are
+compared with per-plane objects (`predict --frames`, what a time series gets).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from common import machine, run_cli, save
+from scipy import ndimage
+
+from napari_unet.functionals.instances import InstanceParams
+from napari_unet.functionals.instances3d import instances_3d, split_fraction
+from napari_unet.functionals.metrics import instance_scores
+from napari_unet.functionals.prediction import Prediction
+from napari_unet.functionals.targets import boundary_target, distance_target
+
+DSB = Path("/work/shared/data/dsb2018-stage1-train")
+
+
+# --- 3D -----------------------------------------------------------------------------------------
+
+
+def synthetic_volume(shape=(32, 256, 256), n=300, radius=(6.0, 12.0), z_anisotropy=3.0, seed=0):
+    """(image, labels) of touching ellipsoids flattened in z, dimmer towards their borders, blurred and noisy."""
+    rng = np.random.default_rng(seed)
+    labels = np.zeros(shape, np.int32)
+    shade = np.zeros(shape, np.float32)
+    next_id = 1
+    for _ in range(n * 20):
+        if next_id > n:
+            break
+        r = rng.uniform(*radius)
+        rz = r / z_anisotropy
+        centre = np.array([rng.uniform(0, shape[0]), rng.uniform(r, shape[1] - r), rng.uniform(r, shape[2] - r)])
+        lo = np.maximum(np.floor(centre - [rz, r, r]).astype(int), 0)
+        hi = np.minimum(np.ceil(centre + [rz, r, r]).astype(int) + 1, shape)
+        zz, yy, xx = np.ogrid[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+        d2 = ((zz - centre[0]) * z_anisotropy) ** 2 + (yy - centre[1]) ** 2 + (xx - centre[2]) ** 2
+        inside = d2 <= r * r
+        box = labels[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+        if not inside.any() or np.count_nonzero(box[inside]) > 0.1 * np.count_nonzero(inside):
+            continue
+        free = inside & (box == 0)
+        box[free] = next_id
+        shade[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]][free] = (rng.uniform(0.6, 1.0) * (1 - 0.5 * d2 / (r * r)))[free]
+        next_id += 1
+    image = ndimage.gaussian_filter(shade * 100, (0.5 / z_anisotropy * 3, 1.0, 1.0)) + 10
+    image += rng.normal(0, 6, shape)
+    return image.astype(np.float32), labels
+
+
+def ideal_predictions(labels: np.ndarray) -> list[Prediction]:
+    """What a perfect 2D network says about each plane: isolates the 3D joining from the network."""
+    out = []
+    for plane in labels:
+        fg = (plane > 0).astype(np.float32)
+        out.append(Prediction(np.stack([1 - fg, fg]), boundary_target(plane), distance_target(plane)))
+    return out
+
+
+def score(truth: np.ndarray, pred: np.ndarray) -> dict:
+    ap = instance_scores([truth], [pred], (0.5,)).ap[0.5]
+    return {"ap50": round(ap, 3), "split": round(split_fraction(truth, pred), 3), "objects": int(len(np.unique(pred)) - 1),
+            "true_objects": int(len(np.unique(truth)) - 1)}
+
+
+def run_3d(args) -> list[dict]:
+    rows = []
+    img = tifffile.imread(Path(args.stardist) / "stardist/data/images/img3d.tif")
+    mask = tifffile.imread(Path(args.stardist) / "stardist/data/images/mask3d.tif")
+    half = img.shape[0] // 2
+    synthetic_train = synthetic_volume(tuple(args.shape), args.objects, seed=1)
+    synthetic_test = synthetic_volume(tuple(args.shape), args.objects, seed=0)
+    volumes = {
+        # stardist's nuclei: z extent ~7 planes for ~15 px across, so z step ~2x the pixel
+        "stardist img3d (train z<15, test z>=15)": ((img[:half], mask[:half]), (img[half:], mask[half:]), 2.0, 48),
+        f"synthetic {'x'.join(map(str, args.shape))}, z step 3x": (synthetic_train, synthetic_test, 3.0, 128),
+    }  # training patches: the stardist planes are only 61x57
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for name, ((train_img, train_lbl), (test_img, test_lbl), aniso, patch) in volumes.items():
+            for path, data in (("train.tif", train_img), ("train_lbl.tif", train_lbl), ("test.tif", test_img)):
+                tifffile.imwrite(tmp / path, data, photometric="minisblack")
+            ideal = ideal_predictions(test_lbl)
+            params = InstanceParams(min_size=10)
+            rows.append({"volume": name, "method": "ideal per-plane outputs, 3D objects",
+                         **score(test_lbl, instances_3d(ideal, params, z_anisotropy=aniso))})
+            start = time.perf_counter()
+            run_cli("train", "--image", str(tmp / "train.tif"), "--instances", str(tmp / "train_lbl.tif"),
+                    "--out", str(tmp / "m.pt"), "--seconds", str(args.seconds), "--patch-size", str(patch), "--overwrite")
+            train_s = time.perf_counter() - start
+            for method, extra in (("napari-unet, 3D objects", ["--z-anisotropy", str(aniso)]),
+                                  ("napari-unet, 3D objects, --seed-prominence 0.02",
+                                   ["--z-anisotropy", str(aniso), "--seed-prominence", "0.02"]),
+                                  ("napari-unet, per-plane objects (--frames)", ["--frames"])):
+                start = time.perf_counter()
+                run_cli("predict", "--model", str(tmp / "m.pt"), "--image", str(tmp / "test.tif"), "--instances",
+                        str(tmp / "pred.tif"), "--overwrite", *extra)
+                pred = tifffile.imread(tmp / "pred.tif")
+                rows.append({"volume": name, "method": method, "train_s": round(train_s), **score(test_lbl, pred),
+                             "predict_s": round(time.perf_counter() - start, 1)})
+            for row in rows[-4:]:
+                print(row, flush=True)
+    return rows
+
+
+# --- batch --------------------------------------------------------------------------------------
+
+
+def val_images(n: int) -> list[Path]:
+    """The first `n` fluorescence images of the DSB2018 val split (index.csv order)."""
+    with open(DSB / "index.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r["split"] == "val" and r["modality"] == "fluorescence"]
+    return [DSB / "images" / f"{r['id']}.tif" for r in rows[:n]]
+
+
+def run_batch(args) -> list[dict]:
+    from napari_unet.io.images import read_image
+    from napari_unet.io.resources import resource_path
+    from napari_unet.nn.segmenter import Segmenter
+    from napari_unet.nn.volume import layout_of_file, predict_image
+
+    images = val_images(args.images)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        model = tmp / "m.pt"
+        run_cli("train", "--image", str(resource_path("nuclei_dsb2018_image.tif")), "--instances",
+                str(resource_path("nuclei_dsb2018_instances.tif")), "--out", str(model), "--seconds", "20")
+        # network + objects only: one process, the model loaded once, no start-up, no writes
+        segmenter = Segmenter.load(model)
+        start = time.perf_counter()
+        for path in images:
+            image = read_image(path)
+            predict_image(segmenter, image, layout_of_file(tuple(image.shape), None, path.name))
+        rows.append({"method": "in-process loop (network + objects, no I/O)", "seconds": time.perf_counter() - start})
+        print(rows[-1], flush=True)
+        start = time.perf_counter()
+        for path in images[: args.singles]:
+            run_cli("predict", "--model", str(model), "--image", str(path), "--instances", str(tmp / "single.tif"),
+                    "--overwrite")
+        per = (time.perf_counter() - start) / args.singles
+        rows.append({"method": f"{len(images)} single commands (extrapolated from {args.singles})",
+                     "seconds": per * len(images)})
+        print(rows[-1], flush=True)
+        outputs = {}
+        for workers in (2, 1, 4):
+            out = tmp / f"out{workers}"
+            out.mkdir()
+            start = time.perf_counter()
+            inputs = [arg for p in images for arg in ("--image", str(p))]
+            run_cli("predict", "--model", str(model), *inputs, "--out-dir", str(out), "--workers", str(workers))
+            rows.append({"method": f"batch, LocalCluster {workers} worker process(es)",
+                         "seconds": time.perf_counter() - start})
+            outputs[workers] = {p.name: tifffile.imread(p) for p in sorted(out.iterdir())}
+            print(rows[-1], flush=True)
+        same = all(np.array_equal(outputs[1][k], outputs[w][k]) for w in (2, 4) for k in outputs[1])
+        rows.append({"method": "outputs identical with 1, 2 and 4 workers", "seconds": None, "identical": same})
+    return rows
+
+
+# --- big images ---------------------------------------------------------------------------------
+
+
+def run_big(args) -> list[dict]:
+    """A synthetic nuclei zarr of `--size`^2 (uint16, tiled from one DSB image): `--out-zarr` block by block
+    against one whole-image pass; peak memory of each command from /usr/bin/time."""
+    import subprocess
+    import sys
+
+    import zarr
+
+    from napari_unet.io.resources import resource_path
+
+    tile = tifffile.imread(resource_path("nuclei_dsb2018_image.tif")).astype(np.uint16) * 200
+    reps = int(np.ceil(args.size / tile.shape[0]))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        big = zarr.create_array(str(tmp / "big.zarr"), shape=(args.size, args.size), dtype=np.uint16,
+                                chunks=(1024, 1024))
+        big[...] = np.tile(tile, (reps, reps))[: args.size, : args.size]
+        run_cli("train", "--image", str(resource_path("nuclei_dsb2018_image.tif")), "--instances",
+                str(resource_path("nuclei_dsb2018_instances.tif")), "--out", str(tmp / "m.pt"), "--seconds", str(args.seconds))
+        commands = {
+            f"--out-zarr, blocks of {args.block}": ["--out-zarr", str(tmp / "out.zarr"), "--block", str(args.block)],
+            "whole image (--instances out.tif)": ["--instances", str(tmp / "whole.tif")],
+        }
+        for name, extra in commands.items():
+            start = time.perf_counter()
+            done = subprocess.run(["/usr/bin/time", "-f", "%M", sys.executable, "-m", "napari_unet", "predict",
+                                   "--model", str(tmp / "m.pt"), "--image", str(tmp / "big.zarr"), "--quiet", *extra],
+                                  capture_output=True, text=True)
+            if done.returncode != 0:
+                raise SystemExit(done.stderr)
+            rows.append({"method": name, "seconds": round(time.perf_counter() - start, 1),
+                         "peak_rss_mb": round(int(done.stderr.strip().splitlines()[-1]) / 1024)})
+            print(rows[-1], flush=True)
+        chunked = zarr.open_group(str(tmp / "out.zarr"), mode="r")["instances"][...]
+        whole = tifffile.imread(tmp / "whole.tif")
+        ap = instance_scores([whole], [chunked], (0.5,)).ap[0.5]
+        rows.append({"method": "AP@0.5 of the chunked objects against the whole-image ones", "ap50": round(ap, 4),
+                     "objects_whole": int(whole.max()), "objects_chunked": int(chunked.max())})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    three = sub.add_parser("3d")
+    three.add_argument("--stardist", required=True)
+    three.add_argument("--seconds", type=float, default=60)
+    three.add_argument("--shape", type=int, nargs=3, default=[32, 256, 256])
+    three.add_argument("--objects", type=int, default=300)
+    batch = sub.add_parser("batch")
+    batch.add_argument("--images", type=int, default=41)
+    batch.add_argument("--singles", type=int, default=3)
+    big = sub.add_parser("big")
+    big.add_argument("--size", type=int, default=4096)
+    big.add_argument("--block", type=int, default=1024)
+    big.add_argument("--seconds", type=float, default=90, help="training budget of the model")
+    args = parser.parse_args()
+    rows = {"3d": run_3d, "batch": run_batch, "big": run_big}[args.what](args)
+    print(f"machine: {machine()}, {os.cpu_count()} cores")
+    for row in rows:
+        print(row)
+    print(f"results: {save(f'volumes_{args.what}', {'rows': rows, 'args': vars(args)})}")
+
+
+if __name__ == "__main__":
+    main()
