@@ -52,7 +52,11 @@ def test_stack_objects_are_3d_and_time_series_objects_per_frame(make_napari_view
     _predict_stack(qtbot, widget, "stack", InstanceParams())
     # an untrained model: its median foreground probability splits the pixels in two
     foreground = np.stack([cache.get("stack", (z,)).prediction.foreground() for z in range(3)])
-    params = InstanceParams(threshold=float(np.median(foreground)), min_size=1)
+    # set through the predict step's own controls: the dock reapplies them to every prediction
+    step = widget.predict_step
+    step.threshold_slider.setValue(float(np.median(foreground)))
+    step.min_size_spin.setValue(1)
+    params = step.instance_params()
 
     volume = _predict_stack(qtbot, widget, "stack", params)
     predictions = [cache.get("stack", (z,)).prediction for z in range(3)]
@@ -65,10 +69,10 @@ def test_stack_objects_are_3d_and_time_series_objects_per_frame(make_napari_view
     assert spanning, "no object keeps its id across the planes"
 
     # the instance sliders recompute the whole stack's 3D objects from the cache, never one plane's 2D ids
-    fewer = InstanceParams(threshold=params.threshold, min_size=40)
+    step.min_size_spin.setValue(40)
+    fewer = step.instance_params()
     expected = instances_3d(predictions, fewer, use_instance_heads=False, z_anisotropy=3.0)
     assert not np.array_equal(expected, volume)
-    widget.controller.update_instances(fewer)
     layer = viewer.layers["stack instances"]
     qtbot.waitUntil(lambda: np.array_equal(np.asarray(layer.data), expected), timeout=TIMEOUT)
 
