@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -179,6 +180,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("napari-unet: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of our output left (`napari-unet models | head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
     except Exception as error:  # a bug or an environment problem: still one line unless --debug
         if args.debug:
             raise

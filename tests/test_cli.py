@@ -95,3 +95,16 @@ def test_train_from_exported_dataset_with_a_stack(tmp_path, capsys):
     assert main(["train", "--dataset", str(tmp_path / "d.zarr"), "--out", str(tmp_path / "m.pt"), *FAST]) == 0
     model = Segmenter.load(tmp_path / "m.pt")
     assert model.history[-1]["images"] == 1 and model.instance_heads_trained
+
+
+def test_output_closed_by_its_reader_is_not_an_error():
+    """`napari-unet models | head -1`: the reader leaves before the output ends; no error, exit 0."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "napari_unet", "models"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before the first line (the child is still importing)
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0
+    assert "error" not in err.lower(), err
