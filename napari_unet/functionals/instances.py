@@ -80,15 +80,19 @@ def instances_from_prediction(
             elevation = -distance
             seeds = _peaks(distance, mask, params.seed_spacing)
         local, n = _split(elevation, seeds, mask, params)
-        local = remove_small(local, params.min_size)
-        kept = np.unique(local[mask])
-        kept = kept[kept > 0]
-        new_ids = np.zeros(n + 1, np.uint32)
-        new_ids[kept] = np.arange(next_id, next_id + len(kept), dtype=np.uint32)
-        next_id += len(kept)
-        labels[box][mask] = new_ids[local[mask]]
+        next_id = paste_objects(labels, box, mask, remove_small(local, params.min_size), n, next_id)
     return labels
 
+
+def paste_objects(labels: np.ndarray, box: tuple, mask: np.ndarray, local: np.ndarray, n: int, next_id: int) -> int:
+    """Write one component's surviving objects (`local` ids 1..n inside `mask`) into `labels[box]`
+    as next_id, next_id + 1, ...; return the next free id (ids stay dense across components)."""
+    kept = np.unique(local[mask])
+    kept = kept[kept > 0]
+    new_ids = np.zeros(n + 1, np.uint32)
+    new_ids[kept] = np.arange(next_id, next_id + len(kept), dtype=np.uint32)
+    labels[box][mask] = new_ids[local[mask]]
+    return next_id + len(kept)
 
 
 def _h_maxima(image: np.ndarray, prominence: float) -> np.ndarray:

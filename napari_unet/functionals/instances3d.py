@@ -19,7 +19,11 @@ from scipy import ndimage
 from skimage.morphology import h_maxima
 from skimage.segmentation import watershed
 
-from napari_unet.functionals.instances import InstanceParams, remove_small
+from napari_unet.functionals.instances import (
+    InstanceParams,
+    paste_objects,
+    remove_small,
+)
 from napari_unet.functionals.prediction import Prediction
 
 
@@ -82,13 +86,7 @@ def instances_from_volumes(
             elevation = -edt
             seeds = _peaks(edt, component, params.seed_spacing, sampling)
         local, n = _split(elevation, seeds, component, params.seed_spacing, sampling)
-        local = remove_small(local, params.min_size)
-        kept = np.unique(local[component])
-        kept = kept[kept > 0]
-        new_ids = np.zeros(n + 1, np.uint32)
-        new_ids[kept] = np.arange(next_id, next_id + len(kept), dtype=np.uint32)
-        next_id += len(kept)
-        labels[box][component] = new_ids[local[component]]
+        next_id = paste_objects(labels, box, component, remove_small(local, params.min_size), n, next_id)
     return labels
 
 
