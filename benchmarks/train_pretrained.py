@@ -2,6 +2,11 @@
 
     python benchmarks/train_pretrained.py nuclei --seconds 2700 --threads 1
     python benchmarks/train_pretrained.py nuclei-stained --seconds 1800
+    python benchmarks/train_pretrained.py nuclei --resume --seconds 6000 --threads 1 --out /tmp/pre
+
+`--resume` continues from the shipped model (a fresh learning-rate schedule over the new budget);
+the card then counts the steps and seconds of every run. `--out DIR` writes there instead of
+resources/models, so a candidate can be scored before it replaces the shipped one.
 
 `nuclei` learns from every fluorescence `train` image, `nuclei-stained` from every colour
 one, with the default recipe (fast preset, objects resampled to the canonical diameter);
@@ -23,7 +28,8 @@ from common import machine
 from generalisation import DATA, index, load
 
 from napari_unet.functionals.data import TrainingImage
-from napari_unet.io.pretrained import card_path, checkpoint_path
+from napari_unet.io.pretrained import card_path, checkpoint_path, model_card
+from napari_unet.nn.segmenter import Segmenter
 from napari_unet.nn.training import TrainConfig, Trainer
 
 MODELS = {
@@ -41,6 +47,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int)
     parser.add_argument("--threads", type=int)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resume", action="store_true", help="continue from the shipped model of that name")
+    parser.add_argument("--out", type=Path, help="folder for NAME.pt and NAME.json (default: resources/models)")
     parser.add_argument("--card-scores", type=Path, help="generalisation.py results to copy into the card")
     args = parser.parse_args()
     if args.card_scores:
@@ -50,8 +58,10 @@ def main() -> None:
     items = [TrainingImage.from_instances(*load(DATA, e), name=e.id) for e in entries]
     config = TrainConfig(seconds=None if args.steps else args.seconds, steps=args.steps, seed=args.seed,
                          threads=args.threads, validation_fraction=0.0)
+    start = Segmenter.load(checkpoint_path(args.name)) if args.resume else None
+    earlier = model_card(args.name)["training"] if args.resume else None
     tick = time.perf_counter()
-    generator = Trainer(items, config, class_names=["background", "nucleus"]).run()
+    generator = Trainer(items, config, segmenter=start, class_names=["background", "nucleus"]).run()
     try:
         while True:
             record = next(generator)
@@ -59,8 +69,18 @@ def main() -> None:
                 print(f"step {record.step}, {record.elapsed:.0f} s, loss {record.loss:.4f}", flush=True)
     except StopIteration as done:
         segmenter = done.value
-    segmenter.save(checkpoint_path(args.name))
+    out_pt = args.out / f"{args.name}.pt" if args.out else checkpoint_path(args.name)
+    out_card = args.out / f"{args.name}.json" if args.out else card_path(args.name)
+    out_pt.parent.mkdir(parents=True, exist_ok=True)
+    segmenter.save(out_pt)
     run = segmenter.history[-1]
+    command = "python benchmarks/" + " ".join(Path(a).name if i == 0 else a for i, a in enumerate(sys.argv))
+    training = {"steps": run["steps"], "seconds": run["seconds"], "date": date.today().isoformat(),
+                "machine": machine(), "command": command}
+    if earlier:
+        training = {"steps": earlier["steps"] + run["steps"], "seconds": round(earlier["seconds"] + run["seconds"], 2),
+                    "date": training["date"], "machine": training["machine"],
+                    "runs": earlier.get("runs", [earlier]) + [training]}
     card = {
         "name": args.name,
         "description": description,
@@ -73,14 +93,11 @@ def main() -> None:
                 f"the {len(items)} {modality} images of the fixed `train` split; `val` images were not seen",
         "licence": "CC0 1.0 (data); the weights are released under the package's licence",
         "citation": CITATION,
-        "training": {"steps": run["steps"], "seconds": run["seconds"], "date": date.today().isoformat(),
-                     "machine": machine(), "command": "python benchmarks/" + " ".join(Path(a).name if i == 0 else a
-                                                                                        for i, a in
-                                                                                        enumerate(sys.argv))},
+        "training": training,
         "val_scores": None,
     }
-    card_path(args.name).write_text(json.dumps(card, indent=2) + "\n")
-    print(f"wrote {checkpoint_path(args.name)} ({run['steps']} steps in {time.perf_counter() - tick:.0f} s)")
+    out_card.write_text(json.dumps(card, indent=2) + "\n")
+    print(f"wrote {out_pt} ({run['steps']} steps in {time.perf_counter() - tick:.0f} s)")
 
 
 def add_scores(name: str, results: Path) -> None:
