@@ -1,6 +1,6 @@
 """The loop a new user runs on the shipped nuclei sample: scribbles -> train -> predict -> accept -> retrain.
 
-    python benchmarks/sample_loop.py [--seconds 30] [--start nuclei]
+    python benchmarks/sample_loop.py [--seconds 30 | --steps 341] [--start nuclei] [--seeds 0 1 2]
 
 1. Train on the shipped scribbles for T s; score AP@0.5 on the whole image.
 2. From that model, two second rounds of T s (warm start) on the region "Suggest next" shows first:
@@ -46,54 +46,75 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=None,
                    help="steps per round instead of seconds (341 steps = 30 s on an idle 2-core CPU, BENCHMARKS.md)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (1 on a loaded machine)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one loop per seed; the table gives mean [range]")
+    p.add_argument("--no-uncorrected", action="store_true", help="skip the round that accepts the region uncorrected")
+    p.add_argument("--name", default="", help="suffix of the result file")
     args = p.parse_args(argv)
     image = tifffile.imread(resource_path(NUCLEI_IMAGE)).astype(np.float32)[None]
     truth = tifffile.imread(resource_path(NUCLEI_INSTANCES)).astype(np.int32)
     scribbles = tifffile.imread(resource_path(NUCLEI_SCRIBBLES)).astype(np.uint8)
-    sample = ae.Sample("nuclei", image, truth)
-    config = TrainConfig(seconds=None if args.steps else args.seconds, steps=args.steps, seed=args.seed,
-                         threads=args.threads)
     budget = f"{args.steps} steps" if args.steps else f"{args.seconds:g} s"
+    print(f"machine: {machine()}", flush=True)
+    runs = []
+    if args.start:
+        start = ae._load_start(args.start)
+        runs.append({"run": f"{args.start}, no training", **_score(start, image, truth)})
+        print(f"{runs[-1]['run']}: AP@0.5 {runs[-1]['ap50']:.3f}", flush=True)
+    for seed in args.seeds:
+        config = TrainConfig(seconds=None if args.steps else args.seconds, steps=args.steps, seed=seed,
+                             threads=args.threads)
+        for row in _loop(ae._load_start(args.start), image, truth, scribbles, config, budget,
+                         uncorrected=not args.no_uncorrected):
+            runs.append({"seed": seed, **row})
+            print(f"seed {seed} | {row['run']} | {row['ap50']:.3f} | {row['largest_class_fraction']:.2f} | "
+                  f"{row.get('corrected', '-')} |", flush=True)
+    print("\n| run | AP@0.5 (whole image), mean [range] over seeds | largest predicted class | corrected objects |\n"
+          "|---|---|---|---|")
+    for label in dict.fromkeys(r["run"] for r in runs):
+        rows = [r for r in runs if r["run"] == label]
+        ap = [r["ap50"] for r in rows]
+        objects = sorted({r["corrected"] for r in rows if "corrected" in r})
+        print(f"| {label} | {np.mean(ap):.3f} [{min(ap):.3f}-{max(ap):.3f}] | "
+              f"{np.mean([r['largest_class_fraction'] for r in rows]):.2f} | {'/'.join(map(str, objects)) or '-'} |")
+    name = "sample_loop" + (f"_{args.name}" if args.name else "")
+    print(f"results: {save(name, {'args': vars(args), 'rows': runs})}")
+    return 0
+
+
+def _score(segmenter, image, truth, params: InstanceParams | None = None) -> dict:
+    prediction = segmenter.predict(image)
+    instances = segmenter.instances(prediction, params or InstanceParams())
+    ap = float(average_precision([truth], [instances], (0.5,))[0.5])
+    semantic = prediction.semantic()
+    one_class = float(max(np.mean(semantic == v) for v in np.unique(semantic)))
+    return {"ap50": round(ap, 3), "largest_class_fraction": round(one_class, 3)}
+
+
+def _loop(start, image, truth, scribbles, config: TrainConfig, budget: str, *, uncorrected: bool = True):
+    """Round 1 on the scribbles, then the second rounds from its model; yields one row per model."""
+    sample = ae.Sample("nuclei", image, truth)
     params = InstanceParams()
-    rows = []
-
-    def score(segmenter, label: str, **extra) -> None:
-        prediction = segmenter.predict(image)
-        instances = segmenter.instances(prediction, params)
-        ap = float(average_precision([truth], [instances], (0.5,))[0.5])
-        semantic = prediction.semantic()
-        one_class = float(max(np.mean(semantic == v) for v in np.unique(semantic)))
-        rows.append({"run": label, "ap50": round(ap, 3), "largest_class_fraction": round(one_class, 3), **extra})
-        print(f"| {label} | {ap:.3f} | {one_class:.2f} | {extra.get('corrected', '-')} |", flush=True)
-
-    print(f"machine: {machine()}\n| run | AP@0.5 (whole image) | largest predicted class | corrected objects |\n"
-          "|---|---|---|---|", flush=True)
-    state = {"annotations": scribbles.copy(), "accepted": None}
     tic = time.perf_counter()
-    first = ae.train(ae._load_start(args.start), [sample], [state], config)
-    score(first, f"scribbles + {budget}", seconds=round(time.perf_counter() - tic, 1))
+    first = ae.train(start, [sample], [{"annotations": scribbles.copy(), "accepted": None}], config)
+    yield {"run": f"scribbles + {budget}", "seconds": round(time.perf_counter() - tic, 1),
+           **_score(first, image, truth, params)}
 
     prediction = first.predict(image)
     instances = first.instances(prediction, params)
     region = SuggestionWalk().next([("nuclei", (), uncertainty_map(prediction), scribbles > 0)])
-    print(f"suggested region: rows {region.top}-{region.bottom}, cols {region.left}-{region.right}", flush=True)
-
-    corrected = dict(state)
-    corrected["annotations"], corrected["accepted"], effort = ae.correct_and_accept(
-        scribbles.copy(), None, truth, instances, region.slices)
-    second = ae.train(copy.deepcopy(first), [sample], [corrected], config)
-    score(second, f"+ correct & accept the suggested region + {budget}", corrected=effort.objects)
-
+    annotations, accepted, effort = ae.correct_and_accept(scribbles.copy(), None, truth, instances, region.slices)
+    second = ae.train(copy.deepcopy(first), [sample], [{"annotations": annotations, "accepted": accepted}], config)
+    yield {"run": f"+ correct & accept the suggested region + {budget}", "corrected": effort.objects,
+           "region": list(region.key), **_score(second, image, truth, params)}
+    if not uncorrected:
+        return
     mask = np.zeros(truth.shape, bool)
     mask[region.slices] = True
-    hurried = {"annotations": None, "accepted": None}
+    hurried = {}
     hurried["accepted"], hurried["annotations"] = accept_region(None, scribbles.copy(), prediction.semantic(),
                                                                  instances, mask)
     third = ae.train(copy.deepcopy(first), [sample], [hurried], config)
-    score(third, f"+ accept the region uncorrected + {budget}", corrected=0)
-    print(f"results: {save('sample_loop', {'args': vars(args), 'region': list(region.key), 'rows': rows})}")
-    return 0
+    yield {"run": f"+ accept the region uncorrected + {budget}", "corrected": 0, **_score(third, image, truth, params)}
 
 
 if __name__ == "__main__":
