@@ -639,3 +639,21 @@ def test_dataset_exported_with_its_model_reopens_with_it(make_napari_viewer, nap
     again.window.add_dock_widget(reopened)
     assert reopened.controller.segmenter.fingerprint() == model.fingerprint()
     assert "loaded the model exported with 'cells'" in reopened.controller.messages.last[1]
+
+
+def test_a_one_channel_image_starts_from_the_shipped_nuclei_model_unless_new_is_chosen(dock, qtbot):
+    viewer, widget = dock
+    step = widget.train_step
+    assert widget.controller.segmenter is None
+    assert step.start_combo.currentText() == "pretrained: nuclei"
+    assert _train(qtbot, widget) is True
+    history = widget.controller.session.segmenter.history
+    assert len(history) >= 2 and history[-1]["steps"] == 3  # the shipped model's own training, then ours
+    assert any("starting from the shipped 'nuclei' model" in text for _, text in widget.controller.messages.log)
+
+    step.start_combo.setCurrentText("new model")
+    step._on_start_chosen()
+    assert widget.controller.segmenter is None
+    assert step.start_combo.currentText() == "new model"
+    assert _train(qtbot, widget) is True
+    assert len(widget.controller.session.segmenter.history) == 1

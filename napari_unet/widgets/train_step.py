@@ -37,6 +37,9 @@ START_NEW = "new model"
 START_FILE = "file…"
 PRETRAINED = "pretrained: "  # the combo's prefix of a shipped model's name
 FILE = "file: "  # the saved setting's prefix of a model file's path
+# What a 1-channel image starts from when there is no model yet and no start was chosen: fine-tuning it on
+# the sample's scribbles beats a new model (BENCHMARKS.md section 6).
+DEFAULT_PRETRAINED = "nuclei"
 
 
 def preview_window(region, shape) -> tuple[slice, slice]:
@@ -134,6 +137,7 @@ class TrainStep(QWidget):
         ui.listen(controller.busy_changed, self.update_state)
         ui.listen(controller.model_changed, self.update_state)
         ui.listen(controller.image_changed, self._offer_dataset_model)
+        ui.listen(controller.image_changed, self.update_state)  # the default start depends on the image
         self._on_device_changed()
         self._apply_saved_start()
         self._offer_dataset_model()
@@ -205,7 +209,15 @@ class TrainStep(QWidget):
         self.start_combo.blockSignals(True)
         self.start_combo.clear()
         self.start_combo.addItems(items)
+        if self.controller.segmenter is None and self._default_start():
+            self.start_combo.setCurrentText(PRETRAINED + DEFAULT_PRETRAINED)
         self.start_combo.blockSignals(False)
+
+    def _default_start(self) -> bool:
+        """Whether training with no model starts from DEFAULT_PRETRAINED: a 1-channel image, 'new model' not chosen."""
+        image = self.controller.image
+        return (DEFAULT_PRETRAINED in available_models() and str(settings.load("start_model") or "") != START_NEW
+                and image is not None and lb.layout_in(self.controller.viewer, image).n_channels == 1)
 
     def _on_device_changed(self) -> None:
         try:
@@ -274,6 +286,11 @@ class TrainStep(QWidget):
             self.notify("info", "already training: press Stop (Shift+S) to end it")
             return
         config = self.train_config()
+        if self.controller.segmenter is None and self._default_start():
+            if self.load_model(DEFAULT_PRETRAINED) is None:
+                return
+            self.notify("info", f"starting from the shipped '{DEFAULT_PRETRAINED}' model; "
+                                "choose 'new model' in Start from to train from scratch")
         preview = self.preview_spin.value() > 0
         self.controller.train(config, preview=preview)
         if not self.controller.is_training:
