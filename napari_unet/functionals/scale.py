@@ -55,6 +55,12 @@ def scale_factor(diameter: float | None, canonical: float | None) -> float:
     return 1.0 if abs(factor - 1.0) < SAME_SCALE else factor
 
 
+def diameter_at(factor: float, canonical: float | None) -> float | None:
+    """The object diameter (image pixels) a prediction resampled by `factor` was made for;
+    None for a model that does not resample."""
+    return None if canonical is None else float(canonical) / float(factor)
+
+
 def scaled_shape(shape: tuple[int, int], factor: float) -> tuple[int, int]:
     return tuple(max(1, int(round(s * factor))) for s in shape)
 
