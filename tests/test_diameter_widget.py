@@ -45,6 +45,9 @@ def test_auto_only_where_the_model_has_not_seen_the_image():
     assert session.diameter_for("a", AUTO) is None and session.diameter_for("b", AUTO) == AUTO
     session.set_model(session.segmenter, trained_on=["b"])  # warm start: it has seen both
     assert session.trained_on == {"a", "b"}
+    session.rename_image("a", "a2")  # a renamed layer is still the image it was trained on
+    session.forget_image("b")  # a removed one: another image of that name later is new to the model
+    assert session.diameter_for("a2", AUTO) is None and session.diameter_for("b", AUTO) == AUTO
     session.set_model(session.segmenter, new=True)  # a model loaded from a file knows none of them
     assert session.diameter_for("a", AUTO) == AUTO and session.diameter_for("a", None) is None
     fixed = Segmenter.create(ModelConfig(depth=2, base_width=4), ["bg", "fg"], canonical_diameter=None)

@@ -103,6 +103,16 @@ class Session:
             self.trained_on = set()
         self.trained_on |= set(trained_on)
 
+    def forget_image(self, image: str) -> None:
+        """An image left the viewer: its cached outputs go; an image of that name later is a new one."""
+        self.cache.drop_image(image)
+        self.trained_on.discard(image)
+
+    def rename_image(self, old: str, new: str) -> None:
+        self.cache.rename(old, new)
+        if old in self.trained_on:
+            self.trained_on = (self.trained_on - {old}) | {new}
+
     def diameter_for(self, image: str, choice: float | str | None) -> float | str | None:
         """The object diameter to predict `image` at, for the dock's choice (as Segmenter.predict takes it).
 
