@@ -14,6 +14,7 @@ from napari_unet.errors import UserInputError
 from napari_unet.functionals.layout import ImageLayout
 from napari_unet.io.ome_zarr_entries import ImageEntry, LabelsEntry
 
+
 @dataclass
 class LayerPlan:
     """What to write for one layer: on-disk (NGFF order) data, axes, transforms."""
