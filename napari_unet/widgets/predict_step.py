@@ -242,7 +242,8 @@ class PredictStep(QWidget):
     def _diameter_text(self, entry, layer) -> str:
         """' · predicted for objects of 31 px (measured)': the diameter this plane was predicted for."""
         model = self.controller.segmenter
-        used = diameter_at(entry.prediction.scale, model.canonical_diameter if model is not None else None)
+        used = None if model is None else diameter_at(entry.prediction.scale, model.canonical_diameter,
+                                                      model.object_diameter)
         if used is None:
             return ""
         source = (lb.meta(layer).get("provenance") or {}).get("object_diameter_source")

@@ -34,8 +34,8 @@ def _stack_objects(image: str, predictions: list, params: InstanceParams, **opti
 
 def diameter_provenance(prediction, segmenter, choice: float | str | None) -> dict:
     """The object diameter a plane was predicted for, and where it came from (layer metadata)."""
-    canonical = segmenter.canonical_diameter if segmenter is not None else None
-    used = diameter_at(prediction.scale, canonical)
+    used = None if segmenter is None else diameter_at(prediction.scale, segmenter.canonical_diameter,
+                                                      segmenter.object_diameter)
     source = "measured" if choice == AUTO else "as trained" if choice is None else "set"
     return {"object_diameter": None if used is None else round(used, 1), "object_diameter_source": source}
 
