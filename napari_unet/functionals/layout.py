@@ -218,6 +218,8 @@ class ImageLayout:
         """The same named axes with the channels at `channel_axis`, on a trailing colour axis
         (`rgb`), or dropped (neither: only a single channel can be)."""
         labels_shape = list(self.labels_shape)
+        if (rgb or channel_axis is not None) and self._channels is None:
+            raise ValueError("this layout has no channels to move")
         if rgb or channel_axis is not None:
             at = len(labels_shape) if rgb else int(channel_axis) % (len(labels_shape) + 1)
             labels_shape.insert(at, self.data_shape[self._channels])
