@@ -121,6 +121,9 @@ def test_napari_layers_keep_channels_leading_while_files_may_not():
         ImageLayout.of((20, 2, 30), channel_axis=1)
     assert ImageLayout.stored((20, 2, 30), channel_axis=1).labels_shape == (20, 30)
     assert ImageLayout.stored((20, 30, 4), channel_axis=-1).n_channels == 4
+    from napari_unet.nn.volume import layout_of_file  # the CLI's --channel-axis -1 on a channels-last TIFF
+    channels_last = layout_of_file((20, 30, 5), -1, "cells.tif")
+    assert (channels_last.n_channels, channels_last.stack_shape, channels_last.plane_shape) == (5, (), (20, 30))
 
 
 def test_bad_stored_layouts_say_what_is_wrong():

@@ -79,12 +79,12 @@ def read_dataset(path: str | os.PathLike) -> tuple[ImageEntry, list[LabelsEntry]
                         f"{path} is damaged: labels/{label_path} is listed but missing or not an "
                         "OME-Zarr label image")
                 entry = _labels_entry(label_nodes[label_path], labels_group[label_path], label_path, path)
-                plane = ImageLayout.stored(image.data.shape, rgb=image.rgb, channel_axis=image.channel_axis,
-                                           name=str(path)).labels_shape
-                if info and tuple(entry.data.shape) != plane:
+                expected = ImageLayout.stored(image.data.shape, rgb=image.rgb, channel_axis=image.channel_axis,
+                                              name=str(path)).labels_shape
+                if info and tuple(entry.data.shape) != expected:
                     raise UserInputError(
                         f"{path} is damaged: labels/{label_path} is {tuple(entry.data.shape)} "
-                        f"but the image is {plane}")
+                        f"but the image is {expected}")
                 labels.append(entry)
     except UserInputError:
         raise
