@@ -180,7 +180,7 @@ def test_warm_start_on_scribbles_keeps_the_instance_heads_it_started_with():
     scribbles[:3] = 1
     drift = {}
     for keep in (True, False):
-        config = TrainConfig(steps=30, learning_rate=3e-2, warm_learning_rate=None, keep_instance_heads=keep, **TINY)
+        config = TrainConfig(steps=30, learning_rate=3e-2, keep_instance_heads=keep, **TINY)
         _, tuned = run_to_end(Trainer([TrainingImage.from_scribbles(image[None], scribbles)], config,
                                       segmenter=copy.deepcopy(start)))
         assert tuned.instance_heads_trained

@@ -18,7 +18,7 @@ from qtpy.QtWidgets import (
 from superqt import QCollapsible
 
 from napari_unet import conventions as c
-from napari_unet.io.pretrained import available_models
+from napari_unet.io.pretrained import available_models, model_path
 from napari_unet.napari import layers as lb
 from napari_unet.nn.device import describe
 from napari_unet.nn.model import PRESETS
@@ -286,15 +286,16 @@ class TrainStep(QWidget):
             self.notify("info", "already training: press Stop (Shift+S) to end it")
             return
         config = self.train_config()
+        start = None
         if self.controller.segmenter is None and self._default_start():
-            if self.load_model(DEFAULT_PRETRAINED) is None:
-                return
-            self.notify("info", f"starting from the shipped '{DEFAULT_PRETRAINED}' model; "
-                                "choose 'new model' in Start from to train from scratch")
+            start = Segmenter.load(model_path(DEFAULT_PRETRAINED))
         preview = self.preview_spin.value() > 0
-        self.controller.train(config, preview=preview)
+        self.controller.train(config, preview=preview, start=start)
         if not self.controller.is_training:
             return
+        if start is not None:
+            self.notify("info", f"starting from the shipped '{DEFAULT_PRETRAINED}' model; "
+                                "choose 'new model' in Start from to train from scratch")
         if self.controller.segmenter is None:
             self.loss_plot.clear()
         self.loss_plot.start_run(self.controller.session.loss_offset)

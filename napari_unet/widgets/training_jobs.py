@@ -32,8 +32,11 @@ log = logging.getLogger(__name__)
 class TrainingJobs:
     """Training, its live preview and the model files (part of Controller)."""
 
-    def train(self, config: TrainConfig, *, preview: bool = False) -> None:
-        """Train on every annotated image in a worker (warm start from the current model, on a copy)."""
+    def train(self, config: TrainConfig, *, preview: bool = False, start: Segmenter | None = None) -> None:
+        """Train on every annotated image in a worker (warm start from the current model, on a copy).
+
+        `start` is what training starts from when there is no current model (None: a new model).
+        """
         if self.is_training:
             self.notify("info", "already training: press Stop (Shift+S) to end it")
             return
@@ -43,7 +46,8 @@ class TrainingJobs:
         names = self.class_names if self.paired(c.ROLE_ANNOTATIONS) is not None else None
         pick_device(config.device)  # a clear error now, not in the thread
         # The trainer works on a copy: the model the viewer predicts with never changes under it.
-        trainer = Trainer(items, config, segmenter=self.session.segmenter_copy(), class_names=names)
+        current = self.session.segmenter_copy()
+        trainer = Trainer(items, config, segmenter=start if current is None else current, class_names=names)
         self.last_training_items = items
         self._trainer = trainer
         self._train_images = {item.source for item in items}
