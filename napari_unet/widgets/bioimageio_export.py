@@ -137,7 +137,7 @@ class BioImageIOExport(QWidget):
         return self.worker
 
     def _on_yielded(self, count) -> None:
-        self.progress_bar.setValue(int(round(count.fraction * 1000)))
+        self.progress_bar.setValue(round(count.fraction * 1000))
 
     def _on_returned(self, path) -> None:
         self._written = Path(path)

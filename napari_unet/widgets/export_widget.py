@@ -140,14 +140,6 @@ class ExportWidget(ClosesWithViewer, QWidget):
         dest_layout.addWidget(self.model_label)
         layout.addWidget(dest)
 
-        share, share_layout = ui.group("Share the model", "The current model as a BioImage.IO model package")
-        share_layout.addWidget(ui.hint("A BioImage.IO package (.zip) runs in bioimage.io tools (ilastik, "
-                                       "deepImageJ, QuPath...) and opens again in napari-unet as a model."))
-        self.bioimageio = BioImageIOExport(lambda: self.controller, self.current_model, self.notify,
-                                           lambda path: self.confirm_overwrite(path))
-        share_layout.addWidget(self.bioimageio)
-        layout.addWidget(share)
-
         self.export_button = ui.button("Export", "Write one dataset per ticked image into the folder "
                                        "(in the background: the viewer stays usable)", self._export_clicked)
         self.export_button.setMinimumHeight(28)
@@ -159,6 +151,14 @@ class ExportWidget(ClosesWithViewer, QWidget):
         layout.addWidget(self.progress_bar)
         self.status_label = MessageLine(self.log, "The latest export message (also shown as a napari notification)")
         layout.addWidget(self.status_label)
+
+        share, share_layout = ui.group("Share the model", "The current model as a BioImage.IO model package")
+        share_layout.addWidget(ui.hint("A BioImage.IO package (.zip) runs in bioimage.io tools (ilastik, "
+                                       "deepImageJ, QuPath...) and opens again in napari-unet as a model."))
+        self.bioimageio = BioImageIOExport(lambda: self.controller, self.current_model, self.notify,
+                                           lambda path: self.confirm_overwrite(path))
+        share_layout.addWidget(self.bioimageio)
+        layout.addWidget(share)
         layout.addStretch(1)
 
     # ------------------------------------------------------------------------------ viewer
