@@ -119,7 +119,9 @@ class TrainStep(QWidget):
         self.model_label = ui.label("", "The current model (trained here or loaded)")
         self.model_label.setWordWrap(True)
         layout.addWidget(self.model_label)
-        self.save_button = ui.button("Save model…", "Save the current model as a checkpoint file", self._save_dialog)
+        self.save_button = ui.button("Save model…", "Save the current model as a napari-unet checkpoint (.pt); "
+                                     "to share it as a BioImage.IO package, use the export dock's "
+                                     "Share the model", self._save_dialog)
         layout.addLayout(ui.row(self.save_button, stretch=True))
         layout.addStretch(1)
 
