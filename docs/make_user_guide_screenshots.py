@@ -73,7 +73,6 @@ class Guide:
         """Save the whole window as a small PNG; stop if the dock shows an error (a picture of a failure)."""
         from napari._qt.dialogs.qt_notification import NapariQtNotification
         from PIL import Image
-        from qtpy.QtCore import Qt
 
         errors = self.dock.controller.messages.errors()
         if errors:
@@ -82,16 +81,22 @@ class Guide:
         for toast in self.app.allWidgets():  # notifications cover the canvas; the dock's message line shows them
             if isinstance(toast, NapariQtNotification):
                 toast.hide()
-        qt_viewer = self.viewer.window._qt_viewer
-        self.viewer.window._qt_window.resizeDocks(  # the canvas gets the width the layer controls do not need
-            [qt_viewer.dockLayerControls, qt_viewer.dockLayerList], [250, 250], Qt.Horizontal)
-        self.settle(0.5)
+        self.narrow_left_docks()
         rgba = self.viewer.screenshot(canvas_only=False, flash=False)
         picture = Image.fromarray(np.ascontiguousarray(rgba[..., :3]))
         picture = picture.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
         path = path or self.args.out_dir / f"{name}.png"
         picture.save(path, optimize=True)
         print(f"wrote {path} ({path.stat().st_size // 1024} KB)", flush=True)
+
+    def narrow_left_docks(self) -> None:
+        """Give the canvas the width napari's layer controls and list do not need."""
+        from qtpy.QtCore import Qt
+
+        qt_viewer = self.viewer.window._qt_viewer
+        self.viewer.window._qt_window.resizeDocks(
+            [qt_viewer.dockLayerControls, qt_viewer.dockLayerList], [250, 250], Qt.Horizontal)
+        self.settle(0.5)
 
     @property
     def camera(self):
@@ -127,6 +132,7 @@ class Guide:
         self.docks["main"], self.dock = self.viewer.window.add_plugin_dock_widget(
             "napari-unet", "U-Net human-in-the-loop segmentation")
         self.tab(1)
+        self.narrow_left_docks()  # before fitting the image to the canvas
         self.viewer.reset_view()
         self.shot("01-open")
 
