@@ -88,6 +88,7 @@ class PredictStep(QWidget):
         inst_form.addRow(ui.label("Seed spacing", self.spacing_spin.toolTip()), self.spacing_spin)
         layout.addLayout(inst_form)
         self.instance_status = ui.label("", "Objects in the instance layer of the plane on display")
+        self.instance_status.setWordWrap(True)  # "N objects in this plane · predicted for objects of D px (source)"
         layout.addWidget(self.instance_status)
         layout.addStretch(1)
 
