@@ -46,9 +46,27 @@ def role_of(layer: Layer) -> str | None:
     return meta(layer).get("role")
 
 
+def is_channel_stack(layer: Layer) -> bool:
+    """True for an Image layer combining other layers as its channels (napari.channels)."""
+    return isinstance(meta(layer).get("channel_layers"), list)
+
+
+def channel_layer_names(viewer) -> set[str]:
+    """Names of the layers that are channels of a combined image in the viewer."""
+    return {name for layer in viewer.layers if is_channel_stack(layer) for name in meta(layer)["channel_layers"]}
+
+
+def is_segmentable(viewer, layer: Layer) -> bool:
+    """An Image layer a user can segment: not one of our outputs (probabilities), not a channel
+    of a combined image (the combined image is segmented instead)."""
+    return isinstance(layer, Image) and role_of(layer) is None and layer.name not in channel_layer_names(viewer)
+
+
 def image_layers(viewer) -> list[Image]:
-    """Image layers a user can segment (our own probability layers are not images to segment)."""
-    return [layer for layer in viewer.layers if isinstance(layer, Image) and role_of(layer) is None]
+    """Image layers a user can segment (`is_segmentable`)."""
+    members = channel_layer_names(viewer)
+    return [layer for layer in viewer.layers
+            if isinstance(layer, Image) and role_of(layer) is None and layer.name not in members]
 
 
 def find_paired(viewer, image_name: str, role: str, kind=Labels):
@@ -117,10 +135,15 @@ def layout_of(layer: Image, channel_axis: int | None = None) -> ImageLayout:
     return ImageLayout.of(image_data(layer).shape, rgb=bool(layer.rgb), channel_axis=channel_axis, name=layer.name)
 
 
+def default_channel_axis(image: Image) -> int | None:
+    """The channel axis an image has before the user says otherwise (0 for combined channels)."""
+    return meta(image).get("channel_axis")
+
+
 def layout_in(viewer, image: Image) -> ImageLayout:
     """The image's layout with the channel axis stored with its annotations (if any)."""
     annotations = find_paired(viewer, image.name, c.ROLE_ANNOTATIONS)
-    axis = meta(annotations).get("channel_axis") if annotations is not None else None
+    axis = meta(annotations).get("channel_axis") if annotations is not None else default_channel_axis(image)
     try:
         return layout_of(image, axis)
     except UserInputError:

@@ -265,7 +265,7 @@ class Controller(TrainingJobs, PredictionJobs, SuggestionJobs):
                 if existing.selected_label <= c.BACKGROUND:
                     existing.selected_label = c.FIRST_CLASS
             return existing
-        layout = lb.layout_of(image, channel_axis)
+        layout = lb.layout_of(image, lb.default_channel_axis(image) if channel_axis is None else channel_axis)
         backup = self._removed_annotations.get(image.name)
         current = image is self.image
         names = list(self.class_names) if current else list(c.DEFAULT_CLASS_NAMES)
