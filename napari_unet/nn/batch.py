@@ -23,6 +23,7 @@ from pathlib import Path
 from napari_unet.errors import UserInputError
 from napari_unet.functionals.instances import InstanceParams
 from napari_unet.io.images import SUPPORTED_EXTENSIONS
+from napari_unet.io.ome_zarr_plate import field_name, is_plate, plate_fields, plate_of
 
 OUTPUT_KINDS = ("instances", "semantic", "probabilities")
 
@@ -58,7 +59,8 @@ class BatchSummary:
 
 
 def collect_inputs(specs: list[str]) -> list[Path]:
-    """Image paths named by `specs`: files, folders (their supported images) or glob patterns, in order.
+    """Image paths named by `specs`: files, folders (their supported images), glob patterns or
+    OME-Zarr plates (the image group of each of their fields), in order.
 
     A folder or pattern that names no image is an error; a path that does not exist is
     kept, so it is reported as failed with the rest of the batch.
@@ -66,7 +68,9 @@ def collect_inputs(specs: list[str]) -> list[Path]:
     found: list[Path] = []
     for spec in specs:
         path = Path(spec)
-        if path.is_dir() and path.suffix.lower() != ".zarr":
+        if path.suffix.lower() == ".zarr" and is_plate(path):
+            found += plate_fields(path)
+        elif path.is_dir() and path.suffix.lower() != ".zarr":
             images = sorted(p for p in path.iterdir() if _is_image(p))
             if not images:
                 raise UserInputError(f"{spec} holds no images ({', '.join(SUPPORTED_EXTENSIONS)})")
@@ -79,16 +83,21 @@ def collect_inputs(specs: list[str]) -> list[Path]:
         else:
             found.append(path)
     unique = list(dict.fromkeys(found))
-    stems = [p.stem for p in unique]
+    stems = [input_name(p) for p in unique]
     clashes = sorted({s for s in stems if stems.count(s) > 1})
     if clashes:
         raise UserInputError(f"several inputs are named {clashes[0]}: their outputs would overwrite each other")
     return unique
 
 
+def input_name(image: Path) -> str:
+    """What an input's outputs are named after: its stem, or a plate field's plate, well and field."""
+    return field_name(image) if plate_of(image) is not None else image.stem
+
+
 def output_paths(image: Path, out_dir: Path, kinds: tuple[str, ...]) -> dict[str, Path]:
-    """DIR/<stem>_<kind>.tif for each output kind."""
-    return {kind: out_dir / f"{image.stem}_{kind}.tif" for kind in kinds}
+    """DIR/<name>_<kind>.tif for each output kind (`input_name`)."""
+    return {kind: out_dir / f"{input_name(image)}_{kind}.tif" for kind in kinds}
 
 
 def run_batch(
@@ -163,12 +172,17 @@ def predict_file(model_bytes: bytes, digest: str, image_path: str, out_dir: str,
                  options: BatchOptions) -> tuple[str, str, int]:
     """One input, on a worker: ('written', '', objects) or ('failed', why, 0); never raises for bad input."""
     from napari_unet.io.images import read_image, write_array
+    from napari_unet.io.ome_zarr_plate import read_field
     from napari_unet.nn.volume import layout_of_file, predict_image
 
     try:
         segmenter = _cached_segmenter(model_bytes, digest, options)
-        image = read_image(image_path)
-        layout = layout_of_file(tuple(image.shape), options.channel_axis, Path(image_path).name)
+        if plate_of(image_path) is not None:  # named axes: channels where the plate's metadata says
+            field = read_field(Path(image_path))
+            image, layout = field.data, field.layout
+        else:
+            image = read_image(image_path)
+            layout = layout_of_file(tuple(image.shape), options.channel_axis, Path(image_path).name)
         paths = output_paths(Path(image_path), Path(out_dir), options.kinds)
         result = predict_image(
             segmenter, image, layout, options.params if "instances" in paths else None,
