@@ -116,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--block", type=_whole(16, limits.MAX_TILE_SIZE), default=2048, help="block edge in pixels for --out-zarr (default 2048)")
     batch = predict.add_argument_group("batch (several images, on dask.distributed)")
     batch.add_argument("--out-dir", help="write DIR/<image stem>_<output>.tif for every image")
+    batch.add_argument("--into-zarr", action="store_true",
+                       help="write the outputs into each OME-Zarr input (every field of a plate) as its label "
+                       "images labels/instances, labels/semantic, instead of files in --out-dir")
     batch.add_argument("--outputs", nargs="+", choices=["instances", "semantic", "probabilities"],
                        default=["instances"], help="what to write per image with --out-dir or --out-zarr "
                        "(default instances)")
@@ -307,7 +310,7 @@ def _run_training(trainer, config, quiet: bool):
 
 
 def _predict(args) -> int:
-    if args.out_dir or len(args.image) > 1:
+    if args.out_dir or args.into_zarr or len(args.image) > 1:
         return _predict_batch(args)
     if args.out_zarr:
         return _predict_to_zarr(args)
@@ -437,8 +440,10 @@ def _predict_batch(args) -> int:
 
     from napari_unet.nn.batch import BatchOptions, collect_inputs, run_batch
 
-    if not args.out_dir:
-        raise UserInputError("several images: give --out-dir for their outputs")
+    if not args.out_dir and not args.into_zarr:
+        raise UserInputError("several images: give --out-dir for their outputs (or --into-zarr for OME-Zarr inputs)")
+    if args.out_dir and args.into_zarr:
+        raise UserInputError("give either --out-dir (files) or --into-zarr (labels in each OME-Zarr input), not both")
     if any((args.instances, args.semantic, args.probabilities)):
         raise UserInputError("with --out-dir choose outputs with --outputs, not --instances/--semantic/--probabilities")
     inputs = collect_inputs(args.image)
@@ -446,7 +451,8 @@ def _predict_batch(args) -> int:
     options = BatchOptions(kinds=tuple(args.outputs), params=_instance_params(args), channel_axis=args.channel_axis,
                            frames=args.frames, z_anisotropy=args.z_anisotropy, tile_size=args.tile_size,
                            overlap=args.overlap, diameter=_diameter(args.diameter), device=args.device,
-                           threads=None if args.scheduler else max(1, (os.cpu_count() or 1) // workers))
+                           threads=None if args.scheduler else max(1, (os.cpu_count() or 1) // workers),
+                           into_zarr=args.into_zarr)
     with tqdm(total=len(inputs), unit="image", disable=args.quiet, desc="predicting", file=sys.stderr) as bar:
 
         def done(name: str, status: str, message: str) -> None:

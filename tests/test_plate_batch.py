@@ -78,3 +78,36 @@ def test_predict_a_plate_writes_one_output_per_field(plate, model, tmp_path, cap
     # a plate whose outputs all exist is skipped when resumed
     assert main([*argv, "--resume-batch"]) == 0
     assert "3 already done" in capsys.readouterr().err
+
+
+def test_labels_written_into_each_field_are_read_back_by_ome_zarr(plate, model, tmp_path, capsys):
+    import shutil
+
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Label, Reader
+
+    from napari_unet.io.ome_zarr_read import read_dataset
+
+    copy = tmp_path / "screen.zarr"
+    shutil.copytree(plate, copy)
+    argv = ["predict", "--model", str(model), "--image", str(copy), "--into-zarr", "--quiet", "--min-size", "1",
+            "--workers", "1", "--outputs", "instances", "semantic"]
+    assert main(argv) == 0, capsys.readouterr().err
+    for field in ("A/1/0", "A/1/1", "B/3/0"):
+        nodes = list(Reader(parse_url(str(copy / field)))())
+        labels = {node.zarr.basename(): node for node in nodes[1:] if node.load(Label) is not None}
+        assert sorted(labels) == ["instances", "semantic"]
+        instances = np.asarray(labels["instances"].data[0])
+        assert instances.shape == (1, 1, 1, 48, 48)  # the field's own t, c, z, y, x
+        ids = np.unique(instances[instances > 0])
+        assert ids.size > 0 and ids.tolist() == list(range(1, ids.size + 1))
+        # napari-unet's reader opens the field with its labels on the image's grid
+        image, entries = read_dataset(copy / field)[:2]
+        assert {e.name for e in entries} == {"instances", "semantic"}
+    # done fields are skipped on resume; without it, existing labels are an error
+    assert main([*argv, "--resume-batch"]) == 0
+    assert "3 already done" in capsys.readouterr().err
+    assert main(argv) == 2 and "--resume-batch" in capsys.readouterr().err
+    # probabilities are not labels
+    assert main([*argv[:-2], "probabilities"]) == 2
+    assert "not labels" in capsys.readouterr().err

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
+from napari_unet.conventions import METADATA_KEY
 from napari_unet.errors import UserInputError
 from napari_unet.functionals.layout import ImageLayout
 
@@ -98,8 +99,18 @@ def read_field(field: Path) -> FieldImage:
     return FieldImage(data, layout, full.labels_shape)
 
 
+def has_field_labels(field: Path, name: str) -> bool:
+    """True if the field holds the label image `labels/<name>` written to the end by `write_field_labels`."""
+    try:
+        group = zarr.open_group(store=str(field), path=f"labels/{name}", mode="r")
+    except Exception:
+        return False
+    return bool((group.attrs.get(METADATA_KEY) or {}).get("complete"))
+
+
 def write_field_labels(field: Path, name: str, labels: np.ndarray, labels_shape: tuple[int, ...]) -> None:
-    """Write `labels` into the field as the OME-Zarr label image `labels/<name>` (replacing one of that name)."""
+    """Write `labels` into the field as the OME-Zarr label image `labels/<name>` (replacing one of that
+    name), on the field's pixel grid; marked complete last, so a killed write is redone on resume."""
     from ome_zarr.format import FormatV04, FormatV05
     from ome_zarr.writer import write_labels
 
@@ -108,7 +119,10 @@ def write_field_labels(field: Path, name: str, labels: np.ndarray, labels_shape:
     entry = read_dataset(field)[0]
     group = zarr.open_group(store=str(field), mode="a")
     fmt = FormatV05() if group.metadata.zarr_format == 3 else FormatV04()
-    axes = ImageLayout.stored(entry.data.shape, rgb=entry.rgb, channel_axis=entry.channel_axis,
-                              axes=entry.axes, name=str(field))
-    ngff = axes.labels_to_ngff(np.asarray(labels).reshape(labels_shape))
-    write_labels(ngff, group, name=name, axes=axes.ngff_axes, fmt=fmt, scale_factors=[])
+    layout = ImageLayout.stored(entry.data.shape, rgb=entry.rgb, channel_axis=entry.channel_axis,
+                                axes=entry.axes, name=str(field))
+    ngff = layout.labels_to_ngff(np.asarray(labels).reshape(labels_shape))
+    write_labels(ngff, group, name=name, scaler=None, scale_factors=[], axes=layout.ngff_axes, fmt=fmt,
+                 scale=dict(zip(layout.ngff_axes, layout.to_ngff_values(entry.scale, 1.0))), label_metadata={"source": {"image": "../../"}})
+    written = group["labels"][name]
+    written.attrs[METADATA_KEY] = {"role": name, "complete": True}

@@ -23,7 +23,7 @@ from pathlib import Path
 from napari_unet.errors import UserInputError
 from napari_unet.functionals.instances import InstanceParams
 from napari_unet.io.images import SUPPORTED_EXTENSIONS
-from napari_unet.io.ome_zarr_plate import field_name, is_plate, plate_fields, plate_of
+from napari_unet.io.ome_zarr_plate import field_name, has_field_labels, is_plate, plate_fields, plate_of
 
 OUTPUT_KINDS = ("instances", "semantic", "probabilities")
 
@@ -42,6 +42,7 @@ class BatchOptions:
     diameter: float | str | None = "auto"  # objects' size: measured per image by default
     device: str = "auto"
     threads: int | None = None  # torch threads per worker process (None: leave torch's default)
+    into_zarr: bool = False  # outputs as labels/<kind> of each OME-Zarr input (plate field), not files
 
 
 @dataclass
@@ -95,6 +96,13 @@ def input_name(image: Path) -> str:
     return field_name(image) if plate_of(image) is not None else image.stem
 
 
+def done_outputs(image: Path, out_dir: Path | None, options: BatchOptions) -> int:
+    """How many of the input's outputs exist complete (files in `out_dir`, or labels in the input)."""
+    if options.into_zarr:
+        return sum(has_field_labels(image, kind) for kind in options.kinds)
+    return sum(p.exists() for p in output_paths(image, out_dir, options.kinds).values())
+
+
 def output_paths(image: Path, out_dir: Path, kinds: tuple[str, ...]) -> dict[str, Path]:
     """DIR/<name>_<kind>.tif for each output kind (`input_name`)."""
     return {kind: out_dir / f"{input_name(image)}_{kind}.tif" for kind in kinds}
@@ -103,7 +111,7 @@ def output_paths(image: Path, out_dir: Path, kinds: tuple[str, ...]) -> dict[str
 def run_batch(
     model_path: str | os.PathLike,
     inputs: list[Path],
-    out_dir: str | os.PathLike,
+    out_dir: str | os.PathLike | None,
     options: BatchOptions = BatchOptions(),
     *,
     client=None,
@@ -123,21 +131,26 @@ def run_batch(
     before anything runs.
     `on_done(input, status, message)` is called as each input finishes.
     """
-    out_dir = Path(out_dir)
-    if not out_dir.is_dir():
-        raise UserInputError(f"the output folder {out_dir} does not exist: create it first")
+    if options.into_zarr:
+        if "probabilities" in options.kinds:
+            raise UserInputError("probabilities are not labels: write them to files with --out-dir")
+        out_dir = None
+    else:
+        out_dir = Path(out_dir)
+        if not out_dir.is_dir():
+            raise UserInputError(f"the output folder {out_dir} does not exist: create it first")
     model_bytes = _read_model(model_path)
     summary = BatchSummary()
     todo = []
     for image in inputs:
-        existing = [p for p in output_paths(image, out_dir, options.kinds).values() if p.exists()]
-        if resume and not overwrite and len(existing) == len(options.kinds):
+        existing = done_outputs(image, out_dir, options)
+        if resume and not overwrite and existing == len(options.kinds):
             summary.skipped.append(str(image))
             if on_done is not None:
                 on_done(str(image), "skipped", "already done")
         elif existing and not (overwrite or resume):
             raise UserInputError(
-                f"{existing[0]} already exists: pass --resume-batch to skip inputs already done "
+                f"the outputs of {image} already exist: pass --resume-batch to skip inputs already done "
                 "or --overwrite to replace them")
         else:
             todo.append(image)
@@ -149,7 +162,8 @@ def run_batch(
         model = dask_client.scatter(model_bytes, broadcast=True)
         digest = hashlib.sha256(model_bytes).hexdigest()
         futures = {
-            dask_client.submit(predict_file, model, digest, str(image), str(out_dir), options, pure=False): str(image)
+            dask_client.submit(predict_file, model, digest, str(image), out_dir and str(out_dir), options,
+                               pure=False): str(image)
             for image in todo
         }
         for future in as_completed(futures):
@@ -168,30 +182,36 @@ def run_batch(
     return summary
 
 
-def predict_file(model_bytes: bytes, digest: str, image_path: str, out_dir: str,
+def predict_file(model_bytes: bytes, digest: str, image_path: str, out_dir: str | None,
                  options: BatchOptions) -> tuple[str, str, int]:
     """One input, on a worker: ('written', '', objects) or ('failed', why, 0); never raises for bad input."""
     from napari_unet.io.images import read_image, write_array
-    from napari_unet.io.ome_zarr_plate import read_field
+    from napari_unet.io.ome_zarr_plate import read_field, write_field_labels
     from napari_unet.nn.volume import layout_of_file, predict_image
 
+    path = Path(image_path)
+    kinds = options.kinds
     try:
         segmenter = _cached_segmenter(model_bytes, digest, options)
-        if plate_of(image_path) is not None:  # named axes: channels where the plate's metadata says
-            field = read_field(Path(image_path))
+        field = None
+        if options.into_zarr or plate_of(path) is not None:  # named axes: channels where the metadata says
+            field = read_field(path)
             image, layout = field.data, field.layout
         else:
-            image = read_image(image_path)
-            layout = layout_of_file(tuple(image.shape), options.channel_axis, Path(image_path).name)
-        paths = output_paths(Path(image_path), Path(out_dir), options.kinds)
+            image = read_image(path)
+            layout = layout_of_file(tuple(image.shape), options.channel_axis, path.name)
         result = predict_image(
-            segmenter, image, layout, options.params if "instances" in paths else None,
+            segmenter, image, layout, options.params if "instances" in kinds else None,
             frames=options.frames, z_anisotropy=options.z_anisotropy, tile_size=options.tile_size,
-            overlap=options.overlap, probabilities="probabilities" in paths,
+            overlap=options.overlap, probabilities="probabilities" in kinds,
             diameter=options.diameter)
         arrays = {"instances": result.instances, "semantic": result.semantic, "probabilities": result.probabilities}
-        for kind, path in paths.items():
-            write_array(path, arrays[kind])
+        if options.into_zarr:
+            for kind in kinds:
+                write_field_labels(path, kind, arrays[kind], field.labels_shape)
+        else:
+            for kind, target in output_paths(path, Path(out_dir), kinds).items():
+                write_array(target, arrays[kind])
     except UserInputError as error:
         return "failed", str(error), 0
     except (RuntimeError, ValueError, MemoryError) as error:
