@@ -310,8 +310,10 @@ def _run_training(trainer, config, quiet: bool):
 
 
 def _predict(args) -> int:
-    if args.out_dir or args.into_zarr or len(args.image) > 1:
-        return _predict_batch(args)
+    from napari_unet.io.ome_zarr_plate import is_plate
+
+    if args.out_dir or args.into_zarr or len(args.image) > 1 or is_plate(args.image[0]):
+        return _predict_batch(args)  # a plate is a batch of fields
     if args.out_zarr:
         return _predict_to_zarr(args)
     from tqdm import tqdm

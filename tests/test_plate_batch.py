@@ -75,6 +75,9 @@ def test_predict_a_plate_writes_one_output_per_field(plate, model, tmp_path, cap
         assert instances.shape == (48, 48)  # the single t and z planes dropped, the two channels used
         ids = np.unique(instances[instances > 0])
         assert ids.size > 0 and ids.tolist() == list(range(1, ids.size + 1))  # 1..n in each field
+    # a plate is a batch: one output file cannot hold its fields
+    assert main(["predict", "--model", str(model), "--image", str(plate), "--instances", str(tmp_path / "x.tif")]) == 2
+    assert "--out-dir" in capsys.readouterr().err
     # a plate whose outputs all exist is skipped when resumed
     assert main([*argv, "--resume-batch"]) == 0
     assert "3 already done" in capsys.readouterr().err
