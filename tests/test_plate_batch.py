@@ -105,7 +105,7 @@ def test_labels_written_into_each_field_are_read_back_by_ome_zarr(plate, model, 
         ids = np.unique(instances[instances > 0])
         assert ids.size > 0 and ids.tolist() == list(range(1, ids.size + 1))
         # napari-unet's reader opens the field with its labels on the image's grid
-        image, entries = read_dataset(copy / field)[:2]
+        entries = read_dataset(copy / field)[1]
         assert {e.name for e in entries} == {"instances", "semantic"}
     # done fields are skipped on resume; without it, existing labels are an error
     assert main([*argv, "--resume-batch"]) == 0

@@ -27,7 +27,7 @@ def _attrs(path: Path) -> dict:
     """NGFF attributes of the group at `path` ({} for anything else): under "ome" (0.5) or top-level (0.4)."""
     try:
         node = zarr.open_group(store=str(path), mode="r")
-    except Exception:
+    except (OSError, ValueError):  # no group there, or unreadable metadata
         return {}
     attrs = node.attrs.asdict()
     return attrs["ome"] if isinstance(attrs.get("ome"), dict) else attrs
@@ -103,7 +103,7 @@ def has_field_labels(field: Path, name: str) -> bool:
     """True if the field holds the label image `labels/<name>` written to the end by `write_field_labels`."""
     try:
         group = zarr.open_group(store=str(field), path=f"labels/{name}", mode="r")
-    except Exception:
+    except (OSError, ValueError):  # no group there, or unreadable metadata
         return False
     return bool((group.attrs.get(METADATA_KEY) or {}).get("complete"))
 

@@ -23,7 +23,13 @@ from pathlib import Path
 from napari_unet.errors import UserInputError
 from napari_unet.functionals.instances import InstanceParams
 from napari_unet.io.images import SUPPORTED_EXTENSIONS
-from napari_unet.io.ome_zarr_plate import field_name, has_field_labels, is_plate, plate_fields, plate_of
+from napari_unet.io.ome_zarr_plate import (
+    field_name,
+    has_field_labels,
+    is_plate,
+    plate_fields,
+    plate_of,
+)
 
 OUTPUT_KINDS = ("instances", "semantic", "probabilities")
 
