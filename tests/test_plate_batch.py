@@ -114,3 +114,19 @@ def test_labels_written_into_each_field_are_read_back_by_ome_zarr(plate, model, 
     # probabilities are not labels
     assert main([*argv[:-2], "probabilities"]) == 2
     assert "not labels" in capsys.readouterr().err
+
+
+def test_into_zarr_also_labels_a_single_ome_zarr_image_and_refuses_other_files(model, tmp_path, capsys):
+    from ome_zarr.writer import write_image
+
+    from napari_unet.io.ome_zarr_read import read_dataset
+
+    image = tmp_path / "one.zarr"
+    write_image(_field(5)[0, :, 0], zarr.open_group(str(image), mode="w"), axes="cyx", scale_factors=[])
+    tifffile.imwrite(tmp_path / "flat.tif", blobs(48, n=4)[0])
+    assert main(["predict", "--model", str(model), "--image", str(image), "--image", str(tmp_path / "flat.tif"),
+                 "--into-zarr", "--quiet", "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "1 predicted" in err and "flat.tif" in err and "not an OME-Zarr" in err
+    labels = {entry.name: entry for entry in read_dataset(image)[1]}
+    assert list(labels) == ["instances"] and labels["instances"].data.shape == (48, 48)
