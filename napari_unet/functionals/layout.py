@@ -108,3 +108,21 @@ class ImageLayout:
         if self.channel_axis is not None:
             return arr  # the channel axis is the only leading axis left
         return arr[None]
+
+
+class LazyPlane:
+    """One plane of a (possibly lazy) image as a (C, H, W) array-like that reads only what is sliced.
+
+    What the block-by-block prediction (`nn.chunked`) needs from an image of any layout:
+    its shape and `view[:, rows, cols]`, read from the stored chunks on demand.
+    """
+
+    def __init__(self, layout: ImageLayout, data, plane: Plane = ()) -> None:
+        self.layout, self.data, self.plane = layout, data, tuple(plane)
+        self.shape = (layout.n_channels, *layout.plane_shape)
+        self.dtype = data.dtype
+        self.ndim = 3
+
+    def __getitem__(self, index) -> np.ndarray:
+        channels, rows, cols = index
+        return self.layout.image_plane(self.data, self.plane, (rows, cols))[channels]

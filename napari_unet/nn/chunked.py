@@ -44,13 +44,17 @@ def create_outputs(
     probabilities: bool = False,
     block: int = 1024,
 ) -> zarr.Group:
-    """A new zarr store (replacing `store`) with empty output arrays of a (H, W) image, chunked by `block`.
+    """A zarr store with empty output arrays of a (H, W) image, chunked by `block`.
 
-    Only metadata is written: cheap enough for the GUI thread, whatever the size.
+    The outputs of an earlier run in `store` are replaced; other arrays there (the dock's
+    accepted objects) are kept. Only metadata is written: cheap enough for the GUI thread.
     """
     height, width = shape
     chunks = (min(block, height), min(block, width))
-    root = zarr.open_group(str(store), mode="w")
+    root = zarr.open_group(str(store), mode="a")
+    for name in (*OUTPUTS, SCRATCH):
+        if name in root:
+            del root[name]
     root.create_array("semantic", shape=(height, width), dtype=np.uint8, chunks=chunks, fill_value=0)
     if instances:
         root.create_array("instances", shape=(height, width), dtype=np.uint32, chunks=chunks, fill_value=0)

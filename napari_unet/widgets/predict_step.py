@@ -101,6 +101,7 @@ class PredictStep(QWidget):
         for widget in (self.threshold_slider, self.min_size_spin, self.spacing_spin):
             widget.valueChanged.connect(lambda _: self._instance_timer.start())
         ui.listen(controller.prediction_progress, self._show_tile_progress)
+        ui.listen(controller.store_progress, self._show_store_progress)
         ui.listen(controller.plane_predicted, self._on_plane_predicted)
         ui.listen(controller.prediction_finished, self._on_finished)
         ui.listen(controller.instances_updated, self.update_status)
@@ -182,6 +183,9 @@ class PredictStep(QWidget):
         if layer is None:
             self.instance_status.setText("no objects yet: predict first")
             return
+        if lb.is_lazy(layer):  # a store too big to count on the GUI thread: the prediction counted it
+            self.instance_status.setText(self._store_status(layer))
+            return
         try:
             labels = lb.read_plane(layer, plane)
             n = len(np.unique(labels)) - (1 if labels.min() == 0 else 0)
@@ -190,6 +194,24 @@ class PredictStep(QWidget):
         live = "" if controller.session.cache.get(image.name, plane) is not None else \
             " (predict this plane for live updates)"
         self.instance_status.setText(f"{n} object{'' if n == 1 else 's'} in this plane{live}")
+
+    # --- a plane too big for memory, predicted into a zarr store (controller.store_jobs) ---------
+
+    def _show_store_progress(self, record) -> None:
+        if not self.controller.is_predicting or not record.total:
+            return
+        first = record.stage == "network"  # two passes: the network's blocks, then the objects' blocks
+        self.predict_progress.setValue(int((record.done / record.total + (0 if first else 1)) * 500))
+        what = "network" if first else "objects"
+        self.predict_progress.setFormat(f"{what}: block {record.done}/{record.total}")
+
+    @staticmethod
+    def _store_status(layer) -> str:
+        objects = lb.meta(layer).get("objects")
+        where = lb.meta(layer).get("store", "a zarr store")
+        if objects is None:
+            return f"objects are being written to {where}"
+        return f"{objects} object{'' if objects == 1 else 's'} (saved in {where}); predict again to apply new parameters"
 
     def shutdown(self) -> None:
         self._instance_timer.stop()
