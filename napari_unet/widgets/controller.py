@@ -27,6 +27,7 @@ from napari_unet.napari import layers as lb
 from napari_unet.nn.device import pick_device
 from napari_unet.nn.segmenter import Segmenter
 from napari_unet.nn.training import Trainer
+from napari_unet.widgets.batch_jobs import BatchJobs
 from napari_unet.widgets.messages import Messages
 from napari_unet.widgets.prediction_jobs import PredictionJobs
 from napari_unet.widgets.session import Session
@@ -62,7 +63,7 @@ def controller_for(viewer) -> Controller:
     return controller
 
 
-class Controller(TrainingJobs, PredictionJobs, StoreJobs, SuggestionJobs):
+class Controller(TrainingJobs, PredictionJobs, StoreJobs, BatchJobs, SuggestionJobs):
     """Model, jobs and per-image state of one viewer; widgets call its methods and listen to its signals."""
 
     image_changed = Signal()  # another image was chosen (or it went away)
