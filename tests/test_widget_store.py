@@ -47,13 +47,10 @@ def test_a_big_lazy_image_is_predicted_into_a_store_shown_lazily_and_corrected_i
     whole = segmenter.predict(image[None], out_dtype=np.float16)  # an untrained model: its top fifth as objects
     params = InstanceParams(threshold=float(np.quantile(whole.foreground(), 0.8)), min_size=3)
     step = widget.predict_step
-    step.threshold_slider.setValue(params.threshold)
-    step.min_size_spin.setValue(params.min_size)
-    step.prob_check.setChecked(True)
     records = []
     controller.store_progress.connect(records.append)
     with qtbot.waitSignal(controller.prediction_finished, timeout=TIMEOUT) as finished:
-        step.predict()
+        controller.predict(params, probabilities=True)  # a threshold finer than the slider's steps
     assert finished.args[0] == "done"
     qtbot.waitUntil(lambda: not controller.is_predicting, timeout=TIMEOUT)
 
@@ -99,3 +96,13 @@ def test_a_big_lazy_image_is_predicted_into_a_store_shown_lazily_and_corrected_i
     accepted = zarr.open_group(str(store), mode="r")["accepted"][...]
     assert accepted[:48, :56].any() and not accepted[48:, :].any() and not accepted[:, 56:].any()
     assert "saved in" in correct.accepted_status.text()
+
+    # predicting again replaces the outputs but keeps the accepted objects; Cancel stops it between blocks
+    with qtbot.waitSignal(controller.prediction_finished, timeout=TIMEOUT) as finished:
+        step.predict()
+        step.cancel_prediction()
+    assert finished.args[0] == "cancelled"
+    qtbot.waitUntil(lambda: not controller.is_predicting, timeout=TIMEOUT)
+    again = zarr.open_group(str(store), mode="r")
+    assert np.array_equal(again["accepted"][...], accepted)
+    assert viewer.layers["big accepted"].data.store_path == again["accepted"].store_path

@@ -21,9 +21,16 @@ from psygnal import Signal
 from napari_unet.errors import UserInputError
 from napari_unet.functionals.instances import InstanceParams
 from napari_unet.napari import layers as lb
-from napari_unet.nn.batch import ArrayInput, BatchOptions, BatchSummary, collect_inputs, model_bytes_of
-from napari_unet.nn.batch import predict_arrays, run_batch
-from napari_unet.progress import yield_counts
+from napari_unet.nn.batch import (
+    ArrayInput,
+    BatchOptions,
+    BatchSummary,
+    collect_inputs,
+    model_bytes_of,
+    predict_arrays,
+    run_batch,
+)
+from napari_unet.progress import relabel, yield_counts
 from napari_unet.widgets.messages import report_worker_error
 from napari_unet.widgets.workers import WorkerFailure, gui_friendly_threads
 
@@ -71,19 +78,9 @@ def folder_generator(model_bytes: bytes, inputs: list, out_dir: str, options: Ba
                          on_done=done, should_stop=stop.is_set)
 
     try:
-        summary = yield from _counts_as_progress(yield_counts(run))
+        return (yield from relabel(yield_counts(run), lambda count: BatchProgress(count.done, count.total)))
     except RuntimeError as error:
         raise WorkerFailure(error) from error
-    return summary
-
-
-def _counts_as_progress(counts):
-    while True:
-        try:
-            count = next(counts)
-        except StopIteration as finished:
-            return finished.value
-        yield BatchProgress(count.done, count.total)
 
 
 class BatchJobs:

@@ -35,7 +35,7 @@ from napari_unet.io.names import safe_name
 from napari_unet.napari import layers as lb
 from napari_unet.nn.chunked import create_outputs, fill_outputs
 from napari_unet.nn.inference import Stopped
-from napari_unet.progress import yield_counts
+from napari_unet.progress import relabel, yield_counts
 from napari_unet.widgets.workers import WorkerFailure, gui_friendly_threads
 
 STORE_ABOVE_PIXELS = 4096 * 4096  # planes larger than this are predicted into a zarr store
@@ -85,14 +85,10 @@ def store_generator(segmenter, image_name: str, view: LazyPlane, root, params: I
         return fill_outputs(segmenter, view, root, params, tile_size=tile_size, progress=report,
                             should_stop=stop.is_set)
 
-    counts = yield_counts(run)
     try:
-        while True:
-            try:
-                count = next(counts)
-            except StopIteration as finished:
-                return "done", finished.value
-            yield StoreProgress(image_name, stage[0], count.done, count.total)
+        objects = yield from relabel(yield_counts(run),
+                                     lambda count: StoreProgress(image_name, stage[0], count.done, count.total))
+        return "done", objects
     except Stopped:
         return "cancelled", 0
     except RuntimeError as error:
