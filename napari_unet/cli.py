@@ -424,7 +424,8 @@ def _predict_to_zarr(args) -> int:
         objects = predict_to_zarr(
             segmenter, image, args.out_zarr, _instance_params(args) if "instances" in args.outputs else None,
             block=args.block, margin=args.overlap, probabilities="probabilities" in args.outputs,
-            tile_size=args.tile_size, progress=progress)
+            tile_size=args.tile_size, progress=progress,
+            diameter=None if _diameter(args.diameter) == AUTO else _diameter(args.diameter))  # auto: the model's
     print(f"{objects} objects", file=sys.stderr)
     return 0
 

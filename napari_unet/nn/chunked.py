@@ -26,6 +26,7 @@ import zarr
 from napari_unet.functionals.block_instances import block_instances
 from napari_unet.functionals.instances import InstanceParams
 from napari_unet.functionals.prediction import Prediction
+from napari_unet.functionals.scale import resample, resample_prediction, scale_factor, scaled_shape
 from napari_unet.io import atomic
 from napari_unet.nn.device import autocast_dtype
 from napari_unet.nn.inference import Stopped, predict_tiled
@@ -75,6 +76,7 @@ def fill_outputs(
     margin: int = 64,
     halo: int = 128,
     tile_size: int = 512,
+    diameter: float | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> int:
@@ -83,6 +85,8 @@ def fill_outputs(
 
     `progress(stage, done, total)` after each block of the "network" and the "objects" pass;
     `should_stop()` is asked between blocks (and tiles): True raises `inference.Stopped`.
+    `diameter`: the objects' size in pixels (None: the training images'); each block is
+    resampled to the network's object size and back, as `Segmenter.predict` does a whole image.
     """
     segmenter.check_input(image)
     _, height, width = image.shape
@@ -91,6 +95,7 @@ def fill_outputs(
     semantic, maps = root["semantic"], root[SCRATCH]
     probs = root["probabilities"] if "probabilities" in root else None
     stop = should_stop or (lambda: False)
+    factor = scale_factor(segmenter.object_diameter if diameter is None else diameter, segmenter.canonical_diameter)
     starts = [(y, x) for y in range(0, height, block) for x in range(0, width, block)]
     for done, (y, x) in enumerate(starts, start=1):
         if stop():
@@ -98,11 +103,16 @@ def fill_outputs(
         y1, x1 = min(y + block, height), min(x + block, width)
         ry0, rx0 = max(y - margin, 0), max(x - margin, 0)
         ry1, rx1 = min(y1 + margin, height), min(x1 + margin, width)
+        region, shape = image[:, ry0:ry1, rx0:rx1], (ry1 - ry0, rx1 - rx0)
+        out_dtype = np.float32 if probs is not None else np.float16
+        if factor != 1.0:
+            region = resample(np.asarray(region), scaled_shape(shape, factor))
         prediction = predict_tiled(
-            segmenter.net, image[:, ry0:ry1, rx0:rx1], stats, device=segmenter.device, tile_size=tile_size,
+            segmenter.net, region, stats, device=segmenter.device, tile_size=tile_size,
             overlap=min(margin, tile_size // 4), batch_size=1 if segmenter.device.type == "cpu" else 4,
-            amp_dtype=autocast_dtype(segmenter.device), out_dtype=np.float32 if probs is not None else np.float16,
-            should_stop=should_stop)
+            amp_dtype=autocast_dtype(segmenter.device), out_dtype=out_dtype, should_stop=should_stop)
+        if factor != 1.0:
+            prediction = resample_prediction(prediction, shape, factor, out_dtype)
         core = (slice(y - ry0, y1 - ry0), slice(x - rx0, x1 - rx0))
         maps[:, y:y1, x:x1] = np.stack([prediction.probabilities[0][core], prediction.boundary[core],
                                         prediction.distance[core]]).astype(np.float16)
@@ -140,6 +150,7 @@ def predict_to_zarr(
     halo: int = 128,
     probabilities: bool = False,
     tile_size: int = 512,
+    diameter: float | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> int:
     """Write `semantic`, `instances` (unless `params` is None) and `probabilities` arrays of a (C, H, W)
@@ -152,7 +163,7 @@ def predict_to_zarr(
         root = create_outputs(temp, tuple(image.shape[1:]), segmenter.config.n_classes, instances=params is not None,
                               probabilities=probabilities, block=block)
         objects = fill_outputs(segmenter, image, root, params, margin=margin, halo=halo, tile_size=tile_size,
-                               progress=progress)
+                               diameter=diameter, progress=progress)
 
     atomic.write_file(store, write)
     return objects
