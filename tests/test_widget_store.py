@@ -106,3 +106,22 @@ def test_a_big_lazy_image_is_predicted_into_a_store_shown_lazily_and_corrected_i
     again = zarr.open_group(str(store), mode="r")
     assert np.array_equal(again["accepted"][...], accepted)
     assert viewer.layers["big accepted"].data.store_path == again["accepted"].store_path
+
+
+def test_a_folder_in_the_stores_place_that_is_not_a_prediction_store_is_never_overwritten(make_napari_viewer, tmp_path):
+    from napari_unet.errors import UserInputError
+
+    viewer = make_napari_viewer()
+    viewer.add_image(da.zeros((64, 64), dtype=np.float32, chunks=16), name="big")
+    widget = UNetWidget(viewer)
+    segmenter = Segmenter.create(ModelConfig(in_channels=1, n_classes=2, base_width=4, depth=2), ["background", "cell"])
+    widget.train_step.load_model(segmenter.save(tmp_path / "m.pt"))
+    controller = widget.controller
+    controller.store_above_pixels, controller.store_folder = 1000, tmp_path
+    mine = tmp_path / "big_predictions.zarr"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    widget.annotate_step.image_picker.set_layer(viewer.layers["big"])
+    with pytest.raises(UserInputError, match="not a napari-unet prediction store"):
+        controller.predict(InstanceParams())
+    assert (mine / "notes.txt").read_text() == "mine" and not controller.is_predicting

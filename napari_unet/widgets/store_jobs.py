@@ -69,6 +69,16 @@ def store_path(image: Image, folder: str | os.PathLike | None = None) -> Path:
     return cache / name
 
 
+def _is_prediction_store(path: Path) -> bool:
+    """Whether `path` is a store an earlier prediction wrote (so its outputs may be replaced)."""
+    try:
+        import zarr
+
+        return "block" in zarr.open_group(str(path), mode="r").attrs
+    except Exception:  # not a zarr group at all
+        return False
+
+
 def store_generator(segmenter, image_name: str, view: LazyPlane, root, params: InstanceParams,
                     stop: threading.Event, tile_size: int, threads: int | None):
     """Fill the store block by block; yields StoreProgress records; returns ("done"|"cancelled", objects)."""
@@ -116,6 +126,8 @@ class StoreJobs:
                 f"planes of {h}x{w} pixels are predicted into a zarr store, one 2D image at a time: open one "
                 "plane as an image of its own, or use `napari-unet predict --out-zarr` on the command line")
         path = store_path(image, self.store_folder)
+        if path.exists() and not _is_prediction_store(path):
+            raise UserInputError(f"{path} exists and is not a napari-unet prediction store: move or rename it")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             root = create_outputs(path, layout.plane_shape, self.session.segmenter.config.n_classes,
