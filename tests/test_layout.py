@@ -66,3 +66,76 @@ def test_training_items_from_a_layout_copy_the_planes_they_use():
     assert item.annotations.any()
     with pytest.raises(UserInputError, match="do not match"):
         training_items(image, layout, annotations[0], name="cells")
+
+
+# --------------------------------------------------------------------------- stored layouts (files, OME-Zarr)
+
+@pytest.mark.parametrize("shape, channel_axis, axes, ngff_shape", [
+    ((20, 2, 30), 1, "yx", (2, 20, 30)),  # channels between y and x
+    ((2, 20, 30), 0, "yx", (2, 20, 30)),  # channels first
+    ((20, 30, 5), 2, "yx", (5, 20, 30)),  # channels last
+    ((4, 20, 2, 30), 2, "zyx", (2, 4, 20, 30)),  # z stack, channels between y and x
+    ((3, 4, 20, 30, 2), -1, "tzyx", (3, 2, 4, 20, 30)),  # time series of stacks, channels last
+    ((3, 2, 20, 30), 1, "tyx", (3, 2, 20, 30)),  # time series, channels already in NGFF order
+])
+def test_stored_layouts_hold_channels_anywhere(shape, channel_axis, axes, ngff_shape):
+    data = np.arange(int(np.prod(shape))).reshape(shape)
+    layout = ImageLayout.ngff(shape, channel_axis=channel_axis, axes=axes)
+    ci = channel_axis % len(shape)
+    assert layout.labels_shape == tuple(n for i, n in enumerate(shape) if i != ci)
+    assert layout.n_channels == shape[ci] and len(layout.planes()) == int(np.prod(layout.stack_shape))
+    assert layout.ngff_axes == sorted(axes + "c", key="tczyx".find)
+    on_disk = layout.to_ngff(data)
+    assert on_disk.shape == ngff_shape
+    labels = np.zeros(layout.labels_shape)
+    assert layout.labels_to_ngff(labels).shape == tuple(1 if a == "c" else n for a, n in
+                                                       zip(layout.ngff_axes, ngff_shape))
+    # every plane, read channels first, is the data's own pixels
+    plane = layout.planes()[-1]
+    expected = np.moveaxis(data, ci, 0)[(slice(None), *plane)]
+    np.testing.assert_array_equal(layout.image_plane(data, plane), expected)
+    region = layout.image_plane(data, plane, (slice(2, 5), slice(1, 4)))
+    np.testing.assert_array_equal(region, expected[:, 2:5, 1:4])
+    # back from disk to where the channels were
+    stored = ImageLayout.on_disk(layout.ngff_axes, on_disk.shape)
+    back = stored.convert(on_disk, stored.with_channels(ci))
+    np.testing.assert_array_equal(back, data)
+    assert stored.with_channels(ci) == ImageLayout(shape, False, ci, axes)
+
+
+def test_rgb_and_single_channels_on_disk():
+    rgb = np.random.default_rng(1).integers(0, 255, (2, 10, 12, 3))
+    layout = ImageLayout.ngff(rgb.shape, rgb=True, axes="zyx")
+    assert layout.ngff_axes == ["c", "z", "y", "x"] and layout.to_ngff(rgb).shape == (3, 2, 10, 12)
+    assert layout.to_ngff_values([2.0, 0.5, 0.5], 1.0) == [1.0, 2.0, 0.5, 0.5]
+    stored = ImageLayout.on_disk(layout.ngff_axes, (3, 2, 10, 12))
+    np.testing.assert_array_equal(stored.convert(layout.to_ngff(rgb), stored.with_channels(rgb=True)), rgb)
+    single = ImageLayout.on_disk("cyx", (1, 10, 12))
+    assert single.convert(np.zeros((1, 10, 12)), single.with_channels(None)).shape == (10, 12)
+    with pytest.raises(UserInputError, match="cannot be dropped"):
+        ImageLayout.on_disk("cyx", (2, 10, 12)).with_channels(None)
+
+
+def test_napari_layers_keep_channels_leading_while_files_may_not():
+    with pytest.raises(UserInputError, match="leading axes"):
+        ImageLayout.of((20, 2, 30), channel_axis=1)
+    assert ImageLayout.stored((20, 2, 30), channel_axis=1).labels_shape == (20, 30)
+    assert ImageLayout.stored((20, 30, 4), channel_axis=-1).n_channels == 4
+    from napari_unet.nn.volume import layout_of_file  # the CLI's --channel-axis -1 on a channels-last TIFF
+    channels_last = layout_of_file((20, 30, 5), -1, "cells.tif")
+    assert (channels_last.n_channels, channels_last.stack_shape, channels_last.plane_shape) == (5, (), (20, 30))
+
+
+def test_bad_stored_layouts_say_what_is_wrong():
+    with pytest.raises(UserInputError, match="does not exist"):
+        ImageLayout.stored((20, 30, 2), channel_axis=3)
+    with pytest.raises(UserInputError, match="no separate channel axis"):
+        ImageLayout.stored((20, 30, 3), rgb=True, channel_axis=0)
+    with pytest.raises(UserInputError, match="not 3 or 4"):
+        ImageLayout.stored((20, 30, 5), rgb=True)
+    with pytest.raises(UserInputError, match="2 to 4"):
+        ImageLayout.ngff((2, 2, 2, 2, 20, 30))
+    with pytest.raises(UserInputError, match="in this order"):
+        ImageLayout.ngff((4, 20, 30), axes="yzx")
+    with pytest.raises(UserInputError, match="OME-Zarr axes in their order"):
+        ImageLayout.on_disk("ycx", (20, 2, 30))

@@ -34,5 +34,9 @@ def test_layouts():
     assert as_channels_first(np.zeros((5, 6, 3))).shape == (3, 5, 6)
     assert as_channels_first(np.zeros((5, 6, 4))).shape == (3, 5, 6)  # alpha dropped
     assert as_channels_first(np.zeros((2, 5, 6)), channel_axis=0).shape == (2, 5, 6)
+    channels_last = np.arange(5 * 6 * 2).reshape(5, 6, 2)  # a TIFF with channels last (--channel-axis -1)
+    np.testing.assert_array_equal(as_channels_first(channels_last, channel_axis=-1), np.moveaxis(channels_last, 2, 0))
+    np.testing.assert_array_equal(as_channels_first(channels_last.transpose(0, 2, 1), channel_axis=1),
+                                  np.moveaxis(channels_last, 2, 0))
     with pytest.raises(UserInputError, match="3D stack"):
         as_channels_first(np.zeros((7, 5, 6)))

@@ -165,6 +165,44 @@ def test_multichannel_round_trip_keeps_channel_axis(tmp_path):
     assert labels[0].data.dtype == np.int32
 
 
+@pytest.mark.parametrize("shape, channel_axis, axes, disk_axes", [
+    ((30, 2, 40), 1, "yx", "cyx"),  # channels between y and x
+    ((3, 30, 40), 0, "yx", "cyx"),  # channels first
+    ((30, 40, 2), 2, "yx", "cyx"),  # channels last
+    ((5, 30, 2, 40), 2, "zyx", "czyx"),  # a z stack with channels between y and x
+    ((4, 30, 40, 2), 3, "tyx", "tcyx"),  # a time series with channels last
+])
+def test_channels_anywhere_round_trip_with_their_planes(tmp_path, shape, channel_axis, axes, disk_axes):
+    image = _image(shape, np.uint16)
+    plane = tuple(n for i, n in enumerate(shape) if i != channel_axis)
+    ann = np.zeros(plane, np.uint8)
+    ann[(-1,) * (len(plane) - 2) + (slice(0, 4),)] = 1
+    ann[(-1,) * (len(plane) - 2) + (slice(-4, None),)] = 2
+    scale = [float(i + 2) for i in range(len(axes))]
+    out = io.write_dataset(tmp_path / "c.zarr", ImageEntry(image, name="mc", axes=axes, channel_axis=channel_axis,
+                                                            scale=scale),
+                           [LabelsEntry(ann, "mc annotations", role=ROLE_ANNOTATIONS)])
+    root = zarr.open_group(out, mode="r")
+    multiscale = root.attrs["ome"]["multiscales"][0]
+    assert "".join(a["name"] for a in multiscale["axes"]) == disk_axes
+    assert root["s0"].shape[disk_axes.index("c")] == shape[channel_axis]
+    assert root["labels/mc_annotations/s0"].shape[disk_axes.index("c")] == 1
+    assert multiscale["datasets"][0]["coordinateTransformations"][0]["scale"] == \
+        [1.0 if a == "c" else scale[axes.index(a)] for a in disk_axes]
+
+    got, (labels,), _ = io.read_dataset(out)
+    assert (got.channel_axis, got.axes, got.scale) == (channel_axis, axes, scale)
+    np.testing.assert_array_equal(np.asarray(got.data), image)
+    np.testing.assert_array_equal(np.asarray(labels.data), ann)
+    assert labels.scale == scale
+    # the CLI's training reads the dataset's annotated plane with its channels first
+    from napari_unet.functionals.data import annotated_planes
+    ((pixels, annotations, _),) = io.dataset_training_pairs(out)
+    (item,) = annotated_planes(pixels, annotations, channel_axis=got.channel_axis, name="mc")
+    expected = np.moveaxis(image, channel_axis, 0)[(slice(None),) + (-1,) * (len(plane) - 2)]
+    np.testing.assert_array_equal(item.image, expected)
+
+
 def test_lazy_input_and_pyramid(tmp_path):
     image = da.from_array(_image((2100, 1100), np.uint16), chunks=(700, 300))
     ann = np.zeros((2100, 1100), np.uint8)

@@ -96,3 +96,12 @@ def test_adapt_classes_keeps_matching_and_spare_outputs():
     assert np.allclose(new[4:], head[3:])  # instance heads
     encoder = next(iter(segmenter.net.encoders.parameters()))
     assert np.allclose(next(iter(adapted.net.encoders.parameters())).detach(), encoder.detach())
+
+
+def test_diameter_a_prediction_was_made_for():
+    from napari_unet.functionals.scale import diameter_at
+
+    assert diameter_at(0.5, 20.0, 10.0) == 40.0  # objects of 40 px brought down to 20
+    assert diameter_at(1.0, 20.0, 20.0) == 20.0
+    assert diameter_at(1.0, 20.0, None) is None  # never resampled, training size unknown
+    assert diameter_at(2.0, None, 10.0) is None  # a model that does not resample

@@ -106,12 +106,12 @@ def annotated_planes(
     channel_axis: int | None = None,
     name: str = "",
 ) -> list[TrainingImage]:
-    """One TrainingImage per annotated 2D plane of an image in napari's layout.
+    """One TrainingImage per annotated 2D plane of an image (a layer's, a file's or a dataset's).
 
-    `image` is (..., H, W), (..., H, W, 3|4) when `rgb`, or has channels at `channel_axis`;
+    `image` is (..., H, W), (..., H, W, 3|4) when `rgb`, or has channels at `channel_axis` (any axis);
     `annotations` (and `accepted`) are (..., H, W). Unannotated planes are skipped.
     """
-    layout = ImageLayout.of(np.shape(image), rgb=rgb, channel_axis=channel_axis, name=name or "image")
+    layout = ImageLayout.stored(np.shape(image), rgb=rgb, channel_axis=channel_axis, name=name or "image")
     return training_items(image, layout, annotations, accepted, name=name)
 
 

@@ -54,20 +54,9 @@ def instances_from_prediction(
     # Smooth the distance map over one of the network's pixels: peaks mean the same at every object size.
     sigma = float(np.clip(1.0 / prediction.scale, 0.5, 8.0))
     halo_size = int(np.ceil(4 * sigma))  # gaussian_filter reads 4 sigma around each pixel (truncate=4.0)
-    components, _ = ndimage.label(foreground)  # 4-connected, as the watershed floods
     labels = np.zeros(foreground.shape, np.uint32)
-    height, width = foreground.shape
     next_id = 1
-    for index, box in enumerate(ndimage.find_objects(components), start=1):
-        if box is None:
-            continue
-        mask = components[box] == index
-        if np.count_nonzero(mask) < params.min_size:
-            continue  # every object it could hold would be removed as small
-        y0, y1, x0, x1 = box[0].start, box[0].stop, box[1].start, box[1].stop
-        hy0, hx0 = max(y0 - halo_size, 0), max(x0 - halo_size, 0)
-        halo = (slice(hy0, min(y1 + halo_size, height)), slice(hx0, min(x1 + halo_size, width)))
-        inner = (slice(y0 - hy0, y1 - hy0), slice(x0 - hx0, x1 - hx0))
+    for box, mask, halo, inner in components_in_halos(foreground, params.min_size, (halo_size, halo_size)):
         if use_instance_heads:
             distance = prediction.distance[halo].astype(np.float32)
             smoothed = ndimage.gaussian_filter(distance, sigma)[inner]
@@ -82,6 +71,22 @@ def instances_from_prediction(
         local, n = _split(elevation, seeds, mask, params)
         next_id = paste_objects(labels, box, mask, remove_small(local, params.min_size), n, next_id)
     return labels
+
+
+def components_in_halos(mask: np.ndarray, min_size: int, halo: tuple[int, ...]):
+    """Each connected component of `mask` (4- / 6-connected, as the watershed floods) of at least
+    `min_size` pixels, smaller ones could only hold objects removed as small: yields (its bounding
+    box, its mask there, the box grown by `halo` pixels per axis within the image, the box's place
+    inside the grown one), so a filter reads what it needs around the component and no more."""
+    components, _ = ndimage.label(mask)
+    for index, box in enumerate(ndimage.find_objects(components), start=1):
+        if box is None:
+            continue
+        component = components[box] == index
+        if np.count_nonzero(component) < min_size:
+            continue
+        grown = tuple(slice(max(s.start - h, 0), min(s.stop + h, n)) for s, h, n in zip(box, halo, mask.shape))
+        yield box, component, grown, tuple(slice(s.start - g.start, s.stop - g.start) for s, g in zip(box, grown))
 
 
 def paste_objects(labels: np.ndarray, box: tuple, mask: np.ndarray, local: np.ndarray, n: int, next_id: int) -> int:

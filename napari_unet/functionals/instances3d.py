@@ -21,6 +21,7 @@ from skimage.segmentation import watershed
 
 from napari_unet.functionals.instances import (
     InstanceParams,
+    components_in_halos,
     paste_objects,
     remove_small,
 )
@@ -66,17 +67,9 @@ def instances_from_volumes(
     sampling = (float(z_anisotropy), 1.0, 1.0)
     sigma = (1.0 / max(z_anisotropy, 1e-6), 1.0, 1.0)
     halo = _halo(sigma)
-    components, _ = ndimage.label(mask)  # 6-connected, as the watershed floods
     labels = np.zeros(mask.shape, np.uint32)
     next_id = 1
-    for index, box in enumerate(ndimage.find_objects(components), start=1):
-        if box is None:
-            continue
-        component = components[box] == index
-        if np.count_nonzero(component) < params.min_size:
-            continue
-        grown = tuple(slice(max(s.start - h, 0), min(s.stop + h, n)) for s, h, n in zip(box, halo, mask.shape))
-        inner = tuple(slice(s.start - g.start, s.stop - g.start) for s, g in zip(box, grown))
+    for box, component, grown, inner in components_in_halos(mask, params.min_size, halo):
         if use_instance_heads:
             smoothed = ndimage.gaussian_filter(distance[grown], sigma)[inner]
             elevation = boundary[box] - distance[box]

@@ -72,7 +72,7 @@ def as_channels_first(image, *, rgb: bool | None = None, channel_axis: int | Non
         raise UserInputError(f"expected a 2D image with one channel axis, got shape {shape}")
     if rgb is None:
         rgb = channel_axis is None and len(shape) == 3 and shape[-1] in (3, 4)
-    layout = ImageLayout.of(shape, rgb=bool(rgb) and len(shape) == 3, channel_axis=channel_axis)
+    layout = ImageLayout.stored(shape, rgb=bool(rgb) and len(shape) == 3, channel_axis=None if rgb else channel_axis)
     if layout.stack_shape:
         raise UserInputError(
             f"expected a 2D image (H, W) or RGB (H, W, 3), got shape {shape}: "

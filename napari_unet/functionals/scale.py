@@ -55,6 +55,15 @@ def scale_factor(diameter: float | None, canonical: float | None) -> float:
     return 1.0 if abs(factor - 1.0) < SAME_SCALE else factor
 
 
+def diameter_at(factor: float, canonical: float | None, trained: float | None) -> float | None:
+    """The object diameter (image pixels) a prediction resampled by `factor` was made for, by a
+    model working at `canonical` whose training objects were `trained`; None when unknown: a
+    model that does not resample, or an image left at its size for a model of unknown diameter."""
+    if canonical is None or (factor == 1.0 and trained is None):
+        return None
+    return float(canonical) / float(factor)
+
+
 def scaled_shape(shape: tuple[int, int], factor: float) -> tuple[int, int]:
     return tuple(max(1, int(round(s * factor))) for s in shape)
 

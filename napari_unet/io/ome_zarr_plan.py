@@ -4,7 +4,6 @@ written: every input a user can get wrong is a UserInputError here, not a half-w
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 import dask.array as da
@@ -12,9 +11,8 @@ import numpy as np
 from ome_zarr.axes import KNOWN_SPATIAL_UNITS, KNOWN_TEMPORAL_UNITS
 
 from napari_unet.errors import UserInputError
+from napari_unet.functionals.layout import ImageLayout
 from napari_unet.io.ome_zarr_entries import ImageEntry, LabelsEntry
-
-_DEFAULT_AXES = {2: "yx", 3: "zyx", 4: "tzyx"}
 
 
 @dataclass
@@ -34,59 +32,24 @@ class LayerPlan:
 def plan_layers(image: ImageEntry, labels: list[LabelsEntry]) -> list[LayerPlan]:
     """Validate the entries and lay out every array before anything is written."""
     data = _as_dask(image.data, f"image {image.name!r}")
-    if image.rgb and image.channel_axis is not None:
-        raise UserInputError(f"image {image.name!r}: an RGB image has no separate channel axis")
-    channel_axis = None
-    if image.rgb:
-        if data.ndim < 3 or data.shape[-1] not in (3, 4):
-            raise UserInputError(
-                f"image {image.name!r} is marked RGB but its last axis has "
-                f"{data.shape[-1] if data.ndim else 0} values, not 3 or 4"
-            )
-        channel_axis = data.ndim - 1
-    elif image.channel_axis is not None:
-        if not -data.ndim <= image.channel_axis < data.ndim:
-            raise UserInputError(
-                f"image {image.name!r}: channel axis {image.channel_axis} does not exist "
-                f"in an array of shape {tuple(data.shape)}"
-            )
-        channel_axis = image.channel_axis % data.ndim
+    layout = ImageLayout.ngff(data.shape, rgb=image.rgb, channel_axis=image.channel_axis, axes=image.axes,
+                              name=str(image.name))
     if data.dtype.kind not in "biuf":
         raise UserInputError(
             f"image {image.name!r} holds {data.dtype} pixels; OME-Zarr datasets store real "
             "numbers only (complex images would lose their imaginary part): save the magnitude "
             "or the real and imaginary parts as channels")
 
-    nd = data.ndim - (channel_axis is not None)
-    axes = image.axes or _DEFAULT_AXES.get(nd)
-    if axes is None or len(axes) != nd:
-        raise UserInputError(
-            f"image {image.name!r} has shape {tuple(data.shape)}: OME-Zarr stores 2 to 4 "
-            "dimensions besides channels (t, z, y, x); name them with axes='tzyx' etc."
-        )
-    if not re.fullmatch("t?z?yx", axes):
-        raise UserInputError(
-            f"image {image.name!r}: axes {axes!r} must be, in this order, an optional 't', "
-            "an optional 'z', then 'yx'"
-        )
-    spatial_shape = tuple(s for i, s in enumerate(data.shape) if i != channel_axis)
+    axes, nd = layout.axes, len(layout.labels_axes)
     scale = _per_axis(image.scale, nd, 1.0, f"image {image.name!r} scale")
     translate = _per_axis(image.translate, nd, 0.0, f"image {image.name!r} translate")
     units = _units(image.units, axes)
-
-    # NGFF order: t first, then c, then space.
-    disk_axes = list(axes)
-    if channel_axis is not None:
-        pos = 1 if axes.startswith("t") else 0
-        data = da.moveaxis(data, channel_axis, pos)
-        disk_axes.insert(pos, "c")
-        scale.insert(pos, 1.0)
-        translate.insert(pos, 0.0)
     plans = [
         LayerPlan(
-            name=str(image.name), data=data, axes=disk_axes, scale=scale, translate=translate,
-            units=units,
-            is_labels=False, channel_axis=channel_axis,
+            name=str(image.name), data=layout.to_ngff(data), axes=layout.ngff_axes,
+            scale=layout.to_ngff_values(scale, 1.0), translate=layout.to_ngff_values(translate, 0.0),
+            units=units, is_labels=False,
+            channel_axis=len(layout.data_shape) - 1 if layout.rgb else layout.channel_axis,
         )
     ]
 
@@ -101,25 +64,19 @@ def plan_layers(image: ImageEntry, labels: list[LabelsEntry]) -> list[LayerPlan]
             ldata = ldata.astype(np.uint8)
         if ldata.dtype.kind not in "iu":
             raise UserInputError(f"{what}: labels must be integers, got {ldata.dtype}")
-        if tuple(ldata.shape) != spatial_shape:
+        if tuple(ldata.shape) != layout.labels_shape:
             raise UserInputError(
                 f"{what} has shape {tuple(ldata.shape)} but image {image.name!r} is "
-                f"{spatial_shape}{' without its channels' if channel_axis is not None else ''}: "
+                f"{layout.labels_shape}{' without its channels' if layout.n_channels > 1 else ''}: "
                 "labels must cover the image pixel for pixel"
             )
         lscale = _per_axis(entry.scale if entry.scale is not None else image.scale, nd, 1.0, f"{what} scale")
         ltranslate = _per_axis(entry.translate if entry.translate is not None else image.translate,
                                nd, 0.0, f"{what} translate")
-        laxes = list(axes)
-        if channel_axis is not None:  # NGFF: labels have the image's dimensions
-            pos = 1 if axes.startswith("t") else 0
-            ldata = da.expand_dims(ldata, pos)
-            laxes.insert(pos, "c")
-            lscale.insert(pos, 1.0)
-            ltranslate.insert(pos, 0.0)
         plans.append(
             LayerPlan(
-                name=str(entry.name), data=ldata, axes=laxes, scale=lscale, translate=ltranslate,
+                name=str(entry.name), data=layout.labels_to_ngff(ldata), axes=layout.ngff_axes,
+                scale=layout.to_ngff_values(lscale, 1.0), translate=layout.to_ngff_values(ltranslate, 0.0),
                 units=_units(entry.units, axes) if entry.units is not None else units,
                 is_labels=True,
             )

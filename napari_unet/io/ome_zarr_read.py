@@ -7,7 +7,6 @@ import math
 import os
 from pathlib import Path
 
-import dask.array as da
 import numpy as np
 import zarr
 from ome_zarr.format import FormatV04, FormatV05
@@ -22,6 +21,7 @@ from napari_unet.conventions import (
     label_value,
 )
 from napari_unet.errors import UserInputError
+from napari_unet.functionals.layout import ImageLayout
 from napari_unet.io import atomic
 from napari_unet.io.ome_zarr_entries import (
     FORMAT_VERSION,
@@ -79,12 +79,12 @@ def read_dataset(path: str | os.PathLike) -> tuple[ImageEntry, list[LabelsEntry]
                         f"{path} is damaged: labels/{label_path} is listed but missing or not an "
                         "OME-Zarr label image")
                 entry = _labels_entry(label_nodes[label_path], labels_group[label_path], label_path, path)
-                plane = tuple(s for i, s in enumerate(image.data.shape)
-                              if i != (image.data.ndim - 1 if image.rgb else image.channel_axis))
-                if info and tuple(entry.data.shape) != plane:
+                expected = ImageLayout.stored(image.data.shape, rgb=image.rgb, channel_axis=image.channel_axis,
+                                              name=str(path)).labels_shape
+                if info and tuple(entry.data.shape) != expected:
                     raise UserInputError(
                         f"{path} is damaged: labels/{label_path} is {tuple(entry.data.shape)} "
-                        f"but the image is {plane}")
+                        f"but the image is {expected}")
                 labels.append(entry)
     except UserInputError:
         raise
@@ -248,31 +248,29 @@ def _multiscale(node: Node, ome: dict, path: Path):
 
 
 def _image_entry(axes, levels, scale, translate, units, name, info, path) -> ImageEntry:
-    rgb = channel_axis = None
+    """The stored image back in napari's layout: RGB(A) last, channels where they were written
+    (other writers': where NGFF puts them), a single channel of another writer dropped."""
+    stored = ImageLayout.on_disk(axes, levels[0].shape, name=str(path))
+    layout = stored
     if "c" in axes:
-        ci = axes.index("c")
-        size = levels[0].shape[ci]
-        target = info.get("channel_axis")
-        if info.get("rgb") and size in (3, 4):  # back to napari's RGB(A) last axis
-            rgb, levels = True, [da.moveaxis(level, ci, -1) for level in levels]
-        elif isinstance(target, int):  # back where the channels were
-            channel_axis = target % levels[0].ndim
-            levels = [da.moveaxis(level, ci, channel_axis) for level in levels]
-        elif size == 1:  # a single channel (other writers): a plain grey image
-            levels = [da.squeeze(level, ci) for level in levels]
-        else:
-            channel_axis = ci
-        del scale[ci], translate[ci]
-        axes = [a for a in axes if a != "c"]
+        size, target = stored.n_channels, info.get("channel_axis")
+        if info.get("rgb") and size in (3, 4):
+            layout = stored.with_channels(rgb=True)
+        elif isinstance(target, int):
+            layout = stored.with_channels(target)
+        elif size == 1:
+            layout = stored.with_channels(None)
+        scale, translate = _without_channels(scale, axes), _without_channels(translate, axes)
+    levels = [stored.convert(level, layout) for level in levels]
     return ImageEntry(
         data=levels[0],
         name=str(info.get("name") or name or path.stem),
-        axes="".join(axes),
+        axes=layout.axes,
         scale=scale,
         translate=translate,
-        units=[units.get(a) for a in axes] if units else None,
-        channel_axis=channel_axis,
-        rgb=bool(rgb),
+        units=[units.get(a) for a in layout.axes] if units else None,
+        channel_axis=layout.channel_axis,
+        rgb=layout.rgb,
         contrast_limits=info.get("contrast_limits"),
         display=dict(info.get("display") or {}),
         metadata=dict(info.get("metadata") or {}),
@@ -280,15 +278,20 @@ def _image_entry(axes, levels, scale, translate, units, name, info, path) -> Ima
     )
 
 
+def _without_channels(values: list, axes: list[str]) -> list:
+    """Per-axis `values` of the stored `axes` without the channel axis's."""
+    return [v for v, a in zip(values, axes) if a != "c"]
+
+
 def _labels_entry(node: Node, group: zarr.Group, label_path: str, path: Path) -> LabelsEntry:
     """A label image as ome-zarr's Reader found it (pyramid, colours, properties), with our
     attributes (exact colours, name, role, display) from its group."""
     axes, levels, scale, translate, units, name = _multiscale(node, _ome(group), path)
-    if "c" in axes and levels[0].shape[axes.index("c")] == 1:
-        ci = axes.index("c")
-        levels = [da.squeeze(level, ci) for level in levels]
-        del scale[ci], translate[ci]
-        axes = [a for a in axes if a != "c"]
+    stored = ImageLayout.on_disk(axes, levels[0].shape, name=f"{path}: labels/{label_path}")
+    if "c" in axes and stored.n_channels == 1:  # NGFF gives labels the image's (size-1) channel axis
+        levels = [stored.convert(level, stored.with_channels(None)) for level in levels]
+        scale, translate = _without_channels(scale, axes), _without_channels(translate, axes)
+        axes = _without_channels(axes, axes)
     if levels[0].dtype.kind not in "iub":
         raise UserInputError(f"{path}: labels/{label_path} holds {levels[0].dtype} values, not integer labels")
     info = group.attrs.get(METADATA_KEY)

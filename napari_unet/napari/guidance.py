@@ -77,15 +77,12 @@ def outline_suggestion(viewer, image: Image, layout: ImageLayout, region: Region
 def show_region(viewer, image: Image, layout: ImageLayout, region: Region) -> None:
     """Show the region's plane and centre the camera on the region, zoomed so it fills most of the canvas."""
     point = np.zeros(len(layout.image_axes))
-    stack = iter(region.plane)
-    for i, axis in enumerate(layout.image_axes[:-2]):
-        point[i] = 0 if axis == layout.channel_axis else next(stack)
+    point[layout.stack_axes] = region.plane
     point[-2:] = region.centre
     world = np.asarray(image.data_to_world(point), float)
     offset = viewer.dims.ndim - len(world)  # layers are aligned on their last axes
-    for i, axis in enumerate(layout.image_axes[:-2]):
-        if axis != layout.channel_axis:
-            viewer.dims.set_point(offset + i, world[i])
+    for axis in layout.stack_axes:
+        viewer.dims.set_point(offset + axis, world[axis])
     camera = camera_of(viewer)
     camera.center = (float(world[-2]), float(world[-1]))
     size = canvas_size(viewer)

@@ -134,7 +134,7 @@ def image_plane(image: Image, layout: ImageLayout, plane: Plane, region: tuple[s
 
 def labels_scale_translate(image: Image, layout: ImageLayout) -> tuple[list[float], list[float]]:
     """Scale and translate of Labels paired with `image` (its own, without the channel axis)."""
-    keep = [i for i, a in enumerate(layout.image_axes) if a != layout.channel_axis]
+    keep = layout.labels_axes
     return [float(image.scale[i]) for i in keep], [float(image.translate[i]) for i in keep]
 
 
@@ -166,13 +166,7 @@ def current_plane(viewer, image: Image, layout: ImageLayout) -> Plane:
     if not layout.stack_shape:
         return ()
     coords = image.world_to_data(viewer.dims.point)
-    plane = []
-    for i, axis in enumerate(layout.image_axes[:-2]):
-        if axis == layout.channel_axis:
-            continue
-        n = layout.data_shape[axis]
-        plane.append(int(np.clip(np.round(coords[i]), 0, n - 1)))
-    return tuple(plane)
+    return tuple(int(np.clip(np.round(coords[axis]), 0, layout.data_shape[axis] - 1)) for axis in layout.stack_axes)
 
 
 def displays_plane(viewer) -> bool:

@@ -164,6 +164,7 @@ class ArrayInput:
     layout: object  # functionals.layout.ImageLayout
     frames: bool = False  # a stack that is a time series: objects per frame
     z_anisotropy: float = 1.0
+    diameter: float | str | None = "auto"  # the objects' size (as Segmenter.predict takes it)
 
 
 def predict_arrays(
@@ -197,7 +198,7 @@ def predict_array(model_bytes: bytes, digest: str, item: ArrayInput, options: Ba
         result = predict_image(
             segmenter, item.data, item.layout, options.params if "instances" in options.kinds else None,
             frames=item.frames, z_anisotropy=item.z_anisotropy, tile_size=options.tile_size,
-            overlap=options.overlap, probabilities="probabilities" in options.kinds, diameter=options.diameter)
+            overlap=options.overlap, probabilities="probabilities" in options.kinds, diameter=item.diameter)
     except UserInputError as error:
         return "failed", str(error), None
     except (RuntimeError, ValueError, MemoryError) as error:

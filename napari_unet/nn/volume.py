@@ -31,12 +31,12 @@ class VolumeResult:
 
 
 def layout_of_file(shape: tuple[int, ...], channel_axis: int | None, name: str) -> ImageLayout:
-    """A file's axis roles: (H, W), (H, W, 3|4) colour, channels at `channel_axis`, else stacked planes.
+    """A file's axis roles: (H, W), (H, W, 3|4) colour, channels at `channel_axis` (any axis), else stacked planes.
 
     A 3-D file is a stack unless `channel_axis` says otherwise (or its last axis is colour).
     """
     rgb = channel_axis is None and len(shape) == 3 and shape[-1] in (3, 4)
-    layout = ImageLayout.of(shape, rgb=rgb, channel_axis=channel_axis, name=name)
+    layout = ImageLayout.stored(shape, rgb=rgb, channel_axis=channel_axis, name=name)
     if len(layout.stack_shape) > 1:
         raise UserInputError(
             f"{name} has shape {tuple(shape)}: only one stack axis (Z or T) is supported; "

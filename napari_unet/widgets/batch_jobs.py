@@ -20,6 +20,7 @@ from psygnal import Signal
 
 from napari_unet.errors import UserInputError
 from napari_unet.functionals.instances import InstanceParams
+from napari_unet.functionals.scale import AUTO
 from napari_unet.napari import layers as lb
 from napari_unet.nn.batch import (
     ArrayInput,
@@ -88,8 +89,9 @@ class BatchJobs:
 
     batch_progress = Signal(object)  # a BatchProgress: images done of the batch running
 
-    def _batch_options(self, params: InstanceParams, tile_size: int, kinds: tuple[str, ...]) -> BatchOptions:
-        return BatchOptions(kinds=kinds, params=params, tile_size=tile_size, diameter=None, device=str(self.device),
+    def _batch_options(self, params: InstanceParams, tile_size: int, kinds: tuple[str, ...],
+                       diameter: float | str | None = AUTO) -> BatchOptions:
+        return BatchOptions(kinds=kinds, params=params, tile_size=tile_size, diameter=diameter, device=str(self.device),
                             threads=self.train_threads or gui_friendly_threads())
 
     def _check_can_batch(self) -> bytes:
@@ -101,7 +103,8 @@ class BatchJobs:
             raise UserInputError("no model yet: train one (step 2, Shift+T) or load a saved model")
         return model_bytes_of(self.session.segmenter)
 
-    def predict_open_images(self, params: InstanceParams, *, tile_size: int = 512) -> None:
+    def predict_open_images(self, params: InstanceParams, *, tile_size: int = 512,
+                            diameter: float | str | None = AUTO) -> None:
         """Predict every open image (but those too big for memory) as one job; their layers fill in as they finish."""
         model = self._check_can_batch()
         images, skipped = {}, []
@@ -114,7 +117,8 @@ class BatchJobs:
                 continue
             z = lb.stack_z_anisotropy(image, layout)
             images[image.name] = ArrayInput(lb.image_data(image), layout, frames=bool(layout.stack_shape) and z is None,
-                                            z_anisotropy=z or 1.0)
+                                            z_anisotropy=z or 1.0,
+                                            diameter=self.session.diameter_for(image.name, diameter))
         for name in skipped:
             self.notify("warning", f"'{name}' is too big to predict with the others: select it and press Predict")
         if not images:
@@ -124,7 +128,7 @@ class BatchJobs:
                           desc=f"napari-unet: predicting {len(images)} open images")
 
     def predict_folder(self, folder: str | os.PathLike, out_dir: str | os.PathLike, params: InstanceParams, *,
-                       tile_size: int = 512) -> None:
+                       tile_size: int = 512, diameter: float | str | None = AUTO) -> None:
         """Predict every image file of `folder` into `out_dir` (<name>_instances.tif, _semantic.tif) as one job."""
         model = self._check_can_batch()
         inputs = collect_inputs([str(folder)])
@@ -133,7 +137,7 @@ class BatchJobs:
         except OSError as error:
             raise UserInputError(f"cannot create the output folder {out_dir}: {error.strerror or error}") from error
         self._start_batch(folder_generator, model, inputs, str(out_dir),
-                          self._batch_options(params, tile_size, ("instances", "semantic")),
+                          self._batch_options(params, tile_size, ("instances", "semantic"), diameter),
                           desc=f"napari-unet: predicting {len(inputs)} images of {os.path.basename(str(folder))}",
                           out=str(out_dir))
 

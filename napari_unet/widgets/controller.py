@@ -109,6 +109,7 @@ class Controller(TrainingJobs, PredictionJobs, StoreJobs, BatchJobs, SuggestionJ
         self._predicting_image: str | None = None
         self._probabilities = False
         self._uncertainty = True  # paint the uncertainty layer with the predictions
+        self._diameter: float | str | None = None  # object diameter of the running prediction (Session.diameter_for)
         self._instance_worker = None
         self._instance_request: tuple | None = None
         self._provenance: tuple[int, dict] | None = None  # (model version, model provenance)
@@ -189,7 +190,7 @@ class Controller(TrainingJobs, PredictionJobs, StoreJobs, BatchJobs, SuggestionJ
                     "'Paint annotations' to restore them"
                 )
         elif isinstance(layer, Image) and role is None:
-            self.session.cache.drop_image(layer.name)
+            self.session.forget_image(layer.name)
             self.suggestions.forget_image(layer.name)
         used = layer.name if isinstance(layer, Image) else lb.meta(layer).get("image") if role == c.ROLE_ANNOTATIONS else None
         if self.is_training and used in self._train_images:
@@ -220,7 +221,7 @@ class Controller(TrainingJobs, PredictionJobs, StoreJobs, BatchJobs, SuggestionJ
         for other in self.viewer.layers:  # keep paired layers paired
             if other is not layer and lb.meta(other).get("image") == old:
                 lb.set_meta(other, image=layer.name)
-        self.session.cache.rename(old, layer.name)
+        self.session.rename_image(old, layer.name)
 
     def _on_paint(self, event=None) -> None:
         if not self.closed:

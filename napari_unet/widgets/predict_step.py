@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 from qtpy.QtCore import Qt, QTimer
-from qtpy.QtWidgets import QCheckBox, QComboBox, QSpinBox, QWidget
+from qtpy.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QSpinBox, QWidget
 from superqt import QLabeledDoubleSlider
 
 from napari_unet import conventions as c
 from napari_unet.functionals.instances import InstanceParams
+from napari_unet.functionals.scale import AUTO, diameter_at
 from napari_unet.napari import layers as lb
 from napari_unet.widgets import settings, ui
 from napari_unet.widgets.controller import Controller
@@ -46,6 +47,7 @@ class PredictStep(QWidget):
         self.tile_spin.setSuffix(" px")
         self.tile_spin.setToolTip("Tile size for prediction; lower it if the GPU runs out of memory")
         form.addRow(ui.label("Tile size", self.tile_spin.toolTip()), self.tile_spin)
+        self._add_diameter_row(form)
         layout.addLayout(form)
         self.predict_button = ui.button("Predict  (Shift+R)", "Run the model on the selected image", self.predict)
         self.cancel_button = ui.button("Cancel", "Cancel the running prediction", self.cancel_prediction)
@@ -93,7 +95,8 @@ class PredictStep(QWidget):
         for widget, key in ((self.tile_spin, "tile_size"), (self.prob_check, "probability_layers"),
                             (self.uncertainty_check, "uncertainty_layer"),
                             (self.threshold_slider, "threshold"), (self.min_size_spin, "min_size"),
-                            (self.spacing_spin, "seed_spacing")):
+                            (self.spacing_spin, "seed_spacing"), (self.diameter_combo, "object_diameter"),
+                            (self.diameter_spin, "object_diameter_px")):
             settings.persist(widget, key)
         self._instance_timer = QTimer(self)  # a slider drag: recompute once it rests
         self._instance_timer.setSingleShot(True)
@@ -109,10 +112,54 @@ class PredictStep(QWidget):
         ui.listen(controller.instances_updated, self.update_status)
         ui.listen(controller.busy_changed, self.update_state)
         ui.listen(controller.model_changed, self.update_state)
+        ui.listen(controller.model_changed, self._show_model_diameter)
         ui.listen(controller.image_changed, self._on_image_or_plane)
         ui.listen(controller.plane_changed, self._on_image_or_plane)
+        self.diameter_combo.currentIndexChanged.connect(lambda _: self._show_model_diameter())
+        self._show_model_diameter()
         self.update_state()
         self.update_status()
+
+    def _add_diameter_row(self, form) -> None:
+        """The objects' size the model is told: it resizes the image so they look like its training objects."""
+        self.diameter_combo = QComboBox()
+        self.diameter_combo.addItem("auto", AUTO)
+        self.diameter_combo.addItem("as trained", None)
+        self.diameter_combo.addItem("this size", "size")
+        self.diameter_spin = QDoubleSpinBox()
+        self.diameter_spin.setRange(2.0, 2000.0)
+        self.diameter_spin.setDecimals(0)
+        self.diameter_spin.setValue(30.0)
+        self.diameter_spin.setSuffix(" px")
+        self.diameter_spin.setToolTip("Typical object diameter in this image, in pixels ('this size')")
+        self.diameter_label = ui.label("Object diameter", "")
+        form.addRow(self.diameter_label, ui.row((self.diameter_combo, 2), (self.diameter_spin, 1)))
+
+    def object_diameter(self) -> float | str | None:
+        """The choice Predict passes on: AUTO, None (the model's training diameter) or pixels."""
+        choice = self.diameter_combo.currentData()
+        return float(self.diameter_spin.value()) if choice == "size" else choice
+
+    def _show_model_diameter(self) -> None:
+        """Say why the setting matters, with the model's own diameter; off for a model that does not resize."""
+        model = self.controller.segmenter
+        trained = f"{model.object_diameter:.0f} px" if model is not None and model.object_diameter else "unknown"
+        resizes = model is None or model.canonical_diameter is not None
+        tip = (
+            "Typical diameter of the objects in this image, in pixels. The model resizes every image so its "
+            "objects look the size of the ones it learnt from: a wrong diameter splits large objects and merges "
+            "small ones.\n"
+            "auto: on images the model was not trained on (a shipped model, a new image, another magnification) "
+            "measure the objects from a first pass and predict again at the right scale (up to 3 passes); "
+            f"on its own training images use its training diameter ({trained}).\n"
+            f"as trained: always the training diameter ({trained}), one pass.\n"
+            "this size: the diameter you set."
+            + ("" if resizes else "\nThis model does not resize images: the setting has no effect.")
+        )
+        for widget in (self.diameter_label, self.diameter_combo, self.diameter_spin):
+            widget.setToolTip(tip)
+        self.diameter_combo.setEnabled(resizes)
+        self.diameter_spin.setEnabled(resizes and self.diameter_combo.currentData() == "size")
 
     def notify(self, level: str, text: str) -> None:
         self.controller.notify(level, text)
@@ -145,7 +192,7 @@ class PredictStep(QWidget):
         """Predict the plane on display (or the whole stack) of the selected image in a worker."""
         self.controller.predict(self.instance_params(), scope=scope or self.scope_combo.currentData(),
                                 tile_size=self.tile_spin.value(), probabilities=self.prob_check.isChecked(),
-                                uncertainty=self.uncertainty_check.isChecked())
+                                uncertainty=self.uncertainty_check.isChecked(), diameter=self.object_diameter())
         if self.controller.is_predicting:
             self.predict_progress.setValue(0)
             self.predict_progress.setFormat("predicting…")
@@ -195,9 +242,20 @@ class PredictStep(QWidget):
             n = len(np.unique(labels)) - (1 if labels.min() == 0 else 0)
         except Exception:  # a layer of another shape: check_pair reports it when it is used
             return
-        live = "" if controller.session.cache.get(image.name, plane) is not None else \
-            " (predict this plane for live updates)"
-        self.instance_status.setText(f"{n} object{'' if n == 1 else 's'} in this plane{live}")
+        entry = controller.session.cache.get(image.name, plane)
+        live = "" if entry is not None else " (predict this plane for live updates)"
+        self.instance_status.setText(f"{n} object{'' if n == 1 else 's'} in this plane{live}"
+                                     + (self._diameter_text(entry, layer) if entry is not None else ""))
+
+    def _diameter_text(self, entry, layer) -> str:
+        """' · predicted for objects of 31 px (measured)': the diameter this plane was predicted for."""
+        model = self.controller.segmenter
+        used = None if model is None else diameter_at(entry.prediction.scale, model.canonical_diameter,
+                                                      model.object_diameter)
+        if used is None:
+            return ""
+        source = (lb.meta(layer).get("provenance") or {}).get("object_diameter_source")
+        return f" · predicted for objects of {used:.0f} px" + (f" ({source})" if source else "")
 
     # --- many images: every open image, or a folder of files (controller.batch_jobs) ------------
 
@@ -213,7 +271,8 @@ class PredictStep(QWidget):
 
     @guarded
     def predict_open_images(self) -> None:
-        self.controller.predict_open_images(self.instance_params(), tile_size=self.tile_spin.value())
+        self.controller.predict_open_images(self.instance_params(), tile_size=self.tile_spin.value(),
+                                            diameter=self.object_diameter())
         self._batch_started()
 
     @guarded
@@ -228,7 +287,7 @@ class PredictStep(QWidget):
             if not out_dir:
                 return
         self.controller.predict_folder(folder, out_dir or folder, self.instance_params(),
-                                       tile_size=self.tile_spin.value())
+                                       tile_size=self.tile_spin.value(), diameter=self.object_diameter())
         self._batch_started()
 
     def _batch_started(self) -> None:

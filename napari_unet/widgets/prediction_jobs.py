@@ -14,6 +14,7 @@ from napari.layers import Image
 from napari_unet.errors import UserInputError
 from napari_unet.functionals.instances import InstanceParams
 from napari_unet.functionals.instances3d import instances_3d
+from napari_unet.functionals.scale import AUTO, diameter_at
 from napari_unet.napari import guidance
 from napari_unet.napari import layers as lb
 from napari_unet.widgets.messages import report_worker_error
@@ -31,13 +32,22 @@ def _stack_objects(image: str, predictions: list, params: InstanceParams, **opti
     return StackObjects(image, instances_3d(predictions, params, **options))
 
 
+def diameter_provenance(prediction, segmenter, choice: float | str | None) -> dict:
+    """The object diameter a plane was predicted for, and where it came from (layer metadata)."""
+    used = None if segmenter is None else diameter_at(prediction.scale, segmenter.canonical_diameter,
+                                                      segmenter.object_diameter)
+    source = "measured" if choice == AUTO else "as trained" if choice is None else "set"
+    return {"object_diameter": None if used is None else round(used, 1), "object_diameter_source": source}
+
+
 class PredictionJobs:
     """Prediction and the live instance update (part of Controller)."""
 
     def predict(self, params: InstanceParams, *, scope: str = "plane", tile_size: int = 512,
-                probabilities: bool = False, uncertainty: bool = True) -> None:
+                probabilities: bool = False, uncertainty: bool = True, diameter: float | str | None = AUTO) -> None:
         """Predict the plane on display (scope 'plane') or every plane ('stack') of the selected image
-        in a worker; results are painted plane by plane as they come."""
+        in a worker; results are painted plane by plane as they come. `diameter`: the dock's object
+        diameter choice (AUTO, None: the model's, or pixels), see Session.diameter_for."""
         if self.is_training:
             raise UserInputError("training is running: the live preview shows its prediction; stop it to predict")
         if self.is_predicting:
@@ -54,7 +64,8 @@ class PredictionJobs:
                 f"{layout.n_channels}: set 'Channels' in step 1 or train a model for this image"
             )
         if self.predicts_to_store(layout):  # too big for memory: into a zarr store (store_jobs)
-            self.predict_to_store(image, layout, params, tile_size=tile_size, probabilities=probabilities)
+            self.predict_to_store(image, layout, params, tile_size=tile_size, probabilities=probabilities,
+                                  diameter=diameter)
             return
         self.semantic_layer(image, layout)
         self.instances_layer(image, layout)
@@ -63,6 +74,7 @@ class PredictionJobs:
         self._predicting_image = image.name
         self._probabilities = probabilities
         self._uncertainty = uncertainty
+        self._diameter = self.session.diameter_for(image.name, diameter)
 
         def read(plane, image=image, layout=layout):
             return lb.image_plane(image, layout, plane)
@@ -70,7 +82,7 @@ class PredictionJobs:
         self._predict_worker = self.scheduler.start(
             predict_generator, segmenter, image.name, read, planes, params, self.session.model_version,
             self._predict_stop, tile_size, self.train_threads,
-            lb.stack_z_anisotropy(image, layout) if scope == "stack" else None,
+            lb.stack_z_anisotropy(image, layout) if scope == "stack" else None, self._diameter,
             stop=self._predict_stop,
             connect={
                 "yielded": self._on_predict_yielded,
@@ -140,7 +152,8 @@ class PredictionJobs:
                 "model_sha256": segmenter.fingerprint() if segmenter is not None else None,
                 "training": segmenter.history[-1] if segmenter is not None and segmenter.history else None,
             })
-        return {**self._provenance[1], "instance_params": result.params.to_dict()}
+        return {**self._provenance[1], "instance_params": result.params.to_dict(),
+                **diameter_provenance(result.prediction, segmenter, self._diameter)}
 
     def _on_predict_returned(self, status) -> None:
         self._predict_status = status or "done"

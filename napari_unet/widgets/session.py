@@ -17,6 +17,7 @@ import numpy as np
 
 from napari_unet.functionals.instances import InstanceParams, instances_from_prediction
 from napari_unet.functionals.prediction import Prediction
+from napari_unet.functionals.scale import AUTO
 from napari_unet.nn.segmenter import Segmenter
 
 DEFAULT_CACHE_BYTES = 1 << 30
@@ -91,12 +92,40 @@ class Session:
     model_version: int = 0
     loss_offset: int = 0  # steps of earlier runs, so the loss curve continues across warm starts
     cache: PredictionCache = field(default_factory=PredictionCache)
+    trained_on: set[str] = field(default_factory=set)  # images (by name) the model was trained on here
 
-    def set_model(self, segmenter: Segmenter | None, *, new: bool = False) -> None:
+    def set_model(self, segmenter: Segmenter | None, *, new: bool = False, trained_on=()) -> None:
+        """A new model (loaded, shipped, none: `new`) or the current one trained on `trained_on` too."""
         self.segmenter = segmenter
         self.model_version += 1
         if new:
             self.loss_offset = 0
+            self.trained_on = set()
+        self.trained_on |= set(trained_on)
+
+    def forget_image(self, image: str) -> None:
+        """An image left the viewer: its cached outputs go; an image of that name later is a new one."""
+        self.cache.drop_image(image)
+        self.trained_on.discard(image)
+
+    def rename_image(self, old: str, new: str) -> None:
+        self.cache.rename(old, new)
+        if old in self.trained_on:
+            self.trained_on = (self.trained_on - {old}) | {new}
+
+    def diameter_for(self, image: str, choice: float | str | None) -> float | str | None:
+        """The object diameter to predict `image` at, for the dock's choice (as Segmenter.predict takes it).
+
+        AUTO measures the objects of images the model was not trained on (a shipped model, a new
+        image: another magnification), and keeps the training diameter (None) on the images it
+        was trained on, where one pass is right and as fast as before.
+        """
+        model = self.segmenter
+        if choice != AUTO:
+            return choice
+        if model is None or model.canonical_diameter is None or image in self.trained_on:
+            return None
+        return AUTO
 
     def segmenter_copy(self) -> Segmenter | None:
         """A private copy of the model to train: the current one stays as it is until training returns."""

@@ -31,6 +31,7 @@ from napari_unet import conventions as c
 from napari_unet.errors import UserInputError
 from napari_unet.functionals.instances import InstanceParams
 from napari_unet.functionals.layout import LazyPlane
+from napari_unet.functionals.scale import AUTO
 from napari_unet.io.names import safe_name
 from napari_unet.napari import layers as lb
 from napari_unet.nn.chunked import create_outputs, fill_outputs
@@ -80,7 +81,7 @@ def _is_prediction_store(path: Path) -> bool:
 
 
 def store_generator(segmenter, image_name: str, view: LazyPlane, root, params: InstanceParams,
-                    stop: threading.Event, tile_size: int, threads: int | None):
+                    stop: threading.Event, tile_size: int, threads: int | None, diameter: float | None = None):
     """Fill the store block by block; yields StoreProgress records; returns ("done"|"cancelled", objects)."""
     import torch
 
@@ -92,7 +93,7 @@ def store_generator(segmenter, image_name: str, view: LazyPlane, root, params: I
             stage[0] = name
             progress(done, total)
 
-        return fill_outputs(segmenter, view, root, params, tile_size=tile_size, progress=report,
+        return fill_outputs(segmenter, view, root, params, tile_size=tile_size, diameter=diameter, progress=report,
                             should_stop=stop.is_set)
 
     try:
@@ -118,8 +119,9 @@ class StoreJobs:
         return int(np.prod(layout.plane_shape)) > self.store_above_pixels
 
     def predict_to_store(self, image: Image, layout, params: InstanceParams, *, tile_size: int = 512,
-                         probabilities: bool = False) -> None:
-        """Predict the 2D image into its store in a worker; its layers show the store and fill in."""
+                         probabilities: bool = False, diameter: float | str | None = AUTO) -> None:
+        """Predict the 2D image into its store in a worker; its layers show the store and fill in.
+        `diameter`: the dock's choice; "auto" (a first pass over the whole plane) becomes the model's."""
         if layout.stack_shape:
             h, w = layout.plane_shape
             raise UserInputError(
@@ -137,6 +139,11 @@ class StoreJobs:
                                   chunks=root["semantic"].chunks, fill_value=0)
         except OSError as error:
             raise UserInputError(f"cannot write the prediction store {path}: {error}") from error
+        diameter = self.session.diameter_for(image.name, diameter)
+        if diameter == AUTO:
+            diameter = None
+            self.notify("info", "objects of a plane this big are not measured (that needs a pass over all of it): "
+                                "predicting for the training images' object size; choose a size in 'Object diameter'")
         self._show_store(image, layout, root, path)
         self._predict_stop.clear()
         self._predict_status = "done"
@@ -145,7 +152,7 @@ class StoreJobs:
         view = LazyPlane(layout, lb.image_data(image))
         self._predict_worker = self.scheduler.start(
             store_generator, self.session.segmenter, image.name, view, root, params, self._predict_stop,
-            tile_size, self.train_threads,
+            tile_size, self.train_threads, diameter,
             stop=self._predict_stop,
             connect={
                 "yielded": self._on_store_progress,

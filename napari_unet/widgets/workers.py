@@ -144,12 +144,14 @@ def predict_generator(
     tile_size: int = 512,
     threads: int | None = None,
     z_anisotropy: float | None = None,
+    diameter: float | str | None = None,
 ):
     """Predict planes one by one; yields TileProgress records while a plane runs, a
     PlaneResult per plane and, for a stack, its StackObjects; returns "done" or "cancelled".
 
     threads: torch threads (default: all cores but one, so the viewer keeps a core).
     z_anisotropy: the planes are a whole (Z, Y, X) stack: after them, yield its StackObjects.
+    diameter: the objects' size in pixels, AUTO or None (the model's), as Segmenter.predict takes it.
     """
     import torch
 
@@ -163,7 +165,7 @@ def predict_generator(
         image = read_plane(plane)
         try:
             counts = yield_counts(lambda progress, image=image: segmenter.predict(
-                image, tile_size=tile_size, progress=progress, should_stop=stop.is_set))
+                image, diameter=diameter, tile_size=tile_size, progress=progress, should_stop=stop.is_set))
             prediction = yield from relabel(counts, lambda count, i=i: TileProgress(image_name, i, total, count))
             semantic = prediction.semantic()
             instances = instances_from_prediction(prediction, params, use_instance_heads=use_heads)
