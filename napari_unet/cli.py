@@ -103,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--semantic", help="output: class per pixel (1 = background, 2.. = classes)")
     predict.add_argument("--probabilities", help="output: per-class probabilities (K, H, W) float32")
     predict.add_argument("--diameter", default=AUTO,
-                         help="typical object diameter in pixels, or auto: measured from a first pass (default)")
+                         help="typical object diameter in pixels, or auto: measured from a first pass (default; "
+                         "with --out-zarr: the training images' diameter)")
     predict.add_argument("--tile-size", type=_whole(32, limits.MAX_TILE_SIZE), default=512)
     predict.add_argument("--overlap", type=_whole(0, limits.MAX_TILE_SIZE), default=64)
     _add_instance_options(predict)
@@ -429,7 +430,8 @@ def _predict_to_zarr(args) -> int:
         objects = predict_to_zarr(
             segmenter, image, args.out_zarr, _instance_params(args) if "instances" in args.outputs else None,
             block=args.block, margin=args.overlap, probabilities="probabilities" in args.outputs,
-            tile_size=args.tile_size, progress=progress)
+            tile_size=args.tile_size, progress=progress,
+            diameter=None if _diameter(args.diameter) == AUTO else _diameter(args.diameter))  # auto: the model's
     print(f"{objects} objects", file=sys.stderr)
     return 0
 

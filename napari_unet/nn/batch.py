@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import io
 import os
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,7 +117,7 @@ def output_paths(image: Path, out_dir: Path, kinds: tuple[str, ...]) -> dict[str
 
 
 def run_batch(
-    model_path: str | os.PathLike,
+    model_path: str | os.PathLike | bytes,
     inputs: list[Path],
     out_dir: str | os.PathLike | None,
     options: BatchOptions = BatchOptions(),
@@ -127,6 +129,7 @@ def run_batch(
     overwrite: bool = False,
     resume: bool = False,
     on_done: Callable[[str, str, str], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> BatchSummary:
     """Predict every input into `out_dir` on dask.distributed; returns the summary.
 
@@ -135,7 +138,8 @@ def run_batch(
     Inputs whose outputs all exist are skipped when `resume` (one with some of its outputs
     is predicted again); without `resume` or `overwrite` existing outputs are an error
     before anything runs.
-    `on_done(input, status, message)` is called as each input finishes.
+    `on_done(input, status, message)` is called as each input finishes. `model_path` may be
+    the checkpoint's bytes (the dock's model). `should_stop()`: True cancels the inputs not done.
     """
     if options.into_zarr:
         if "probabilities" in options.kinds:
@@ -145,7 +149,7 @@ def run_batch(
         out_dir = Path(out_dir)
         if not out_dir.is_dir():
             raise UserInputError(f"the output folder {out_dir} does not exist: create it first")
-    model_bytes = _read_model(model_path)
+    model_bytes = model_path if isinstance(model_path, bytes) else _read_model(model_path)
     summary = BatchSummary()
     todo = []
     for image in inputs:
@@ -163,8 +167,6 @@ def run_batch(
     if not todo:
         return summary
     with _client(client, scheduler, n_workers, processes, len(todo)) as dask_client:
-        from distributed import as_completed
-
         model = dask_client.scatter(model_bytes, broadcast=True)
         digest = hashlib.sha256(model_bytes).hexdigest()
         futures = {
@@ -172,12 +174,7 @@ def run_batch(
                                pure=False): str(image)
             for image in todo
         }
-        for future in as_completed(futures):
-            name = futures[future]
-            try:
-                status, message, objects = future.result()
-            except Exception as error:  # a worker died or the task could not run: that input failed
-                status, message, objects = "failed", f"{type(error).__name__}: {error}", 0
+        for name, (status, message, objects) in _completed(dask_client, futures, should_stop):
             if status == "written":
                 summary.written.append(name)
                 summary.objects += objects
@@ -186,6 +183,86 @@ def run_batch(
             if on_done is not None:
                 on_done(name, status, message)
     return summary
+
+
+@dataclass(frozen=True)
+class ArrayInput:
+    """An image already open (the dock's layers): its data (numpy, or lazy) and how to read it."""
+
+    data: object
+    layout: object  # functionals.layout.ImageLayout
+    frames: bool = False  # a stack that is a time series: objects per frame
+    z_anisotropy: float = 1.0
+    diameter: float | str | None = "auto"  # the objects' size (as Segmenter.predict takes it)
+
+
+def predict_arrays(
+    model_bytes: bytes,
+    images: dict[str, ArrayInput],
+    options: BatchOptions = BatchOptions(),
+    *,
+    client=None,
+    n_workers: int | None = 1,
+    processes: bool = False,
+    should_stop: Callable[[], bool] | None = None,
+) -> Iterator[tuple[str, tuple]]:
+    """Predict open images on dask.distributed, as `run_batch` predicts files; yields
+    (name, (status, message, nn.volume.VolumeResult or None)) as each finishes (a bad image: 'failed')."""
+    with _client(client, None, n_workers, processes, len(images)) as dask_client:
+        model = dask_client.scatter(model_bytes, broadcast=True)
+        digest = hashlib.sha256(model_bytes).hexdigest()
+        futures = {
+            dask_client.submit(predict_array, model, digest, item, options, pure=False): name
+            for name, item in images.items()
+        }
+        yield from _completed(dask_client, futures, should_stop, ("failed", "", None))
+
+
+def predict_array(model_bytes: bytes, digest: str, item: ArrayInput, options: BatchOptions) -> tuple:
+    """One open image, on a worker: ('written', '', VolumeResult) or ('failed', why, None)."""
+    from napari_unet.nn.volume import predict_image
+
+    try:
+        segmenter = _cached_segmenter(model_bytes, digest, options)
+        result = predict_image(
+            segmenter, item.data, item.layout, options.params if "instances" in options.kinds else None,
+            frames=item.frames, z_anisotropy=item.z_anisotropy, tile_size=options.tile_size,
+            overlap=options.overlap, probabilities="probabilities" in options.kinds, diameter=item.diameter)
+    except UserInputError as error:
+        return "failed", str(error), None
+    except (RuntimeError, ValueError, MemoryError) as error:
+        return "failed", f"{type(error).__name__}: {error}", None
+    return "written", "", result
+
+
+def model_bytes_of(segmenter) -> bytes:
+    """A model in memory as checkpoint bytes, as `run_batch` sends a checkpoint file to its workers."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(segmenter.to_checkpoint(), buffer)
+    return buffer.getvalue()
+
+
+def _completed(dask_client, futures: dict, should_stop: Callable[[], bool] | None,
+               failed: tuple = ("failed", "", 0)) -> Iterator[tuple[str, tuple]]:
+    """(name, task result) of each future as it finishes; a task that could not run gives `failed` with
+    its error as message. `should_stop()` true: the futures not done are cancelled and nothing more comes."""
+    from distributed import as_completed
+
+    pending = as_completed(futures)
+    while not pending.is_empty():
+        if should_stop is not None and should_stop():
+            dask_client.cancel(list(futures))
+            return
+        batch = pending.next_batch(block=should_stop is None)
+        if not batch:
+            time.sleep(0.1)
+        for future in batch:
+            try:
+                yield futures[future], future.result()
+            except Exception as error:  # a worker died or the task could not run: that input failed
+                yield futures[future], (failed[0], f"{type(error).__name__}: {error}", *failed[2:])
 
 
 def predict_file(model_bytes: bytes, digest: str, image_path: str, out_dir: str | None,
