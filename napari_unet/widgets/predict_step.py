@@ -126,15 +126,14 @@ class PredictStep(QWidget):
         self.diameter_combo = QComboBox()
         self.diameter_combo.addItem("auto", AUTO)
         self.diameter_combo.addItem("as trained", None)
-        self.diameter_combo.addItem("this size", "size")
+        self.diameter_combo.addItem("this size, px:", "size")
         self.diameter_spin = QDoubleSpinBox()
         self.diameter_spin.setRange(2.0, 2000.0)
         self.diameter_spin.setDecimals(0)
         self.diameter_spin.setValue(30.0)
-        self.diameter_spin.setSuffix(" px")
         self.diameter_spin.setToolTip("Typical object diameter in this image, in pixels ('this size')")
         self.diameter_label = ui.label("Object diameter", "")
-        form.addRow(self.diameter_label, ui.row((self.diameter_combo, 2), (self.diameter_spin, 1)))
+        form.addRow(self.diameter_label, ui.row((self.diameter_combo, 1), self.diameter_spin))
 
     def object_diameter(self) -> float | str | None:
         """The choice Predict passes on: AUTO, None (the model's training diameter) or pixels."""
