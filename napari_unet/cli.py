@@ -103,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--semantic", help="output: class per pixel (1 = background, 2.. = classes)")
     predict.add_argument("--probabilities", help="output: per-class probabilities (K, H, W) float32")
     predict.add_argument("--diameter", default=AUTO,
-                         help="typical object diameter in pixels, or auto: measured from a first pass (default)")
+                         help="typical object diameter in pixels, or auto: measured from a first pass (default; "
+                         "with --out-zarr: the training images' diameter)")
     predict.add_argument("--tile-size", type=_whole(32, limits.MAX_TILE_SIZE), default=512)
     predict.add_argument("--overlap", type=_whole(0, limits.MAX_TILE_SIZE), default=64)
     _add_instance_options(predict)
@@ -116,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--block", type=_whole(16, limits.MAX_TILE_SIZE), default=2048, help="block edge in pixels for --out-zarr (default 2048)")
     batch = predict.add_argument_group("batch (several images, on dask.distributed)")
     batch.add_argument("--out-dir", help="write DIR/<image stem>_<output>.tif for every image")
+    batch.add_argument("--into-zarr", action="store_true",
+                       help="write the outputs into each OME-Zarr input (every field of a plate) as its label "
+                       "images labels/instances, labels/semantic, instead of files in --out-dir")
     batch.add_argument("--outputs", nargs="+", choices=["instances", "semantic", "probabilities"],
                        default=["instances"], help="what to write per image with --out-dir or --out-zarr "
                        "(default instances)")
@@ -307,8 +311,10 @@ def _run_training(trainer, config, quiet: bool):
 
 
 def _predict(args) -> int:
-    if args.out_dir or len(args.image) > 1:
-        return _predict_batch(args)
+    from napari_unet.io.ome_zarr_plate import is_plate
+
+    if args.out_dir or args.into_zarr or len(args.image) > 1 or is_plate(args.image[0]):
+        return _predict_batch(args)  # a plate is a batch of fields
     if args.out_zarr:
         return _predict_to_zarr(args)
     from tqdm import tqdm
@@ -424,7 +430,8 @@ def _predict_to_zarr(args) -> int:
         objects = predict_to_zarr(
             segmenter, image, args.out_zarr, _instance_params(args) if "instances" in args.outputs else None,
             block=args.block, margin=args.overlap, probabilities="probabilities" in args.outputs,
-            tile_size=args.tile_size, progress=progress)
+            tile_size=args.tile_size, progress=progress,
+            diameter=None if _diameter(args.diameter) == AUTO else _diameter(args.diameter))  # auto: the model's
     print(f"{objects} objects", file=sys.stderr)
     return 0
 
@@ -437,8 +444,10 @@ def _predict_batch(args) -> int:
 
     from napari_unet.nn.batch import BatchOptions, collect_inputs, run_batch
 
-    if not args.out_dir:
-        raise UserInputError("several images: give --out-dir for their outputs")
+    if not args.out_dir and not args.into_zarr:
+        raise UserInputError("several images: give --out-dir for their outputs (or --into-zarr for OME-Zarr inputs)")
+    if args.out_dir and args.into_zarr:
+        raise UserInputError("give either --out-dir (files) or --into-zarr (labels in each OME-Zarr input), not both")
     if any((args.instances, args.semantic, args.probabilities)):
         raise UserInputError("with --out-dir choose outputs with --outputs, not --instances/--semantic/--probabilities")
     inputs = collect_inputs(args.image)
@@ -446,7 +455,8 @@ def _predict_batch(args) -> int:
     options = BatchOptions(kinds=tuple(args.outputs), params=_instance_params(args), channel_axis=args.channel_axis,
                            frames=args.frames, z_anisotropy=args.z_anisotropy, tile_size=args.tile_size,
                            overlap=args.overlap, diameter=_diameter(args.diameter), device=args.device,
-                           threads=None if args.scheduler else max(1, (os.cpu_count() or 1) // workers))
+                           threads=None if args.scheduler else max(1, (os.cpu_count() or 1) // workers),
+                           into_zarr=args.into_zarr)
     with tqdm(total=len(inputs), unit="image", disable=args.quiet, desc="predicting", file=sys.stderr) as bar:
 
         def done(name: str, status: str, message: str) -> None:

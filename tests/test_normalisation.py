@@ -16,8 +16,10 @@ def test_percentile_normalisation_maps_range_to_unit():
     assert np.percentile(out[1], 99) == pytest.approx(1, abs=0.01)
 
 
-def test_constant_image_does_not_divide_by_zero():
-    image = np.full((1, 8, 8), 7, np.uint8)
+@pytest.mark.parametrize("value", [7, 50.0, 60000.0])
+def test_constant_image_does_not_divide_by_zero(value):
+    # 50 + 1e-6 is 50 in float32: a constant channel of a multichannel image once gave NaN losses
+    image = np.full((1, 8, 8), value, np.float32 if isinstance(value, float) else np.uint8)
     out = Normalisation.apply(image, Normalisation().statistics(image))
     assert np.all(np.isfinite(out))
 

@@ -147,6 +147,25 @@ def region_mask(shape: tuple[int, int], region=None) -> np.ndarray:
     return mask
 
 
+def region_box(shape: tuple[int, int], region=None) -> tuple[tuple[slice, slice], object]:
+    """(box, local region): the bounding box of a `region_mask` region in the image and the region
+    relative to that box, so a region of a huge image is handled by reading only its box."""
+    shape = tuple(int(n) for n in shape)
+    if region is None:
+        return (slice(0, shape[0]), slice(0, shape[1])), None
+    if isinstance(region, (tuple, list)) and all(isinstance(s, slice) for s in region):
+        box = tuple(_clip_slice(s, n) for s, n in zip(region, shape))
+        return box, None
+    corners = np.asarray(region, dtype=float)
+    if corners.ndim != 2 or corners.shape[0] < 3 or corners.shape[1] < 2:
+        raise UserInputError("draw a rectangle (napari Shapes layer) to choose the region to accept")
+    corners = corners[:, -2:]
+    low = np.clip(np.floor(corners.min(axis=0)).astype(int), 0, shape)
+    high = np.clip(np.ceil(corners.max(axis=0)).astype(int) + 1, 0, shape)
+    box = (slice(int(low[0]), int(max(low[0], high[0]))), slice(int(low[1]), int(max(low[1], high[1]))))
+    return box, corners - low
+
+
 def accept_region(
     accepted: np.ndarray | None,
     annotations: np.ndarray,

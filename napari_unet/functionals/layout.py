@@ -234,3 +234,21 @@ class ImageLayout:
             raise ValueError("this layout's axes are not named: build it with ImageLayout.ngff")
         names = iter(self.axes)
         return ["c" if a == self._channels else next(names) for a in range(len(self.data_shape))]
+
+
+class LazyPlane:
+    """One plane of a (possibly lazy) image as a (C, H, W) array-like that reads only what is sliced.
+
+    What the block-by-block prediction (`nn.chunked`) needs from an image of any layout:
+    its shape and `view[:, rows, cols]`, read from the stored chunks on demand.
+    """
+
+    def __init__(self, layout: ImageLayout, data, plane: Plane = ()) -> None:
+        self.layout, self.data, self.plane = layout, data, tuple(plane)
+        self.shape = (layout.n_channels, *layout.plane_shape)
+        self.dtype = data.dtype
+        self.ndim = 3
+
+    def __getitem__(self, index) -> np.ndarray:
+        channels, rows, cols = index
+        return self.layout.image_plane(self.data, self.plane, (rows, cols))[channels]

@@ -46,7 +46,9 @@ class Normalisation:
         if np.any(flat):  # a nearly constant channel: fall back to min/max, then to an offset
             high = np.where(flat, sample.max(axis=1), high)
             low = np.where(flat, sample.min(axis=1), low)
-        return np.stack([low, np.maximum(high, low + 1e-6)], axis=1).astype(np.float32)
+        # a constant channel still gets a spread float32 can hold: 1e-6 alone vanishes beside 50
+        spread = np.maximum(high - low, 1e-6 * np.maximum(1.0, np.abs(low)))
+        return np.stack([low, low + spread], axis=1).astype(np.float32)
 
     @staticmethod
     def apply(tile, stats: np.ndarray) -> np.ndarray:

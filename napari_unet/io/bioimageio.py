@@ -11,6 +11,7 @@ exactly the model that was exported. Building a package needs the optional
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import io
 import keyword
@@ -19,7 +20,9 @@ import re
 import tempfile
 import warnings
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -29,6 +32,9 @@ from napari_unet.errors import UserInputError
 from napari_unet.functionals.instances import InstanceParams
 from napari_unet.nn import model as model_module
 from napari_unet.nn.model import ModelConfig, UNet
+
+if TYPE_CHECKING:
+    from napari_unet.nn.segmenter import Segmenter
 
 CHECKPOINT_NAME = "napari_unet_checkpoint.pt"
 TEST_SIZE = 128  # test tensors are TEST_SIZE x TEST_SIZE: a multiple of every allowed 2**depth
@@ -89,24 +95,38 @@ def _architecture_source() -> str:
     return inspect.getsource(model_module) + "\n\n" + inspect.getsource(ActivatedUNet)
 
 
+EXPORT_STAGES = 3  # progress(done, EXPORT_STAGES): checkpoint read, tensors and weights made, package zipped
+
+
 def export_package(
-    model: str | os.PathLike,
+    model: str | os.PathLike | Segmenter,
     out: str | os.PathLike,
     *,
     params: InstanceParams = InstanceParams(),
     license: str = "CC-BY-4.0",
+    progress: Callable[[int, int], None] | None = None,
 ) -> Path:
-    """Write the model at `model` (a napari-unet checkpoint) as a BioImage.IO package `out` (.zip)."""
+    """Write `model` (a napari-unet checkpoint file, or a Segmenter in memory) as a BioImage.IO package `out` (.zip).
+
+    A Segmenter is moved to the CPU: pass a copy of one that is in use.
+    progress(done, EXPORT_STAGES) after each stage, for the dock's progress bar.
+    """
     from napari_unet.nn.segmenter import Segmenter
 
     spec = _bioimageio_spec()
     out = Path(out)
     if out.suffix.lower() != ".zip":
         raise UserInputError(f"a BioImage.IO package is a .zip file: name it {out.with_suffix('.zip').name}")
-    segmenter = Segmenter.load(model)
+    report = progress or (lambda done, total: None)
     with tempfile.TemporaryDirectory(prefix="napari-unet-bioimageio-") as tmp:
         folder = Path(tmp)
+        if isinstance(model, Segmenter):  # the checkpoint travels in the package: write it first
+            segmenter, model = model, model.save(folder / CHECKPOINT_NAME)
+        else:
+            segmenter = Segmenter.load(model)
+        report(1, EXPORT_STAGES)
         description = _describe(spec, segmenter, Path(model), folder, params, license)
+        report(2, EXPORT_STAGES)
         staged = out.with_name(f".{out.name}.{os.getpid()}.staged.zip")
         try:
             spec.save_bioimageio_package(description, output_path=staged)
@@ -115,16 +135,22 @@ def export_package(
             raise UserInputError(f"could not write {out}: {error.strerror or error}") from error
         finally:
             staged.unlink(missing_ok=True)
+        report(3, EXPORT_STAGES)
     return out
 
 
-def _bioimageio_spec():
-    try:
-        import bioimageio.spec as spec
-    except ImportError as error:
+def check_extra() -> None:
+    """Refuse with the install command when the optional `bioimageio` extra is missing (without importing it)."""
+    if importlib.util.find_spec("bioimageio") is None or importlib.util.find_spec("bioimageio.spec") is None:
         raise UserInputError(
             "BioImage.IO export needs the bioimageio extra: pip install 'napari-unet[bioimageio]'"
-        ) from error
+        )
+
+
+def _bioimageio_spec():
+    check_extra()
+    import bioimageio.spec as spec
+
     return spec
 
 
@@ -146,7 +172,8 @@ def _describe(spec, segmenter, model: Path, folder: Path, params: InstanceParams
     traced.save(str(folder / "weights_torchscript.pt"))
     torch.save(net.state_dict(), folder / "weights.pt")
     (folder / "napari_unet_architecture.py").write_text(_architecture_source())
-    (folder / CHECKPOINT_NAME).write_bytes(model.read_bytes())
+    if model != folder / CHECKPOINT_NAME:
+        (folder / CHECKPOINT_NAME).write_bytes(model.read_bytes())
     _cover(image, output, folder / "cover.png")
     (folder / "README.md").write_text(_documentation(segmenter, params))
 

@@ -57,7 +57,9 @@ def read_dataset(path: str | os.PathLike) -> tuple[ImageEntry, list[LabelsEntry]
     ome = _ome(group)
     if not ome.get("multiscales"):
         if ome.get("plate") or ome.get("well"):
-            raise UserInputError(f"{path} is an OME-Zarr plate/well, not a single image: open one of its images")
+            raise UserInputError(f"{path} is an OME-Zarr plate/well, not a single image: open one of its images "
+                                 "(e.g. plate.zarr/A/1/0), or predict every field with `napari-unet predict "
+                                 "--image plate.zarr --out-dir DIR` (or --into-zarr)")
         raise UserInputError(
             f"{path} is a zarr store but not an OME-Zarr image (no 'multiscales' metadata); "
             "open a dataset exported by napari-unet or another OME-Zarr image"

@@ -46,9 +46,27 @@ def role_of(layer: Layer) -> str | None:
     return meta(layer).get("role")
 
 
+def is_channel_stack(layer: Layer) -> bool:
+    """True for an Image layer combining other layers as its channels (napari.channels)."""
+    return isinstance(meta(layer).get("channel_layers"), list)
+
+
+def channel_layer_names(viewer) -> set[str]:
+    """Names of the layers that are channels of a combined image in the viewer."""
+    return {name for layer in viewer.layers if is_channel_stack(layer) for name in meta(layer)["channel_layers"]}
+
+
+def is_segmentable(viewer, layer: Layer) -> bool:
+    """An Image layer a user can segment: not one of our outputs (probabilities), not a channel
+    of a combined image (the combined image is segmented instead)."""
+    return isinstance(layer, Image) and role_of(layer) is None and layer.name not in channel_layer_names(viewer)
+
+
 def image_layers(viewer) -> list[Image]:
-    """Image layers a user can segment (our own probability layers are not images to segment)."""
-    return [layer for layer in viewer.layers if isinstance(layer, Image) and role_of(layer) is None]
+    """Image layers a user can segment (`is_segmentable`)."""
+    members = channel_layer_names(viewer)
+    return [layer for layer in viewer.layers
+            if isinstance(layer, Image) and role_of(layer) is None and layer.name not in members]
 
 
 def find_paired(viewer, image_name: str, role: str, kind=Labels):
@@ -117,10 +135,15 @@ def layout_of(layer: Image, channel_axis: int | None = None) -> ImageLayout:
     return ImageLayout.of(image_data(layer).shape, rgb=bool(layer.rgb), channel_axis=channel_axis, name=layer.name)
 
 
+def default_channel_axis(image: Image) -> int | None:
+    """The channel axis an image has before the user says otherwise (0 for combined channels)."""
+    return meta(image).get("channel_axis")
+
+
 def layout_in(viewer, image: Image) -> ImageLayout:
     """The image's layout with the channel axis stored with its annotations (if any)."""
     annotations = find_paired(viewer, image.name, c.ROLE_ANNOTATIONS)
-    axis = meta(annotations).get("channel_axis") if annotations is not None else None
+    axis = meta(annotations).get("channel_axis") if annotations is not None else default_channel_axis(image)
     try:
         return layout_of(image, axis)
     except UserInputError:
@@ -258,8 +281,13 @@ def plane_index(plane: Plane, region: tuple[slice, slice] | None = None) -> tupl
     return tuple(plane) + tuple(region if region is not None else (slice(None), slice(None)))
 
 
-def read_plane(layer: Labels, plane: Plane) -> np.ndarray:
-    return np.asarray(layer.data[plane_index(plane)])
+def is_lazy(layer) -> bool:
+    """True when the layer's data is not in memory (a zarr or dask array): never read it whole."""
+    return not isinstance(layer.data, np.ndarray)
+
+
+def read_plane(layer: Labels, plane: Plane, region: tuple[slice, slice] | None = None) -> np.ndarray:
+    return np.asarray(layer.data[plane_index(plane, region)])
 
 
 def write_region(layer: Labels, plane: Plane, values: np.ndarray, region: tuple[slice, slice] | None = None) -> None:
@@ -278,14 +306,17 @@ def write_region(layer: Labels, plane: Plane, values: np.ndarray, region: tuple[
     _partial_refresh(layer, plane, (rows, cols), values)
 
 
-def write_undoable(layer: Labels, plane: Plane, new: np.ndarray) -> int:
-    """Write a whole plane through napari's undo history (Ctrl+Z undoes it); returns pixels changed."""
-    old = read_plane(layer, plane)
+def write_undoable(layer: Labels, plane: Plane, new: np.ndarray, region: tuple[slice, slice] | None = None) -> int:
+    """Write a whole plane (or a region of it) through napari's undo history (Ctrl+Z undoes it);
+    returns pixels changed. Only the changed pixels are written (a zarr layer: only their chunks)."""
+    old = read_plane(layer, plane, region)
     changed = old != new
     n = int(np.count_nonzero(changed))
     if n == 0:
         return 0
     local = np.nonzero(changed)
+    if region is not None:
+        local = tuple(axis + (s.start or 0) for axis, s in zip(local, region))
     indices = tuple(np.full(n, p, dtype=np.intp) for p in plane) + local
     layer.data_setitem(indices, new[changed].astype(layer.data.dtype, copy=False))
     return n
@@ -327,11 +358,16 @@ def paired_labels(
     *,
     dtype=np.uint32,
     create: bool = True,
+    data=None,
     **layer_kwargs,
 ) -> Labels | None:
-    """The image's Labels layer for `role`, created empty (and tagged) when missing and `create`."""
+    """The image's Labels layer for `role`, created empty (and tagged) when missing and `create`.
+
+    `data`: the layer shows this array instead (e.g. a zarr array of a prediction store)."""
     layer = find_paired(viewer, image.name, role)
     if layer is not None:
+        if data is not None and layer.data is not data:
+            layer.data = data
         check_pair(image, layer, layout)
         if meta(layer).get("role") != role or meta(layer).get("image") != image.name:
             set_meta(layer, role=role, image=image.name)
@@ -340,7 +376,7 @@ def paired_labels(
         return None
     scale, translate = labels_scale_translate(image, layout)
     layer = Labels(
-        np.zeros(layout.labels_shape, dtype=dtype),
+        np.zeros(layout.labels_shape, dtype=dtype) if data is None else data,
         name=c.layer_name(image.name, role),
         scale=scale,
         translate=translate,
@@ -354,22 +390,41 @@ def paired_labels(
 def paint_probabilities(viewer, image: Image, layout: ImageLayout, plane: Plane, probabilities: np.ndarray,
                         class_names: list[str]) -> None:
     """Write one plane of per-class probabilities (K, H, W) into one Image layer per class but background."""
-    colors = class_colors_of(find_paired(viewer, image.name, c.ROLE_ANNOTATIONS), probabilities.shape[0])
-    scale, translate = labels_scale_translate(image, layout)
     for k in range(1, probabilities.shape[0]):
-        cls = class_names[k] if k < len(class_names) else f"class {k}"
-        name = c.layer_name(image.name, f"probability {cls}")
-        layer = get_layer(viewer, name, Image)
-        if layer is None or tuple(layer.data.shape) != layout.labels_shape:
-            r, g, b, _ = colors[k]
-            layer = viewer.add_image(
-                np.zeros(layout.labels_shape, np.float32), name=name, scale=scale, translate=translate,
-                contrast_limits=(0.0, 1.0), blending="additive", opacity=0.7, visible=True,
-                colormap=Colormap([[0, 0, 0, 0], [r, g, b, 1]], name=f"napari-unet {cls}"),
-                metadata={c.METADATA_KEY: {"role": c.ROLE_PROBABILITIES, "image": image.name, "class": cls}},
-            )
+        layer = _probability_layer(viewer, image, layout, class_names, k, probabilities.shape[0])
         layer.data[plane_index(plane)] = probabilities[k]
         layer.refresh()
+
+
+def show_probabilities(viewer, image: Image, layout: ImageLayout, probabilities, class_names: list[str]) -> list[Image]:
+    """One Image layer per class but background over a lazy (K, H, W) array (e.g. dask over a zarr store)."""
+    layers = []
+    for k in range(1, probabilities.shape[0]):
+        data = probabilities[k]
+        layer = _probability_layer(viewer, image, layout, class_names, k, probabilities.shape[0], data)
+        if layer.data is not data:
+            layer.data = data
+        layers.append(layer)
+    return layers
+
+
+def _probability_layer(viewer, image: Image, layout: ImageLayout, class_names: list[str], k: int, n: int,
+                       data=None) -> Image:
+    """The image's probability layer of class `k` (of `n`), created over `data` (default zeros) when missing."""
+    colors = class_colors_of(find_paired(viewer, image.name, c.ROLE_ANNOTATIONS), n)
+    cls = class_names[k] if k < len(class_names) else f"class {k}"
+    name = c.layer_name(image.name, f"probability {cls}")
+    layer = get_layer(viewer, name, Image)
+    if layer is None or tuple(layer.data.shape) != layout.labels_shape:
+        scale, translate = labels_scale_translate(image, layout)
+        r, g, b, _ = colors[k]
+        layer = viewer.add_image(
+            np.zeros(layout.labels_shape, np.float32) if data is None else data, name=name, scale=scale,
+            translate=translate, contrast_limits=(0.0, 1.0), blending="additive", opacity=0.7, visible=True,
+            colormap=Colormap([[0, 0, 0, 0], [r, g, b, 1]], name=f"napari-unet {cls}"), cache=data is None,
+            metadata={c.METADATA_KEY: {"role": c.ROLE_PROBABILITIES, "image": image.name, "class": cls}},
+        )
+    return layer
 
 
 def training_items(viewer) -> list[TrainingImage]:

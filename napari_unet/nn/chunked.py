@@ -6,9 +6,12 @@ on every side, predicts it tile by tile and writes the block's core: the class p
 (`semantic`), the class probabilities when asked, normalised with statistics of the whole image, and the maps the objects are made from
 (background probability, boundary, distance: float16 scratch arrays in the store,
 removed at the end). The object pass (`functionals.block_instances`) then writes
-`instances` with ids unique in the image and objects whole across block borders. The
-store is written beside its target and renamed into place (io.atomic), so a failed or
-killed run leaves no half-written store.
+`instances` with ids unique in the image and objects whole across block borders.
+
+`predict_to_zarr` (the command line) writes the store beside its target and renames it
+into place (io.atomic), so a failed or killed run leaves no half-written store. The dock
+shows the outputs while they are written: it creates the store with `create_outputs`,
+opens lazy layers over its arrays and runs `fill_outputs` (the same passes) in a worker.
 """
 
 from __future__ import annotations
@@ -23,12 +26,117 @@ import zarr
 from napari_unet.functionals.block_instances import block_instances
 from napari_unet.functionals.instances import InstanceParams
 from napari_unet.functionals.prediction import Prediction
+from napari_unet.functionals.scale import resample, resample_prediction, scale_factor, scaled_shape
 from napari_unet.io import atomic
 from napari_unet.nn.device import autocast_dtype
-from napari_unet.nn.inference import predict_tiled
+from napari_unet.nn.inference import Stopped, predict_tiled
 from napari_unet.nn.segmenter import Segmenter
 
 SCRATCH = "_maps"  # background probability, boundary, distance (float16), removed when done
+OUTPUTS = ("semantic", "instances", "probabilities")
+
+
+def create_outputs(
+    store: str | os.PathLike,
+    shape: tuple[int, int],
+    n_classes: int,
+    *,
+    instances: bool = True,
+    probabilities: bool = False,
+    block: int = 1024,
+) -> zarr.Group:
+    """A zarr store with empty output arrays of a (H, W) image, chunked by `block`.
+
+    The outputs of an earlier run in `store` are replaced; other arrays there (the dock's
+    accepted objects) are kept. Only metadata is written: cheap enough for the GUI thread.
+    """
+    height, width = shape
+    chunks = (min(block, height), min(block, width))
+    root = zarr.open_group(str(store), mode="a")
+    for name in (*OUTPUTS, SCRATCH):
+        if name in root:
+            del root[name]
+    root.create_array("semantic", shape=(height, width), dtype=np.uint8, chunks=chunks, fill_value=0)
+    if instances:
+        root.create_array("instances", shape=(height, width), dtype=np.uint32, chunks=chunks, fill_value=0)
+    if probabilities:
+        root.create_array("probabilities", shape=(n_classes, height, width), dtype=np.float32,
+                          chunks=(1, *chunks), fill_value=0)
+    root.create_array(SCRATCH, shape=(3, height, width), dtype=np.float16, chunks=(3, *chunks))
+    root.attrs["block"] = int(block)
+    return root
+
+
+def fill_outputs(
+    segmenter: Segmenter,
+    image,
+    root: zarr.Group,
+    params: InstanceParams | None = InstanceParams(),
+    *,
+    margin: int = 64,
+    halo: int = 128,
+    tile_size: int = 512,
+    diameter: float | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> int:
+    """Predict the (C, H, W) `image` into the arrays of `create_outputs`, block after block; returns the
+    object count (also stored as the group's `objects` attribute).
+
+    `progress(stage, done, total)` after each block of the "network" and the "objects" pass;
+    `should_stop()` is asked between blocks (and tiles): True raises `inference.Stopped`.
+    `diameter`: the objects' size in pixels (None: the training images'); each block is
+    resampled to the network's object size and back, as `Segmenter.predict` does a whole image.
+    """
+    segmenter.check_input(image)
+    _, height, width = image.shape
+    block = int(root.attrs["block"])
+    stats = segmenter.normalisation.statistics(image)  # from a strided sample: never the whole image
+    semantic, maps = root["semantic"], root[SCRATCH]
+    probs = root["probabilities"] if "probabilities" in root else None
+    stop = should_stop or (lambda: False)
+    factor = scale_factor(segmenter.object_diameter if diameter is None else diameter, segmenter.canonical_diameter)
+    starts = [(y, x) for y in range(0, height, block) for x in range(0, width, block)]
+    for done, (y, x) in enumerate(starts, start=1):
+        if stop():
+            raise Stopped
+        y1, x1 = min(y + block, height), min(x + block, width)
+        ry0, rx0 = max(y - margin, 0), max(x - margin, 0)
+        ry1, rx1 = min(y1 + margin, height), min(x1 + margin, width)
+        region, shape = image[:, ry0:ry1, rx0:rx1], (ry1 - ry0, rx1 - rx0)
+        out_dtype = np.float32 if probs is not None else np.float16
+        if factor != 1.0:
+            region = resample(np.asarray(region), scaled_shape(shape, factor))
+        prediction = predict_tiled(
+            segmenter.net, region, stats, device=segmenter.device, tile_size=tile_size,
+            overlap=min(margin, tile_size // 4), batch_size=1 if segmenter.device.type == "cpu" else 4,
+            amp_dtype=autocast_dtype(segmenter.device), out_dtype=out_dtype, should_stop=should_stop)
+        if factor != 1.0:
+            prediction = resample_prediction(prediction, shape, factor, out_dtype)
+        core = (slice(y - ry0, y1 - ry0), slice(x - rx0, x1 - rx0))
+        maps[:, y:y1, x:x1] = np.stack([prediction.probabilities[0][core], prediction.boundary[core],
+                                        prediction.distance[core]]).astype(np.float16)
+        if probs is not None:
+            probs[:, y:y1, x:x1] = prediction.probabilities[(slice(None), *core)]
+        semantic[y:y1, x:x1] = prediction.semantic()[core]
+        if progress is not None:
+            progress("network", done, len(starts))
+    objects = 0
+    if params is not None and "instances" in root:
+
+        def prediction_of(region) -> Prediction:
+            if stop():
+                raise Stopped
+            bg, boundary, distance = np.asarray(maps[(slice(None), *region)], np.float32)
+            return Prediction(probabilities=np.stack([bg, 1 - bg]), boundary=boundary, distance=distance)
+
+        objects = block_instances(
+            prediction_of, (height, width), root["instances"], params,
+            use_instance_heads=segmenter.instance_heads_trained, block=block, halo=halo,
+            progress=None if progress is None else (lambda done, total: progress("objects", done, total)))
+    del root[SCRATCH]
+    root.attrs["objects"] = int(objects)
+    return objects
 
 
 def predict_to_zarr(
@@ -42,54 +150,20 @@ def predict_to_zarr(
     halo: int = 128,
     probabilities: bool = False,
     tile_size: int = 512,
+    diameter: float | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> int:
     """Write `semantic`, `instances` (unless `params` is None) and `probabilities` arrays of a (C, H, W)
-    image into the zarr store `store`; returns the object count. `progress(stage, done, total)`."""
+    image into the zarr store `store`, atomically; returns the object count. `progress(stage, done, total)`."""
     segmenter.check_input(image)
-    _, height, width = image.shape
-    stats = segmenter.normalisation.statistics(image)  # from a strided sample: never the whole image
-    k = segmenter.config.n_classes
-    chunks = (min(block, height), min(block, width))
     objects = 0
 
     def write(temp: Path) -> None:
         nonlocal objects
-        root = zarr.open_group(str(temp), mode="w")
-        semantic = root.create_array("semantic", shape=(height, width), dtype=np.uint8, chunks=chunks)
-        maps = root.create_array(SCRATCH, shape=(3, height, width), dtype=np.float16, chunks=(3, *chunks))
-        probs = root.create_array("probabilities", shape=(k, height, width), dtype=np.float32,
-                                  chunks=(1, *chunks)) if probabilities else None
-        starts = [(y, x) for y in range(0, height, block) for x in range(0, width, block)]
-        for done, (y, x) in enumerate(starts, start=1):
-            y1, x1 = min(y + block, height), min(x + block, width)
-            ry0, rx0 = max(y - margin, 0), max(x - margin, 0)
-            ry1, rx1 = min(y1 + margin, height), min(x1 + margin, width)
-            prediction = predict_tiled(
-                segmenter.net, image[:, ry0:ry1, rx0:rx1], stats, device=segmenter.device, tile_size=tile_size,
-                overlap=min(margin, tile_size // 4), batch_size=1 if segmenter.device.type == "cpu" else 4,
-                amp_dtype=autocast_dtype(segmenter.device), out_dtype=np.float32 if probabilities else np.float16)
-            core = (slice(y - ry0, y1 - ry0), slice(x - rx0, x1 - rx0))
-            semantic[y:y1, x:x1] = prediction.semantic()[core]
-            maps[:, y:y1, x:x1] = np.stack([prediction.probabilities[0][core], prediction.boundary[core],
-                                            prediction.distance[core]]).astype(np.float16)
-            if probs is not None:
-                probs[:, y:y1, x:x1] = prediction.probabilities[(slice(None), *core)]
-            if progress is not None:
-                progress("network", done, len(starts))
-        if params is not None:
-            instances = root.create_array("instances", shape=(height, width), dtype=np.uint32, chunks=chunks,
-                                          fill_value=0)
-
-            def prediction_of(region) -> Prediction:
-                bg, boundary, distance = np.asarray(maps[(slice(None), *region)], np.float32)
-                return Prediction(probabilities=np.stack([bg, 1 - bg]), boundary=boundary, distance=distance)
-
-            objects = block_instances(
-                prediction_of, (height, width), instances, params, use_instance_heads=segmenter.instance_heads_trained,
-                block=block, halo=halo,
-                progress=None if progress is None else (lambda done, total: progress("objects", done, total)))
-        del root[SCRATCH]
+        root = create_outputs(temp, tuple(image.shape[1:]), segmenter.config.n_classes, instances=params is not None,
+                              probabilities=probabilities, block=block)
+        objects = fill_outputs(segmenter, image, root, params, margin=margin, halo=halo, tile_size=tile_size,
+                               diameter=diameter, progress=progress)
 
     atomic.write_file(store, write)
     return objects

@@ -10,6 +10,7 @@ from qtpy.QtWidgets import QComboBox, QWidget
 from napari_unet import conventions as c
 from napari_unet.errors import UserInputError
 from napari_unet.functionals.layout import plane_label
+from napari_unet.napari import channels as ch
 from napari_unet.napari import layers as lb
 from napari_unet.widgets import ui
 from napari_unet.widgets.class_editor import ClassEditor
@@ -27,7 +28,7 @@ class AnnotateStep(QWidget):
         self.viewer = controller.viewer
         layout = ui.step_layout(self, "Pick the image to annotate; napari-unet pairs a training Labels layer with it")
         form = ui.form()
-        self.image_picker = LayerPicker(self.viewer, (Image,), accept=lambda layer: lb.role_of(layer) is None,
+        self.image_picker = LayerPicker(self.viewer, (Image,), accept=lambda layer: lb.is_segmentable(self.viewer, layer),
                                         placeholder="(open an image first)")
         self.image_picker.setToolTip(
             "Image to annotate, train on and predict. Its annotations layer is created (or adopted) "
@@ -41,7 +42,14 @@ class AnnotateStep(QWidget):
             "use their colour channels. Set before painting: the annotations layer has no channel axis."
         )
         self.channel_combo.currentIndexChanged.connect(lambda _: self._on_channel_changed())
-        form.addRow(ui.label("Channels", self.channel_combo.toolTip()), self.channel_combo)
+        self.combine_button = ui.button(
+            "Combine",
+            "Use several image layers as the channels of one image (napari opens a multichannel file as one "
+            "layer per channel): the layers selected in the layer list, else those opened with the picked one. "
+            "Training and prediction then see all channels; labels lie on the first channel's pixels.",
+            self.combine_channels,
+        )
+        form.addRow(ui.label("Channels", self.channel_combo.toolTip()), ui.row(self.channel_combo, self.combine_button))
         layout.addLayout(form)
 
         self.annotate_button = ui.button(
@@ -71,6 +79,7 @@ class AnnotateStep(QWidget):
         ui.listen(controller.annotations_changed, self._schedule_status)
         ui.listen(controller.plane_changed, self._schedule_status)
         ui.listen(controller.suggestion_shown, self._on_suggestion)
+        self._offered: set[str] = set()  # layers whose channel group was already pointed out
         self._on_image_picked()
 
     def _schedule_status(self) -> None:
@@ -86,6 +95,7 @@ class AnnotateStep(QWidget):
             return
         image = self.image_picker.layer()
         self._refresh_channel_combo(image)
+        self._offer_combined_channels(image)
         self.controller.select_image(image)
         if image is not None:
             if self.controller.paired(c.ROLE_ANNOTATIONS) is None:
@@ -124,6 +134,8 @@ class AnnotateStep(QWidget):
             self.channel_combo.addItem("—", None)
         elif image.rgb:
             self.channel_combo.addItem("RGB colour channels", None)
+        elif lb.is_channel_stack(image):
+            self.channel_combo.addItem(f"{len(lb.meta(image)['channel_layers'])} channel layers", 0)
         else:
             self.channel_combo.addItem("none (single channel)", None)
             shape = lb.image_data(image).shape
@@ -134,6 +146,37 @@ class AnnotateStep(QWidget):
             self.channel_combo.setCurrentIndex(max(self.channel_combo.findData(axis), 0))
         self.channel_combo.setEnabled(image is not None and not image.rgb and self.channel_combo.count() > 1)
         self.channel_combo.blockSignals(False)
+
+    def _channel_layers(self) -> list:
+        """Layers to combine: the image layers selected in the layer list (two or more, in list
+        order), else the detected group of the picked image; [] when there are none."""
+        selected = [layer for layer in self.viewer.layers
+                    if layer in self.viewer.layers.selection and lb.is_segmentable(self.viewer, layer)]
+        if len(selected) >= 2:
+            return selected
+        image = self.image_picker.layer()
+        return (ch.group_of(self.viewer, image) or []) if image is not None else []
+
+    def _offer_combined_channels(self, image) -> None:
+        """Say so when the picked image looks like one channel of a file napari split into layers."""
+        group = ch.group_of(self.viewer, image) if image is not None else None
+        self.combine_button.setText(f"Combine {len(group)}" if group else "Combine")
+        if group and image.name not in self._offered:
+            self._offered.update(layer.name for layer in group)
+            names = ", ".join(f"'{layer.name}'" for layer in group)
+            self.notify("info", f"{names} look like the channels of one image: 'Combine' segments them as "
+                        f"one {len(group)}-channel image")
+
+    @guarded
+    def combine_channels(self) -> None:
+        """Combine the channel layers into one image and make it the picked image."""
+        layers = self._channel_layers()
+        if not layers:
+            raise UserInputError("no channels to combine: select two or more image layers in the layer list "
+                                 "(Ctrl+click), then press Combine")
+        combined = ch.combine_channels(self.viewer, layers)
+        self.image_picker.set_layer(combined)
+        self.notify("info", f"'{combined.name}': {', '.join(layer.name for layer in layers)} as one image's channels")
 
     @guarded
     def _on_channel_changed(self) -> None:

@@ -27,9 +27,11 @@ from napari_unet.napari import layers as lb
 from napari_unet.nn.device import pick_device
 from napari_unet.nn.segmenter import Segmenter
 from napari_unet.nn.training import Trainer
+from napari_unet.widgets.batch_jobs import BatchJobs
 from napari_unet.widgets.messages import Messages
 from napari_unet.widgets.prediction_jobs import PredictionJobs
 from napari_unet.widgets.session import Session
+from napari_unet.widgets.store_jobs import StoreJobs
 from napari_unet.widgets.suggestion_jobs import SuggestionJobs
 from napari_unet.widgets.training_jobs import TrainingJobs
 from napari_unet.widgets.workers import (
@@ -61,7 +63,7 @@ def controller_for(viewer) -> Controller:
     return controller
 
 
-class Controller(TrainingJobs, PredictionJobs, SuggestionJobs):
+class Controller(TrainingJobs, PredictionJobs, StoreJobs, BatchJobs, SuggestionJobs):
     """Model, jobs and per-image state of one viewer; widgets call its methods and listen to its signals."""
 
     image_changed = Signal()  # another image was chosen (or it went away)
@@ -265,7 +267,7 @@ class Controller(TrainingJobs, PredictionJobs, SuggestionJobs):
                 if existing.selected_label <= c.BACKGROUND:
                     existing.selected_label = c.FIRST_CLASS
             return existing
-        layout = lb.layout_of(image, channel_axis)
+        layout = lb.layout_of(image, lb.default_channel_axis(image) if channel_axis is None else channel_axis)
         backup = self._removed_annotations.get(image.name)
         current = image is self.image
         names = list(self.class_names) if current else list(c.DEFAULT_CLASS_NAMES)
@@ -329,9 +331,9 @@ class Controller(TrainingJobs, PredictionJobs, SuggestionJobs):
 
     # ========================================================================== result layers
 
-    def semantic_layer(self, image: Image, layout) -> Labels:
+    def semantic_layer(self, image: Image, layout, data=None) -> Labels:
         created = self.paired(c.ROLE_SEMANTIC, image) is None
-        layer = lb.paired_labels(self.viewer, image, c.ROLE_SEMANTIC, layout, dtype=np.uint8, opacity=0.35)
+        layer = lb.paired_labels(self.viewer, image, c.ROLE_SEMANTIC, layout, dtype=np.uint8, opacity=0.35, data=data)
         if created:
             colors = lb.class_colors_of(self.paired(c.ROLE_ANNOTATIONS, image), max(len(self.class_names), 2))
             layer.colormap = lb.class_colormap(colors, background_visible=False)
@@ -339,16 +341,16 @@ class Controller(TrainingJobs, PredictionJobs, SuggestionJobs):
             self.keep_annotations_on_top(image)
         return layer
 
-    def instances_layer(self, image: Image, layout) -> Labels:
+    def instances_layer(self, image: Image, layout, data=None) -> Labels:
         created = self.paired(c.ROLE_INSTANCES, image) is None
-        layer = lb.paired_labels(self.viewer, image, c.ROLE_INSTANCES, layout, dtype=np.uint32, opacity=0.55)
+        layer = lb.paired_labels(self.viewer, image, c.ROLE_INSTANCES, layout, dtype=np.uint32, opacity=0.55, data=data)
         if created:
             self.keep_annotations_on_top(image)
         return layer
 
-    def accepted_layer(self, image: Image, layout) -> Labels:
+    def accepted_layer(self, image: Image, layout, data=None) -> Labels:
         created = self.paired(c.ROLE_ACCEPTED, image) is None
-        layer = lb.paired_labels(self.viewer, image, c.ROLE_ACCEPTED, layout, dtype=np.uint32, opacity=0.6)
+        layer = lb.paired_labels(self.viewer, image, c.ROLE_ACCEPTED, layout, dtype=np.uint32, opacity=0.6, data=data)
         if created:
             layer.contour = 1
             layer.editable = False

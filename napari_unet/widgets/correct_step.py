@@ -16,6 +16,7 @@ from napari_unet.functionals.corrections import (
     clear_accepted,
     merge_objects,
     object_at,
+    region_box,
     region_mask,
     relabel_sequential,
     remove_small_objects,
@@ -147,8 +148,14 @@ class CorrectStep(QWidget):
         return image, layout, plane, layer
 
     def _edit_instances(self, edit, what: str) -> None:
-        _, _, plane, layer = self._require_instances()
-        changed = lb.write_undoable(layer, plane, edit(lb.read_plane(layer, plane)))
+        """Apply `edit(labels, origin)` to the plane on display, or for a plane too big for memory (a
+        prediction store) to the part in view; `origin` is the (row, col) of its first pixel."""
+        image, layout, plane, layer = self._require_instances()
+        region = lb.view_region(self.viewer, image, layout) if lb.is_lazy(layer) else None
+        if region is not None:
+            what += " (in the current view)"
+        origin = np.array([0, 0] if region is None else [region[0].start, region[1].start])
+        changed = lb.write_undoable(layer, plane, edit(lb.read_plane(layer, plane, region), origin), region)
         self.controller.instances_updated.emit()
         self.notify("info", f"{what} ({changed:,} pixels changed; Ctrl+Z in the instance layer undoes it)")
         self.corrected.emit(what)
@@ -158,7 +165,7 @@ class CorrectStep(QWidget):
     @guarded
     def merge(self, ids=None) -> None:
         ids = list(ids) if ids is not None else self.object_ids()
-        self._edit_instances(lambda labels: merge_objects(labels, ids), f"merged objects {', '.join(map(str, ids))}")
+        self._edit_instances(lambda labels, _: merge_objects(labels, ids), f"merged objects {', '.join(map(str, ids))}")
         self.set_object_ids([])
 
     @guarded
@@ -167,7 +174,7 @@ class CorrectStep(QWidget):
         if not ids:
             raise UserInputError("type the id of the object to split (or Pick it in the viewer)")
         n = parts or self.parts_spin.value()
-        self._edit_instances(lambda labels: split_object_by_seeds(labels, ids[0], n), f"split object {ids[0]} in {n}")
+        self._edit_instances(lambda labels, _: split_object_by_seeds(labels, ids[0], n), f"split object {ids[0]} in {n}")
 
     @guarded
     def split_by_line(self, line=None, object_id: int | None = None) -> None:
@@ -183,19 +190,21 @@ class CorrectStep(QWidget):
         line = np.asarray(line, dtype=float)[:, -2:]
         if object_id is None:
             ids = self.object_ids()
-            object_id = ids[0] if ids else _object_under_line(lb.read_plane(layer, plane), line)
-        self._edit_instances(lambda lab: split_object_by_line(lab, object_id, line), f"split object {object_id} along the line")
+            object_id = ids[0] if ids else _object_under_line(layer, plane, line)
+        self._edit_instances(lambda lab, origin: split_object_by_line(lab, object_id, line - origin), f"split object {object_id} along the line")
         if used is not None:
             shapes.data = [d for i, d in enumerate(shapes.data) if i != used]  # the cut is done: tidy up
 
     @guarded
     def remove_small(self, min_size: int | None = None) -> None:
         size = int(min_size or self.small_spin.value())
-        self._edit_instances(lambda labels: remove_small_objects(labels, size), f"removed objects below {size} px")
+        self._edit_instances(lambda labels, _: remove_small_objects(labels, size), f"removed objects below {size} px")
 
     @guarded
     def relabel(self) -> None:
-        self._edit_instances(relabel_sequential, "objects renumbered 1…n")
+        if lb.is_lazy(self._require_instances()[3]):
+            raise UserInputError("renumbering needs every object of the image: this one is too big for memory")
+        self._edit_instances(lambda labels, _: relabel_sequential(labels), "objects renumbered 1…n")
 
     # --- picking --------------------------------------------------------------------------------
 
@@ -231,7 +240,9 @@ class CorrectStep(QWidget):
         _, _, _, layer = self._require_instances()
         data = np.asarray(layer.world_to_data(world_position))
         plane = tuple(int(round(v)) for v in data[:-2])
-        object_id = object_at(lb.read_plane(layer, plane), data[-2:])
+        h, w = layer.data.shape[-2:]
+        row, col = (int(np.clip(np.round(v), 0, n - 1)) for v, n in zip(data[-2:], (h, w)))
+        object_id = object_at(lb.read_plane(layer, plane, (slice(row, row + 1), slice(col, col + 1))), (0, 0))
         if object_id == 0:
             self.notify("info", "no object there (background)")
             return 0
@@ -296,17 +307,18 @@ class CorrectStep(QWidget):
             lb.check_pair(image, layer, layout)
         accepted = self.controller.accepted_layer(image, layout)
         spec = self._region(kind, image, annotations)
-        planes = list(layout.planes_with_data(semantic.data)) if kind == "image" else [plane]
+        box, spec = self._lazy_box(kind, layout, spec, semantic)
+        planes = list(layout.planes_with_data(semantic.data)) if kind == "image" and box is None else [plane]
         total = 0
         with annotations.block_history(), accepted.block_history():  # one Ctrl+Z step, however many planes
             for p in planes:
-                mask = region_mask(layout.plane_shape, spec)
+                mask = region_mask(layout.plane_shape if box is None else _box_shape(box), spec)
                 new_accepted, new_annotations = accept_region(
-                    lb.read_plane(accepted, p), lb.read_plane(annotations, p),
-                    lb.read_plane(semantic, p), lb.read_plane(instances, p), mask,
+                    lb.read_plane(accepted, p, box), lb.read_plane(annotations, p, box),
+                    lb.read_plane(semantic, p, box), lb.read_plane(instances, p, box), mask,
                 )
-                lb.write_undoable(accepted, p, new_accepted)
-                lb.write_undoable(annotations, p, new_annotations)
+                lb.write_undoable(accepted, p, new_accepted, box)
+                lb.write_undoable(annotations, p, new_annotations, box)
                 total += int(np.count_nonzero(mask))
         if total == 0:
             raise UserInputError("there is no prediction to accept: predict first")
@@ -315,6 +327,18 @@ class CorrectStep(QWidget):
         self.notify("info", f"accepted {total:,} pixels as training data ({REGIONS[kind]}); train again to use them")
         self.controller.accepted_changed.emit()
         return total
+
+    @staticmethod
+    def _lazy_box(kind: str, layout, spec, layer):
+        """(box, region in it) for a layer too big for memory (a prediction store): only the region's
+        bounding box is read and written; (None, spec) for layers in memory."""
+        if not lb.is_lazy(layer):
+            return None, spec
+        if spec is None:
+            h, w = layout.plane_shape
+            raise UserInputError(f"this image is too big ({h}x{w}) to use all of it at once: "
+                                 "zoom in and use 'current view', or use a 'drawn rectangle'")
+        return region_box(layout.plane_shape, spec)
 
     def _after_linked_undo(self) -> None:
         self.controller.accepted_changed.emit()
@@ -327,10 +351,11 @@ class CorrectStep(QWidget):
         if accepted is None:
             raise UserInputError("nothing accepted yet")
         spec = self._region(kind, image, accepted)
+        box, spec = self._lazy_box(kind, layout, spec, accepted)
         with accepted.block_history():
-            for p in layout.planes() if kind == "image" else [plane]:
-                mask = region_mask(layout.plane_shape, spec)
-                lb.write_undoable(accepted, p, clear_accepted(lb.read_plane(accepted, p), mask))
+            for p in layout.planes() if kind == "image" and box is None else [plane]:
+                mask = region_mask(layout.plane_shape if box is None else _box_shape(box), spec)
+                lb.write_undoable(accepted, p, clear_accepted(lb.read_plane(accepted, p, box), mask), box)
         self.notify("info", f"cleared accepted pixels ({REGIONS[kind]}); the annotations keep their labels")
         self.controller.accepted_changed.emit()
 
@@ -340,6 +365,9 @@ class CorrectStep(QWidget):
         image, layer = self.controller.image, self.controller.paired(c.ROLE_ACCEPTED)
         if layer is None:
             self.accepted_status.setText("nothing accepted yet")
+            return
+        if lb.is_lazy(layer):  # too big to count on the GUI thread
+            self.accepted_status.setText(f"accepted objects of '{image.name}' are saved in {lb.meta(layer).get('store')}")
             return
         self.accepted_status.setText(f"{int(np.count_nonzero(layer.data)):,} accepted pixels in '{image.name}'")
 
@@ -351,8 +379,17 @@ class CorrectStep(QWidget):
             pass
 
 
-def _object_under_line(labels: np.ndarray, line: np.ndarray) -> int:
-    """The object a drawn line crosses most."""
+def _box_shape(box: tuple[slice, slice]) -> tuple[int, int]:
+    return box[0].stop - box[0].start, box[1].stop - box[1].start
+
+
+def _object_under_line(layer: Labels, plane: tuple, line: np.ndarray) -> int:
+    """The object a drawn line crosses most (only the line's bounding box is read)."""
+    h, w = layer.data.shape[-2:]
+    low = np.clip(np.floor(line.min(axis=0)).astype(int), 0, (h, w))
+    high = np.clip(np.ceil(line.max(axis=0)).astype(int) + 1, 0, (h, w))
+    labels = lb.read_plane(layer, plane, (slice(low[0], high[0]), slice(low[1], high[1])))
+    line = line - low
     samples = []
     for a, b in zip(line[:-1], line[1:]):
         n = int(np.ceil(np.abs(b - a).max())) + 1

@@ -5,7 +5,9 @@ layers go with each image: `napari/export.py`; where each dataset goes and what 
 replace, after asking: `io/export.plan_targets`) and runs `io/export.export_datasets` in a
 worker started through the viewer's scheduler. The worker's yielded records (dataset
 started, chunks written, written, failed) are the only path of progress to the dock; Cancel
-stops it at the next chunk, and closing the dock or the viewer stops and joins it.
+stops it at the next chunk, and closing the dock or the viewer stops and joins it. Its
+"Share the model" box (`bioimageio_export.py`) writes the current model as a BioImage.IO
+package, the same way.
 
 Code and tests use `ExportWidget.export(folder, images=...)` (returns the running
 worker; `export_finished` is emitted with an `ExportResult` when it ends) or the
@@ -51,6 +53,7 @@ from napari_unet.io.export import (
 from napari_unet.napari.export import chosen_layers, export_structure, job_from_layers
 from napari_unet.napari.layer_events import LayerListWatch
 from napari_unet.widgets import ui
+from napari_unet.widgets.bioimageio_export import BioImageIOExport
 from napari_unet.widgets.controller import Controller, controller_for
 from napari_unet.widgets.export_tree import ExportTree
 from napari_unet.widgets.lifecycle import ClosesWithViewer
@@ -148,6 +151,14 @@ class ExportWidget(ClosesWithViewer, QWidget):
         layout.addWidget(self.progress_bar)
         self.status_label = MessageLine(self.log, "The latest export message (also shown as a napari notification)")
         layout.addWidget(self.status_label)
+
+        share, share_layout = ui.group("Share the model", "The current model as a BioImage.IO model package")
+        share_layout.addWidget(ui.hint("A BioImage.IO package (.zip) runs in bioimage.io tools (ilastik, "
+                                       "deepImageJ, QuPath...) and opens again in napari-unet as a model."))
+        self.bioimageio = BioImageIOExport(lambda: self.controller, self.current_model, self.notify,
+                                           lambda path: self.confirm_overwrite(path))
+        share_layout.addWidget(self.bioimageio)
+        layout.addWidget(share)
         layout.addStretch(1)
 
     # ------------------------------------------------------------------------------ viewer
@@ -168,8 +179,9 @@ class ExportWidget(ClosesWithViewer, QWidget):
             return
         self._closed = True
         self._stop.set()
-        if self.worker is not None and self._controller is not None:
-            self._controller.scheduler.join(timeout, only=[self.worker])
+        workers = [w for w in (self.worker, self.bioimageio.worker) if w is not None]
+        if workers and self._controller is not None:
+            self._controller.scheduler.join(timeout, only=workers)
         self._watched_window = None
         self._layers_watch.disconnect()
 
@@ -227,6 +239,7 @@ class ExportWidget(ClosesWithViewer, QWidget):
         model = self.current_model()
         has = model is not None
         self.model_check.setEnabled(has and not self.is_exporting)
+        self.bioimageio.update_state(has)
         if has:
             classes = ", ".join(str(n) for n in getattr(model, "class_names", []) or [])
             self.model_label.setText(f"Model: classes {classes}" if classes else "Model available")
@@ -292,7 +305,7 @@ class ExportWidget(ClosesWithViewer, QWidget):
             self.set_folder(chosen)
 
     def _ask_overwrite(self, path: Path) -> bool:
-        what = "The model file" if path.suffix == ".pt" else "The dataset"
+        what = {".pt": "The model file", ".zip": "The BioImage.IO package"}.get(path.suffix.lower(), "The dataset")
         answer = QMessageBox.question(
             self, "napari-unet: replace?",
             f"{what} {path.name} already exists in {path.parent}.\n\nReplace it with this export?",

@@ -54,6 +54,7 @@ class PredictStep(QWidget):
         layout.addLayout(ui.row(self.predict_button, self.cancel_button))
         self.predict_progress = ui.progress_bar("Prediction progress (tiles of the current plane, planes of the stack)")
         layout.addWidget(self.predict_progress)
+        self._add_batch_buttons(layout)
         self.suggest_button = ui.button(
             "Suggest next region  (Shift+N)",
             "Move the view to the predicted region where the model is least sure and that is not annotated or "
@@ -88,6 +89,7 @@ class PredictStep(QWidget):
         inst_form.addRow(ui.label("Seed spacing", self.spacing_spin.toolTip()), self.spacing_spin)
         layout.addLayout(inst_form)
         self.instance_status = ui.label("", "Objects in the instance layer of the plane on display")
+        self.instance_status.setWordWrap(True)  # "N objects in this plane · predicted for objects of D px (source)"
         layout.addWidget(self.instance_status)
         layout.addStretch(1)
 
@@ -104,6 +106,8 @@ class PredictStep(QWidget):
         for widget in (self.threshold_slider, self.min_size_spin, self.spacing_spin):
             widget.valueChanged.connect(lambda _: self._instance_timer.start())
         ui.listen(controller.prediction_progress, self._show_tile_progress)
+        ui.listen(controller.store_progress, self._show_store_progress)
+        ui.listen(controller.batch_progress, self._show_batch_progress)
         ui.listen(controller.plane_predicted, self._on_plane_predicted)
         ui.listen(controller.prediction_finished, self._on_finished)
         ui.listen(controller.instances_updated, self.update_status)
@@ -122,15 +126,14 @@ class PredictStep(QWidget):
         self.diameter_combo = QComboBox()
         self.diameter_combo.addItem("auto", AUTO)
         self.diameter_combo.addItem("as trained", None)
-        self.diameter_combo.addItem("this size", "size")
+        self.diameter_combo.addItem("this size, px:", "size")
         self.diameter_spin = QDoubleSpinBox()
         self.diameter_spin.setRange(2.0, 2000.0)
         self.diameter_spin.setDecimals(0)
         self.diameter_spin.setValue(30.0)
-        self.diameter_spin.setSuffix(" px")
         self.diameter_spin.setToolTip("Typical object diameter in this image, in pixels ('this size')")
         self.diameter_label = ui.label("Object diameter", "")
-        form.addRow(self.diameter_label, ui.row((self.diameter_combo, 2), (self.diameter_spin, 1)))
+        form.addRow(self.diameter_label, ui.row((self.diameter_combo, 1), self.diameter_spin))
 
     def object_diameter(self) -> float | str | None:
         """The choice Predict passes on: AUTO, None (the model's training diameter) or pixels."""
@@ -175,6 +178,8 @@ class PredictStep(QWidget):
         idle = not controller.is_training and not controller.is_predicting
         self.predict_button.setEnabled(idle and controller.segmenter is not None and controller.image is not None)
         self.cancel_button.setEnabled(controller.is_predicting)
+        for button in (self.open_images_button, self.folder_button):
+            button.setEnabled(idle and controller.segmenter is not None)
         self.suggest_button.setEnabled(len(controller.session.cache) > 0)
 
     def _on_image_or_plane(self) -> None:
@@ -229,6 +234,9 @@ class PredictStep(QWidget):
         if layer is None:
             self.instance_status.setText("no objects yet: predict first")
             return
+        if lb.is_lazy(layer):  # a store too big to count on the GUI thread: the prediction counted it
+            self.instance_status.setText(self._store_status(layer))
+            return
         try:
             labels = lb.read_plane(layer, plane)
             n = len(np.unique(labels)) - (1 if labels.min() == 0 else 0)
@@ -248,6 +256,67 @@ class PredictStep(QWidget):
             return ""
         source = (lb.meta(layer).get("provenance") or {}).get("object_diameter_source")
         return f" · predicted for objects of {used:.0f} px" + (f" ({source})" if source else "")
+
+    # --- many images: every open image, or a folder of files (controller.batch_jobs) ------------
+
+    def _add_batch_buttons(self, layout) -> None:
+        self.open_images_button = ui.button(
+            "Predict all open images", "Predict every open image as one job (the batch path of `napari-unet "
+            "predict`); their semantic and instance layers fill in as each image finishes", self.predict_open_images)
+        self.folder_button = ui.button(
+            "Predict a folder…", "Choose a folder of images, then a folder for the outputs: each image gets "
+            "<name>_instances.tif and <name>_semantic.tif there (files of those names are replaced); "
+            "images that cannot be read are reported and skipped", self.predict_folder)
+        layout.addLayout(ui.row(self.open_images_button, self.folder_button))
+
+    @guarded
+    def predict_open_images(self) -> None:
+        self.controller.predict_open_images(self.instance_params(), tile_size=self.tile_spin.value(),
+                                            diameter=self.object_diameter())
+        self._batch_started()
+
+    @guarded
+    def predict_folder(self, folder: str | None = None, out_dir: str | None = None) -> None:
+        if folder is None:
+            from qtpy.QtWidgets import QFileDialog
+
+            folder = QFileDialog.getExistingDirectory(self, "Folder of images to predict")
+            if not folder:
+                return
+            out_dir = QFileDialog.getExistingDirectory(self, "Folder for the outputs", folder)
+            if not out_dir:
+                return
+        self.controller.predict_folder(folder, out_dir or folder, self.instance_params(),
+                                       tile_size=self.tile_spin.value(), diameter=self.object_diameter())
+        self._batch_started()
+
+    def _batch_started(self) -> None:
+        if self.controller.is_predicting:
+            self.predict_progress.setValue(0)
+            self.predict_progress.setFormat("starting the batch…")
+
+    def _show_batch_progress(self, record) -> None:
+        if self.controller.is_predicting and record.total:
+            self.predict_progress.setValue(int(record.done / record.total * 1000))
+            self.predict_progress.setFormat(f"image {record.done}/{record.total}")
+
+    # --- a plane too big for memory, predicted into a zarr store (controller.store_jobs) ---------
+
+    def _show_store_progress(self, record) -> None:
+        if not self.controller.is_predicting or not record.total:
+            return
+        first = record.stage == "network"  # two passes: the network's blocks, then the objects' blocks
+        self.predict_progress.setValue(int((record.done / record.total + (0 if first else 1)) * 500))
+        what = "network" if first else "objects"
+        self.predict_progress.setFormat(f"{what}: block {record.done}/{record.total}")
+
+    @staticmethod
+    def _store_status(layer) -> str:
+        objects = lb.meta(layer).get("objects")
+        where = lb.meta(layer).get("store", "a zarr store")
+        if objects is None:
+            return f"objects are being written to {where}"
+        return f"{objects} object{'' if objects == 1 else 's'} (saved in {where}); predict again to apply new parameters"
 
     def shutdown(self) -> None:
         self._instance_timer.stop()

@@ -65,6 +65,7 @@ class TrainStep(QWidget):
         super().__init__(parent)
         self.controller = controller
         self._last_ui_update = 0.0
+        self._run_offset = 0
         gpu = controller.device.type != "cpu"
         layout = ui.step_layout(self, "Fine-tune a U-Net on all annotated images in the background; "
                                       "training again continues from the current model")
@@ -121,7 +122,9 @@ class TrainStep(QWidget):
         self.model_label = ui.label("", "The current model (trained here or loaded)")
         self.model_label.setWordWrap(True)
         layout.addWidget(self.model_label)
-        self.save_button = ui.button("Save model…", "Save the current model as a checkpoint file", self._save_dialog)
+        self.save_button = ui.button("Save model…", "Save the current model as a napari-unet checkpoint (.pt); "
+                                     "to share it as a BioImage.IO package, use the export dock's "
+                                     "Share the model", self._save_dialog)
         layout.addLayout(ui.row(self.save_button, stretch=True))
         layout.addStretch(1)
 
@@ -174,9 +177,9 @@ class TrainStep(QWidget):
             "While training, refresh the semantic prediction of the visible field of view this often (0 = off)"
         )
         form.addRow(ui.label("Live preview", self.preview_spin.toolTip()), self.preview_spin)
-        self.autopredict_check = QCheckBox("predict the plane on display when training ends")
+        self.autopredict_check = QCheckBox("predict after training")
         self.autopredict_check.setChecked(True)
-        self.autopredict_check.setToolTip("Run step 3 on the current plane as soon as training finishes")
+        self.autopredict_check.setToolTip("Run step 3 on the plane on display as soon as training finishes")
         form.addRow(self.autopredict_check)
         advanced.addWidget(body)
         for header in advanced.findChildren(QPushButton):  # the fold / unfold button
@@ -298,7 +301,10 @@ class TrainStep(QWidget):
                                 "choose 'new model' in Start from to train from scratch")
         if self.controller.segmenter is None:
             self.loss_plot.clear()
-        self.loss_plot.start_run(self.controller.session.loss_offset)
+        # the run's first step on the curve: fixed now, since the session moves its offset on as soon
+        # as the run ends, which can be before the run's last progress record arrives here
+        self._run_offset = self.controller.session.loss_offset
+        self.loss_plot.start_run(self._run_offset)
         self.train_progress.setFormat("starting…")
         self.train_progress.setRange(0, 0 if config.seconds is None and config.steps is None else 1000)
         if preview:
@@ -311,7 +317,7 @@ class TrainStep(QWidget):
         self.controller.stop()
 
     def _on_progress(self, progress) -> None:
-        self.loss_plot.add(self.controller.session.loss_offset + progress.step, progress.loss)
+        self.loss_plot.add(self._run_offset + progress.step, progress.loss)
         now = time.perf_counter()
         if now - self._last_ui_update < 0.1 and progress.preview is None:
             return  # at most 10 label updates a second, whatever the step rate

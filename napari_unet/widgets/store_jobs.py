@@ -1,0 +1,210 @@
+"""Predicting a plane too big for memory: into a zarr store on disk, shown as lazy layers that fill in.
+
+`StoreJobs` is mixed into `controller.Controller`. A plane above `store_above_pixels` is
+not predicted into memory (its float outputs alone would take gigabytes): the controller
+creates a zarr store (`nn.chunked.create_outputs`, metadata only), shows its arrays as the
+image's semantic, instance and accepted Labels layers (zarr arrays: napari reads only the
+slice it draws, and a brush stroke writes only the chunks it touches) and probability
+Image layers (dask arrays over the store), then runs the same two passes as `napari-unet
+predict --out-zarr` (`nn.chunked.fill_outputs`) in a worker. The worker yields a
+`StoreProgress` per block of each pass; the GUI thread refreshes the layers as blocks land.
+No whole-array read happens on the GUI thread.
+
+Why a size and not "every lazy image": below it a plane's outputs fit in memory, and the
+in-memory path keeps what the store path cannot offer (live instance sliders from cached
+network outputs, the uncertainty layer, Suggest next); above it, lazy or not, they do not fit.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from napari.layers import Image
+from psygnal import Signal
+
+from napari_unet import conventions as c
+from napari_unet.errors import UserInputError
+from napari_unet.functionals.instances import InstanceParams
+from napari_unet.functionals.layout import LazyPlane
+from napari_unet.functionals.scale import AUTO
+from napari_unet.io.names import safe_name
+from napari_unet.napari import layers as lb
+from napari_unet.nn.chunked import create_outputs, fill_outputs
+from napari_unet.nn.inference import Stopped
+from napari_unet.progress import relabel, yield_counts
+from napari_unet.widgets.workers import WorkerFailure, gui_friendly_threads
+
+STORE_ABOVE_PIXELS = 4096 * 4096  # planes larger than this are predicted into a zarr store
+STORE_BLOCK = 1024  # block (and chunk) edge of the store
+REFRESH_SECONDS = 0.5  # the store layers are redrawn at most this often while blocks land
+ACCEPTED = "accepted"  # the store's array of accepted objects (kept across predictions)
+
+
+@dataclass(frozen=True)
+class StoreProgress:
+    """Blocks done of one pass ("network", then "objects") of a prediction into a store."""
+
+    image: str
+    stage: str
+    done: int
+    total: int
+
+
+def store_path(image: Image, folder: str | os.PathLike | None = None) -> Path:
+    """Where an image's prediction store goes: `folder` if given, else beside the file the image
+    was opened from (when that folder is writable), else the user's cache folder."""
+    name = f"{safe_name(image.name)}_predictions.zarr"
+    if folder is not None:
+        return Path(folder) / name
+    source = getattr(getattr(image, "source", None), "path", None)
+    if source:
+        parent = Path(source).resolve().parent
+        if parent.is_dir() and os.access(parent, os.W_OK):
+            return parent / f"{safe_name(Path(source).stem)}_predictions.zarr"
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "napari-unet" / "predictions"
+    return cache / name
+
+
+def _is_prediction_store(path: Path) -> bool:
+    """Whether `path` is a store an earlier prediction wrote (so its outputs may be replaced)."""
+    try:
+        import zarr
+
+        return "block" in zarr.open_group(str(path), mode="r").attrs
+    except Exception:  # not a zarr group at all
+        return False
+
+
+def store_generator(segmenter, image_name: str, view: LazyPlane, root, params: InstanceParams,
+                    stop: threading.Event, tile_size: int, threads: int | None, diameter: float | None = None):
+    """Fill the store block by block; yields StoreProgress records; returns ("done"|"cancelled", objects)."""
+    import torch
+
+    torch.set_num_threads(threads or gui_friendly_threads())
+    stage = ["network"]
+
+    def run(progress):
+        def report(name: str, done: int, total: int) -> None:
+            stage[0] = name
+            progress(done, total)
+
+        return fill_outputs(segmenter, view, root, params, tile_size=tile_size, diameter=diameter, progress=report,
+                            should_stop=stop.is_set)
+
+    try:
+        objects = yield from relabel(yield_counts(run),
+                                     lambda count: StoreProgress(image_name, stage[0], count.done, count.total))
+        return "done", objects
+    except Stopped:
+        return "cancelled", 0
+    except RuntimeError as error:
+        raise WorkerFailure(error) from error
+
+
+class StoreJobs:
+    """Prediction of a big plane into a zarr store (part of Controller)."""
+
+    store_progress = Signal(object)  # a StoreProgress: blocks done of the pass running
+    store_above_pixels: int = STORE_ABOVE_PIXELS
+    store_block: int = STORE_BLOCK
+    store_folder: str | os.PathLike | None = None  # None: beside the image's file, else the cache folder
+
+    def predicts_to_store(self, layout) -> bool:
+        """Whether a prediction of an image of this layout goes to a zarr store (a plane too big for memory)."""
+        return int(np.prod(layout.plane_shape)) > self.store_above_pixels
+
+    def predict_to_store(self, image: Image, layout, params: InstanceParams, *, tile_size: int = 512,
+                         probabilities: bool = False, diameter: float | str | None = AUTO) -> None:
+        """Predict the 2D image into its store in a worker; its layers show the store and fill in.
+        `diameter`: the dock's choice; "auto" (a first pass over the whole plane) becomes the model's."""
+        if layout.stack_shape:
+            h, w = layout.plane_shape
+            raise UserInputError(
+                f"planes of {h}x{w} pixels are predicted into a zarr store, one 2D image at a time: open one "
+                "plane as an image of its own, or use `napari-unet predict --out-zarr` on the command line")
+        path = store_path(image, self.store_folder)
+        if path.exists() and not _is_prediction_store(path):
+            raise UserInputError(f"{path} exists and is not a napari-unet prediction store: move or rename it")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            root = create_outputs(path, layout.plane_shape, self.session.segmenter.config.n_classes,
+                                  probabilities=probabilities, block=self.store_block)
+            if ACCEPTED not in root:
+                root.create_array(ACCEPTED, shape=layout.plane_shape, dtype=np.uint32,
+                                  chunks=root["semantic"].chunks, fill_value=0)
+        except OSError as error:
+            raise UserInputError(f"cannot write the prediction store {path}: {error}") from error
+        diameter = self.session.diameter_for(image.name, diameter)
+        if diameter == AUTO:
+            diameter = None
+            self.notify("info", "objects of a plane this big are not measured (that needs a pass over all of it): "
+                                "predicting for the training images' object size; choose a size in 'Object diameter'")
+        self._show_store(image, layout, root, path)
+        self._predict_stop.clear()
+        self._predict_status = "done"
+        self._predicting_image = image.name
+        self._store_refreshed = 0.0
+        view = LazyPlane(layout, lb.image_data(image))
+        self._predict_worker = self.scheduler.start(
+            store_generator, self.session.segmenter, image.name, view, root, params, self._predict_stop,
+            tile_size, self.train_threads, diameter,
+            stop=self._predict_stop,
+            connect={
+                "yielded": self._on_store_progress,
+                "returned": self._on_store_returned,
+                "errored": self._on_predict_error,
+                "finished": self._on_predict_finished,
+            },
+            progress={"desc": f"napari-unet: predicting {image.name} into {path.name}"},
+        )
+        self.notify("info", f"'{image.name}' is big: its outputs are written block by block to {path}")
+        self.busy_changed.emit()
+
+    def _show_store(self, image: Image, layout, root, path: Path) -> None:
+        """The image's result layers over the store's arrays (created or re-pointed; nothing is read)."""
+        layers = [self.semantic_layer(image, layout, data=root["semantic"]),
+                  self.instances_layer(image, layout, data=root["instances"])]
+        accepted = self.paired(c.ROLE_ACCEPTED, image)
+        if accepted is None or lb.is_lazy(accepted):  # one already in memory keeps its pixels
+            layers.append(self.accepted_layer(image, layout, data=root[ACCEPTED]))
+        for layer in layers:
+            lb.set_meta(layer, store=str(path))
+        if "probabilities" in root:
+            import dask.array as da
+
+            probabilities = da.from_zarr(root["probabilities"])
+            for layer in lb.show_probabilities(self.viewer, image, layout, probabilities,
+                                               self.session.segmenter.class_names):
+                lb.set_meta(layer, store=str(path))
+        self._store_layers = (image.name, path)
+
+    def _store_layers_of(self, name: str) -> list:
+        return [layer for layer in self.viewer.layers
+                if lb.meta(layer).get("image") == name and lb.meta(layer).get("store")]
+
+    def _on_store_progress(self, record: StoreProgress) -> None:
+        if self.closed:
+            return
+        self.store_progress.emit(record)
+        now = time.monotonic()
+        if now - self._store_refreshed >= REFRESH_SECONDS or record.done == record.total:
+            self._store_refreshed = now
+            for layer in self._store_layers_of(record.image):
+                layer.refresh()
+
+    def _on_store_returned(self, result) -> None:
+        status, objects = result
+        self._predict_status = status
+        if self.closed or status != "done":
+            return
+        name, path = self._store_layers
+        for layer in self._store_layers_of(name):
+            lb.set_meta(layer, objects=int(objects))
+            layer.refresh()
+        self.instances_updated.emit()
+        self.notify("info", f"{objects} objects in '{name}'; outputs saved in {path}")

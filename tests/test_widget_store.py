@@ -1,0 +1,127 @@
+"""The dock on a plane too big for memory: predicted into a zarr store, shown as lazy layers, corrected in place."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+import dask.array as da  # noqa: E402
+import zarr  # noqa: E402
+from synthetic import blobs  # noqa: E402
+
+from napari_unet.functionals.instances import InstanceParams  # noqa: E402
+from napari_unet.nn.chunked import predict_to_zarr  # noqa: E402
+from napari_unet.nn.model import ModelConfig  # noqa: E402
+from napari_unet.nn.segmenter import Segmenter  # noqa: E402
+from napari_unet.widgets import UNetWidget  # noqa: E402
+
+TIMEOUT = 90_000
+
+
+def _chunk_times(array_path) -> dict[str, int]:
+    return {os.path.join(d, f): os.stat(os.path.join(d, f)).st_mtime_ns
+            for d, _, files in os.walk(array_path / "c") for f in files}
+
+
+@pytest.mark.slow
+def test_a_big_lazy_image_is_predicted_into_a_store_shown_lazily_and_corrected_in_place(
+        make_napari_viewer, qtbot, tmp_path):
+    image, _ = blobs(96, n=14, seed=5)
+    image = np.pad(image, ((0, 0), (0, 16)), mode="edge")  # 96 x 112: blocks of 32 leave a partial column
+    source = zarr.create_array(str(tmp_path / "image.zarr"), shape=image.shape, dtype=np.float32, chunks=(16, 16))
+    source[...] = image
+    viewer = make_napari_viewer()
+    viewer.add_image(da.from_zarr(source), name="big")
+    widget = UNetWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    segmenter = Segmenter.create(ModelConfig(in_channels=1, n_classes=2, base_width=4, depth=2), ["background", "cell"])
+    widget.train_step.load_model(segmenter.save(tmp_path / "m.pt"))
+    controller = widget.controller
+    controller.store_above_pixels, controller.store_block, controller.store_folder = 1000, 32, tmp_path / "out"
+    widget.annotate_step.image_picker.set_layer(viewer.layers["big"])
+    whole = segmenter.predict(image[None], out_dtype=np.float16)  # an untrained model: its top fifth as objects
+    params = InstanceParams(threshold=float(np.quantile(whole.foreground(), 0.8)), min_size=3)
+    step = widget.predict_step
+    records = []
+    controller.store_progress.connect(records.append)
+    with qtbot.waitSignal(controller.prediction_finished, timeout=TIMEOUT) as finished:
+        controller.predict(params, probabilities=True)  # a threshold finer than the slider's steps
+    assert finished.args[0] == "done"
+    qtbot.waitUntil(lambda: not controller.is_predicting, timeout=TIMEOUT)
+
+    # the memory-bounded path ran: 12 blocks of 32 px, two passes with progress, no plane in the memory cache
+    assert {(r.stage, r.total) for r in records} == {("network", 12), ("objects", 12)}
+    assert records[-1].stage == "objects" and records[-1].done == 12
+    assert len(controller.session.cache) == 0
+    store = tmp_path / "out" / "big_predictions.zarr"
+    semantic, instances = viewer.layers["big semantic"], viewer.layers["big instances"]
+    assert isinstance(instances.data, zarr.Array) and isinstance(semantic.data, zarr.Array)
+    probability = viewer.layers["big probability cell"]
+    assert isinstance(probability.data, da.Array)
+    assert instances.metadata["napari_unet"]["store"] == str(store)
+    # the same outputs as `napari-unet predict --out-zarr` (one core path)
+    predict_to_zarr(segmenter, image[None], tmp_path / "cli.zarr", params, block=32, probabilities=True)
+    expected = zarr.open_group(str(tmp_path / "cli.zarr"), mode="r")
+    saved = zarr.open_group(str(store), mode="r")
+    assert int(saved["instances"][...].max()) > 1
+    assert np.array_equal(saved["instances"][...], expected["instances"][...])
+    assert np.array_equal(saved["semantic"][...], expected["semantic"][...])
+    assert np.allclose(np.asarray(probability.data), expected["probabilities"][1])
+    assert "objects" in step.instance_status.text()
+    assert instances._slice.image.raw.max() > 0  # the layer was redrawn as blocks landed
+
+    # a brush stroke lands in the store, in the chunks it touches only
+    before = _chunk_times(store / "instances")
+    instances.paint((8, 8), 999, refresh=True)
+    reopened = zarr.open_group(str(store), mode="r")["instances"]
+    assert reopened[8, 8] == 999
+    changed = {path for path, t in _chunk_times(store / "instances").items() if before.get(path) != t}
+    assert changed and len(changed) < len(before)
+
+    # a correction of the correct step and an accepted rectangle land in the store too
+    ids = [int(i) for i in np.unique(reopened[40:96, 40:112]) if i not in (0, 999)][:2]
+    assert len(ids) == 2
+    widget.correct_step.merge(ids)
+    merged = zarr.open_group(str(store), mode="r")["instances"][...]
+    assert ids[0] not in merged or ids[1] not in merged
+    correct = widget.correct_step
+    shapes = correct._corrections_layer(viewer.layers["big"])
+    shapes.add_rectangles(np.array([[0, 0], [47, 55]]))
+    assert correct.accept("rectangle") > 0
+    accepted = zarr.open_group(str(store), mode="r")["accepted"][...]
+    assert accepted[:48, :56].any() and not accepted[48:, :].any() and not accepted[:, 56:].any()
+    assert "saved in" in correct.accepted_status.text()
+
+    # predicting again replaces the outputs but keeps the accepted objects; Cancel stops it between blocks
+    with qtbot.waitSignal(controller.prediction_finished, timeout=TIMEOUT) as finished:
+        step.predict()
+        step.cancel_prediction()
+    assert finished.args[0] == "cancelled"
+    qtbot.waitUntil(lambda: not controller.is_predicting, timeout=TIMEOUT)
+    again = zarr.open_group(str(store), mode="r")
+    assert np.array_equal(again["accepted"][...], accepted)
+    assert viewer.layers["big accepted"].data.store_path == again["accepted"].store_path
+
+
+def test_a_folder_in_the_stores_place_that_is_not_a_prediction_store_is_never_overwritten(make_napari_viewer, tmp_path):
+    from napari_unet.errors import UserInputError
+
+    viewer = make_napari_viewer()
+    viewer.add_image(da.zeros((64, 64), dtype=np.float32, chunks=16), name="big")
+    widget = UNetWidget(viewer)
+    segmenter = Segmenter.create(ModelConfig(in_channels=1, n_classes=2, base_width=4, depth=2), ["background", "cell"])
+    widget.train_step.load_model(segmenter.save(tmp_path / "m.pt"))
+    controller = widget.controller
+    controller.store_above_pixels, controller.store_folder = 1000, tmp_path
+    mine = tmp_path / "big_predictions.zarr"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    widget.annotate_step.image_picker.set_layer(viewer.layers["big"])
+    with pytest.raises(UserInputError, match="not a napari-unet prediction store"):
+        controller.predict(InstanceParams())
+    assert (mine / "notes.txt").read_text() == "mine" and not controller.is_predicting
