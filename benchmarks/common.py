@@ -27,8 +27,8 @@ def shared_data(name: str) -> Path:
     return Path(__file__).resolve().parents[2] / "shared" / "data" / name
 
 
-def machine() -> str:
-    """One line: CPU model, cores, torch version and threads."""
+def machine(threads: int | None = None) -> str:
+    """One line: CPU model, cores, torch version and threads (`threads`: what the workers were given)."""
     import torch
 
     cpu = platform.processor() or platform.machine()
@@ -39,7 +39,7 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {threads or torch.get_num_threads()} threads"
 
 
 def otsu_watershed(image: np.ndarray, min_distance: int = 4) -> np.ndarray:

@@ -228,7 +228,7 @@ def main() -> None:
             rows.append(row)
             print(_line(row), flush=True)
         path = save(args.name, {**header, "rows": rows})  # after every model: a stopped run keeps its rows
-    print(f"machine: {machine()}\nwrote {path}")
+    print(f"machine: {machine(args.threads)}\nwrote {path}")
 
 
 def plan(args, entries: list[Entry], val: list[Entry], start: str | None) -> list[tuple[str, int, int, dict]]:
