@@ -261,9 +261,15 @@ TILING_HEADER = ("| image | net forward, 1 pass (s) | predict, 1 tile (s) | pred
 # --- 2. CLI scaling and peak memory ---------------------------------------------------------------
 
 
-def cli_scaling(model: Path, sizes: list[int], folder: Path, repeats: int) -> dict:
+def cli_scaling(model: Path, sizes: list[int], folder: Path, repeats: int, diameter: str = "auto") -> dict:
+    """`diameter`: "auto" (the CLI's default: up to 3 passes) or "trained" (one pass at the model's
+    training diameter, what releases before the scale-aware recipe always did)."""
     base = [sys.executable, "-m", "napari_unet", "predict", "--model", str(model), "--device", "cpu",
             "--overwrite", "--quiet"]
+    if diameter == "trained":
+        from napari_unet.nn.segmenter import Segmenter
+
+        base += ["--diameter", str(Segmenter.load(model).object_diameter)]
 
     def predict(image_path: Path) -> tuple[float, float, str]:
         outputs = ["--instances", str(folder / "out.tif"), "--semantic", str(folder / "sem.tif")]
@@ -493,6 +499,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timings are medians of this many runs")
     parser.add_argument("--cli-repeats", type=int, default=1, help="CLI runs per size (the 8192^2 one is long)")
     parser.add_argument("--train-steps", type=int, default=150, help="CLI training steps first (0: untrained)")
+    parser.add_argument("--cli-diameter", choices=["auto", "trained"], default="auto",
+                        help="CLI section: predict at the measured (auto) or the training diameter (one pass)")
     parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS)
     args = parser.parse_args()
 
@@ -516,7 +524,7 @@ def main() -> None:
             print(f"\n## napari-unet predict through the CLI (targets: peak < {TARGETS['peak_gb']} GB at 8192^2, "
                   f"time/px within {TARGETS['linearity']:.0%} from 2048^2 to 8192^2)\n")
             print(CLI_HEADER, flush=True)
-            results["cli"] = cli = cli_scaling(model, args.sizes, folder, args.cli_repeats)
+            results["cli"] = cli = cli_scaling(model, args.sizes, folder, args.cli_repeats, args.cli_diameter)
             print(f"\nstartup (64^2 image): {cli['startup_s']:.1f} s, {cli['startup_gb']:.2f} GB peak RSS")
 
         if "flops" in args.sections:
