@@ -217,6 +217,8 @@ def test_full_cycle(dock, qtbot, tmp_path, monkeypatch):
     assert 0 < n_after < n_before
     assert "objects in this plane" in widget.predict_step.instance_status.text()
 
+    # nothing corrected since the prediction (live instance updates are not corrections)
+    assert widget.controller.is_uncorrected(viewer.layers[IMAGE])
     # merge two objects picked in the viewer
     labels = np.array(instances.data)
     ids, sizes = np.unique(labels[labels > 0], return_counts=True)
@@ -267,8 +269,10 @@ def test_full_cycle(dock, qtbot, tmp_path, monkeypatch):
     camera.zoom = 800 / 128  # the view shows about 128 x 96 pixels around (128, 128)
     view = lb.view_region(viewer, viewer.layers[IMAGE], lb.layout_in(viewer, viewer.layers[IMAGE]))
     assert view is not None and view[0].start > 0 and view[0].stop < 256
+    assert not widget.controller.is_uncorrected(viewer.layers[IMAGE])  # merges and splits are corrections
     with qtbot.waitSignal(widget.controller.accepted_changed, timeout=5_000):
         n = widget.correct_step.accept("view")
+    assert widget.controller.messages.log[-1][0] == "info"  # a corrected region: no warning
     accepted = viewer.layers[c.layer_name(IMAGE, c.ROLE_ACCEPTED)]
     assert n and 0 < np.count_nonzero(accepted.data) < 512 * 512
     inside = accepted.data > 0
@@ -603,8 +607,11 @@ def test_undo_after_accept_also_takes_back_the_accepted_region(make_napari_viewe
     viewer.dims.set_current_step(0, 2)
     qtbot.waitUntil(lambda: "(plane 2)" in widget.annotate_step.annotation_status.text(), timeout=5_000)
     painted = np.array(annotations.data)
+    controller.predicted_uncorrected(image)  # as after a prediction: nothing corrected since
     with qtbot.waitSignal(controller.accepted_changed, timeout=5_000):
         assert widget.correct_step.accept("plane") == 24 * 24
+    level, text = controller.messages.log[-1]
+    assert level == "warning" and "did not correct" in text
     accepted = viewer.layers["stack accepted"]
     assert accepted.data[2, 10, 10] == 5 + c.ACCEPTED_BACKGROUND and annotations.data[2, 10, 10] == 2
     with qtbot.waitSignal(controller.accepted_changed, timeout=5_000):

@@ -117,6 +117,9 @@ class Controller(TrainingJobs, PredictionJobs, StoreJobs, BatchJobs, SuggestionJ
         self._removed_annotations: dict[str, tuple[np.ndarray, dict]] = {}
         self._adopted: weakref.WeakSet = weakref.WeakSet()  # annotations layers made ready to paint
         self._layer_names: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        # Images whose predicted layers nobody edited since their last prediction: accepting there
+        # teaches the model its own mistakes (issue 9), so Accept says so.
+        self._uncorrected: weakref.WeakSet = weakref.WeakSet()
         warm_up_torch()
         self._connect_viewer()
 
@@ -335,6 +338,7 @@ class Controller(TrainingJobs, PredictionJobs, StoreJobs, BatchJobs, SuggestionJ
         created = self.paired(c.ROLE_SEMANTIC, image) is None
         layer = lb.paired_labels(self.viewer, image, c.ROLE_SEMANTIC, layout, dtype=np.uint8, opacity=0.35, data=data)
         if created:
+            self._follow_corrections(layer, image)
             colors = lb.class_colors_of(self.paired(c.ROLE_ANNOTATIONS, image), max(len(self.class_names), 2))
             layer.colormap = lb.class_colormap(colors, background_visible=False)
             lb.set_class_features(layer, self.class_names)
@@ -345,8 +349,29 @@ class Controller(TrainingJobs, PredictionJobs, StoreJobs, BatchJobs, SuggestionJ
         created = self.paired(c.ROLE_INSTANCES, image) is None
         layer = lb.paired_labels(self.viewer, image, c.ROLE_INSTANCES, layout, dtype=np.uint32, opacity=0.55, data=data)
         if created:
+            self._follow_corrections(layer, image)
             self.keep_annotations_on_top(image)
         return layer
+
+    def _follow_corrections(self, layer: Labels, image: Image) -> None:
+        """An edit recorded in a predicted layer's undo history is a correction (predictions are
+        written outside it, `lb.write_region`)."""
+        image_ref = weakref.ref(image)
+
+        def corrected(event=None) -> None:
+            image = image_ref()
+            if image is not None:
+                self._uncorrected.discard(image)
+
+        layer.events.paint.connect(corrected)
+
+    def predicted_uncorrected(self, image: Image) -> None:
+        """A new prediction of `image`: nothing in it is corrected yet."""
+        self._uncorrected.add(image)
+
+    def is_uncorrected(self, image: Image) -> bool:
+        """True when `image`'s predicted layers were not edited since its last prediction."""
+        return image in self._uncorrected
 
     def accepted_layer(self, image: Image, layout, data=None) -> Labels:
         created = self.paired(c.ROLE_ACCEPTED, image) is None

@@ -324,7 +324,13 @@ class CorrectStep(QWidget):
             raise UserInputError("there is no prediction to accept: predict first")
         self._undo_links.link_last(annotations, accepted)
         self.controller.annotations_changed.emit()
-        self.notify("info", f"accepted {total:,} pixels as training data ({REGIONS[kind]}); train again to use them")
+        if self.controller.is_uncorrected(image):
+            self.notify("warning", f"accepted {total:,} pixels ({REGIONS[kind]}) that you did not correct since the "
+                                   "last prediction: the model will learn its own mistakes there. Look first; "
+                                   "Ctrl+Z undoes the accept")
+        else:
+            self.notify("info", f"accepted {total:,} pixels as training data ({REGIONS[kind]}); "
+                                "train again to use them")
         self.controller.accepted_changed.emit()
         return total
 

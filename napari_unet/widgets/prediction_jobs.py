@@ -117,6 +117,7 @@ class PredictionJobs:
         instances = self.instances_layer(image, layout)
         lb.write_region(semantic, result.plane, result.semantic)
         lb.write_region(instances, result.plane, result.instances.astype(instances.data.dtype, copy=False))
+        self.predicted_uncorrected(image)
         provenance = self._prediction_provenance(result)
         lb.set_meta(semantic, provenance=provenance)
         lb.set_meta(instances, provenance=provenance)
