@@ -9,6 +9,8 @@ from a first pass). Predictions are resampled back to the image's own size.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from scipy import ndimage
 
@@ -81,20 +83,32 @@ def resample(array: np.ndarray, shape: tuple[int, int], *, labels: bool = False)
     lead = (1.0,) * (array.ndim - 2)
     if labels:
         return ndimage.zoom(array, lead + zoom, order=0, mode="nearest", grid_mode=True)
-    source = array.astype(np.float32, copy=False)
-    sigma = [0.0] * (array.ndim - 2) + [max(0.0, (1 / z - 1) / 2) for z in zoom]
+    return ndimage.zoom(blurred_for(array, shape), lead + zoom, order=1, mode="nearest", grid_mode=True)
+
+
+def blurred_for(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """`array` as float32, blurred first where `shape` is smaller (so small bright objects are not
+    aliased away): what a linear resampling to `shape` starts from."""
+    height, width = array.shape[-2:]
+    source = np.asarray(array).astype(np.float32, copy=False)
+    sigma = [0.0] * (source.ndim - 2) + [max(0.0, (size / new - 1) / 2) for size, new in zip((height, width), shape)]
     if any(s > 0 for s in sigma):
         source = ndimage.gaussian_filter(source, sigma)
-    return ndimage.zoom(source, lead + zoom, order=1, mode="nearest", grid_mode=True)
+    return source
 
 
 def resample_prediction(
-    prediction: Prediction, shape: tuple[int, int], factor: float, dtype: np.dtype = np.float32
+    prediction: Prediction,
+    shape: tuple[int, int],
+    factor: float,
+    dtype: np.dtype = np.float32,
+    resize: Callable[[np.ndarray, tuple[int, int]], np.ndarray] = resample,
 ) -> Prediction:
-    """A prediction made on an image resampled by `factor`, brought back to the image's own `shape`."""
+    """A prediction made on an image resampled by `factor`, brought back to the image's own `shape`
+    (`resize`: a linear resampling, e.g. nn.resize's faster one)."""
     return Prediction(
         scale=factor,
-        probabilities=resample(prediction.probabilities, shape).astype(dtype, copy=False),
-        boundary=resample(prediction.boundary, shape).astype(dtype, copy=False),
-        distance=resample(prediction.distance, shape).astype(dtype, copy=False),
+        probabilities=resize(prediction.probabilities, shape).astype(dtype, copy=False),
+        boundary=resize(prediction.boundary, shape).astype(dtype, copy=False),
+        distance=resize(prediction.distance, shape).astype(dtype, copy=False),
     )

@@ -25,7 +25,6 @@ from napari_unet.functionals.prediction import Prediction
 from napari_unet.functionals.scale import (
     AUTO,
     object_diameter,
-    resample,
     resample_prediction,
     scale_factor,
     scaled_shape,
@@ -34,6 +33,7 @@ from napari_unet.io import atomic
 from napari_unet.nn.device import autocast_dtype
 from napari_unet.nn.inference import predict_tiled
 from napari_unet.nn.model import ModelConfig, UNet
+from napari_unet.nn.resize import resample_linear
 
 AUTO_TOLERANCE = 0.1  # a measured scale within 10% of the last pass's keeps that pass
 AUTO_MAX_PASSES = 3
@@ -137,7 +137,7 @@ class Segmenter:
 
         def run(factor: float) -> Prediction:
             height, width = image.shape[1:]
-            source = image if factor == 1.0 else resample(np.asarray(image), scaled_shape((height, width), factor))
+            source = image if factor == 1.0 else resample_linear(np.asarray(image), scaled_shape((height, width), factor))
             prediction = predict_tiled(
                 self.net,
                 source,
@@ -151,7 +151,9 @@ class Segmenter:
                 progress=progress,
                 should_stop=should_stop,
             )
-            return prediction if factor == 1.0 else resample_prediction(prediction, (height, width), factor, out_dtype)
+            if factor == 1.0:
+                return prediction
+            return resample_prediction(prediction, (height, width), factor, out_dtype, resize=resample_linear)
 
         first = self.object_diameter if diameter in (None, AUTO) else float(diameter)
         factor = scale_factor(first, self.canonical_diameter)
