@@ -262,14 +262,17 @@ TILING_HEADER = ("| image | net forward, 1 pass (s) | predict, 1 tile (s) | pred
 
 
 def cli_scaling(model: Path, sizes: list[int], folder: Path, repeats: int, diameter: str = "auto") -> dict:
-    """`diameter`: "auto" (the CLI's default: up to 3 passes) or "trained" (one pass at the model's
-    training diameter, what releases before the scale-aware recipe always did)."""
+    """`diameter`: "auto" (the CLI's default: up to 3 passes), "trained" (one pass at the model's
+    training diameter) or "canonical" (one pass, no resampling: the pixels releases before the
+    scale-aware recipe predicted, to compare the code's speed alone)."""
     base = [sys.executable, "-m", "napari_unet", "predict", "--model", str(model), "--device", "cpu",
             "--overwrite", "--quiet"]
-    if diameter == "trained":
+    if diameter != "auto":
         from napari_unet.nn.segmenter import Segmenter
 
-        base += ["--diameter", str(Segmenter.load(model).object_diameter)]
+        segmenter = Segmenter.load(model)
+        size = segmenter.object_diameter if diameter == "trained" else segmenter.canonical_diameter
+        base += ["--diameter", str(size)]
 
     def predict(image_path: Path) -> tuple[float, float, str]:
         outputs = ["--instances", str(folder / "out.tif"), "--semantic", str(folder / "sem.tif")]
@@ -499,8 +502,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timings are medians of this many runs")
     parser.add_argument("--cli-repeats", type=int, default=1, help="CLI runs per size (the 8192^2 one is long)")
     parser.add_argument("--train-steps", type=int, default=150, help="CLI training steps first (0: untrained)")
-    parser.add_argument("--cli-diameter", choices=["auto", "trained"], default="auto",
-                        help="CLI section: predict at the measured (auto) or the training diameter (one pass)")
+    parser.add_argument("--cli-diameter", choices=["auto", "trained", "canonical"], default="auto",
+                        help="CLI section: predict at the measured diameter (auto), the training one, "
+                             "or the network's own (canonical: no resampling)")
     parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS)
     args = parser.parse_args()
 
