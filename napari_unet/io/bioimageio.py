@@ -17,6 +17,7 @@ import io
 import keyword
 import os
 import re
+import shutil
 import tempfile
 import warnings
 import zipfile
@@ -30,6 +31,7 @@ import torch
 from napari_unet import __version__
 from napari_unet.errors import UserInputError
 from napari_unet.functionals.instances import InstanceParams
+from napari_unet.io import atomic
 from napari_unet.nn import model as model_module
 from napari_unet.nn.model import ModelConfig, UNet
 
@@ -127,14 +129,12 @@ def export_package(
         report(1, EXPORT_STAGES)
         description = _describe(spec, segmenter, Path(model), folder, params, license)
         report(2, EXPORT_STAGES)
-        staged = out.with_name(f".{out.name}.{os.getpid()}.staged.zip")
+        packed = folder / out.name
         try:
-            spec.save_bioimageio_package(description, output_path=staged)
-            os.replace(staged, out)
+            spec.save_bioimageio_package(description, output_path=packed)
+            atomic.write_file(out, lambda temp: shutil.move(packed, temp))  # a killed write leaves no half file
         except OSError as error:
             raise UserInputError(f"could not write {out}: {error.strerror or error}") from error
-        finally:
-            staged.unlink(missing_ok=True)
         report(3, EXPORT_STAGES)
     return out
 
