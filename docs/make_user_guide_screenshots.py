@@ -190,6 +190,7 @@ class Guide:
 
         self.viewer.reset_view()
         step = self.dock.correct_step
+        step.remove_small(60)  # a correction: fragments below 60 px go (accepting uncorrected warns)
         step.start_drawing("rectangle")
         shapes = next(layer for layer in self.viewer.layers if lb.role_of(layer) == "corrections")
         shapes.add_rectangles([np.array([[20, 20], [200, 230]], dtype=float)])

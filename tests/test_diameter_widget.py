@@ -69,7 +69,7 @@ def test_object_diameter_control_sets_the_scale_of_predictions(make_napari_viewe
     assert provenance["object_diameter_source"] == "measured"
     assert f"predicted for objects of {provenance['object_diameter']:.0f} px (measured)" in status
 
-    step.diameter_combo.setCurrentText("this size, px:")
+    step.diameter_combo.setCurrentText("this size")
     assert step.diameter_spin.isEnabled()
     step.diameter_spin.setValue(40)
     provenance, scale, status = _predict(qtbot, widget)
@@ -85,11 +85,11 @@ def test_object_diameter_control_sets_the_scale_of_predictions(make_napari_viewe
     widget.controller.session.set_model(widget.controller.segmenter, trained_on=[IMAGE])
     provenance, scale, _ = _predict(qtbot, widget)
     assert scale == pytest.approx(2.0) and provenance["object_diameter_source"] == "as trained"
-    step.diameter_combo.setCurrentText("this size, px:")
+    step.diameter_combo.setCurrentText("this size")
     step.diameter_spin.setValue(25)
     widget.shutdown()
 
     again = UNetWidget(make_napari_viewer())  # persisted with the other settings
-    assert again.predict_step.diameter_combo.currentText() == "this size, px:"
+    assert again.predict_step.diameter_combo.currentText() == "this size"
     assert again.predict_step.object_diameter() == 25.0
     again.shutdown()
