@@ -19,7 +19,8 @@ from qtpy.QtWidgets import (
 from napari_unet.widgets.messages import COLORS, Messages
 
 
-def _alive(widget) -> bool:
+def alive(widget) -> bool:
+    """False once Qt has deleted the widget's C++ object (a dock torn down while calls are pending)."""
     try:
         widget.objectName()  # raises once the C++ object is deleted
     except RuntimeError:
@@ -33,7 +34,7 @@ def later(slot, *args) -> None:
 
     def call() -> None:
         owner = owner_ref()
-        if owner is not None and _alive(owner):
+        if owner is not None and alive(owner):
             func(owner, *args)
 
     QTimer.singleShot(0, call)
@@ -50,7 +51,7 @@ def listen(signal, slot) -> None:
 
     def call(*args) -> None:
         owner = owner_ref()
-        if owner is not None and _alive(owner):
+        if owner is not None and alive(owner):
             func(owner, *args)
 
     signal.connect(call)
