@@ -22,7 +22,6 @@ from qtpy.QtWidgets import (
 )
 
 from napari_unet import conventions as c
-from napari_unet.widgets.ui import alive
 
 
 def _qcolor(rgba) -> QColor:
@@ -91,8 +90,6 @@ class ClassEditor(QWidget):
         return list(self._colors)
 
     def set_classes(self, names: list[str], colors: list[tuple]) -> None:
-        if not alive(self.table):  # the dock is being torn down (a deferred call arrived late)
-            return
         self._names = list(names)
         self._colors = [tuple(col) for col in colors]
         self._rebuild()

@@ -35,7 +35,7 @@ def later(slot, *args) -> None:
     def call() -> None:
         owner = owner_ref()
         if owner is not None and alive(owner):
-            func(owner, *args)
+            _unless_torn_down(func, owner, *args)
 
     QTimer.singleShot(0, call)
 
@@ -52,9 +52,19 @@ def listen(signal, slot) -> None:
     def call(*args) -> None:
         owner = owner_ref()
         if owner is not None and alive(owner):
-            func(owner, *args)
+            _unless_torn_down(func, owner, *args)
 
     signal.connect(call)
+
+
+def _unless_torn_down(func, owner, *args) -> None:
+    """Run `func(owner, *args)`; drop it when it touches a child widget Qt already deleted. The
+    owner itself can still answer while Qt tears the dock down, children first."""
+    try:
+        func(owner, *args)
+    except RuntimeError as error:
+        if "has been deleted" not in str(error):
+            raise
 
 
 def form() -> QFormLayout:
