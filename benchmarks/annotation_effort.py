@@ -8,7 +8,7 @@ train again. "Annotate" is what a person does there, either
   correct:  fix the prediction in the region (every object that does not match the truth at
             IoU 0.5 is one corrected object) and accept the region (functionals.corrections).
 Region pickers: `random` (any open region), `uncertainty` (what "Suggest next" shows:
-functionals.suggestions.SuggestionWalk on the class-entropy map) and `oracle` (the open region
+functionals.suggestions.SuggestionWalk on the uncertainty map: class entropy and split instability) and `oracle` (the open region
 with the most object errors: an upper bound). Effort is counted as strokes (connected runs of
 new paint per class), painted pixels and corrected objects; AP@0.5 is scored on `val` images
 after each round. Compute minutes are training + prediction, the user's own time is not in them.
@@ -41,7 +41,7 @@ from napari_unet.functionals.data import TrainingImage  # noqa: E402
 from napari_unet.functionals.instances import InstanceParams  # noqa: E402
 from napari_unet.functionals.metrics import average_precision, instance_counts  # noqa: E402
 from napari_unet.functionals.suggestions import Region, SuggestionWalk, rank_regions  # noqa: E402
-from napari_unet.functionals.uncertainty import uncertainty_map  # noqa: E402
+from napari_unet.functionals.uncertainty import split_instability, uncertainty_map  # noqa: E402
 from napari_unet.nn.segmenter import Segmenter  # noqa: E402
 from napari_unet.nn.training import TrainConfig, Trainer  # noqa: E402
 from resources.make_scribbles import (  # noqa: E402
@@ -184,36 +184,46 @@ class Picker:
 # --------------------------------------------------------------------------- the simulated user
 
 
-def predict_all(segmenter: Segmenter, samples: list[Sample], params: InstanceParams) -> list[dict]:
+def predict_all(segmenter: Segmenter, samples: list[Sample], params: InstanceParams, *,
+                uncertainty: bool = True) -> list[dict]:
+    """What the prediction worker computes per plane: instances and (uncertainty=True) the uncertainty
+    map Suggest next ranks ("uncertainty") and the class entropy alone ("entropy")."""
     outputs = []
     for s in samples:
         prediction = segmenter.predict(s.image)
-        outputs.append({"instances": segmenter.instances(prediction, params),
-                        "uncertainty": uncertainty_map(prediction), "prediction": prediction})
+        out = {"instances": segmenter.instances(prediction, params), "prediction": prediction}
+        if uncertainty:
+            unstable = split_instability(prediction, params, use_instance_heads=segmenter.instance_heads_trained)
+            out.update(uncertainty=uncertainty_map(prediction, unstable), entropy=uncertainty_map(prediction))
+        outputs.append(out)
     return outputs
 
 
 def error_correlation(segmenter: Segmenter, pool: list[Sample], outputs: list[dict], params: InstanceParams) -> dict:
     """How well each candidate measure ranks regions by their object errors (Spearman rho over all regions).
 
-    entropy: mean class entropy (what Suggest next uses); split: objects that change between
-    foreground thresholds 0.4 and 0.6 (instability of the instance split).
+    entropy: mean class entropy; split: objects that change between foreground thresholds 0.4
+    and 0.6 (instability of the instance split); combined: the mean of the map that is the mean
+    of both (what Suggest next ranks, `uncertainty.uncertainty_map` with `split_instability`).
     """
     from dataclasses import replace
 
     from scipy.stats import spearmanr
 
-    errors, entropy, split = [], [], []
+    errors, entropy, split, combined = [], [], [], []
     for s, out in zip(pool, outputs):
         low = segmenter.instances(out["prediction"], replace(params, threshold=0.4))
         high = segmenter.instances(out["prediction"], replace(params, threshold=0.6))
-        for r in rank_regions(out["uncertainty"]):
+        combined_scores = {(r.top, r.left): r.score for r in rank_regions(out["uncertainty"])}
+        for r in rank_regions(out["entropy"]):
             _, fp, fn = instance_counts(s.truth[r.slices], out["instances"][r.slices], (0.5,))[0.5]
             _, sfp, sfn = instance_counts(low[r.slices], high[r.slices], (0.5,))[0.5]
             errors.append(fp + fn)
             entropy.append(r.score)
             split.append(sfp + sfn)
-    rho = {name: spearmanr(values, errors)[0] for name, values in (("entropy", entropy), ("split", split))}
+            combined.append(combined_scores[(r.top, r.left)])
+    rho = {name: spearmanr(values, errors)[0] for name, values in
+           (("entropy", entropy), ("split", split), ("combined", combined))}
     return {f"rho_{name}": None if np.isnan(v) else round(float(v), 3) for name, v in rho.items()}
 
 
@@ -231,8 +241,11 @@ def train(segmenter: Segmenter | None, pool: list[Sample], states: list[dict], c
 
 def simulate(pool: list[Sample], val: list[Sample], picker: str, *, mode: str = "strokes", rounds: int = 5,
              config: TrainConfig, start: Segmenter | None = None, seed: int = 0,
-             params: InstanceParams = InstanceParams(), log=print) -> list[dict]:
-    """Rounds of train -> score -> predict -> pick -> annotate; one record per round (effort so far, AP@0.5)."""
+             params: InstanceParams = InstanceParams(), log=print, on_round=None) -> list[dict]:
+    """Rounds of train -> score -> predict -> pick -> annotate; one record per round (effort so far, AP@0.5).
+
+    on_round: called with the records so far after each round (to save a long run as it goes).
+    """
     rng = np.random.default_rng(seed)
     states = [{"annotations": np.zeros(s.truth.shape, np.uint8), "accepted": None} for s in pool]
     effort = Effort()
@@ -246,7 +259,7 @@ def simulate(pool: list[Sample], val: list[Sample], picker: str, *, mode: str = 
         segmenter = train(segmenter, pool, states, config)
         compute += time.perf_counter() - tic
         truths = [s.truth for s in val]
-        preds = [out["instances"] for out in predict_all(segmenter, val, params)]
+        preds = [out["instances"] for out in predict_all(segmenter, val, params, uncertainty=False)]
         ap50 = float(average_precision(truths, preds, (0.5,))[0.5])
         records.append({"picker": picker, "mode": mode, "round": r, "strokes": effort.strokes,
                         "pixels": effort.pixels, "objects": effort.objects, "ap50": round(ap50, 4),
@@ -258,6 +271,8 @@ def simulate(pool: list[Sample], val: list[Sample], picker: str, *, mode: str = 
         outputs = predict_all(segmenter, pool, params)
         compute += time.perf_counter() - tic
         records[-1].update(error_correlation(segmenter, pool, outputs, params))
+        if on_round is not None:
+            on_round(records)
         for state in states:
             state["done"] = state["annotations"] > 0
             if state["accepted"] is not None:
@@ -345,18 +360,20 @@ def main(argv=None) -> int:
         pool, val = isbi_samples(list(range(args.pool))), isbi_samples(list(range(10, 10 + args.val)))
     config = TrainConfig(preset=args.preset, seconds=None if args.steps else args.seconds, steps=args.steps,
                          seed=args.seed, threads=args.threads)
-    print(f"machine: {machine()}\n{HEADER}", flush=True)
+    print(f"machine: {machine(args.threads)}\n{HEADER}", flush=True)
+    name = "annotation_effort" + (f"_{args.name}" if args.name else "")
     records = []
     for picker in args.pickers:
         start = _load_start(args.start)
+        done = list(records)
         records += simulate(pool, val, picker, mode=args.mode, rounds=args.rounds, config=config, start=start,
-                            seed=args.seed, log=lambda line: print(line, flush=True))
-    for key in ("rho_entropy", "rho_split"):
+                            seed=args.seed, log=lambda line: print(line, flush=True),
+                            on_round=lambda rows: save(name, {'args': vars(args), 'records': done + rows}))
+    for key in ("rho_entropy", "rho_split", "rho_combined"):
         values = [r[key] for r in records if r.get(key) is not None]
         if values:
             print(f"{key}: mean {np.mean(values):.3f} over {len(values)} rounds (Spearman, region measure vs "
                   "object errors at IoU 0.5)")
-    name = "annotation_effort" + (f"_{args.name}" if args.name else "")
     print(f"results: {save(name, {'args': vars(args), 'records': records})}")
     if args.plot:
         title = (f"{args.dataset}: {args.pool} images annotated, {len(val)} val, {args.rounds} rounds of "

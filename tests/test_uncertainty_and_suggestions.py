@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from napari_unet.functionals.instances import InstanceParams
 from napari_unet.functionals.prediction import Prediction
 from napari_unet.functionals.suggestions import (
     SuggestionWalk,
     rank_regions,
     region_size,
 )
-from napari_unet.functionals.uncertainty import class_entropy, uncertainty_map
+from napari_unet.functionals.uncertainty import (
+    class_entropy,
+    split_instability,
+    uncertainty_map,
+    unstable_objects,
+)
 
 
 def _prediction(p_fg: np.ndarray) -> Prediction:
@@ -57,3 +63,43 @@ def test_walk_goes_through_planes_and_images_in_order_of_need_never_twice():
     keys = [r.key for r in [first, second, *rest]]
     assert len(set(keys)) == 8  # 2 planes x 4 regions, none twice
     assert walk.next(planes) is None  # every region was suggested
+
+
+def _disc(shape: tuple[int, int], centre: tuple[int, int], radius: float) -> np.ndarray:
+    yy, xx = np.ogrid[: shape[0], : shape[1]]
+    return (yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= radius**2
+
+
+def test_unstable_objects_are_those_without_a_match_in_the_other_split():
+    first = np.zeros((20, 20), np.uint32)
+    first[2:8, 2:8] = 1  # the same in both: stable
+    first[10:18, 2:18] = 2  # one object here ...
+    second = np.zeros_like(first)
+    second[2:8, 2:8] = 7
+    second[10:18, 2:7], second[10:18, 7:12], second[10:18, 12:18] = 8, 9, 10  # ... three there: all unstable
+    unstable = unstable_objects(first, second)
+    assert not unstable[2:8, 2:8].any()
+    assert unstable[10:18, 2:18].all() and unstable.sum() == 8 * 16
+    assert not unstable_objects(first, first).any()
+    assert not unstable_objects(np.zeros_like(first), np.zeros_like(first)).any()
+
+
+def test_combined_map_ranks_an_unstable_object_above_a_wide_band_of_stable_doubt():
+    """Entropy alone prefers a region with a wide ring of doubt around a sure object; the split
+    instability marks the faint object (foreground at threshold 0.4, not at 0.6) whose split is
+    what a user would have to fix, and the combined map ranks that region first."""
+    shape = (128, 256)
+    p = np.full(shape, 0.001, np.float32)
+    p[_disc(shape, (64, 64), 23)] = 0.3  # left: a wide ring of doubt, never foreground at 0.4-0.6 ...
+    p[_disc(shape, (64, 64), 12)] = 0.999  # ... around a sure object
+    p[_disc(shape, (64, 192), 16)] = 0.55  # right: a faint object, there at 0.4, gone at 0.6
+    prediction = _prediction(p)
+    unstable = split_instability(prediction, InstanceParams(min_size=5), use_instance_heads=False)
+    assert unstable[64, 192] and not unstable[64, 64]
+    assert not unstable[:, :128].any()
+    entropy_only = rank_regions(uncertainty_map(prediction), size=128)
+    combined_map = uncertainty_map(prediction, unstable)
+    combined = rank_regions(combined_map, size=128)
+    assert entropy_only[0].left == 0 and combined[0].left == 128
+    assert combined_map[64, 192] >= 255 // 2 + 1  # an unstable pixel reads at least one half
+    assert combined_map[64, 64] <= 3  # sure and stable

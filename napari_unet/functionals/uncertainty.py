@@ -1,20 +1,31 @@
 """Where the model is unsure: a per-pixel uncertainty map from one prediction.
 
-The measure is the entropy of the class probabilities, divided by its maximum (log K) so it
-reads 0 (certain) to 1 (all classes equally likely) for any number of classes. It needs no
-extra network pass (flipped passes would double the cost of the live preview) and it is
-computed from the same tiled, blended probabilities the semantic layer shows, so it is tiled
-exactly like the prediction. It is stored as uint8 (0..255): one byte per pixel, like the
-semantic layer, so a whole stack of it costs no more memory than the predictions.
+Two measures, both from the prediction the worker already has (no extra network pass; flipped
+passes would double the cost of the live preview):
+- class entropy: the entropy of the class probabilities divided by its maximum (log K), 0
+  (certain) to 1 (all classes equally likely) for any number of classes; tiled exactly like the
+  prediction, so the live preview shows it for each tile as it arrives;
+- split instability: the objects that change (no match at IoU 0.5) when the foreground
+  threshold moves by SPLIT_SPREAD either way. It ranks regions by their object errors better
+  than entropy does (BENCHMARKS.md section 5), costs two more instance post-processing passes
+  (no network), and needs the whole plane, so only a finished plane has it.
+The map the layer shows and "Suggest next" ranks is their mean where both exist (an unstable
+object's pixels read at least one half). It is stored as uint8 (0..255): one byte per pixel,
+like the semantic layer, so a whole stack of it costs no more memory than the predictions.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
+from napari_unet.functionals.instances import InstanceParams, instances_from_prediction
+from napari_unet.functionals.metrics import match_instances
 from napari_unet.functionals.prediction import ROWS_PER_BAND, Prediction
 
 UNCERTAINTY_MAX = 255  # the uint8 value of "all classes equally likely"
+SPLIT_SPREAD = 0.1  # the foreground threshold moves this much each way to test an object's split
 _EPS = np.float32(1e-6)
 
 
@@ -31,6 +42,34 @@ def class_entropy(probabilities: np.ndarray) -> np.ndarray:
     return np.clip(out, 0.0, 1.0, out=out)
 
 
-def uncertainty_map(prediction: Prediction) -> np.ndarray:
-    """(H, W) uint8 uncertainty of one predicted plane, 0 certain .. 255 all classes equally likely."""
-    return np.round(class_entropy(prediction.probabilities) * UNCERTAINTY_MAX).astype(np.uint8)
+def unstable_objects(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """(H, W) bool: pixels of the objects of either label image that have no match at IoU 0.5 in the other."""
+    overlap = match_instances(first, second)
+    iou = overlap.iou.toarray() if overlap.iou.nnz else np.zeros(overlap.iou.shape)
+    matched = iou >= 0.5
+    lost = overlap.true_ids[~matched.any(axis=1)] if iou.shape[0] else overlap.true_ids
+    new = overlap.pred_ids[~matched.any(axis=0)] if iou.shape[1] else overlap.pred_ids
+    return np.isin(first, lost) | np.isin(second, new)
+
+
+def split_instability(prediction: Prediction, params: InstanceParams = InstanceParams(), *,
+                      use_instance_heads: bool = True) -> np.ndarray:
+    """(H, W) bool: pixels of objects that change when the foreground threshold moves by +-SPLIT_SPREAD."""
+    low, high = (
+        instances_from_prediction(prediction, replace(params, threshold=float(np.clip(t, 0.01, 0.99))),
+                                  use_instance_heads=use_instance_heads)
+        for t in (params.threshold - SPLIT_SPREAD, params.threshold + SPLIT_SPREAD)
+    )
+    return unstable_objects(low, high)
+
+
+def uncertainty_map(prediction: Prediction, unstable: np.ndarray | None = None) -> np.ndarray:
+    """(H, W) uint8 uncertainty of one predicted plane, 0 certain .. 255 unsure.
+
+    unstable: the plane's `split_instability`; given, the map is the mean of the class entropy
+    and it (1 on unstable objects), else the class entropy alone (a live-preview tile).
+    """
+    u = class_entropy(prediction.probabilities)
+    if unstable is not None:
+        u = (u + np.asarray(unstable, np.float32)) / 2
+    return np.round(u * UNCERTAINTY_MAX).astype(np.uint8)
