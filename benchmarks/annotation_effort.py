@@ -203,8 +203,9 @@ def error_correlation(segmenter: Segmenter, pool: list[Sample], outputs: list[di
     """How well each candidate measure ranks regions by their object errors (Spearman rho over all regions).
 
     entropy: mean class entropy; split: objects that change between foreground thresholds 0.4
-    and 0.6 (instability of the instance split); combined: the mean of the map that is the mean
-    of both (what Suggest next ranks, `uncertainty.uncertainty_map` with `split_instability`).
+    and 0.6 (instability of the instance split); combined: the mean of the map that reads 1 on
+    unstable objects and the entropy elsewhere (what Suggest next ranks: `uncertainty_map` with
+    `split_instability`).
     """
     from dataclasses import replace
 
@@ -305,6 +306,38 @@ HEADER = ("| picker | annotate by | round | strokes | painted px | corrected obj
           "|---|---|---|---|---|---|---|---|")
 
 
+def effort_to_reach(rows: list[dict], target: float, key: str = "strokes") -> int | None:
+    """The effort (`key`) of the first round whose AP@0.5 reaches `target`; None if none does."""
+    return next((r[key] for r in rows if r["ap50"] >= target), None)
+
+
+def summary(records: list[dict], target: float = 0.8) -> str:
+    """Markdown: AP@0.5 (effort so far) per round and picker, the effort to reach `target` and
+    its ratio uncertainty / random, and the mean Spearman rho of each region measure."""
+    key = "strokes" if records[0]["mode"] == "strokes" else "objects"
+    by_picker = {p: [r for r in records if r["picker"] == p] for p in PICKERS}
+    by_picker = {p: rows for p, rows in by_picker.items() if rows}
+    rounds = max(len(rows) for rows in by_picker.values())
+    lines = ["| picker | " + " | ".join(f"round {i}" if i == 0 else str(i) for i in range(rounds))
+             + f" | {key} to reach {target:.2f} | compute min |",
+             "|---|" + "---|" * (rounds + 2)]
+    reached = {}
+    for picker, rows in by_picker.items():
+        reached[picker] = effort_to_reach(rows, target, key)
+        cells = [f"{r['ap50']:.2f} ({r[key]})" for r in rows] + ["-"] * (rounds - len(rows))
+        lines.append(f"| {picker} | " + " | ".join(cells) + f" | {reached[picker] if reached[picker] is not None else 'not reached'}"
+                     f" | {rows[-1]['compute_min']:.1f} |")
+    if reached.get("uncertainty") is not None and reached.get("random"):
+        lines.append(f"\n{key} to reach {target:.2f}, uncertainty / random: "
+                     f"{reached['uncertainty'] / reached['random']:.2f}")
+    for measure in ("rho_entropy", "rho_split", "rho_combined"):
+        values = [r[measure] for r in records if r.get(measure) is not None]
+        if values:
+            lines.append(f"{measure}: mean {np.mean(values):.3f} over {len(values)} rounds "
+                         "(Spearman, region measure vs object errors at IoU 0.5)")
+    return "\n".join(lines)
+
+
 def plot(records: list[dict], path: Path, title: str) -> Path:
     import matplotlib
 
@@ -349,10 +382,16 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: fair on a shared, loaded CPU)")
     p.add_argument("--name", default="", help="suffix of the result files")
     p.add_argument("--plot", action="store_true", help="write the PNG plot (needs matplotlib)")
+    p.add_argument("--merge", nargs="+", type=Path, default=None, metavar="JSON",
+                   help="no run: merge result files of runs split by picker into results/annotation_effort_NAME")
     args = p.parse_args(argv)
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from common import RESULTS, machine, save
+
+    name = "annotation_effort" + (f"_{args.name}" if args.name else "")
+    if args.merge:
+        return merge(args.merge, name, args.plot)
 
     if args.dataset == "dsb":
         pool, val = dsb_samples("train", args.pool, args.seed), dsb_samples("val", args.val, args.seed)
@@ -361,7 +400,6 @@ def main(argv=None) -> int:
     config = TrainConfig(preset=args.preset, seconds=None if args.steps else args.seconds, steps=args.steps,
                          seed=args.seed, threads=args.threads)
     print(f"machine: {machine(args.threads)}\n{HEADER}", flush=True)
-    name = "annotation_effort" + (f"_{args.name}" if args.name else "")
     records = []
     for picker in args.pickers:
         start = _load_start(args.start)
@@ -369,16 +407,32 @@ def main(argv=None) -> int:
         records += simulate(pool, val, picker, mode=args.mode, rounds=args.rounds, config=config, start=start,
                             seed=args.seed, log=lambda line: print(line, flush=True),
                             on_round=lambda rows: save(name, {'args': vars(args), 'records': done + rows}))
-    for key in ("rho_entropy", "rho_split", "rho_combined"):
-        values = [r[key] for r in records if r.get(key) is not None]
-        if values:
-            print(f"{key}: mean {np.mean(values):.3f} over {len(values)} rounds (Spearman, region measure vs "
-                  "object errors at IoU 0.5)")
+    print(summary(records))
     print(f"results: {save(name, {'args': vars(args), 'records': records})}")
     if args.plot:
-        title = (f"{args.dataset}: {args.pool} images annotated, {len(val)} val, {args.rounds} rounds of "
-                 f"{args.steps or args.seconds:g} {'steps' if args.steps else 's'}, annotate by {args.mode}")
-        print(f"plot: {plot(records, RESULTS / f'{name}.png', title)}")
+        print(f"plot: {plot(records, RESULTS / f'{name}.png', _title(vars(args), len(val)))}")
+    return 0
+
+
+def _title(args: dict, n_val: int) -> str:
+    start = f", from '{args['start']}'" if args.get("start") else ", new model"
+    return (f"{args['dataset']}: {args['pool']} images annotated, {n_val} val, {args['rounds']} rounds of "
+            f"{args['steps'] or args['seconds']:g} {'steps' if args['steps'] else 's'}{start}, by {args['mode']}")
+
+
+def merge(paths: list[Path], name: str, with_plot: bool) -> int:
+    """One result file, table and plot from runs of the same configuration split by picker."""
+    import json
+
+    from common import RESULTS, save
+
+    runs = [json.loads(path.read_text()) for path in paths]
+    records = [r for run in runs for r in run["records"]]
+    args = {**runs[0]["args"], "pickers": sorted({r["picker"] for r in records}, key=PICKERS.index)}
+    print(summary(records))
+    print(f"results: {save(name, {'args': args, 'merged': [str(p.name) for p in paths], 'records': records})}")
+    if with_plot:
+        print(f"plot: {plot(records, RESULTS / f'{name}.png', _title(args, args['val']))}")
     return 0
 
 

@@ -76,3 +76,17 @@ def test_a_tiny_simulation_runs_and_never_picks_a_region_twice(picker):
     assert len(picked) == 2 and len(set(picked)) == 2
     correct = ae.simulate(pool, val, picker, mode="correct", rounds=2, config=config, log=lambda _: None)
     assert correct[-1]["objects"] >= correct[0]["objects"] == 0
+
+
+def test_summary_gives_the_strokes_each_picker_needed_and_the_ratio():
+    def rows(picker, aps, strokes):
+        return [{"picker": picker, "mode": "strokes", "round": i, "ap50": a, "strokes": s, "compute_min": i * 1.0}
+                for i, (a, s) in enumerate(zip(aps, strokes))]
+
+    records = (rows("random", [0.5, 0.7, 0.81], [8, 20, 40]) + rows("uncertainty", [0.5, 0.82, 0.85], [8, 14, 19])
+               + rows("oracle", [0.5, 0.6], [8, 12]))
+    assert ae.effort_to_reach(records[:3], 0.8) == 40 and ae.effort_to_reach(records[-2:], 0.8) is None
+    text = ae.summary(records, target=0.8)
+    assert "| random | 0.50 (8) | 0.70 (20) | 0.81 (40) | 40 |" in text
+    assert "| oracle | 0.50 (8) | 0.60 (12) | - | not reached |" in text
+    assert "uncertainty / random: 0.35" in text  # 14 / 40

@@ -9,8 +9,9 @@ passes would double the cost of the live preview):
   threshold moves by SPLIT_SPREAD either way. It ranks regions by their object errors better
   than entropy does (BENCHMARKS.md section 5), costs two more instance post-processing passes
   (no network), and needs the whole plane, so only a finished plane has it.
-The map the layer shows and "Suggest next" ranks is their mean where both exist (an unstable
-object's pixels read at least one half). It is stored as uint8 (0..255): one byte per pixel,
+The map the layer shows and "Suggest next" ranks takes the larger of the two where both exist:
+an unstable object reads 1 (as unsure as can be), everything else its entropy, so a finished
+plane reads like its live preview except on the objects whose split is in doubt. It is stored as uint8 (0..255): one byte per pixel,
 like the semantic layer, so a whole stack of it costs no more memory than the predictions.
 """
 
@@ -66,10 +67,10 @@ def split_instability(prediction: Prediction, params: InstanceParams = InstanceP
 def uncertainty_map(prediction: Prediction, unstable: np.ndarray | None = None) -> np.ndarray:
     """(H, W) uint8 uncertainty of one predicted plane, 0 certain .. 255 unsure.
 
-    unstable: the plane's `split_instability`; given, the map is the mean of the class entropy
-    and it (1 on unstable objects), else the class entropy alone (a live-preview tile).
+    unstable: the plane's `split_instability`; given, its objects read 255 and the rest the class
+    entropy, else the class entropy alone (a live-preview tile).
     """
     u = class_entropy(prediction.probabilities)
     if unstable is not None:
-        u = (u + np.asarray(unstable, np.float32)) / 2
+        u[np.asarray(unstable, bool)] = 1.0
     return np.round(u * UNCERTAINTY_MAX).astype(np.uint8)
