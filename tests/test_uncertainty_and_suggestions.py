@@ -105,3 +105,24 @@ def test_combined_map_ranks_an_unstable_object_above_a_wide_band_of_stable_doubt
     assert entropy_only[0].left == 0 and combined[0].left == 128
     assert np.all(combined_map[unstable] == 255)  # an unstable object reads as unsure as can be
     assert np.array_equal(combined_map[~unstable], uncertainty_map(prediction)[~unstable])  # the rest: entropy
+
+
+def test_split_instability_on_changing_components_equals_the_full_two_pass_comparison():
+    """Restricting the two instance passes to the components that touch the threshold band
+    changes nothing: compare with splitting the whole plane at both thresholds."""
+    from dataclasses import replace
+
+    from napari_unet.functionals.instances import instances_from_prediction
+
+    rng = np.random.default_rng(0)
+    shape = (96, 96)
+    p = np.full(shape, 0.01, np.float32)
+    for k in range(12):
+        centre = tuple(int(v) for v in rng.integers(10, 86, 2))
+        p[_disc(shape, centre, int(rng.integers(4, 9)))] = rng.choice([0.45, 0.55, 0.7, 0.99])
+    prediction = _prediction(p)
+    params = InstanceParams(min_size=5)
+    full = unstable_objects(*(instances_from_prediction(prediction, replace(params, threshold=t), use_instance_heads=False)
+                              for t in (0.4, 0.6)))
+    fast = split_instability(prediction, params, use_instance_heads=False)
+    assert full.any() and np.array_equal(fast, full)

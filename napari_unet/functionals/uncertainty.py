@@ -8,7 +8,8 @@ passes would double the cost of the live preview):
 - split instability: the objects that change (no match at IoU 0.5) when the foreground
   threshold moves by SPLIT_SPREAD either way. It ranks regions by their object errors better
   than entropy does (BENCHMARKS.md section 5), costs two more instance post-processing passes
-  (no network), and needs the whole plane, so only a finished plane has it.
+  over the objects that touch the band between the thresholds (no network), and needs the
+  whole plane, so only a finished plane has it.
 The map the layer shows and "Suggest next" ranks takes the larger of the two where both exist:
 an unstable object reads 1 (as unsure as can be), everything else its entropy, so a finished
 plane reads like its live preview except on the objects whose split is in doubt. It is stored as uint8 (0..255): one byte per pixel,
@@ -20,6 +21,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+from scipy import ndimage
 
 from napari_unet.functionals.instances import InstanceParams, instances_from_prediction
 from napari_unet.functionals.metrics import match_instances
@@ -55,12 +57,24 @@ def unstable_objects(first: np.ndarray, second: np.ndarray) -> np.ndarray:
 
 def split_instability(prediction: Prediction, params: InstanceParams = InstanceParams(), *,
                       use_instance_heads: bool = True) -> np.ndarray:
-    """(H, W) bool: pixels of objects that change when the foreground threshold moves by +-SPLIT_SPREAD."""
-    low, high = (
-        instances_from_prediction(prediction, replace(params, threshold=float(np.clip(t, 0.01, 0.99))),
-                                  use_instance_heads=use_instance_heads)
-        for t in (params.threshold - SPLIT_SPREAD, params.threshold + SPLIT_SPREAD)
-    )
+    """(H, W) bool: pixels of objects that change when the foreground threshold moves by +-SPLIT_SPREAD.
+
+    Only the foreground components (at the low threshold) that hold a pixel between the two
+    thresholds can change (elsewhere both splits see the same mask and the same heads), so the
+    two instance passes run on those alone: a confident plane costs two labellings.
+    """
+    low_t, high_t = (float(np.clip(params.threshold + d, 0.01, 0.99)) for d in (-SPLIT_SPREAD, SPLIT_SPREAD))
+    low_mask = prediction.foreground_mask(low_t)
+    components, _ = ndimage.label(low_mask)
+    changing = np.unique(components[low_mask & ~prediction.foreground_mask(high_t)])
+    keep = np.isin(components, changing[changing > 0])
+    if not keep.any():
+        return keep
+    # Background everywhere else: only the changing components are split (foreground reads only class 0).
+    background = np.where(keep, prediction.probabilities[0], np.float32(1.0))[None]
+    only_changing = Prediction(background, prediction.boundary, prediction.distance, prediction.scale)
+    low, high = (instances_from_prediction(only_changing, replace(params, threshold=t),
+                                           use_instance_heads=use_instance_heads) for t in (low_t, high_t))
     return unstable_objects(low, high)
 
 
