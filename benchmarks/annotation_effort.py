@@ -428,7 +428,8 @@ def merge(paths: list[Path], name: str, with_plot: bool) -> int:
 
     runs = [json.loads(path.read_text()) for path in paths]
     records = [r for run in runs for r in run["records"]]
-    args = {**runs[0]["args"], "pickers": sorted({r["picker"] for r in records}, key=PICKERS.index)}
+    args = {**runs[0]["args"], "pickers": sorted({r["picker"] for r in records}, key=PICKERS.index),
+            "rounds": max(r["round"] for r in records) + 1}  # the rounds done: a run may have been stopped
     print(summary(records))
     print(f"results: {save(name, {'args': args, 'merged': [str(p.name) for p in paths], 'records': records})}")
     if with_plot:
