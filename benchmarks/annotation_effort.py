@@ -355,6 +355,7 @@ def plot(records: list[dict], path: Path, title: str) -> Path:
     axes[0].set_xlabel("strokes painted" if mode == "strokes" else "objects corrected")
     axes[1].set_xlabel("compute minutes (training + prediction)")
     for ax in axes:
+        ax.axhline(0.8, color="gray", linestyle="--", linewidth=1)  # issue 9's target
         ax.set_ylabel("AP@0.5 on val")
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
