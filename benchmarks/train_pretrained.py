@@ -51,6 +51,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    parser.add_argument("--learning-rate", type=float, default=3e-3,
+                        help="peak rate, also when resuming: it continues on all the data, so it is not a fine-tune")
     parser.add_argument("--loader-workers", type=int, default=0, help="processes drawing patches (GPU only)")
     parser.add_argument("--resume", action="store_true", help="continue from the shipped model of that name")
     parser.add_argument("--out", type=Path, help="folder for NAME.pt and NAME.json (default: resources/models)")
@@ -63,7 +65,7 @@ def main() -> None:
     items = [TrainingImage.from_instances(*load(DATA, e), name=e.id) for e in entries]
     config = TrainConfig(seconds=None if args.steps else args.seconds, steps=args.steps, seed=args.seed,
                          threads=args.threads, validation_fraction=0.0, batch_size=args.batch_size,
-                         loader_workers=args.loader_workers)
+                         learning_rate=args.learning_rate, loader_workers=args.loader_workers)
     start = Segmenter.load(checkpoint_path(args.name)) if args.resume else None
     earlier = model_card(args.name)["training"] if args.resume else None
     tick = time.perf_counter()
