@@ -6,14 +6,15 @@ passes would double the cost of the live preview):
   (certain) to 1 (all classes equally likely) for any number of classes; tiled exactly like the
   prediction, so the live preview shows it for each tile as it arrives;
 - split instability: the objects that change (no match at IoU 0.5) when the foreground
-  threshold moves by SPLIT_SPREAD either way. It ranks regions by their object errors better
-  than entropy does (BENCHMARKS.md section 5), costs two more instance post-processing passes
-  over the objects that touch the band between the thresholds (no network), and needs the
-  whole plane, so only a finished plane has it.
+  threshold moves by SPLIT_SPREAD either way. Alone it ranks regions by their object errors
+  worse than entropy; added to it, slightly better (BENCHMARKS.md section 5). It costs two more
+  instance post-processing passes (no network) and needs the whole plane, so only a finished
+  plane has it.
 The map the layer shows and "Suggest next" ranks takes the larger of the two where both exist:
 an unstable object reads 1 (as unsure as can be), everything else its entropy, so a finished
-plane reads like its live preview except on the objects whose split is in doubt. It is stored as uint8 (0..255): one byte per pixel,
-like the semantic layer, so a whole stack of it costs no more memory than the predictions.
+plane reads like its live preview except on the objects whose split is in doubt. It is stored
+as uint8 (0..255): one byte per pixel, like the semantic layer, so a whole stack of it costs no
+more memory than the predictions.
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ def split_instability(prediction: Prediction, params: InstanceParams = InstanceP
 
     Only the foreground components (at the low threshold) that hold a pixel between the two
     thresholds can change (elsewhere both splits see the same mask and the same heads), so the
-    two instance passes run on those alone: a confident plane costs two labellings.
+    two instance passes run on those alone (most objects' edges cross the band, so this saves
+    little on a plane full of objects).
     """
     low_t, high_t = (float(np.clip(params.threshold + d, 0.01, 0.99)) for d in (-SPLIT_SPREAD, SPLIT_SPREAD))
     low_mask = prediction.foreground_mask(low_t)
