@@ -8,6 +8,12 @@ on every side, predicts it tile by tile and writes the block's core: the class p
 removed at the end). The object pass (`functionals.block_instances`) then writes
 `instances` with ids unique in the image and objects whole across block borders.
 
+Each output also gets a pyramid for browsing (`output_levels`): levels halved in size
+(nearest pixel: labels stay labels) down to COARSEST pixels a side, under `pyramid/<output>/<k>`,
+described as OME-Zarr `multiscales` (one per output) in the group's attributes. The semantic
+and probability levels are written with each block, so a viewer can browse them as they fill
+in; the instance levels once the objects pass is done (objects are written across blocks).
+
 `predict_to_zarr` (the command line) writes the store beside its target and renames it
 into place (io.atomic), so a failed or killed run leaves no half-written store. The dock
 shows the outputs while they are written: it creates the store with `create_outputs`,
@@ -34,6 +40,24 @@ from napari_unet.nn.segmenter import Segmenter
 
 SCRATCH = "_maps"  # background probability, boundary, distance (float16), removed when done
 OUTPUTS = ("semantic", "instances", "probabilities")
+PYRAMID = "pyramid"  # pyramid/<output>/<k>: the output halved k times
+COARSEST = 1024  # the pyramid's smallest level is at most this many pixels a side
+
+
+def pyramid_depth(shape: tuple[int, int], coarsest: int = COARSEST) -> int:
+    """How many halved levels a (H, W) plane gets so its smallest one is at most `coarsest` a side."""
+    depth, side = 0, max(shape)
+    while side > coarsest:
+        side, depth = -(-side // 2), depth + 1
+    return depth
+
+
+def output_levels(root: zarr.Group, name: str) -> list[zarr.Array]:
+    """An output's array and its pyramid levels, finest first (one array when it has no pyramid)."""
+    levels = [root[name]]
+    while f"{PYRAMID}/{name}/{len(levels)}" in root:
+        levels.append(root[f"{PYRAMID}/{name}/{len(levels)}"])
+    return levels
 
 
 def create_outputs(
@@ -44,8 +68,10 @@ def create_outputs(
     instances: bool = True,
     probabilities: bool = False,
     block: int = 1024,
+    coarsest: int = COARSEST,
 ) -> zarr.Group:
-    """A zarr store with empty output arrays of a (H, W) image, chunked by `block`.
+    """A zarr store with empty output arrays of a (H, W) image, chunked by `block`, and their
+    pyramids (levels down to `coarsest` pixels a side).
 
     The outputs of an earlier run in `store` are replaced; other arrays there (the dock's
     accepted objects) are kept. Only metadata is written: cheap enough for the GUI thread.
@@ -53,18 +79,47 @@ def create_outputs(
     height, width = shape
     chunks = (min(block, height), min(block, width))
     root = zarr.open_group(str(store), mode="a")
-    for name in (*OUTPUTS, SCRATCH):
+    for name in (*OUTPUTS, SCRATCH, PYRAMID):
         if name in root:
             del root[name]
-    root.create_array("semantic", shape=(height, width), dtype=np.uint8, chunks=chunks, fill_value=0)
-    if instances:
-        root.create_array("instances", shape=(height, width), dtype=np.uint32, chunks=chunks, fill_value=0)
-    if probabilities:
-        root.create_array("probabilities", shape=(n_classes, height, width), dtype=np.float32,
-                          chunks=(1, *chunks), fill_value=0)
+    kinds = {"semantic": ((), np.uint8), "instances": ((), np.uint32), "probabilities": ((n_classes,), np.float32)}
+    wanted = ["semantic", *(["instances"] if instances else []), *(["probabilities"] if probabilities else [])]
+    multiscales = []
+    for name in wanted:
+        lead, dtype = kinds[name]
+        paths = [name]
+        for k in range(pyramid_depth(shape, coarsest) + 1):
+            level = (-(-height // 2**k), -(-width // 2**k))
+            path = name if k == 0 else f"{PYRAMID}/{name}/{k}"
+            root.create_array(path, shape=(*lead, *level), dtype=dtype, fill_value=0,
+                              chunks=(*(1 for _ in lead), min(block, level[0]), min(block, level[1])))
+            paths.append(path)
+        multiscales.append(_multiscale(name, paths[1:], len(lead)))
     root.create_array(SCRATCH, shape=(3, height, width), dtype=np.float16, chunks=(3, *chunks))
     root.attrs["block"] = int(block)
+    root.attrs["ome"] = {"version": "0.5", "multiscales": multiscales}
     return root
+
+
+def _multiscale(name: str, paths: list[str], leading: int) -> dict:
+    """OME-Zarr 0.5 `multiscales` entry of one output: its levels, each twice the pixel size of the last."""
+    axes = [{"name": "c", "type": "channel"}] * leading + [{"name": "y", "type": "space"},
+                                                           {"name": "x", "type": "space"}]
+    return {"name": name, "axes": axes, "datasets": [
+        {"path": path, "coordinateTransformations": [{"type": "scale", "scale": [1.0] * leading + [2.0**k] * 2}]}
+        for k, path in enumerate(paths)]}
+
+
+def _write_levels(root: zarr.Group, name: str, values: np.ndarray, y: int, x: int) -> None:
+    """Write the pyramid levels of `values`, the block of output `name` whose top-left pixel is (y, x):
+    level k takes every 2**k-th pixel (those at multiples of 2**k in the whole plane)."""
+    levels = output_levels(root, name)
+    for k, level in enumerate(levels[1:], start=1):
+        f = 2**k
+        ly, lx = -(-y // f), -(-x // f)  # the first level pixel at or after the block's corner
+        part = values[..., ly * f - y::f, lx * f - x::f]
+        if part.shape[-1] and part.shape[-2]:
+            level[..., ly:ly + part.shape[-2], lx:lx + part.shape[-1]] = part
 
 
 def fill_outputs(
@@ -118,7 +173,10 @@ def fill_outputs(
                                         prediction.distance[core]]).astype(np.float16)
         if probs is not None:
             probs[:, y:y1, x:x1] = prediction.probabilities[(slice(None), *core)]
-        semantic[y:y1, x:x1] = prediction.semantic()[core]
+            _write_levels(root, "probabilities", prediction.probabilities[(slice(None), *core)], y, x)
+        labels = prediction.semantic()[core]
+        semantic[y:y1, x:x1] = labels
+        _write_levels(root, "semantic", labels, y, x)
         if progress is not None:
             progress("network", done, len(starts))
     objects = 0
@@ -134,6 +192,11 @@ def fill_outputs(
             prediction_of, (height, width), root["instances"], params,
             use_instance_heads=segmenter.instance_heads_trained, block=block, halo=halo,
             progress=None if progress is None else (lambda done, total: progress("objects", done, total)))
+        if len(output_levels(root, "instances")) > 1:
+            for y, x in starts:
+                if stop():
+                    raise Stopped
+                _write_levels(root, "instances", root["instances"][y:y + block, x:x + block], y, x)
     del root[SCRATCH]
     root.attrs["objects"] = int(objects)
     return objects
@@ -152,6 +215,7 @@ def predict_to_zarr(
     tile_size: int = 512,
     diameter: float | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    coarsest: int = COARSEST,
 ) -> int:
     """Write `semantic`, `instances` (unless `params` is None) and `probabilities` arrays of a (C, H, W)
     image into the zarr store `store`, atomically; returns the object count. `progress(stage, done, total)`."""
@@ -161,7 +225,7 @@ def predict_to_zarr(
     def write(temp: Path) -> None:
         nonlocal objects
         root = create_outputs(temp, tuple(image.shape[1:]), segmenter.config.n_classes, instances=params is not None,
-                              probabilities=probabilities, block=block)
+                              probabilities=probabilities, block=block, coarsest=coarsest)
         objects = fill_outputs(segmenter, image, root, params, margin=margin, halo=halo, tile_size=tile_size,
                                diameter=diameter, progress=progress)
 
