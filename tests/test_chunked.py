@@ -92,7 +92,8 @@ def test_blocks_are_resampled_to_the_networks_object_size_like_a_whole_image(tmp
 
 
 def test_the_store_holds_a_pyramid_of_each_output_for_browsing(tmp_path):
-    from napari_unet.nn.chunked import output_levels, predict_to_zarr, pyramid_depth
+    from napari_unet.io.pyramid import pyramid_depth
+    from napari_unet.nn.chunked import output_levels, predict_to_zarr
     from napari_unet.nn.model import ModelConfig
     from napari_unet.nn.segmenter import Segmenter
 

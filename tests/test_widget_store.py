@@ -163,8 +163,18 @@ def test_a_plane_too_big_to_show_whole_is_browsed_through_the_stores_pyramid(mak
     assert full.max() > 1 and np.array_equal(half, full[::2, ::2])
     assert np.array_equal(np.asarray(instances.data[2]), full[::4, ::4])  # the layer's levels are the store's
     assert any("pyramid" in text for _, text in controller.messages.log)
-    # a correction is refused with a clear message, never half-written
+    # the correct step's tools write every level of the store (napari's brush cannot paint a pyramid)
     ids = [int(i) for i in np.unique(full) if i][:2]
     widget.correct_step.merge(ids)
-    assert "cannot edit a pyramid" in controller.messages.errors()[-1]
-    assert np.array_equal(store["instances"][...], full)
+    assert not controller.messages.errors()
+    merged = output_levels(store, "instances")
+    assert ids[1] not in merged[0][...] and (merged[0][...] == ids[0]).sum() == np.isin(full, ids).sum()
+    for k, level in enumerate(merged[1:], start=1):
+        assert np.array_equal(level[...], merged[0][...][:: 2**k, :: 2**k])
+    shapes = widget.correct_step._corrections_layer(viewer.layers["big"])
+    shapes.add_rectangles(np.array([[0, 0], [47, 55]]))
+    assert widget.correct_step.accept("rectangle") > 0
+    accepted = output_levels(store, "accepted")
+    assert viewer.layers["big accepted"].multiscale and len(accepted) == 3
+    assert accepted[0][:48, :56].any() and not accepted[0][48:, :].any()
+    assert np.array_equal(accepted[1][...], accepted[0][...][::2, ::2])

@@ -18,6 +18,7 @@ from napari.utils.colormaps import Colormap, DirectLabelColormap
 
 from napari_unet import conventions as c
 from napari_unet.errors import UserInputError
+from napari_unet.io.pyramid import write_coarser_levels
 from napari_unet.functionals.data import TrainingImage
 from napari_unet.functionals.data import training_items as items_of_image
 from napari_unet.functionals.layout import ImageLayout, Plane
@@ -310,8 +311,7 @@ def write_undoable(layer: Labels, plane: Plane, new: np.ndarray, region: tuple[s
     """Write a whole plane (or a region of it) through napari's undo history (Ctrl+Z undoes it);
     returns pixels changed. Only the changed pixels are written (a zarr layer: only their chunks)."""
     if layer.multiscale:
-        raise UserInputError(f"'{layer.name}' is shown as a pyramid (a plane this big cannot be shown whole) and "
-                             "napari cannot edit a pyramid: correct a region of it opened as an image of its own")
+        return _write_pyramid(layer, plane, new, region)
     old = read_plane(layer, plane, region)
     changed = old != new
     n = int(np.count_nonzero(changed))
@@ -323,6 +323,24 @@ def write_undoable(layer: Labels, plane: Plane, new: np.ndarray, region: tuple[s
     indices = tuple(np.full(n, p, dtype=np.intp) for p in plane) + local
     layer.data_setitem(indices, new[changed].astype(layer.data.dtype, copy=False))
     return n
+
+
+def _write_pyramid(layer: Labels, plane: Plane, new: np.ndarray, region: tuple[slice, slice] | None) -> int:
+    """`write_undoable` on a pyramid (a prediction store's plane too big to show whole): napari cannot
+    edit one, so the pixels go straight into every level; not undoable. Returns pixels changed."""
+    if plane:
+        raise UserInputError(f"'{layer.name}' is a pyramid of a stack: napari-unet edits pyramids of 2D planes only")
+    levels = [layer.data[k] for k in range(len(layer.data))]
+    h, w = levels[0].shape[-2:]
+    rows, cols = region if region is not None else (slice(0, h), slice(0, w))
+    rows, cols = slice(rows.start or 0, rows.stop or h), slice(cols.start or 0, cols.stop or w)
+    changed = int(np.count_nonzero(np.asarray(levels[0][rows, cols]) != new))
+    if changed:
+        new = np.asarray(new).astype(levels[0].dtype, copy=False)
+        levels[0][rows, cols] = new
+        write_coarser_levels(levels, new, rows.start, cols.start)
+        layer.refresh()
+    return changed
 
 
 def _partial_refresh(layer: Labels, plane: Plane, region: tuple[slice, slice], values: np.ndarray) -> None:

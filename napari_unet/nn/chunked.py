@@ -34,22 +34,14 @@ from napari_unet.functionals.instances import InstanceParams
 from napari_unet.functionals.prediction import Prediction
 from napari_unet.functionals.scale import resample, resample_prediction, scale_factor, scaled_shape
 from napari_unet.io import atomic
+from napari_unet.io.pyramid import COARSEST, pyramid_depth, write_coarser_levels
 from napari_unet.nn.device import autocast_dtype
 from napari_unet.nn.inference import Stopped, predict_tiled
 from napari_unet.nn.segmenter import Segmenter
 
 SCRATCH = "_maps"  # background probability, boundary, distance (float16), removed when done
 OUTPUTS = ("semantic", "instances", "probabilities")
-PYRAMID = "pyramid"  # pyramid/<output>/<k>: the output halved k times
-COARSEST = 1024  # the pyramid's smallest level is at most this many pixels a side
-
-
-def pyramid_depth(shape: tuple[int, int], coarsest: int = COARSEST) -> int:
-    """How many halved levels a (H, W) plane gets so its smallest one is at most `coarsest` a side."""
-    depth, side = 0, max(shape)
-    while side > coarsest:
-        side, depth = -(-side // 2), depth + 1
-    return depth
+PYRAMID = "pyramid"  # pyramid/<output>/<k>: the output halved k times (io.pyramid)
 
 
 def output_levels(root: zarr.Group, name: str) -> list[zarr.Array]:
@@ -79,26 +71,32 @@ def create_outputs(
     height, width = shape
     chunks = (min(block, height), min(block, width))
     root = zarr.open_group(str(store), mode="a")
-    for name in (*OUTPUTS, SCRATCH, PYRAMID):
+    for name in (*OUTPUTS, SCRATCH, *(f"{PYRAMID}/{name}" for name in OUTPUTS)):
         if name in root:
             del root[name]
     kinds = {"semantic": ((), np.uint8), "instances": ((), np.uint32), "probabilities": ((n_classes,), np.float32)}
     wanted = ["semantic", *(["instances"] if instances else []), *(["probabilities"] if probabilities else [])]
-    multiscales = []
-    for name in wanted:
-        lead, dtype = kinds[name]
-        paths = [name]
-        for k in range(pyramid_depth(shape, coarsest) + 1):
-            level = (-(-height // 2**k), -(-width // 2**k))
-            path = name if k == 0 else f"{PYRAMID}/{name}/{k}"
-            root.create_array(path, shape=(*lead, *level), dtype=dtype, fill_value=0,
-                              chunks=(*(1 for _ in lead), min(block, level[0]), min(block, level[1])))
-            paths.append(path)
-        multiscales.append(_multiscale(name, paths[1:], len(lead)))
+    multiscales = [create_levelled(root, name, shape, kinds[name][1], block, coarsest, kinds[name][0])
+                   for name in wanted]
     root.create_array(SCRATCH, shape=(3, height, width), dtype=np.float16, chunks=(3, *chunks))
     root.attrs["block"] = int(block)
     root.attrs["ome"] = {"version": "0.5", "multiscales": multiscales}
     return root
+
+
+def create_levelled(root: zarr.Group, name: str, shape: tuple[int, int], dtype, block: int,
+                    coarsest: int = COARSEST, lead: tuple[int, ...] = ()) -> dict:
+    """An empty array `name` of a (H, W) plane (after `lead` axes) and its pyramid levels, chunked by
+    `block`; returns its OME-Zarr `multiscales` entry."""
+    height, width = shape
+    paths = []
+    for k in range(pyramid_depth(shape, coarsest) + 1):
+        level = (-(-height // 2**k), -(-width // 2**k))
+        path = name if k == 0 else f"{PYRAMID}/{name}/{k}"
+        root.create_array(path, shape=(*lead, *level), dtype=dtype, fill_value=0,
+                          chunks=(*(1 for _ in lead), min(block, level[0]), min(block, level[1])))
+        paths.append(path)
+    return _multiscale(name, paths, len(lead))
 
 
 def _multiscale(name: str, paths: list[str], leading: int) -> dict:
@@ -108,18 +106,6 @@ def _multiscale(name: str, paths: list[str], leading: int) -> dict:
     return {"name": name, "axes": axes, "datasets": [
         {"path": path, "coordinateTransformations": [{"type": "scale", "scale": [1.0] * leading + [2.0**k] * 2}]}
         for k, path in enumerate(paths)]}
-
-
-def _write_levels(root: zarr.Group, name: str, values: np.ndarray, y: int, x: int) -> None:
-    """Write the pyramid levels of `values`, the block of output `name` whose top-left pixel is (y, x):
-    level k takes every 2**k-th pixel (those at multiples of 2**k in the whole plane)."""
-    levels = output_levels(root, name)
-    for k, level in enumerate(levels[1:], start=1):
-        f = 2**k
-        ly, lx = -(-y // f), -(-x // f)  # the first level pixel at or after the block's corner
-        part = values[..., ly * f - y::f, lx * f - x::f]
-        if part.shape[-1] and part.shape[-2]:
-            level[..., ly:ly + part.shape[-2], lx:lx + part.shape[-1]] = part
 
 
 def fill_outputs(
@@ -173,10 +159,10 @@ def fill_outputs(
                                         prediction.distance[core]]).astype(np.float16)
         if probs is not None:
             probs[:, y:y1, x:x1] = prediction.probabilities[(slice(None), *core)]
-            _write_levels(root, "probabilities", prediction.probabilities[(slice(None), *core)], y, x)
+            write_coarser_levels(output_levels(root, "probabilities"), prediction.probabilities[(slice(None), *core)], y, x)
         labels = prediction.semantic()[core]
         semantic[y:y1, x:x1] = labels
-        _write_levels(root, "semantic", labels, y, x)
+        write_coarser_levels(output_levels(root, "semantic"), labels, y, x)
         if progress is not None:
             progress("network", done, len(starts))
     objects = 0
@@ -192,11 +178,12 @@ def fill_outputs(
             prediction_of, (height, width), root["instances"], params,
             use_instance_heads=segmenter.instance_heads_trained, block=block, halo=halo,
             progress=None if progress is None else (lambda done, total: progress("objects", done, total)))
-        if len(output_levels(root, "instances")) > 1:
+        levels = output_levels(root, "instances")
+        if len(levels) > 1:
             for y, x in starts:
                 if stop():
                     raise Stopped
-                _write_levels(root, "instances", root["instances"][y:y + block, x:x + block], y, x)
+                write_coarser_levels(levels, levels[0][y:y + block, x:x + block], y, x)
     del root[SCRATCH]
     root.attrs["objects"] = int(objects)
     return objects
