@@ -22,6 +22,7 @@ opens lazy layers over its arrays and runs `fill_outputs` (the same passes) in a
 
 from __future__ import annotations
 
+import ctypes
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -42,6 +43,17 @@ from napari_unet.nn.segmenter import Segmenter
 SCRATCH = "_maps"  # background probability, boundary, distance (float16), removed when done
 OUTPUTS = ("semantic", "instances", "probabilities")
 PYRAMID = "pyramid"  # pyramid/<output>/<k>: the output halved k times (io.pyramid)
+
+
+def _trim_heap() -> None:
+    """Hand the heap memory freed by the last block back to the system (glibc; elsewhere a no-op).
+
+    glibc keeps freed block-sized arrays in its heap, so without this the process grows
+    block after block (measured: 4096^2 in blocks of 2048, 917 MB between blocks against 540-670)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def output_levels(root: zarr.Group, name: str) -> list[zarr.Array]:
@@ -163,6 +175,8 @@ def fill_outputs(
         labels = prediction.semantic()[core]
         semantic[y:y1, x:x1] = labels
         write_coarser_levels(output_levels(root, "semantic"), labels, y, x)
+        del prediction, region
+        _trim_heap()
         if progress is not None:
             progress("network", done, len(starts))
     objects = 0
@@ -171,6 +185,7 @@ def fill_outputs(
         def prediction_of(region) -> Prediction:
             if stop():
                 raise Stopped
+            _trim_heap()  # the last block's arrays are freed by now
             bg, boundary, distance = np.asarray(maps[(slice(None), *region)], np.float32)
             return Prediction(probabilities=np.stack([bg, 1 - bg]), boundary=boundary, distance=distance)
 
