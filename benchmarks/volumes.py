@@ -251,21 +251,28 @@ def run_big(args) -> list[dict]:
     return rows
 
 
-def tiled_nuclei_store(path: Path, size: int, tile: int = 4096, diameter: float = 17.0, variants: int = 2) -> None:
+def tiled_nuclei_store(path: Path, size: int, tile: int = 4096, diameter: float = 17.0, variants: int = 2,
+                       levels: int = 0) -> list[Path]:
     """A size^2 uint16 zarr of synthetic nuclei, written tile by tile (never whole in memory): `variants`
-    generated tiles, flipped and transposed into 8 arrangements each, cover the plane."""
+    generated tiles, flipped and transposed into 8 arrangements each, cover the plane. `levels`: also
+    that many halved copies (every 2**k-th pixel) beside it, for a viewer. Returns the paths, finest first."""
     import zarr
 
     tile = min(tile, size)
     tiles = [synthetic_nuclei(tile, diameter, seed=seed)[0] for seed in range(variants)]
-    store = zarr.create_array(str(path), shape=(size, size), dtype=np.uint16, chunks=(1024, 1024))
+    paths = [path] + [path.with_name(f"{path.stem}_level{k}.zarr") for k in range(1, levels + 1)]
+    stores = [zarr.create_array(str(p), shape=(-(-size // 2**k),) * 2, dtype=np.uint16, chunks=(1024, 1024))
+              for k, p in enumerate(paths)]
     for i, y in enumerate(range(0, size, tile)):
         for j, x in enumerate(range(0, size, tile)):
             k = i * (size // tile) + j
             t = tiles[k % variants]
             t = t.T if (k // variants) % 2 else t
             t = t[::-1] if (k // (2 * variants)) % 2 else t
-            store[y:y + tile, x:x + tile] = t[: size - y, : size - x]
+            for level, store in enumerate(stores):  # tile is a multiple of 2**level: levels stay aligned
+                f = 2**level
+                store[y // f:(y + tile) // f, x // f:(x + tile) // f] = t[: size - y:f, : size - x:f]
+    return paths
 
 
 def run_scaling(args) -> list[dict]:
