@@ -4,6 +4,7 @@
     python benchmarks/volumes.py 3d --stardist DIR [--seconds 60] [--shape 32 256 256]
     python benchmarks/volumes.py batch [--images 41] [--singles 3]
     python benchmarks/volumes.py big [--size 4096] [--block 1024] [--threads 1]
+    python benchmarks/volumes.py scaling [--sizes 2048 4096 8192 32768] [--block 2048] [--threads 1]
 
 `--stardist DIR`: the folder holding `stardist/data/images/img3d.tif` and `mask3d.tif`, unpacked
 from the stardist wheel (BSD-3-Clause): `pip download --no-deps stardist==0.9.2` and unzip it.
@@ -250,6 +251,70 @@ def run_big(args) -> list[dict]:
     return rows
 
 
+def tiled_nuclei_store(path: Path, size: int, tile: int = 4096, diameter: float = 17.0, variants: int = 2,
+                       levels: int = 0) -> list[Path]:
+    """A size^2 uint16 zarr of synthetic nuclei, written tile by tile (never whole in memory): `variants`
+    generated tiles, flipped and transposed into 8 arrangements each, cover the plane. `levels`: also
+    that many halved copies (every 2**k-th pixel) beside it, for a viewer. Returns the paths, finest first."""
+    import zarr
+
+    tile = min(tile, size)
+    tiles = [synthetic_nuclei(tile, diameter, seed=seed)[0] for seed in range(variants)]
+    paths = [path] + [path.with_name(f"{path.stem}_level{k}.zarr") for k in range(1, levels + 1)]
+    stores = [zarr.create_array(str(p), shape=(-(-size // 2**k),) * 2, dtype=np.uint16, chunks=(1024, 1024))
+              for k, p in enumerate(paths)]
+    for i, y in enumerate(range(0, size, tile)):
+        for j, x in enumerate(range(0, size, tile)):
+            k = i * (size // tile) + j
+            t = tiles[k % variants]
+            t = t.T if (k // variants) % 2 else t
+            t = t[::-1] if (k // (2 * variants)) % 2 else t
+            for level, store in enumerate(stores):  # tile is a multiple of 2**level: levels stay aligned
+                f = 2**level
+                store[y // f:(y + tile) // f, x // f:(x + tile) // f] = t[: size - y:f, : size - x:f]
+    return paths
+
+
+def run_scaling(args) -> list[dict]:
+    """`predict --out-zarr` on synthetic nuclei stores of growing size: seconds, time per pixel and peak
+    RSS (from /usr/bin/time) of each command; torch threads from `--threads`. Each row is also appended
+    to `--log` as it lands, so a long run can be followed (and survives an interrupted one)."""
+    import json
+    import subprocess
+    import sys
+
+    rows = []
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+    with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+        tmp = Path(tmp)
+        for size in args.sizes:
+            source = tmp / f"nuclei_{size}.zarr"
+            start = time.perf_counter()
+            tiled_nuclei_store(source, size, diameter=args.diameter)
+            written = time.perf_counter() - start
+            start = time.perf_counter()
+            done = subprocess.run(["/usr/bin/time", "-f", "%M", sys.executable, "-m", "napari_unet", "predict",
+                                   "--model", args.model, "--image", str(source), "--diameter", str(args.diameter),
+                                   "--out-zarr", str(tmp / "out.zarr"), "--block", str(args.block), "--quiet"],
+                                  capture_output=True, text=True, env=env)
+            if done.returncode != 0:
+                raise SystemExit(done.stderr)
+            seconds = time.perf_counter() - start
+            lines = done.stderr.strip().splitlines()
+            rows.append({"size": size, "seconds": round(seconds, 1), "us_per_px": round(1e6 * seconds / size**2, 3),
+                         "peak_rss_mb": round(int(lines[-1]) / 1024), "objects": lines[-2].split()[0],
+                         "input_written_s": round(written, 1), "load": os.getloadavg()[0]})
+            print(rows[-1], flush=True)
+            if args.log:
+                with open(args.log, "a") as log:
+                    log.write(json.dumps(rows[-1]) + "\n")
+            import shutil
+
+            shutil.rmtree(source)
+            shutil.rmtree(tmp / "out.zarr")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -267,8 +332,16 @@ def main() -> None:
     big.add_argument("--model", default="nuclei", help="a shipped model's name or a checkpoint (default nuclei)")
     big.add_argument("--diameter", type=float, default=17.0, help="nuclei diameter in px (the nuclei model's: 17)")
     big.add_argument("--threads", type=int, default=1, help="torch threads of each predict command")
+    scaling = sub.add_parser("scaling")
+    scaling.add_argument("--sizes", type=int, nargs="+", default=[2048, 4096, 8192])
+    scaling.add_argument("--block", type=int, default=2048, help="--block of the predict command (its default: 2048)")
+    scaling.add_argument("--model", default="nuclei")
+    scaling.add_argument("--diameter", type=float, default=17.0)
+    scaling.add_argument("--threads", type=int, default=1)
+    scaling.add_argument("--tmp", default=None, help="folder for the stores (default: the system's temp folder)")
+    scaling.add_argument("--log", default=None, help="append each row to this file as JSON as it lands")
     args = parser.parse_args()
-    rows = {"3d": run_3d, "batch": run_batch, "big": run_big}[args.what](args)
+    rows = {"3d": run_3d, "batch": run_batch, "big": run_big, "scaling": run_scaling}[args.what](args)
     print(f"machine: {machine()}, {os.cpu_count()} cores")
     for row in rows:
         print(row)

@@ -89,3 +89,32 @@ def test_blocks_are_resampled_to_the_networks_object_size_like_a_whole_image(tmp
     scale_matters = np.abs(whole - unscaled).mean()
     assert scale_matters > 0.01
     assert np.abs(chunked - whole).mean() < scale_matters / 5
+
+
+def test_the_store_holds_a_pyramid_of_each_output_for_browsing(tmp_path):
+    from napari_unet.io.pyramid import pyramid_depth
+    from napari_unet.nn.chunked import output_levels, predict_to_zarr
+    from napari_unet.nn.model import ModelConfig
+    from napari_unet.nn.segmenter import Segmenter
+
+    assert [pyramid_depth((n, 10)) for n in (1024, 1025, 2048, 32768)] == [0, 1, 1, 5]
+    image, _ = blobs(150, n=30, seed=4)
+    image = image[:, :131]  # odd sizes: levels round up; blocks of 48 are not multiples of the level steps
+    torch.manual_seed(5)
+    segmenter = Segmenter.create(ModelConfig(base_width=4, depth=2), ["background", "cell"])
+    whole = segmenter.predict(image[None], out_dtype=np.float16)
+    params = InstanceParams(threshold=float(np.quantile(whole.foreground(), 0.8)), min_size=3)
+    predict_to_zarr(segmenter, image[None], tmp_path / "out.zarr", params, block=48, margin=32, halo=40,
+                    probabilities=True, coarsest=40)
+    store = zarr.open_group(str(tmp_path / "out.zarr"), mode="r")
+    multiscales = {m["name"]: m for m in store.attrs["ome"]["multiscales"]}
+    assert set(multiscales) == {"semantic", "instances", "probabilities"}
+    for name in multiscales:
+        levels = output_levels(store, name)
+        assert [level.shape[-2:] for level in levels] == [(150, 131), (75, 66), (38, 33)]
+        assert [d["path"] for d in multiscales[name]["datasets"]] == [level.path for level in levels]
+        assert multiscales[name]["datasets"][2]["coordinateTransformations"][0]["scale"][-2:] == [4.0, 4.0]
+        full = levels[0][...]
+        for k, level in enumerate(levels[1:], start=1):  # nearest pixel: labels stay labels
+            assert np.array_equal(level[...], full[..., :: 2**k, :: 2**k])
+    assert store["instances"][...].max() > 1

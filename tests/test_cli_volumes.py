@@ -140,3 +140,25 @@ def test_predict_a_lazy_image_into_a_zarr_store(stack, model, tmp_path, capsys):
     assert "objects" in capsys.readouterr().err
     assert main(["predict", "--model", str(model), "--image", str(tmp_path / "big.zarr"), "--quiet",
                  "--out-zarr", str(tmp_path / "out.zarr")]) == 2  # exists: --overwrite to replace
+
+
+@pytest.mark.slow
+def test_four_worker_processes_give_the_outputs_of_one(stack, model, tmp_path):
+    from napari_unet.nn.batch import BatchOptions, run_batch
+
+    inputs = [stack / "stack.tif"]
+    for seed in range(5):
+        tifffile.imwrite(tmp_path / f"cells{seed}.tif", blobs(56, n=5, seed=seed)[0])
+        inputs.append(tmp_path / f"cells{seed}.tif")
+    outputs = {}
+    for workers in (1, 4):  # 4 processes on a 2-core machine: over-subscribed, each with one torch thread
+        out = tmp_path / f"out{workers}"
+        out.mkdir()
+        summary = run_batch(model, inputs, out, BatchOptions(kinds=("instances", "semantic"), threads=1),
+                            n_workers=workers, processes=True)
+        assert len(summary.written) == len(inputs) and not summary.failed
+        outputs[workers] = {p.name: tifffile.imread(p) for p in sorted(out.iterdir())}
+    assert len(outputs[1]) == 2 * len(inputs) and outputs[1].keys() == outputs[4].keys()
+    assert any(a.max() > 0 for name, a in outputs[1].items() if "instances" in name)
+    for name, expected in outputs[1].items():
+        assert np.array_equal(outputs[4][name], expected), name

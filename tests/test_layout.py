@@ -139,3 +139,53 @@ def test_bad_stored_layouts_say_what_is_wrong():
         ImageLayout.ngff((4, 20, 30), axes="yzx")
     with pytest.raises(UserInputError, match="OME-Zarr axes in their order"):
         ImageLayout.on_disk("ycx", (20, 2, 30))
+
+
+class _RefusesBigReads:
+    """A lazy 2D image that counts what is read and refuses any read of more than `most` pixels."""
+
+    def __init__(self, data: np.ndarray, most: int):
+        self.data, self.most, self.read = data, most, 0
+        self.shape, self.dtype, self.ndim = data.shape, data.dtype, data.ndim
+
+    def __getitem__(self, index):
+        part = self.data[index]
+        if part.size > self.most:
+            raise AssertionError(f"read {part.shape}: more than {self.most} pixels")
+        self.read += part.size
+        return part
+
+
+def test_training_on_a_big_plane_reads_only_around_the_annotations():
+    from napari_unet.functionals.data import CROP_ABOVE_PIXELS, TRAINING_CONTEXT, prepare
+    from napari_unet.functionals.normalisation import Normalisation
+
+    size = 4096
+    assert size * size > CROP_ABOVE_PIXELS
+    pixels = np.random.default_rng(0).integers(100, 4000, (size, size), dtype=np.uint16)
+    pixels[:, size // 2:] += 2000  # the crop alone would give other statistics than the plane
+    image = _RefusesBigReads(pixels, most=2**21)  # a crop and the 1024^2 sample fit; the plane does not
+    annotations = np.zeros((size, size), np.uint8)
+    annotations[1000:1010, 1200:1300] = 1
+    annotations[1100:1120, 1250:1260] = 2
+    accepted = np.zeros((size, size), np.uint32)
+    accepted[1000:1004, 1200:1210] = 3
+    (item,) = training_items(image, ImageLayout.of((size, size)), annotations, accepted, name="huge")
+    h, w = 120 + 2 * TRAINING_CONTEXT, 100 + 2 * TRAINING_CONTEXT
+    assert item.image.shape == (1, h, w) and item.annotations.shape == (h, w)
+    assert item.image[0, TRAINING_CONTEXT, TRAINING_CONTEXT] == pixels[1000, 1200]
+    assert item.annotations.sum() == annotations.sum() and item.instance_mask.sum() == 40
+    assert image.read < size * size / 4  # the crop and the sample: a small part of the plane
+    whole = Normalisation().statistics(pixels[None])
+    np.testing.assert_array_equal(Normalisation().statistics(item.stats_sample), whole)
+    prepared = prepare(item, Normalisation(), margin=64)
+    crop = pixels[1000 - 64:1120 + 64, 1200 - 64:1300 + 64].astype(np.float32)
+    np.testing.assert_allclose(prepared.image[0], (crop - whole[0, 0]) / (whole[0, 1] - whole[0, 0]), rtol=1e-5)
+
+
+def test_training_items_of_an_ordinary_plane_keep_it_whole():
+    image = np.random.default_rng(0).random((64, 64)).astype(np.float32)
+    annotations = np.zeros((64, 64), np.uint8)
+    annotations[10:12, 10:12] = 1
+    (item,) = training_items(image, ImageLayout.of(image.shape), annotations)
+    assert item.image.shape == (1, 64, 64) and item.stats_sample is None

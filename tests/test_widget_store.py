@@ -11,6 +11,7 @@ pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
 import dask.array as da  # noqa: E402
+import torch  # noqa: E402
 import zarr  # noqa: E402
 from synthetic import blobs  # noqa: E402
 
@@ -39,6 +40,7 @@ def test_a_big_lazy_image_is_predicted_into_a_store_shown_lazily_and_corrected_i
     viewer.add_image(da.from_zarr(source), name="big")
     widget = UNetWidget(viewer)
     viewer.window.add_dock_widget(widget)
+    torch.manual_seed(1)  # an untrained model: some initialisations make no objects at all
     segmenter = Segmenter.create(ModelConfig(in_channels=1, n_classes=2, base_width=4, depth=2), ["background", "cell"])
     widget.train_step.load_model(segmenter.save(tmp_path / "m.pt"))
     controller = widget.controller
@@ -125,3 +127,54 @@ def test_a_folder_in_the_stores_place_that_is_not_a_prediction_store_is_never_ov
     with pytest.raises(UserInputError, match="not a napari-unet prediction store"):
         controller.predict(InstanceParams())
     assert (mine / "notes.txt").read_text() == "mine" and not controller.is_predicting
+
+
+@pytest.mark.slow
+def test_a_plane_too_big_to_show_whole_is_browsed_through_the_stores_pyramid(make_napari_viewer, qtbot, tmp_path):
+    from napari_unet.nn.chunked import output_levels
+
+    image, _ = blobs(96, n=14, seed=5)
+    image = np.pad(image, ((0, 0), (0, 16)), mode="edge")  # 96 x 112
+    viewer = make_napari_viewer()
+    viewer.add_image(da.from_array(image, chunks=16), name="big")
+    widget = UNetWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    torch.manual_seed(1)  # an untrained model: some initialisations make no objects at all
+    segmenter = Segmenter.create(ModelConfig(in_channels=1, n_classes=2, base_width=4, depth=2), ["background", "cell"])
+    widget.train_step.load_model(segmenter.save(tmp_path / "m.pt"))
+    controller = widget.controller
+    controller.store_above_pixels, controller.store_block, controller.store_folder = 1000, 32, tmp_path / "out"
+    controller.store_multiscale_above, controller.store_coarsest = 64, 32  # 112 px a side: 2 halved levels
+    widget.annotate_step.image_picker.set_layer(viewer.layers["big"])
+    whole = segmenter.predict(image[None], out_dtype=np.float16)
+    params = InstanceParams(threshold=float(np.quantile(whole.foreground(), 0.8)), min_size=3)
+    with qtbot.waitSignal(controller.prediction_finished, timeout=TIMEOUT) as finished:
+        controller.predict(params, probabilities=True)
+    assert finished.args[0] == "done"
+    qtbot.waitUntil(lambda: not controller.is_predicting, timeout=TIMEOUT)
+
+    instances, semantic = viewer.layers["big instances"], viewer.layers["big semantic"]
+    probability = viewer.layers["big probability cell"]
+    for layer in (instances, semantic, probability):
+        assert layer.multiscale and [tuple(s) for s in layer.level_shapes] == [(96, 112), (48, 56), (24, 28)]
+    assert not instances.editable  # napari does not paint on a pyramid
+    store = zarr.open_group(str(tmp_path / "out" / "big_predictions.zarr"), mode="r")
+    full, half = (level[...] for level in output_levels(store, "instances")[:2])
+    assert full.max() > 1 and np.array_equal(half, full[::2, ::2])
+    assert np.array_equal(np.asarray(instances.data[2]), full[::4, ::4])  # the layer's levels are the store's
+    assert any("pyramid" in text for _, text in controller.messages.log)
+    # the correct step's tools write every level of the store (napari's brush cannot paint a pyramid)
+    ids = [int(i) for i in np.unique(full) if i][:2]
+    widget.correct_step.merge(ids)
+    assert not controller.messages.errors()
+    merged = output_levels(store, "instances")
+    assert ids[1] not in merged[0][...] and (merged[0][...] == ids[0]).sum() == np.isin(full, ids).sum()
+    for k, level in enumerate(merged[1:], start=1):
+        assert np.array_equal(level[...], merged[0][...][:: 2**k, :: 2**k])
+    shapes = widget.correct_step._corrections_layer(viewer.layers["big"])
+    shapes.add_rectangles(np.array([[0, 0], [47, 55]]))
+    assert widget.correct_step.accept("rectangle") > 0
+    accepted = output_levels(store, "accepted")
+    assert viewer.layers["big accepted"].multiscale and len(accepted) == 3
+    assert accepted[0][:48, :56].any() and not accepted[0][48:, :].any()
+    assert np.array_equal(accepted[1][...], accepted[0][...][::2, ::2])

@@ -49,6 +49,7 @@ def block_instances(
         prediction = prediction_of(region)
         labels = instances_from_prediction(prediction, params, use_instance_heads=use_instance_heads)
         components, _ = ndimage.label(prediction.foreground_mask(params.threshold))
+        current = None  # the region's pixels in `out`: read and written once per block, not per object
         for index, box in enumerate(ndimage.find_objects(components), start=1):
             if box is None:
                 continue
@@ -63,10 +64,11 @@ def block_instances(
             new_ids = np.zeros(int(kept.max()) + 1, np.uint32)
             new_ids[kept] = np.arange(next_id, next_id + kept.size, dtype=np.uint32)
             next_id += kept.size
-            target = (slice(top, top + mask.shape[0]), slice(left, left + mask.shape[1]))
-            current = np.array(out[target])
-            current[mask] = new_ids[ids]
-            out[target] = current
+            if current is None:
+                current = np.array(out[region])
+            current[box][mask] = new_ids[ids]
+        if current is not None:
+            out[region] = current
         if progress is not None:
             progress(done, len(starts))
     return next_id - 1

@@ -21,12 +21,14 @@ from napari_unet.conventions import (
 )
 from napari_unet.errors import UserInputError
 from napari_unet.functionals.layout import ImageLayout, plane_label
-from napari_unet.functionals.normalisation import Normalisation
+from napari_unet.functionals.normalisation import Normalisation, sample_stride
 from napari_unet.functionals.scale import object_diameter, resample, scaled_shape
 from napari_unet.functionals.targets import boundary_target, distance_target
 
 IGNORE = -1  # semantic target value that the loss skips
 MAX_CENTRES_PER_CLASS = 200_000
+CROP_ABOVE_PIXELS = 2048 * 2048  # planes bigger than this are read only around their annotations
+TRAINING_CONTEXT = 512  # pixels of image kept on each side of the annotations of such a plane
 
 
 @dataclass
@@ -40,6 +42,9 @@ class TrainingImage:
     name: str = ""
     source: str = ""  # the image it comes from (its layer or file name)
     plane: tuple = ()  # which plane of that image
+    # When `image` is a crop of a big plane: a strided sample of the whole plane, so the crop is
+    # normalised with the plane's statistics (as prediction normalises it), not the crop's own.
+    stats_sample: np.ndarray | None = None
 
     @classmethod
     def from_scribbles(cls, image: np.ndarray, scribbles: np.ndarray, name: str = "") -> TrainingImage:
@@ -118,7 +123,9 @@ def annotated_planes(
 def training_items(image, layout: ImageLayout, annotations, accepted=None, *, name: str = "") -> list[TrainingImage]:
     """Training pairs of every annotated plane of `image` (read plane by plane; arrays are copies).
 
-    Copies, because the user may go on painting while a trainer holds them.
+    Copies, because the user may go on painting while a trainer holds them. A plane above
+    CROP_ABOVE_PIXELS (a lazy image bigger than memory, say) is read only inside the annotated
+    bounding box plus TRAINING_CONTEXT, and a strided sample for its normalisation statistics.
     """
     annotations = np.asarray(annotations)
     if annotations.shape != layout.labels_shape:
@@ -129,19 +136,33 @@ def training_items(image, layout: ImageLayout, annotations, accepted=None, *, na
     if accepted is not None and tuple(np.shape(accepted)) != layout.labels_shape:
         accepted = None  # a stale layer of another shape: its regions cannot be placed
     items = []
+    big = int(np.prod(layout.plane_shape)) > CROP_ABOVE_PIXELS
     for plane in layout.planes_with_data(annotations):
-        plane_accepted = None if accepted is None else np.array(accepted[plane], copy=True)
+        region = _annotated_region(annotations[plane], TRAINING_CONTEXT) if big else (slice(None), slice(None))
+        plane_accepted = None if accepted is None else np.array(accepted[plane][region], copy=True)
         label = f"{name} {plane_label(plane)}" if plane else name
         item = TrainingImage.from_annotations(
-            np.array(layout.image_plane(image, plane), copy=True),
-            np.array(annotations[plane], copy=True),
+            np.array(layout.image_plane(image, plane, region), copy=True),
+            np.array(annotations[plane][region], copy=True),
             plane_accepted,
             name=label,
             source=name,
             plane=plane,
         )
+        if big:
+            stride = sample_stride(*layout.plane_shape)
+            item.stats_sample = layout.image_plane(image, plane, (slice(None, None, stride),) * 2)
         items.append(item)
     return items
+
+
+def _annotated_region(annotations: np.ndarray, context: int) -> tuple[slice, slice]:
+    """The bounding box of the annotated pixels of a 2D plane, grown by `context` (clipped to the plane)."""
+    rows = np.flatnonzero(annotations.any(axis=1))
+    cols = np.flatnonzero(annotations.any(axis=0))
+    h, w = annotations.shape
+    return (slice(max(0, rows[0] - context), min(h, rows[-1] + 1 + context)),
+            slice(max(0, cols[0] - context), min(w, cols[-1] + 1 + context)))
 
 
 def check_training_set(items: list[TrainingImage]) -> int:
@@ -187,7 +208,7 @@ def prepare(item: TrainingImage, normalisation: Normalisation, margin: int, fact
 
     `margin` is in resampled pixels; targets are computed after resampling so borders stay one pixel wide.
     """
-    stats = normalisation.statistics(item.image)
+    stats = normalisation.statistics(item.image if item.stats_sample is None else item.stats_sample)
     annotated = item.annotations > 0
     rows = np.flatnonzero(annotated.any(axis=1))
     cols = np.flatnonzero(annotated.any(axis=0))

@@ -17,6 +17,11 @@ from napari_unet.functionals.layout import ImageLayout
 SAMPLE_PIXELS = 2**20  # pixels per channel used to estimate percentiles
 
 
+def sample_stride(height: int, width: int) -> int:
+    """The step of the grid of about SAMPLE_PIXELS pixels that `Normalisation.statistics` reads."""
+    return max(1, int(np.sqrt(height * width / SAMPLE_PIXELS)))
+
+
 @dataclass(frozen=True)
 class Normalisation:
     """How raw intensities map to network inputs; stored in checkpoints."""
@@ -34,7 +39,7 @@ class Normalisation:
     def statistics(self, image) -> np.ndarray:
         """Per-channel (low, high) intensities of a (C, H, W) image, shape (C, 2)."""
         channels, height, width = image.shape
-        stride = max(1, int(np.sqrt(height * width / SAMPLE_PIXELS)))
+        stride = sample_stride(height, width)
         sample = np.asarray(image[:, ::stride, ::stride], dtype=np.float32).reshape(channels, -1)
         if not np.all(np.isfinite(sample)):
             raise UserInputError(

@@ -18,6 +18,7 @@ from napari.utils.colormaps import Colormap, DirectLabelColormap
 
 from napari_unet import conventions as c
 from napari_unet.errors import UserInputError
+from napari_unet.io.pyramid import write_coarser_levels
 from napari_unet.functionals.data import TrainingImage
 from napari_unet.functionals.data import training_items as items_of_image
 from napari_unet.functionals.layout import ImageLayout, Plane
@@ -287,7 +288,7 @@ def is_lazy(layer) -> bool:
 
 
 def read_plane(layer: Labels, plane: Plane, region: tuple[slice, slice] | None = None) -> np.ndarray:
-    return np.asarray(layer.data[plane_index(plane, region)])
+    return np.asarray(image_data(layer)[plane_index(plane, region)])
 
 
 def write_region(layer: Labels, plane: Plane, values: np.ndarray, region: tuple[slice, slice] | None = None) -> None:
@@ -296,7 +297,7 @@ def write_region(layer: Labels, plane: Plane, values: np.ndarray, region: tuple[
     Not recorded in the layer's undo history (used for predictions). Falls back to a full
     refresh where napari's partial-update path is not available.
     """
-    data = layer.data
+    data = image_data(layer)
     h, w = data.shape[-2:]
     rows, cols = region if region is not None else (slice(0, h), slice(0, w))
     rows = slice(rows.start or 0, h if rows.stop is None else rows.stop)
@@ -309,6 +310,8 @@ def write_region(layer: Labels, plane: Plane, values: np.ndarray, region: tuple[
 def write_undoable(layer: Labels, plane: Plane, new: np.ndarray, region: tuple[slice, slice] | None = None) -> int:
     """Write a whole plane (or a region of it) through napari's undo history (Ctrl+Z undoes it);
     returns pixels changed. Only the changed pixels are written (a zarr layer: only their chunks)."""
+    if layer.multiscale:
+        return _write_pyramid(layer, plane, new, region)
     old = read_plane(layer, plane, region)
     changed = old != new
     n = int(np.count_nonzero(changed))
@@ -320,6 +323,24 @@ def write_undoable(layer: Labels, plane: Plane, new: np.ndarray, region: tuple[s
     indices = tuple(np.full(n, p, dtype=np.intp) for p in plane) + local
     layer.data_setitem(indices, new[changed].astype(layer.data.dtype, copy=False))
     return n
+
+
+def _write_pyramid(layer: Labels, plane: Plane, new: np.ndarray, region: tuple[slice, slice] | None) -> int:
+    """`write_undoable` on a pyramid (a prediction store's plane too big to show whole): napari cannot
+    edit one, so the pixels go straight into every level; not undoable. Returns pixels changed."""
+    if plane:
+        raise UserInputError(f"'{layer.name}' is a pyramid of a stack: napari-unet edits pyramids of 2D planes only")
+    levels = [layer.data[k] for k in range(len(layer.data))]
+    h, w = levels[0].shape[-2:]
+    rows, cols = region if region is not None else (slice(0, h), slice(0, w))
+    rows, cols = slice(rows.start or 0, rows.stop or h), slice(cols.start or 0, cols.stop or w)
+    changed = int(np.count_nonzero(np.asarray(levels[0][rows, cols]) != new))
+    if changed:
+        new = np.asarray(new).astype(levels[0].dtype, copy=False)
+        levels[0][rows, cols] = new
+        write_coarser_levels(levels, new, rows.start, cols.start)
+        layer.refresh()
+    return changed
 
 
 def _partial_refresh(layer: Labels, plane: Plane, region: tuple[slice, slice], values: np.ndarray) -> None:
@@ -363,8 +384,12 @@ def paired_labels(
 ) -> Labels | None:
     """The image's Labels layer for `role`, created empty (and tagged) when missing and `create`.
 
-    `data`: the layer shows this array instead (e.g. a zarr array of a prediction store)."""
+    `data`: the layer shows this array instead (e.g. a zarr array of a prediction store), or
+    a list of them, finest first (a pyramid: a multiscale layer, which napari does not let edit)."""
     layer = find_paired(viewer, image.name, role)
+    if layer is not None and data is not None and layer.multiscale != isinstance(data, list):
+        viewer.layers.remove(layer)  # napari cannot switch a layer to or from a pyramid: a new one
+        layer = None
     if layer is not None:
         if data is not None and layer.data is not data:
             layer.data = data
@@ -397,11 +422,14 @@ def paint_probabilities(viewer, image: Image, layout: ImageLayout, plane: Plane,
 
 
 def show_probabilities(viewer, image: Image, layout: ImageLayout, probabilities, class_names: list[str]) -> list[Image]:
-    """One Image layer per class but background over a lazy (K, H, W) array (e.g. dask over a zarr store)."""
+    """One Image layer per class but background over a lazy (K, H, W) array (e.g. dask over a zarr store),
+    or over a list of them, finest first: a pyramid, shown as multiscale layers."""
+    levels = probabilities if isinstance(probabilities, list) else None
     layers = []
-    for k in range(1, probabilities.shape[0]):
-        data = probabilities[k]
-        layer = _probability_layer(viewer, image, layout, class_names, k, probabilities.shape[0], data)
+    n = (levels[0] if levels else probabilities).shape[0]
+    for k in range(1, n):
+        data = [level[k] for level in levels] if levels else probabilities[k]
+        layer = _probability_layer(viewer, image, layout, class_names, k, n, data)
         if layer.data is not data:
             layer.data = data
         layers.append(layer)
@@ -415,6 +443,9 @@ def _probability_layer(viewer, image: Image, layout: ImageLayout, class_names: l
     cls = class_names[k] if k < len(class_names) else f"class {k}"
     name = c.layer_name(image.name, f"probability {cls}")
     layer = get_layer(viewer, name, Image)
+    if layer is not None and layer.multiscale != isinstance(data, list):  # napari cannot switch it: a new layer
+        viewer.layers.remove(layer)
+        layer = None
     if layer is None or tuple(layer.data.shape) != layout.labels_shape:
         scale, translate = labels_scale_translate(image, layout)
         r, g, b, _ = colors[k]

@@ -157,7 +157,8 @@ class CorrectStep(QWidget):
         origin = np.array([0, 0] if region is None else [region[0].start, region[1].start])
         changed = lb.write_undoable(layer, plane, edit(lb.read_plane(layer, plane, region), origin), region)
         self.controller.instances_updated.emit()
-        self.notify("info", f"{what} ({changed:,} pixels changed; Ctrl+Z in the instance layer undoes it)")
+        undo = "a pyramid's edits are not undoable" if layer.multiscale else "Ctrl+Z in the instance layer undoes it"
+        self.notify("info", f"{what} ({changed:,} pixels changed; {undo})")
         self.corrected.emit(what)
 
     # --- corrections ----------------------------------------------------------------------------

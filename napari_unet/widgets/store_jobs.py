@@ -8,7 +8,12 @@ slice it draws, and a brush stroke writes only the chunks it touches) and probab
 Image layers (dask arrays over the store), then runs the same two passes as `napari-unet
 predict --out-zarr` (`nn.chunked.fill_outputs`) in a worker. The worker yields a
 `StoreProgress` per block of each pass; the GUI thread refreshes the layers as blocks land.
-No whole-array read happens on the GUI thread.
+No whole-array read happens on the GUI thread. A plane more than `store_multiscale_above`
+pixels a side is shown through the store's pyramid (`nn.chunked.output_levels`): napari then
+reads only the level and the part of it on screen, so browsing stays memory-bounded however
+big the plane (a single-scale layer zoomed out reads, colours and contours the whole plane:
+22 s of frozen viewer at 8192^2). napari cannot paint on a pyramid, so the brush is off there;
+the correct step's tools (merge, split, delete, accept) write every level (`lb.write_undoable`).
 
 Why a size and not "every lazy image": below it a plane's outputs fit in memory, and the
 in-memory path keeps what the store path cannot offer (live instance sliders from cached
@@ -34,13 +39,15 @@ from napari_unet.functionals.layout import LazyPlane
 from napari_unet.functionals.scale import AUTO
 from napari_unet.io.names import safe_name
 from napari_unet.napari import layers as lb
-from napari_unet.nn.chunked import create_outputs, fill_outputs
+from napari_unet.io.pyramid import COARSEST
+from napari_unet.nn.chunked import create_levelled, create_outputs, fill_outputs, output_levels
 from napari_unet.nn.inference import Stopped
 from napari_unet.progress import relabel, yield_counts
 from napari_unet.widgets.workers import WorkerFailure, gui_friendly_threads
 
 STORE_ABOVE_PIXELS = 4096 * 4096  # planes larger than this are predicted into a zarr store
 STORE_BLOCK = 1024  # block (and chunk) edge of the store
+STORE_MULTISCALE_ABOVE = 2048  # planes more than this a side are shown through the store's pyramid
 REFRESH_SECONDS = 0.5  # the store layers are redrawn at most this often while blocks land
 ACCEPTED = "accepted"  # the store's array of accepted objects (kept across predictions)
 
@@ -112,6 +119,8 @@ class StoreJobs:
     store_progress = Signal(object)  # a StoreProgress: blocks done of the pass running
     store_above_pixels: int = STORE_ABOVE_PIXELS
     store_block: int = STORE_BLOCK
+    store_multiscale_above: int = STORE_MULTISCALE_ABOVE
+    store_coarsest: int = COARSEST  # the store pyramid's smallest level, pixels a side
     store_folder: str | os.PathLike | None = None  # None: beside the image's file, else the cache folder
 
     def predicts_to_store(self, layout) -> bool:
@@ -133,10 +142,9 @@ class StoreJobs:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             root = create_outputs(path, layout.plane_shape, self.session.segmenter.config.n_classes,
-                                  probabilities=probabilities, block=self.store_block)
+                                  probabilities=probabilities, block=self.store_block, coarsest=self.store_coarsest)
             if ACCEPTED not in root:
-                root.create_array(ACCEPTED, shape=layout.plane_shape, dtype=np.uint32,
-                                  chunks=root["semantic"].chunks, fill_value=0)
+                create_levelled(root, ACCEPTED, layout.plane_shape, np.uint32, self.store_block, self.store_coarsest)
         except OSError as error:
             raise UserInputError(f"cannot write the prediction store {path}: {error}") from error
         diameter = self.session.diameter_for(image.name, diameter)
@@ -166,22 +174,33 @@ class StoreJobs:
         self.busy_changed.emit()
 
     def _show_store(self, image: Image, layout, root, path: Path) -> None:
-        """The image's result layers over the store's arrays (created or re-pointed; nothing is read)."""
-        layers = [self.semantic_layer(image, layout, data=root["semantic"]),
-                  self.instances_layer(image, layout, data=root["instances"])]
+        """The image's result layers over the store's arrays (created or re-pointed; nothing is read),
+        through their pyramids when the plane is too big to show whole."""
+        pyramid = max(layout.plane_shape) > self.store_multiscale_above
+
+        def shown(name: str):
+            levels = output_levels(root, name)
+            return levels if pyramid and len(levels) > 1 else levels[0]
+
+        layers = [self.semantic_layer(image, layout, data=shown("semantic")),
+                  self.instances_layer(image, layout, data=shown("instances"))]
         accepted = self.paired(c.ROLE_ACCEPTED, image)
         if accepted is None or lb.is_lazy(accepted):  # one already in memory keeps its pixels
-            layers.append(self.accepted_layer(image, layout, data=root[ACCEPTED]))
+            layers.append(self.accepted_layer(image, layout, data=shown(ACCEPTED)))
         for layer in layers:
             lb.set_meta(layer, store=str(path))
         if "probabilities" in root:
             import dask.array as da
 
-            probabilities = da.from_zarr(root["probabilities"])
+            levels = [da.from_zarr(level) for level in output_levels(root, "probabilities")]
+            probabilities = levels if pyramid and len(levels) > 1 else levels[0]
             for layer in lb.show_probabilities(self.viewer, image, layout, probabilities,
                                                self.session.segmenter.class_names):
                 lb.set_meta(layer, store=str(path))
         self._store_layers = (image.name, path)
+        if pyramid:
+            self.notify("info", f"'{image.name}' is too big to show whole: its results are shown as pyramids; "
+                                "napari cannot paint on a pyramid, the Correct step's tools work (not undoable)")
 
     def _store_layers_of(self, name: str) -> list:
         return [layer for layer in self.viewer.layers
