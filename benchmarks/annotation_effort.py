@@ -187,14 +187,15 @@ class Picker:
 def predict_all(segmenter: Segmenter, samples: list[Sample], params: InstanceParams, *,
                 uncertainty: bool = True) -> list[dict]:
     """What the prediction worker computes per plane: instances and (uncertainty=True) the uncertainty
-    map Suggest next ranks ("uncertainty") and the class entropy alone ("entropy")."""
+    map Suggest next ranks ("uncertainty": the class entropy) and, to compare with it, the map that
+    also reads 255 on objects whose split changes with the threshold ("combined")."""
     outputs = []
     for s in samples:
         prediction = segmenter.predict(s.image)
         out = {"instances": segmenter.instances(prediction, params), "prediction": prediction}
         if uncertainty:
             unstable = split_instability(prediction, params, use_instance_heads=segmenter.instance_heads_trained)
-            out.update(uncertainty=uncertainty_map(prediction, unstable), entropy=uncertainty_map(prediction))
+            out.update(uncertainty=uncertainty_map(prediction), combined=uncertainty_map(prediction, unstable))
         outputs.append(out)
     return outputs
 
@@ -204,8 +205,9 @@ def error_correlation(segmenter: Segmenter, pool: list[Sample], outputs: list[di
 
     entropy: mean class entropy; split: objects that change between foreground thresholds 0.4
     and 0.6 (instability of the instance split); combined: the mean of the map that reads 1 on
-    unstable objects and the entropy elsewhere (what Suggest next ranks: `uncertainty_map` with
-    `split_instability`).
+    unstable objects and the entropy elsewhere (`uncertainty_map` with `split_instability`).
+    Suggest next ranks by the entropy: the combined map ranked errors no better at the full
+    size (BENCHMARKS.md section 5) and costs two more instance passes per plane.
     """
     from dataclasses import replace
 
@@ -215,8 +217,8 @@ def error_correlation(segmenter: Segmenter, pool: list[Sample], outputs: list[di
     for s, out in zip(pool, outputs):
         low = segmenter.instances(out["prediction"], replace(params, threshold=0.4))
         high = segmenter.instances(out["prediction"], replace(params, threshold=0.6))
-        combined_scores = {(r.top, r.left): r.score for r in rank_regions(out["uncertainty"])}
-        for r in rank_regions(out["entropy"]):
+        combined_scores = {(r.top, r.left): r.score for r in rank_regions(out["combined"])}
+        for r in rank_regions(out["uncertainty"]):
             _, fp, fn = instance_counts(s.truth[r.slices], out["instances"][r.slices], (0.5,))[0.5]
             _, sfp, sfn = instance_counts(low[r.slices], high[r.slices], (0.5,))[0.5]
             errors.append(fp + fn)

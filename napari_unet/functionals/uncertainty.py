@@ -7,14 +7,13 @@ passes would double the cost of the live preview):
   prediction, so the live preview shows it for each tile as it arrives;
 - split instability: the objects that change (no match at IoU 0.5) when the foreground
   threshold moves by SPLIT_SPREAD either way. Alone it ranks regions by their object errors
-  worse than entropy; added to it, slightly better (BENCHMARKS.md section 5). It costs two more
+  worse than entropy; added to it, no better beyond noise (BENCHMARKS.md section 5). It costs two more
   instance post-processing passes (no network) and needs the whole plane, so only a finished
   plane has it.
-The map the layer shows and "Suggest next" ranks takes the larger of the two where both exist:
-an unstable object reads 1 (as unsure as can be), everything else its entropy, so a finished
-plane reads like its live preview except on the objects whose split is in doubt. It is stored
-as uint8 (0..255): one byte per pixel, like the semantic layer, so a whole stack of it costs no
-more memory than the predictions.
+The layer and "Suggest next" use the entropy. `uncertainty_map(prediction, unstable)` can mark
+the unstable objects too (they read 1, everything else its entropy): the effort benchmark
+compares both rankings with it. The map is stored as uint8 (0..255): one byte per pixel, like
+the semantic layer, so a whole stack of it costs no more memory than the predictions.
 """
 
 from __future__ import annotations

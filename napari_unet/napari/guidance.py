@@ -39,8 +39,7 @@ def uncertainty_layer(viewer, image: Image, layout: ImageLayout, *, create: bool
         scale=scale, translate=translate, colormap="inferno", contrast_limits=(0, UNCERTAINTY_MAX),
         blending="additive", opacity=0.5,
         metadata={c.METADATA_KEY: {"role": c.ROLE_UNCERTAINTY, "image": image.name,
-                                   "meaning": "entropy of the class probabilities, 255 on objects whose split changes "
-                                              "with the foreground threshold; 0 certain .. 255 unsure"}},
+                                   "meaning": "entropy of the class probabilities, 0 certain .. 255 unsure"}},
     )
 
 

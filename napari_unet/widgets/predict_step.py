@@ -36,8 +36,8 @@ class PredictStep(QWidget):
         self.uncertainty_check = QCheckBox("add an uncertainty layer")
         self.uncertainty_check.setChecked(True)
         self.uncertainty_check.setToolTip(
-            "Also show where the model is unsure (entropy of the class probabilities, and objects whose split "
-            "changes with the threshold: dark = sure, bright = unsure); 'Suggest next' ranks regions by it either way"
+            "Also show where the model is unsure (entropy of the class probabilities: dark = sure, bright = "
+            "unsure); 'Suggest next' ranks regions by it either way"
         )
         form.addRow(self.uncertainty_check)
         self.tile_spin = QSpinBox()

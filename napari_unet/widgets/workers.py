@@ -22,7 +22,7 @@ from napari.qt.threading import GeneratorWorker, create_worker
 from napari_unet.functionals.instances import InstanceParams, instances_from_prediction
 from napari_unet.functionals.instances3d import instances_3d
 from napari_unet.functionals.prediction import Prediction
-from napari_unet.functionals.uncertainty import split_instability, uncertainty_map
+from napari_unet.functionals.uncertainty import uncertainty_map
 from napari_unet.nn.inference import Stopped
 from napari_unet.nn.segmenter import Segmenter
 from napari_unet.nn.training import Trainer
@@ -169,8 +169,7 @@ def predict_generator(
             prediction = yield from relabel(counts, lambda count, i=i: TileProgress(image_name, i, total, count))
             semantic = prediction.semantic()
             instances = instances_from_prediction(prediction, params, use_instance_heads=use_heads)
-            unstable = split_instability(prediction, params, use_instance_heads=use_heads)
-            uncertainty = uncertainty_map(prediction, unstable)
+            uncertainty = uncertainty_map(prediction)
         except Stopped:
             return "cancelled"
         except RuntimeError as error:
