@@ -39,7 +39,8 @@ def machine(threads: int | None = None) -> str:
                 break
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {threads or torch.get_num_threads()} threads"
+    line = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {threads or torch.get_num_threads()} threads"
+    return f"{torch.cuda.get_device_name()}, {line}" if torch.cuda.is_available() else line
 
 
 def otsu_watershed(image: np.ndarray, min_distance: int = 4) -> np.ndarray:

@@ -3,6 +3,9 @@
     python benchmarks/train_pretrained.py nuclei --seconds 2700 --threads 1
     python benchmarks/train_pretrained.py nuclei-stained --seconds 1800
     python benchmarks/train_pretrained.py nuclei --resume --seconds 6000 --threads 1 --out /tmp/pre
+    python benchmarks/train_pretrained.py nuclei --resume --seconds 330 --batch-size 16 --loader-workers 8
+
+On a GPU the patches are drawn by `--loader-workers` processes (one core cannot keep it busy).
 
 `--resume` continues from the shipped model (a fresh learning-rate schedule over the new budget);
 the card then counts the steps and seconds of every run. `--out DIR` writes there instead of
@@ -47,6 +50,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int)
     parser.add_argument("--threads", type=int)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    parser.add_argument("--learning-rate", type=float, default=3e-3,
+                        help="peak rate, also when resuming: it continues on all the data, so it is not a fine-tune")
+    parser.add_argument("--loader-workers", type=int, default=0, help="processes drawing patches (GPU only)")
     parser.add_argument("--resume", action="store_true", help="continue from the shipped model of that name")
     parser.add_argument("--out", type=Path, help="folder for NAME.pt and NAME.json (default: resources/models)")
     parser.add_argument("--card-scores", type=Path, help="generalisation.py results to copy into the card")
@@ -57,7 +64,8 @@ def main() -> None:
     entries = [e for e in index(DATA) if e.split == "train" and e.modality == modality]
     items = [TrainingImage.from_instances(*load(DATA, e), name=e.id) for e in entries]
     config = TrainConfig(seconds=None if args.steps else args.seconds, steps=args.steps, seed=args.seed,
-                         threads=args.threads, validation_fraction=0.0)
+                         threads=args.threads, validation_fraction=0.0, batch_size=args.batch_size,
+                         learning_rate=args.learning_rate, loader_workers=args.loader_workers)
     start = Segmenter.load(checkpoint_path(args.name)) if args.resume else None
     earlier = model_card(args.name)["training"] if args.resume else None
     tick = time.perf_counter()
@@ -75,7 +83,8 @@ def main() -> None:
     segmenter.save(out_pt)
     run = segmenter.history[-1]
     command = "python benchmarks/" + " ".join(Path(a).name if i == 0 else a for i, a in enumerate(sys.argv))
-    training = {"steps": run["steps"], "seconds": run["seconds"], "date": date.today().isoformat(),
+    training = {"steps": run["steps"], "seconds": run["seconds"], "batch_size": config.batch_size,
+                "date": date.today().isoformat(),
                 "machine": machine(), "command": command}
     if earlier:
         training = {"steps": earlier["steps"] + run["steps"], "seconds": round(earlier["seconds"] + run["seconds"], 2),

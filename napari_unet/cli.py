@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=_whole(1, limits.MAX_BATCH_SIZE), help="patches per step (default 4)")
     train.add_argument("--learning-rate", type=_real(0.0, 1.0, low_open=True), help="peak learning rate (default 0.003 for a new model, 0.001 to fine-tune --resume)")
     train.add_argument("--seed", type=_whole(0, 2**32 - 1), default=0)
+    train.add_argument("--loader-workers", type=_whole(0, 64), default=0,
+                       help="processes drawing training patches on a GPU, which one core cannot keep busy (default 0)")
     train.add_argument("--diameter", type=_real(0.0, low_open=True),
                        help="typical object diameter in pixels (default: measured from --instances)")
     _add_common(train)
@@ -216,6 +218,7 @@ def _train(args) -> int:
         device=args.device,
         seed=args.seed,
         object_diameter=args.diameter,
+        loader_workers=args.loader_workers,
     )
     warm = Segmenter.load(resolve(args.resume)) if args.resume else None
     trainer = Trainer(items, config, segmenter=warm, class_names=args.classes)

@@ -192,6 +192,15 @@ def test_resources_found():
         assert p.name in licences, f"{p.name} has no entry in resources/LICENSES.md"
 
 
+def test_resources_found_from_a_source_checkout_that_is_not_installed(monkeypatch):
+    """A bare checkout on PYTHONPATH (a GPU machine, a cluster node) finds resources/ beside napari_unet/."""
+    from napari_unet.io import resources
+
+    monkeypatch.setitem(sys.modules, resources.RESOURCES_PACKAGE, None)  # import fails: not installed
+    assert resources.resources_dir() == ROOT / "resources"
+    assert (resources.resources_dir() / "models" / "nuclei.pt").is_file()
+
+
 def test_ci_runs_the_readme_test_command():
     """.ci/run's last command is the test command written in README.md."""
     lines = [

@@ -14,13 +14,27 @@ from napari_unet.nn.segmenter import Segmenter
 from napari_unet.nn.training import WARM_START_LEARNING_RATE, TrainConfig, Trainer
 
 
-def test_nuclei_ships_with_a_complete_model_card():
-    assert "nuclei" in available_models()
-    card = model_card("nuclei")
+@pytest.mark.parametrize(("name", "channels", "val_images"), [("nuclei", 1, 100), ("nuclei-stained", 3, 10)])
+def test_shipped_models_have_complete_model_cards(name, channels, val_images):
+    assert name in available_models()
+    card = model_card(name)
     assert "Caicedo" in card["citation"] and "CC0" in card["licence"]
-    assert card["classes"] == ["background", "nucleus"] and card["input_channels"] == 1
+    assert card["classes"] == ["background", "nucleus"] and card["input_channels"] == channels
     assert 5 < card["object_diameter"] < 60
-    assert card["val_scores"]["ap50"] > 0.5 and card["val_scores"]["images"] > 100
+    assert card["val_scores"]["ap50"] > 0.5 and card["val_scores"]["images"] > val_images
+
+
+def test_nuclei_stained_segments_an_rgb_image_and_refuses_grayscale():
+    segmenter = Segmenter.load(model_path("nuclei-stained"))
+    yy, xx = np.mgrid[:96, :96]
+    stained = np.stack([np.full((96, 96), 0.85), np.full((96, 96), 0.7), np.full((96, 96), 0.8)])
+    for cy, cx in ((30, 30), (30, 66), (66, 48)):  # three purple nuclei on a pink background
+        disc = (yy - cy) ** 2 + (xx - cx) ** 2 < 10**2
+        stained[:, disc] = np.array([0.35, 0.2, 0.5])[:, None]
+    labels = segmenter.instances(segmenter.predict((stained * 255).astype(np.uint8)))
+    assert labels.shape == (96, 96) and 2 <= len(np.unique(labels[labels > 0])) <= 4
+    with pytest.raises(UserInputError, match="channel"):
+        segmenter.predict(np.zeros((1, 64, 64), np.uint8))
 
 
 def test_unknown_names_say_what_is_available():

@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 from synthetic import blobs
@@ -7,6 +9,8 @@ from napari_unet.functionals.data import TrainingImage
 from napari_unet.functionals.scale import (
     AUTO,
     MAX_FACTOR,
+    best_auto_pass,
+    next_auto_factor,
     object_diameter,
     resample,
     scale_factor,
@@ -105,3 +109,27 @@ def test_diameter_a_prediction_was_made_for():
     assert diameter_at(1.0, 20.0, 20.0) == 20.0
     assert diameter_at(1.0, 20.0, None) is None  # never resampled, training size unknown
     assert diameter_at(2.0, None, 10.0) is None  # a model that does not resample
+
+
+def test_auto_scale_follows_the_measurement_and_stops_when_a_pass_agrees_with_itself():
+    assert next_auto_factor([(1.0, 1.05)]) is None  # within 10%: keep it
+    assert next_auto_factor([(1.0, 0.5)]) == 0.5  # objects twice as large as assumed: look at them there
+    assert next_auto_factor([(1.0, 0.5), (0.5, 0.4)]) == 0.4
+    assert best_auto_pass([(1.0, 0.5), (0.5, 0.4), (0.4, 0.41)]) == 2
+
+
+def test_auto_scale_does_not_run_away_into_fragments():
+    """Large nuclei seen too small split; their fragments measure smaller still (the DSB2018 val case)."""
+    first = (1.2, 1.5)  # assumed 16.6 px, measured 13.4 px: fragments of 41 px nuclei
+    assert next_auto_factor([first]) == 0.6  # also look at twice the size
+    larger = (0.6, 0.49)  # there the objects measure 41 px: larger than assumed, so follow that look
+    assert next_auto_factor([first, larger]) == 0.49
+    assert best_auto_pass([first, larger, (0.49, 0.488)]) == 2
+    # truly small objects: the larger look finds them merged, smaller than it assumed: follow the first pass
+    small_larger = (0.6, 0.9)
+    assert next_auto_factor([first, small_larger]) == 1.5
+    assert best_auto_pass([first, small_larger, (1.5, 1.45)]) == 2
+
+
+def test_auto_scale_keeps_a_pass_that_found_objects_over_one_that_found_none():
+    assert best_auto_pass([(1.0, 1.5), (1.5, math.inf)]) == 0

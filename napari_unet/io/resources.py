@@ -32,7 +32,7 @@ def resources_dir() -> Path:
     if isinstance(root, Path) and root.is_dir():
         return root
     # not installed (e.g. a source checkout on sys.path): the sibling folder
-    return Path(__file__).resolve().parent.parent / "resources"
+    return Path(__file__).resolve().parents[2] / "resources"
 
 
 def resource_path(name: str) -> Path:

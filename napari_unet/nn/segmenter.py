@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,9 @@ from napari_unet.functionals.normalisation import Normalisation
 from napari_unet.functionals.prediction import Prediction
 from napari_unet.functionals.scale import (
     AUTO,
+    AUTO_MAX_PASSES,
+    best_auto_pass,
+    next_auto_factor,
     object_diameter,
     resample_prediction,
     scale_factor,
@@ -34,9 +38,6 @@ from napari_unet.nn.device import autocast_dtype
 from napari_unet.nn.inference import predict_tiled
 from napari_unet.nn.model import ModelConfig, UNet
 from napari_unet.nn.resize import resample_linear
-
-AUTO_TOLERANCE = 0.1  # a measured scale within 10% of the last pass's keeps that pass
-AUTO_MAX_PASSES = 3
 
 FORMAT = "napari-unet-checkpoint"
 FORMAT_VERSION = 1
@@ -157,20 +158,18 @@ class Segmenter:
 
         first = self.object_diameter if diameter in (None, AUTO) else float(diameter)
         factor = scale_factor(first, self.canonical_diameter)
-        prediction = run(factor)
         if diameter != AUTO or self.canonical_diameter is None:
-            return prediction
-        # Objects seen at the wrong size are measured too close to the canonical size (large
-        # ones split, small ones merge), so the estimate is refined pass by pass.
-        for _ in range(AUTO_MAX_PASSES - 1):
-            measured = object_diameter(self.instances(prediction))
-            if measured is None:
+            return run(factor)
+        passes, predictions = [], []  # (factor used, factor its objects call for), and its prediction
+        while factor is not None and len(passes) < AUTO_MAX_PASSES:
+            predictions.append(run(factor))
+            measured = object_diameter(self.instances(predictions[-1]))
+            if measured is None:  # no objects to measure: the earlier passes (if any) are better
+                passes.append((factor, math.inf))
                 break
-            previous, factor = factor, scale_factor(measured, self.canonical_diameter)
-            if abs(factor / previous - 1) <= AUTO_TOLERANCE:
-                break
-            prediction = run(factor)
-        return prediction
+            passes.append((factor, scale_factor(measured, self.canonical_diameter)))
+            factor = next_auto_factor(passes)
+        return predictions[best_auto_pass(passes)]
 
     def instances(self, prediction: Prediction, params: InstanceParams = InstanceParams()) -> np.ndarray:
         return instances_from_prediction(prediction, params, use_instance_heads=self.instance_heads_trained)

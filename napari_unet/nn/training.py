@@ -24,7 +24,6 @@ from napari_unet.errors import UserInputError
 from napari_unet.functionals.data import (
     IGNORE,
     Batch,
-    PatchSampler,
     PreparedImage,
     TrainingImage,
     check_training_set,
@@ -42,12 +41,13 @@ from napari_unet.nn.device import (
 )
 from napari_unet.nn.inference import predict_tiled
 from napari_unet.nn.model import NORMS, PRESETS, ModelConfig
+from napari_unet.nn.patch_stream import batches
 from napari_unet.nn.segmenter import Segmenter
 
 WARMUP_STEPS = 20
 LEARNING_RATE = 3e-3  # peak rate for a new model
-# Peak rate for a warm start: 3e-3 made the shipped `nuclei` model forget part of 428 images for 12
-# (BENCHMARKS.md headline: chosen on `train` images with a start model that had not seen them).
+# Peak rate for a warm start: 3e-3 made the shipped `nuclei` model forget part of 428 images for 12;
+# a third of it was fixed before any `val` run and then scored on `val` once (BENCHMARKS.md headline).
 WARM_START_LEARNING_RATE = 1e-3
 
 
@@ -74,6 +74,7 @@ class TrainConfig:
     # Warm start from a model with trained instance heads: where no instance targets are known (scribbles),
     # its own boundary/distance outputs are the targets, so the heads do not drift (BENCHMARKS.md section 6).
     keep_instance_heads: bool = True
+    loader_workers: int = 0  # processes drawing patches on a GPU (ignored on the CPU, where the network is slower)
 
     def __post_init__(self) -> None:
         """Refuse settings that would train forever, not at all, or fail later with a traceback."""
@@ -93,6 +94,7 @@ class TrainConfig:
         limits.real_number("boundary weight", self.boundary_pos_weight, 0.0, low_open=True)
         if self.threads is not None:
             limits.whole_number("threads", self.threads, 1)
+        self.loader_workers = limits.whole_number("loader workers", self.loader_workers, 0, 64)
         limits.real_number("validation fraction", self.validation_fraction, 0.0, 1.0, high_open=True)
         limits.real_number("validation interval", self.validation_interval, 0.0, low_open=True)
 
@@ -162,7 +164,8 @@ class Trainer:
         if self.segmenter is not None and config.keep_instance_heads and segmenter.instance_heads_trained:
             for p in prepared:
                 _hold_instance_heads(segmenter, p, device)
-        sampler = PatchSampler(prepared, config.patch_size, rng=rng)
+        workers = config.loader_workers if device.type != "cpu" else 0
+        stream = batches(prepared, config.patch_size, config.batch_size, rng, config.seed, workers)
         optimizer = torch.optim.AdamW(net.parameters(), lr=peak_rate, weight_decay=config.weight_decay)
         amp = autocast_dtype(device)
         scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
@@ -184,7 +187,7 @@ class Trainer:
                 for group in optimizer.param_groups:
                     group["lr"] = _learning_rate(peak_rate, step, fraction)
                 tick = time.perf_counter()
-                batch = sampler.sample(batch_size)
+                batch = next(stream)
                 try:
                     last_loss = _train_step(net, optimizer, scaler, batch, device, amp, pos_weight)
                 except Exception as error:
@@ -197,6 +200,8 @@ class Trainer:
                         ) from error
                     _free_device_memory(device)
                     batch_size //= 2
+                    stream.close()
+                    stream = batches(prepared, config.patch_size, batch_size, rng, config.seed, workers)
                     yield self._record(step, last_loss, 0.0, device, elapsed, fraction,
                                        f"out of GPU memory: continuing with {batch_size} patches per step")
                     continue
@@ -218,6 +223,7 @@ class Trainer:
                 yield self._record(step, loss_ema, speed_ema, device, time.perf_counter() - start, 1.0,
                                    "validated", validation=scores)
         finally:
+            stream.close()
             net.eval()
             segmenter.instance_heads_trained = segmenter.instance_heads_trained or (trains_instances and step > 0)
             segmenter.history.append(
