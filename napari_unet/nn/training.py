@@ -243,7 +243,7 @@ class Trainer:
         return segmenter
 
     def learning_rate(self) -> float:
-        """The peak rate: the configured one, else a lower one for a warm start so the start model keeps what it knows."""
+        """The peak rate: the configured one, else a lower one for a warm start, so the start model keeps its skills."""
         if self.config.learning_rate is not None:
             return self.config.learning_rate
         return WARM_START_LEARNING_RATE if self.segmenter is not None else LEARNING_RATE
