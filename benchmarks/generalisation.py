@@ -123,7 +123,8 @@ def train_and_predict(job: dict) -> dict:
         segmenter = Segmenter.load(job["start"])
     steps, tick = 0, time.perf_counter()
     if job["steps"] > 0:
-        config = TrainConfig(steps=job["steps"], seed=job["seed"], threads=job.get("threads"))
+        rate = {"learning_rate": job["learning_rate"]} if job.get("learning_rate") else {}  # else the default
+        config = TrainConfig(steps=job["steps"], seed=job["seed"], threads=job.get("threads"), **rate)
         trainer = Trainer(items, config, segmenter=segmenter)
         generator = trainer.run()
         try:

@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--classes", nargs="+", help="class names for labels 1..K, background first")
     train.add_argument("--patch-size", type=_whole(16, limits.MAX_PATCH_SIZE), help="training patch side in pixels (default 128)")
     train.add_argument("--batch-size", type=_whole(1, limits.MAX_BATCH_SIZE), help="patches per step (default 4)")
-    train.add_argument("--learning-rate", type=_real(0.0, 1.0, low_open=True), help="peak learning rate (default 0.003)")
+    train.add_argument("--learning-rate", type=_real(0.0, 1.0, low_open=True),
+                       help="peak learning rate (default 0.003 for a new model, 0.001 to fine-tune --resume)")
     train.add_argument("--seed", type=_whole(0, 2**32 - 1), default=0)
     train.add_argument("--loader-workers", type=_whole(0, 64), default=0,
                        help="processes drawing training patches on a GPU, which one core cannot keep busy (default 0)")

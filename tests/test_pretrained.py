@@ -11,7 +11,7 @@ from napari_unet.functionals.metrics import average_precision
 from napari_unet.io.pretrained import available_models, model_card, model_path, resolve
 from napari_unet.io.resources import NUCLEI_IMAGE, NUCLEI_INSTANCES, read_tif
 from napari_unet.nn.segmenter import Segmenter
-from napari_unet.nn.training import TrainConfig, Trainer
+from napari_unet.nn.training import WARM_START_LEARNING_RATE, TrainConfig, Trainer
 
 
 @pytest.mark.parametrize(("name", "channels", "val_images"), [("nuclei", 1, 100), ("nuclei-stained", 3, 10)])
@@ -86,7 +86,9 @@ def test_cli_lists_predicts_and_resumes_by_name(tmp_path, capsys):
     assert main(["train", "--resume", "nuclei", "--image", str(tmp_path / "x.tif"), "--instances",
                  str(tmp_path / "t.tif"), "--classes", "background", "cell", "--out", str(tmp_path / "m.pt"),
                  "--steps", "2", "--patch-size", "48", "--batch-size", "2", "--device", "cpu", "--quiet"]) == 0
-    assert Segmenter.load(tmp_path / "m.pt").class_names == ["background", "cell"]
+    tuned = Segmenter.load(tmp_path / "m.pt")
+    assert tuned.class_names == ["background", "cell"]
+    assert tuned.history[-1]["config"]["learning_rate"] == WARM_START_LEARNING_RATE
     assert main(["predict", "--model", "nuclei", "--image", str(tmp_path / "x.tif"), "--diameter", "-3",
                  "--instances", str(tmp_path / "z.tif"), "--quiet"]) == 2
     assert "--diameter" in capsys.readouterr().err

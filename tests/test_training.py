@@ -10,7 +10,15 @@ from napari_unet.errors import UserInputError
 from napari_unet.functionals.data import TrainingImage, prepare
 from napari_unet.functionals.metrics import average_precision
 from napari_unet.nn.segmenter import Segmenter
-from napari_unet.nn.training import Progress, TrainConfig, Trainer, _hold_instance_heads
+from napari_unet.nn.training import (
+    LEARNING_RATE,
+    WARM_START_LEARNING_RATE,
+    WARMUP_STEPS,
+    Progress,
+    TrainConfig,
+    Trainer,
+    _hold_instance_heads,
+)
 
 TINY = dict(patch_size=64, batch_size=4, device="cpu", seed=0)
 
@@ -82,6 +90,27 @@ def test_warm_start_continues_and_new_class_extends_head():
     with pytest.raises(UserInputError, match="channel"):
         Trainer([TrainingImage.from_instances(np.stack([image, image]), labels)], TrainConfig(steps=1, **TINY),
                 segmenter=first).run().__next__()
+
+
+def test_a_warm_start_fine_tunes_at_the_lower_rate_unless_a_rate_is_set():
+    image, labels = blobs(64, n=5)
+    item = TrainingImage.from_instances(image[None], labels)
+
+    def first_step(start, **settings):
+        """(peak rate in the history, largest change of a first-layer weight after one Adam step)."""
+        before = None if start is None else start.net.encoders[0][0].weight.detach().clone()
+        _, trained = run_to_end(Trainer([item], TrainConfig(steps=1, **settings, **TINY), segmenter=start))
+        change = None if before is None else float((trained.net.encoders[0][0].weight - before).abs().max())
+        return trained.history[-1]["config"]["learning_rate"], change
+
+    new_rate, _ = first_step(None)
+    _, start = run_to_end(Trainer([item], TrainConfig(steps=2, **TINY)))
+    warm_rate, warm_change = first_step(copy.deepcopy(start))
+    set_rate, set_change = first_step(copy.deepcopy(start), learning_rate=2e-2)
+    assert new_rate == LEARNING_RATE and warm_rate == WARM_START_LEARNING_RATE < LEARNING_RATE and set_rate == 2e-2
+    # Adam's first step moves each weight by about the warm-up rate: the rate recorded is the rate used
+    assert warm_change == pytest.approx(WARM_START_LEARNING_RATE / WARMUP_STEPS, rel=0.05)
+    assert set_change == pytest.approx(2e-2 / WARMUP_STEPS, rel=0.05)
 
 
 def test_preview_is_served_from_the_training_thread():

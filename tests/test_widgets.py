@@ -25,6 +25,7 @@ from superqt import QLabeledDoubleSlider  # noqa: E402
 from napari_unet import conventions as c  # noqa: E402
 from napari_unet.napari import layers as lb  # noqa: E402
 from napari_unet.nn.inference import Prediction  # noqa: E402
+from napari_unet.nn.training import LEARNING_RATE, WARM_START_LEARNING_RATE  # noqa: E402
 from napari_unet.widgets import UNetWidget  # noqa: E402
 
 WIDGET_NAME = "U-Net human-in-the-loop segmentation"
@@ -663,6 +664,7 @@ def test_a_one_channel_image_starts_from_the_shipped_nuclei_model_unless_new_is_
     assert _train(qtbot, widget) is True
     history = widget.controller.session.segmenter.history
     assert len(history) >= 2 and history[-1]["steps"] == 3  # the shipped model's own training, then ours
+    assert history[-1]["config"]["learning_rate"] == WARM_START_LEARNING_RATE  # fine-tuned gently
     assert any("starting from the shipped 'nuclei' model" in text for _, text in widget.controller.messages.log)
 
     step.start_combo.setCurrentText("new model")
@@ -671,3 +673,4 @@ def test_a_one_channel_image_starts_from_the_shipped_nuclei_model_unless_new_is_
     assert step.start_combo.currentText() == "new model"
     assert _train(qtbot, widget) is True
     assert len(widget.controller.session.segmenter.history) == 1
+    assert widget.controller.session.segmenter.history[-1]["config"]["learning_rate"] == LEARNING_RATE

@@ -23,7 +23,7 @@ from napari_unet.napari import layers as lb
 from napari_unet.nn.device import describe
 from napari_unet.nn.model import PRESETS
 from napari_unet.nn.segmenter import Segmenter
-from napari_unet.nn.training import TrainConfig
+from napari_unet.nn.training import LEARNING_RATE, WARM_START_LEARNING_RATE, TrainConfig
 from napari_unet.widgets import settings, ui
 from napari_unet.widgets.controller import Controller
 from napari_unet.widgets.loss_plot import LossPlot
@@ -73,7 +73,8 @@ class TrainStep(QWidget):
         self.start_combo = QComboBox()
         self.start_combo.setToolTip(
             "What training starts from: the current model (continue), a new model, a pretrained model "
-            "shipped with napari-unet, or a model file"
+            "shipped with napari-unet, or a model file. A start model is fine-tuned at a lower learning rate "
+            f"({WARM_START_LEARNING_RATE:g}, a new model {LEARNING_RATE:g}) so it keeps what it already knows"
         )
         self.start_combo.activated.connect(lambda _: self._on_start_chosen())
         form.addRow(ui.label("Start from", self.start_combo.toolTip()), self.start_combo)
