@@ -47,6 +47,8 @@ def main(argv=None) -> int:
                    help="steps per round instead of seconds (341 steps = 30 s on an idle 2-core CPU, BENCHMARKS.md)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (1 on a loaded machine)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one loop per seed; the table gives mean [range]")
+    p.add_argument("--learning-rate", type=float, default=None,
+                   help="peak rate of every round (default: the trainer's, 1e-3 for these warm starts)")
     p.add_argument("--no-uncorrected", action="store_true", help="skip the round that accepts the region uncorrected")
     p.add_argument("--name", default="", help="suffix of the result file")
     args = p.parse_args(argv)
@@ -62,7 +64,7 @@ def main(argv=None) -> int:
         print(f"{runs[-1]['run']}: AP@0.5 {runs[-1]['ap50']:.3f}", flush=True)
     for seed in args.seeds:
         config = TrainConfig(seconds=None if args.steps else args.seconds, steps=args.steps, seed=seed,
-                             threads=args.threads)
+                             threads=args.threads, learning_rate=args.learning_rate)
         for row in _loop(ae._load_start(args.start), image, truth, scribbles, config, budget,
                          uncorrected=not args.no_uncorrected):
             runs.append({"seed": seed, **row})
