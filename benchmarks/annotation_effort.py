@@ -234,12 +234,9 @@ def train(segmenter: Segmenter | None, pool: list[Sample], states: list[dict], c
     # The pairs the dock's training_items makes for an annotated 2D plane.
     items = [TrainingImage.from_annotations(s.image, state["annotations"].copy(), state["accepted"], name=s.name)
              for s, state in zip(pool, states) if state["annotations"].any()]
-    run = Trainer(items, config, segmenter=segmenter).run()
-    while True:
-        try:
-            next(run)
-        except StopIteration as done:
-            return done.value
+    from common import run_training
+
+    return run_training(Trainer(items, config, segmenter=segmenter))
 
 
 def simulate(pool: list[Sample], val: list[Sample], picker: str, *, mode: str = "strokes", rounds: int = 5,

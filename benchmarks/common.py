@@ -53,6 +53,18 @@ def otsu_watershed(image: np.ndarray, min_distance: int = 4) -> np.ndarray:
     return watershed(-distance, markers, mask=mask)
 
 
+def run_training(trainer, log_every: int = 0, label: str = ""):
+    """Run a Trainer to its end and return its model, printing a progress line every `log_every` steps."""
+    generator = trainer.run()
+    while True:
+        try:
+            record = next(generator)
+        except StopIteration as done:
+            return done.value
+        if log_every and record.step % log_every == 0:
+            print(f"{label}step {record.step}, {record.elapsed:.0f} s, loss {record.loss:.4f}", flush=True)
+
+
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     """Run `python -m napari_unet ...`, failing loudly with its stderr."""
     result = subprocess.run([sys.executable, "-m", "napari_unet", *args, "--quiet"], capture_output=True, text=True)

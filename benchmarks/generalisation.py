@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
-from common import machine, otsu_watershed, save, shared_data
+from common import machine, otsu_watershed, run_training, save, shared_data
 
 from napari_unet.functionals.metrics import instance_counts
 
@@ -125,13 +125,7 @@ def train_and_predict(job: dict) -> dict:
     if job["steps"] > 0:
         rate = {"learning_rate": job["learning_rate"]} if job.get("learning_rate") else {}  # else the default
         config = TrainConfig(steps=job["steps"], seed=job["seed"], threads=job.get("threads"), **rate)
-        trainer = Trainer(items, config, segmenter=segmenter)
-        generator = trainer.run()
-        try:
-            while True:
-                next(generator)
-        except StopIteration as done:
-            segmenter = done.value
+        segmenter = run_training(Trainer(items, config, segmenter=segmenter))
         steps = segmenter.history[-1]["steps"]
     train_seconds = time.perf_counter() - tick
     if job.get("keep"):

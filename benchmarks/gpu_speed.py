@@ -27,13 +27,14 @@ from napari_unet.nn.segmenter import Segmenter
 
 
 def timed(run, repeats: int = 3) -> float:
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     run()  # warm-up: kernels chosen, memory pooled
     times = []
     for _ in range(repeats):
-        torch.cuda.synchronize() if torch.cuda.is_available() else None
+        sync()
         tick = time.perf_counter()
         run()
-        torch.cuda.synchronize() if torch.cuda.is_available() else None
+        sync()
         times.append(time.perf_counter() - tick)
     return statistics.median(times)
 

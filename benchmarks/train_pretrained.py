@@ -27,7 +27,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from common import machine
+from common import machine, run_training
 from generalisation import DATA, index, load
 
 from napari_unet.functionals.data import TrainingImage
@@ -69,14 +69,7 @@ def main() -> None:
     start = Segmenter.load(checkpoint_path(args.name)) if args.resume else None
     earlier = model_card(args.name)["training"] if args.resume else None
     tick = time.perf_counter()
-    generator = Trainer(items, config, segmenter=start, class_names=["background", "nucleus"]).run()
-    try:
-        while True:
-            record = next(generator)
-            if record.step % 500 == 0:
-                print(f"step {record.step}, {record.elapsed:.0f} s, loss {record.loss:.4f}", flush=True)
-    except StopIteration as done:
-        segmenter = done.value
+    segmenter = run_training(Trainer(items, config, segmenter=start, class_names=["background", "nucleus"]), 500)
     out_pt = args.out / f"{args.name}.pt" if args.out else checkpoint_path(args.name)
     out_card = args.out / f"{args.name}.json" if args.out else card_path(args.name)
     out_pt.parent.mkdir(parents=True, exist_ok=True)

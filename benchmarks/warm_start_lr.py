@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import machine, save
+from common import machine, run_training, save
 from generalisation import DATA, Entry, _line, index, load, score, train_and_predict
 
 
@@ -44,16 +44,10 @@ def train_start(data: Path, entries: list[Entry], steps: int, threads: int | Non
 
     items = [TrainingImage.from_instances(*load(data, e), name=e.id) for e in entries]
     config = TrainConfig(steps=steps, seed=0, threads=threads, validation_fraction=0.0)
-    generator = Trainer(items, config, class_names=["background", "nucleus"]).run()
     tick = time.perf_counter()
-    try:
-        while True:
-            record = next(generator)
-            if record.step % 500 == 0:
-                print(f"start model: step {record.step}, {record.elapsed:.0f} s, loss {record.loss:.4f}", flush=True)
-    except StopIteration as done:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        done.value.save(out)
+    segmenter = run_training(Trainer(items, config, class_names=["background", "nucleus"]), 500, "start model: ")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    segmenter.save(out)
     print(f"start model: {steps} steps on {len(items)} images in {time.perf_counter() - tick:.0f} s -> {out}")
 
 

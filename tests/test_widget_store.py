@@ -29,15 +29,10 @@ def _chunk_times(array_path) -> dict[str, int]:
             for d, _, files in os.walk(array_path / "c") for f in files}
 
 
-@pytest.mark.slow
-def test_a_big_lazy_image_is_predicted_into_a_store_shown_lazily_and_corrected_in_place(
-        make_napari_viewer, qtbot, tmp_path):
-    image, _ = blobs(96, n=14, seed=5)
-    image = np.pad(image, ((0, 0), (0, 16)), mode="edge")  # 96 x 112: blocks of 32 leave a partial column
-    source = zarr.create_array(str(tmp_path / "image.zarr"), shape=image.shape, dtype=np.float32, chunks=(16, 16))
-    source[...] = image
+def _dock_on_big_image(make_napari_viewer, tmp_path, array):
+    """A dock over the lazy image `array` ("big"), a tiny untrained model loaded, stores of 32 px blocks."""
     viewer = make_napari_viewer()
-    viewer.add_image(da.from_zarr(source), name="big")
+    viewer.add_image(array, name="big")
     widget = UNetWidget(viewer)
     viewer.window.add_dock_widget(widget)
     torch.manual_seed(1)  # an untrained model: some initialisations make no objects at all
@@ -45,6 +40,18 @@ def test_a_big_lazy_image_is_predicted_into_a_store_shown_lazily_and_corrected_i
     widget.train_step.load_model(segmenter.save(tmp_path / "m.pt"))
     controller = widget.controller
     controller.store_above_pixels, controller.store_block, controller.store_folder = 1000, 32, tmp_path / "out"
+    return viewer, widget, segmenter
+
+
+@pytest.mark.slow
+def test_a_big_lazy_image_is_predicted_into_a_store_shown_lazily_and_corrected_in_place(
+        make_napari_viewer, qtbot, tmp_path):
+    image, _ = blobs(96, n=14, seed=5)
+    image = np.pad(image, ((0, 0), (0, 16)), mode="edge")  # 96 x 112: blocks of 32 leave a partial column
+    source = zarr.create_array(str(tmp_path / "image.zarr"), shape=image.shape, dtype=np.float32, chunks=(16, 16))
+    source[...] = image
+    viewer, widget, segmenter = _dock_on_big_image(make_napari_viewer, tmp_path, da.from_zarr(source))
+    controller = widget.controller
     widget.annotate_step.image_picker.set_layer(viewer.layers["big"])
     whole = segmenter.predict(image[None], out_dtype=np.float16)  # an untrained model: its top fifth as objects
     params = InstanceParams(threshold=float(np.quantile(whole.foreground(), 0.8)), min_size=3)
@@ -135,15 +142,8 @@ def test_a_plane_too_big_to_show_whole_is_browsed_through_the_stores_pyramid(mak
 
     image, _ = blobs(96, n=14, seed=5)
     image = np.pad(image, ((0, 0), (0, 16)), mode="edge")  # 96 x 112
-    viewer = make_napari_viewer()
-    viewer.add_image(da.from_array(image, chunks=16), name="big")
-    widget = UNetWidget(viewer)
-    viewer.window.add_dock_widget(widget)
-    torch.manual_seed(1)  # an untrained model: some initialisations make no objects at all
-    segmenter = Segmenter.create(ModelConfig(in_channels=1, n_classes=2, base_width=4, depth=2), ["background", "cell"])
-    widget.train_step.load_model(segmenter.save(tmp_path / "m.pt"))
+    viewer, widget, segmenter = _dock_on_big_image(make_napari_viewer, tmp_path, da.from_array(image, chunks=16))
     controller = widget.controller
-    controller.store_above_pixels, controller.store_block, controller.store_folder = 1000, 32, tmp_path / "out"
     controller.store_multiscale_above, controller.store_coarsest = 64, 32  # 112 px a side: 2 halved levels
     widget.annotate_step.image_picker.set_layer(viewer.layers["big"])
     whole = segmenter.predict(image[None], out_dtype=np.float16)
