@@ -1,42 +1,64 @@
-"""The loop a new user runs on the shipped nuclei sample: scribbles -> train -> predict -> accept -> retrain.
+"""The loop a new user runs: scribbles -> train -> predict -> correct & accept -> retrain.
 
     python benchmarks/sample_loop.py [--seconds 30 | --steps 341] [--start nuclei] [--seeds 0 1 2]
+    python benchmarks/sample_loop.py --start nuclei --steps 341 --images train:6 --seeds 0 1 --cache /tmp/round1
 
-1. Train on the shipped scribbles for T s; score AP@0.5 on the whole image.
+1. Train on the scribbles for T s; score AP@0.5 on the whole image.
 2. From that model, two second rounds of T s (warm start) on the region "Suggest next" shows first:
    a. the region's prediction corrected to the truth (each wrong object one correction), accepted;
    b. the region accepted as predicted, uncorrected (what a hurried user does).
 Both must not score lower than round 1 (issue 9's targets).
+
+Images (`--images`): `sample` (the shipped nuclei sample and its scribbles), DSB2018 image ids, or
+`train:N`, N fluorescence `train` images like the sample (a fixed draw); DSB images are scribbled
+by the recipe that drew the sample's (resources/make_scribbles.nuclei_scribbles). `--set KEY=VALUE`
+overrides a TrainConfig field of the second rounds only (numbers; 0/1 for switches), so one
+cached first round (`--cache DIR`) serves every candidate setting of the correction round.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import csv
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import tifffile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import annotation_effort as ae  # noqa: E402
 from common import machine, save  # noqa: E402
+from scribble_start import load  # noqa: E402
 
 from napari_unet.functionals.corrections import accept_region  # noqa: E402
 from napari_unet.functionals.instances import InstanceParams  # noqa: E402
 from napari_unet.functionals.metrics import average_precision  # noqa: E402
 from napari_unet.functionals.suggestions import SuggestionWalk  # noqa: E402
 from napari_unet.functionals.uncertainty import uncertainty_map  # noqa: E402
-from napari_unet.io.resources import (  # noqa: E402
-    NUCLEI_IMAGE,
-    NUCLEI_INSTANCES,
-    NUCLEI_SCRIBBLES,
-    resource_path,
-)
+from napari_unet.nn.segmenter import Segmenter  # noqa: E402
 from napari_unet.nn.training import TrainConfig  # noqa: E402
+
+
+def train_images(n: int, seed: int = 0) -> list[str]:
+    """n DSB2018 fluorescence `train` images like the sample (>= 512 px high, >= 40 nuclei of median
+    area 200-700 px; the sample: 520x696, 183 nuclei of 439 px), drawn with `seed`."""
+    with open(ae.DATA / "dsb2018-stage1-train" / "index.csv") as f:
+        ids = sorted(row["id"] for row in csv.DictReader(f)
+                     if row["split"] == "train" and row["modality"] == "fluorescence" and int(row["height"]) >= 512
+                     and int(row["objects"]) >= 40 and 200 <= float(row["median_area"]) <= 700)
+    return [ids[i] for i in sorted(np.random.default_rng(seed).choice(len(ids), size=min(n, len(ids)),
+                                                                      replace=False))]
+
+
+def _image_names(names: list[str]) -> list[str]:
+    out = []
+    for name in names:
+        out += train_images(int(name.split(":", 1)[1])) if name.startswith("train:") else [name]
+    return out
 
 
 def main(argv=None) -> int:
@@ -47,40 +69,68 @@ def main(argv=None) -> int:
                    help="steps per round instead of seconds (341 steps = 30 s on an idle 2-core CPU, BENCHMARKS.md)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (1 on a loaded machine)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one loop per seed; the table gives mean [range]")
+    p.add_argument("--images", nargs="+", default=["sample"], help="sample, DSB2018 ids or train:N (see above)")
     p.add_argument("--learning-rate", type=float, default=None,
                    help="peak rate of every round (default: the trainer's, 1e-3 for these warm starts)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="TrainConfig overrides, second rounds")
+    p.add_argument("--cache", type=Path, default=None, help="folder keeping first-round models between runs")
     p.add_argument("--no-uncorrected", action="store_true", help="skip the round that accepts the region uncorrected")
     p.add_argument("--name", default="", help="suffix of the result file")
     args = p.parse_args(argv)
-    image = tifffile.imread(resource_path(NUCLEI_IMAGE)).astype(np.float32)[None]
-    truth = tifffile.imread(resource_path(NUCLEI_INSTANCES)).astype(np.int32)
-    scribbles = tifffile.imread(resource_path(NUCLEI_SCRIBBLES)).astype(np.uint8)
+    overrides = {key: float(value) for key, value in (kv.split("=", 1) for kv in args.set)}
+    overrides = {k: int(v) if k == "steps" else v for k, v in overrides.items()}
     budget = f"{args.steps} steps" if args.steps else f"{args.seconds:g} s"
-    print(f"machine: {machine()}", flush=True)
+    print(f"machine: {machine()}\nsecond rounds: {overrides or 'defaults'}", flush=True)
     runs = []
-    if args.start:
-        start = ae._load_start(args.start)
-        runs.append({"run": f"{args.start}, no training", **_score(start, image, truth)})
-        print(f"{runs[-1]['run']}: AP@0.5 {runs[-1]['ap50']:.3f}", flush=True)
-    for seed in args.seeds:
-        config = TrainConfig(seconds=None if args.steps else args.seconds, steps=args.steps, seed=seed,
-                             threads=args.threads, learning_rate=args.learning_rate)
-        for row in _loop(ae._load_start(args.start), image, truth, scribbles, config, budget,
-                         uncorrected=not args.no_uncorrected):
-            runs.append({"seed": seed, **row})
-            print(f"seed {seed} | {row['run']} | {row['ap50']:.3f} | {row['largest_class_fraction']:.2f} | "
-                  f"{row.get('corrected', '-')} |", flush=True)
-    print("\n| run | AP@0.5 (whole image), mean [range] over seeds | largest predicted class | corrected objects |\n"
-          "|---|---|---|---|")
-    for label in dict.fromkeys(r["run"] for r in runs):
-        rows = [r for r in runs if r["run"] == label]
-        ap = [r["ap50"] for r in rows]
-        objects = sorted({r["corrected"] for r in rows if "corrected" in r})
-        print(f"| {label} | {np.mean(ap):.3f} [{min(ap):.3f}-{max(ap):.3f}] | "
-              f"{np.mean([r['largest_class_fraction'] for r in rows]):.2f} | {'/'.join(map(str, objects)) or '-'} |")
+    for name in _image_names(args.images):
+        image, truth, scribbles = load(name)
+        if args.start:
+            runs.append({"image": name, "run": f"{args.start}, no training",
+                         **_score(ae._load_start(args.start), image, truth)})
+            print(f"{name} | {runs[-1]['run']} | {runs[-1]['ap50']:.3f}", flush=True)
+        for seed in args.seeds:
+            config = TrainConfig(seconds=None if args.steps else args.seconds, steps=args.steps, seed=seed,
+                                 threads=args.threads, learning_rate=args.learning_rate)
+            cached = None
+            if args.cache:
+                rate = f"_lr{args.learning_rate:g}" if args.learning_rate else ""
+                cached = args.cache / f"{name}_{args.start or 'new'}_{budget.replace(' ', '')}{rate}_seed{seed}.pt"
+            second = replace(config, **overrides)
+            for row in _loop(ae._load_start(args.start), image, truth, scribbles, config, budget, second=second,
+                             uncorrected=not args.no_uncorrected, cached=cached, name=name):
+                runs.append({"image": name, "seed": seed, **row})
+                print(f"{name} | seed {seed} | {row['run']} | {row['ap50']:.3f} | {row['largest_class_fraction']:.2f} | "
+                      f"{row.get('corrected', '-')} |", flush=True)
+    print(_table(runs))
     name = "sample_loop" + (f"_{args.name}" if args.name else "")
-    print(f"results: {save(name, {'args': vars(args), 'rows': runs})}")
+    print(f"results: {save(name, {'args': {**vars(args), 'cache': str(args.cache)}, 'rows': runs})}")
     return 0
+
+
+def _table(runs: list[dict]) -> str:
+    """Markdown: AP@0.5 per image and run, mean [range] over seeds, and how often a second round scored lower."""
+    lines = ["| image | run | AP@0.5 (whole image), mean [range] over seeds | largest predicted class | "
+             "corrected objects | lower than round 1 |", "|---|---|---|---|---|---|"]
+    for image in dict.fromkeys(r["image"] for r in runs):
+        rows_of_image = [r for r in runs if r["image"] == image]
+        first = {r["seed"]: r["ap50"] for r in rows_of_image if r["run"].startswith("scribbles")}
+        for label in dict.fromkeys(r["run"] for r in rows_of_image):
+            rows = [r for r in rows_of_image if r["run"] == label]
+            ap = [r["ap50"] for r in rows]
+            objects = sorted({r["corrected"] for r in rows if "corrected" in r})
+            lower = "-"
+            if label.startswith("+"):
+                lower = f"{sum(r['ap50'] < first[r['seed']] for r in rows)}/{len(rows)}"
+            lines.append(f"| {image} | {label} | {np.mean(ap):.3f} [{min(ap):.3f}-{max(ap):.3f}] | "
+                         f"{np.mean([r['largest_class_fraction'] for r in rows]):.2f} | "
+                         f"{'/'.join(map(str, objects)) or '-'} | {lower} |")
+    seconds = [r for r in runs if r["run"].startswith("+ correct")]
+    if seconds:
+        first = {(r["image"], r["seed"]): r["ap50"] for r in runs if r["run"].startswith("scribbles")}
+        change = [r["ap50"] - first[(r["image"], r["seed"])] for r in seconds]
+        lines.append(f"\ncorrection round minus round 1: mean {np.mean(change):+.3f}, lower in "
+                     f"{sum(c < 0 for c in change)} of {len(change)} loops")
+    return "\n".join(lines)
 
 
 def _score(segmenter, image, truth, params: InstanceParams | None = None) -> dict:
@@ -92,22 +142,31 @@ def _score(segmenter, image, truth, params: InstanceParams | None = None) -> dic
     return {"ap50": round(ap, 3), "largest_class_fraction": round(one_class, 3)}
 
 
-def _loop(start, image, truth, scribbles, config: TrainConfig, budget: str, *, uncorrected: bool = True):
-    """Round 1 on the scribbles, then the second rounds from its model; yields one row per model."""
-    sample = ae.Sample("nuclei", image, truth)
+def _loop(start, image, truth, scribbles, config: TrainConfig, budget: str, *, second: TrainConfig | None = None,
+          uncorrected: bool = True, cached: Path | None = None, name: str = "nuclei"):
+    """Round 1 on the scribbles (`config`; read from / kept in `cached` when given), then the second
+    rounds from its model (`second`, default `config`); yields one row per model."""
+    second = second or config
+    sample = ae.Sample(name, image, truth)
     params = InstanceParams()
     tic = time.perf_counter()
-    first = ae.train(start, [sample], [{"annotations": scribbles.copy(), "accepted": None}], config)
+    if cached is not None and cached.exists():
+        first = Segmenter.load(cached)
+    else:
+        first = ae.train(start, [sample], [{"annotations": scribbles.copy(), "accepted": None}], config)
+        if cached is not None:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            first.save(cached)
     yield {"run": f"scribbles + {budget}", "seconds": round(time.perf_counter() - tic, 1),
            **_score(first, image, truth, params)}
 
     prediction = first.predict(image)
     instances = first.instances(prediction, params)
-    region = SuggestionWalk().next([("nuclei", (), uncertainty_map(prediction), scribbles > 0)])
+    region = SuggestionWalk().next([(name, (), uncertainty_map(prediction), scribbles > 0)])
     annotations, accepted, effort = ae.correct_and_accept(scribbles.copy(), None, truth, instances, region.slices)
-    second = ae.train(copy.deepcopy(first), [sample], [{"annotations": annotations, "accepted": accepted}], config)
+    corrected = ae.train(copy.deepcopy(first), [sample], [{"annotations": annotations, "accepted": accepted}], second)
     yield {"run": f"+ correct & accept the suggested region + {budget}", "corrected": effort.objects,
-           "region": list(region.key), **_score(second, image, truth, params)}
+           "region": list(region.key), **_score(corrected, image, truth, params)}
     if not uncorrected:
         return
     mask = np.zeros(truth.shape, bool)
@@ -115,7 +174,7 @@ def _loop(start, image, truth, scribbles, config: TrainConfig, budget: str, *, u
     hurried = {}
     hurried["accepted"], hurried["annotations"] = accept_region(None, scribbles.copy(), prediction.semantic(),
                                                                  instances, mask)
-    third = ae.train(copy.deepcopy(first), [sample], [hurried], config)
+    third = ae.train(copy.deepcopy(first), [sample], [hurried], second)
     yield {"run": f"+ accept the region uncorrected + {budget}", "corrected": 0, **_score(third, image, truth, params)}
 
 
