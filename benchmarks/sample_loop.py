@@ -166,7 +166,7 @@ def _loop(start, image, truth, scribbles, config: TrainConfig, budget: str, *, s
     annotations, accepted, effort = ae.correct_and_accept(scribbles.copy(), None, truth, instances, region.slices)
     corrected = ae.train(copy.deepcopy(first), [sample], [{"annotations": annotations, "accepted": accepted}], second)
     yield {"run": f"+ correct & accept the suggested region + {budget}", "corrected": effort.objects,
-           "region": list(region.key), **_score(corrected, image, truth, params)}
+           "region": list(region.key), "steps": corrected.history[-1]["steps"], **_score(corrected, image, truth, params)}
     if not uncorrected:
         return
     mask = np.zeros(truth.shape, bool)

@@ -201,7 +201,6 @@ class PreparedImage:
     boundary: np.ndarray  # (h, w) float32
     distance: np.ndarray  # (h, w) float32
     instance_valid: np.ndarray  # (h, w) bool
-    accepted: np.ndarray | None = None  # (h, w) bool: labels that come from accepted regions, not strokes
 
 
 def prepare(item: TrainingImage, normalisation: Normalisation, margin: int, factor: float = 1.0) -> PreparedImage:
@@ -233,7 +232,7 @@ def prepare(item: TrainingImage, normalisation: Normalisation, margin: int, fact
     else:
         valid = np.zeros(annotations.shape, bool)
         boundary = distance = np.zeros(annotations.shape, np.float32)
-    return PreparedImage(image, semantic, boundary, distance, valid, accepted=valid.copy())
+    return PreparedImage(image, semantic, boundary, distance, valid)
 
 
 @dataclass
@@ -249,13 +248,10 @@ class Batch:
 
 @dataclass
 class PatchSampler:
-    """Draws augmented patches centred on annotated pixels: each source, class, then image equally often.
+    """Draws augmented patches centred on annotated pixels: each class, then each image, equally often.
 
     Sparse scribbles would otherwise be missed by uniform sampling, a rare class would be
-    drowned out by background, and one large image would crowd out the small ones. The two
-    sources of labels, strokes and accepted regions, are drawn equally often
-    (`balance_sources`): a small dense accepted region holds far more labelled pixels than
-    all the strokes, and drawn per pixel it crowded the strokes out of the next round.
+    drowned out by background, and one large image would crowd out the small ones.
     Augmentation covers what varies between microscopes: orientation, object size
     (`scale_jitter`: log-uniform zoom up to that fraction), brightness, contrast, gamma,
     blur and noise (`intensity_jitter`).
@@ -267,28 +263,18 @@ class PatchSampler:
     annotated_fraction: float = 0.9
     scale_jitter: float = 0.25
     intensity_jitter: bool = True
-    balance_sources: bool = True
 
     def __post_init__(self) -> None:
-        centres: dict[tuple[int, int], list[np.ndarray]] = {}
+        centres: dict[int, list[np.ndarray]] = {}
         for index, prepared in enumerate(self.images):
-            accepted = prepared.accepted if self.balance_sources else None
             for cls in np.unique(prepared.semantic):
                 if cls == IGNORE:
                     continue
-                labelled = prepared.semantic == cls
-                parts = [labelled] if accepted is None else [labelled & ~accepted, labelled & accepted]
-                for source, part in enumerate(parts):
-                    ys, xs = np.nonzero(part)
-                    if ys.size == 0:
-                        continue
-                    keep = self.rng.permutation(ys.size)[:MAX_CENTRES_PER_CLASS]
-                    coords = np.stack([np.full(keep.size, index), ys[keep], xs[keep]], axis=1)
-                    centres.setdefault((source, int(cls)), []).append(coords)
-        by_source: dict[int, list[list[np.ndarray]]] = {}
-        for (source, _), per_image in sorted(centres.items()):
-            by_source.setdefault(source, []).append(per_image)
-        self._sources = list(by_source.values())  # per source, per class, one array per image
+                ys, xs = np.nonzero(prepared.semantic == cls)
+                keep = self.rng.permutation(ys.size)[:MAX_CENTRES_PER_CLASS]
+                coords = np.stack([np.full(keep.size, index), ys[keep], xs[keep]], axis=1)
+                centres.setdefault(int(cls), []).append(coords)
+        self._centres = [c for _, c in sorted(centres.items())]  # per class, one array per image
 
     def sample(self, batch_size: int) -> Batch:
         patches = [self._patch(*self._centre()) for _ in range(batch_size)]
@@ -296,8 +282,7 @@ class PatchSampler:
 
     def _centre(self) -> tuple[int, int, int]:
         if self.rng.random() < self.annotated_fraction:
-            classes = self._sources[self.rng.integers(len(self._sources))] if len(self._sources) > 1 else self._sources[0]
-            per_image = classes[self.rng.integers(len(classes))]
+            per_image = self._centres[self.rng.integers(len(self._centres))]
             coords = per_image[self.rng.integers(len(per_image))]
             index, y, x = coords[self.rng.integers(len(coords))]
             # jitter so the annotated pixel is not always in the middle

@@ -21,31 +21,29 @@ PREFETCH_PER_WORKER = 4
 class _PatchStream(IterableDataset):
     """An endless stream of batches; each worker draws from its own seeded generator."""
 
-    def __init__(self, images: list[PreparedImage], patch_size: int, batch_size: int, seed: int | None,
-                 balance_sources: bool = True) -> None:
+    def __init__(self, images: list[PreparedImage], patch_size: int, batch_size: int, seed: int | None) -> None:
         self.images, self.patch_size, self.batch_size, self.seed = images, patch_size, batch_size, seed
-        self.balance_sources = balance_sources
 
     def __iter__(self) -> Iterator[Batch]:
         info = get_worker_info()
         worker = 0 if info is None else info.id
         rng = np.random.default_rng(None if self.seed is None else [self.seed, worker])
-        sampler = PatchSampler(self.images, self.patch_size, rng=rng, balance_sources=self.balance_sources)
+        sampler = PatchSampler(self.images, self.patch_size, rng=rng)
         while True:
             yield sampler.sample(self.batch_size)
 
 
 def batches(
     images: list[PreparedImage], patch_size: int, batch_size: int, rng: np.random.Generator,
-    seed: int | None, workers: int = 0, balance_sources: bool = True,
+    seed: int | None, workers: int = 0,
 ) -> Iterator[Batch]:
     """Endless training batches: from `workers` processes when > 0, else drawn here with `rng`."""
     if workers <= 0:
-        sampler = PatchSampler(images, patch_size, rng=rng, balance_sources=balance_sources)
+        sampler = PatchSampler(images, patch_size, rng=rng)
         while True:
             yield sampler.sample(batch_size)
     loader = DataLoader(
-        _PatchStream(images, patch_size, batch_size, seed, balance_sources),
+        _PatchStream(images, patch_size, batch_size, seed),
         batch_size=None,  # each item is already a batch
         num_workers=workers,
         prefetch_factor=PREFETCH_PER_WORKER,

@@ -74,8 +74,6 @@ class TrainConfig:
     # Warm start from a model with trained instance heads: where no instance targets are known (scribbles),
     # its own boundary/distance outputs are the targets, so the heads do not drift (BENCHMARKS.md section 6).
     keep_instance_heads: bool = True
-    # Draw patch centres from strokes and from accepted regions equally often (BENCHMARKS.md section 6).
-    balance_sources: bool = True
     loader_workers: int = 0  # processes drawing patches on a GPU (ignored on the CPU, where the network is slower)
 
     def __post_init__(self) -> None:
@@ -167,8 +165,7 @@ class Trainer:
             for p in prepared:
                 _hold_instance_heads(segmenter, p, device)
         workers = config.loader_workers if device.type != "cpu" else 0
-        stream = batches(prepared, config.patch_size, config.batch_size, rng, config.seed, workers,
-                         config.balance_sources)
+        stream = batches(prepared, config.patch_size, config.batch_size, rng, config.seed, workers)
         optimizer = torch.optim.AdamW(net.parameters(), lr=peak_rate, weight_decay=config.weight_decay)
         amp = autocast_dtype(device)
         scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
@@ -204,8 +201,7 @@ class Trainer:
                     _free_device_memory(device)
                     batch_size //= 2
                     stream.close()
-                    stream = batches(prepared, config.patch_size, batch_size, rng, config.seed, workers,
-                                     config.balance_sources)
+                    stream = batches(prepared, config.patch_size, batch_size, rng, config.seed, workers)
                     yield self._record(step, last_loss, 0.0, device, elapsed, fraction,
                                        f"out of GPU memory: continuing with {batch_size} patches per step")
                     continue
