@@ -164,8 +164,8 @@ def _add_instance_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed-prominence", type=_real(0.0, 1.0), default=InstanceParams.seed_prominence,
                         help="how far a distance-map peak must rise above its surroundings to seed an object")
     parser.add_argument("--border-evidence", type=_real(0.0, 1.0), default=InstanceParams.border_evidence,
-                        help="two touching objects stay apart only where the boundary head's mean along their "
-                             "border reaches this (0: keep every split)")
+                        help="two touching objects stay apart only where the boundary head marks their border at "
+                             "least this fraction as clearly as the objects' outer edges (0: keep every split)")
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:

@@ -5,9 +5,10 @@ least `seed_prominence` (h-maxima: robust to how high the peaks are, which grows
 training goes on), or, for a model whose instance heads were never trained, the peaks
 of the distance transform of the foreground. Touching objects are split along the
 watershed of the distance map, pushed apart by the boundary head. A split the boundary
-head does not back (its mean along the line between two pieces is below `border_evidence`)
-is undone: large irregular objects (EM cells, lobed nuclei) have several distance peaks but
-no border inside them, while touching nuclei have one.
+head does not back is undone: large irregular objects (EM cells, lobed nuclei) have several
+distance peaks but no border inside them, while touching nuclei have one. "Backed" is relative
+to how the model marks borders it is sure of, the component's outer edge (a model trained for
+minutes marks every border fainter than a well-trained one).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class InstanceParams:
     min_size: int = 10
     seed_spacing: int = 2
     seed_prominence: float = 0.1
-    border_evidence: float = 0.5  # 0 keeps every watershed split
+    border_evidence: float = 0.5  # a split stays if its border is this fraction of the outer edge; 0: all stay
 
     def __post_init__(self) -> None:
         limits.real_number("threshold", self.threshold, 0.0, 1.0, low_open=True, high_open=True)
@@ -78,7 +79,8 @@ def instances_from_prediction(
             seeds = _peaks(distance, mask, params.seed_spacing)
         local, n = _split(elevation, seeds, mask, params)
         if use_instance_heads:
-            local, n = merge_weak_borders(local, n, prediction.boundary[box], params.border_evidence)
+            boundary = prediction.boundary[box]
+            local, n = merge_weak_borders(local, n, boundary, params.border_evidence * edge_level(mask, boundary))
         next_id = paste_objects(labels, box, mask, remove_small(local, params.min_size), n, next_id)
     return labels
 
@@ -108,6 +110,13 @@ def paste_objects(labels: np.ndarray, box: tuple, mask: np.ndarray, local: np.nd
     new_ids[kept] = np.arange(next_id, next_id + len(kept), dtype=np.uint32)
     labels[box][mask] = new_ids[local[mask]]
     return next_id + len(kept)
+
+
+def edge_level(mask: np.ndarray, boundary: np.ndarray) -> float:
+    """Median `boundary` on the outer edge of `mask` (its pixels with a face-neighbour outside it):
+    what the boundary head gives a border it has no doubt about."""
+    edge = mask & ~ndimage.binary_erosion(mask, border_value=0)
+    return float(np.median(boundary[edge])) if edge.any() else 0.0
 
 
 def merge_weak_borders(labels: np.ndarray, n: int, boundary: np.ndarray, evidence: float) -> tuple[np.ndarray, int]:

@@ -93,8 +93,9 @@ class PredictStep(QWidget):
         self.border_slider.setSingleStep(0.05)
         self.border_slider.setValue(defaults.border_evidence)
         self.border_slider.setToolTip(
-            "Two touching objects stay apart only where the model sees a border between them this clearly: "
-            "raise it if large objects come out in pieces, lower it if touching objects merge (0 keeps every split)"
+            "Two touching objects stay apart only where the model marks the line between them at least this "
+            "fraction as clearly as the objects' outer edges: raise it if large objects come out in pieces, "
+            "lower it if touching objects merge (0 keeps every split)"
         )
         inst_form.addRow(ui.label("Border evidence", self.border_slider.toolTip()), self.border_slider)
         layout.addLayout(inst_form)
