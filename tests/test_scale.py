@@ -133,3 +133,11 @@ def test_auto_scale_does_not_run_away_into_fragments():
 
 def test_auto_scale_keeps_a_pass_that_found_objects_over_one_that_found_none():
     assert best_auto_pass([(1.0, 1.5), (1.5, math.inf)]) == 0
+
+
+def test_a_larger_look_that_nearly_agrees_is_refined_not_abandoned():
+    # first pass: fragments measure 3x too small; the look at twice the size measures objects only
+    # a little smaller than it assumed: refine there, do not jump to 3x upsampling (a fragments fixed point)
+    assert next_auto_factor([(1.0, 3.0), (0.5, 0.579)]) == 0.579
+    # genuinely small objects: the larger look agrees worse than the first pass, so follow the first
+    assert next_auto_factor([(1.0, 2.5), (0.5, 1.6)]) == 2.5

@@ -22,6 +22,8 @@ from skimage.segmentation import watershed
 from napari_unet.functionals.instances import (
     InstanceParams,
     components_in_halos,
+    edge_level,
+    merge_weak_borders,
     paste_objects,
     remove_small,
 )
@@ -79,6 +81,10 @@ def instances_from_volumes(
             elevation = -edt
             seeds = _peaks(edt, component, params.seed_spacing, sampling)
         local, n = _split(elevation, seeds, component, params.seed_spacing, sampling)
+        if use_instance_heads:
+            box_boundary = boundary[box]
+            local, n = merge_weak_borders(local, n, box_boundary,
+                                          params.border_evidence * edge_level(component, box_boundary))
         next_id = paste_objects(labels, box, component, remove_small(local, params.min_size), n, next_id)
     return labels
 

@@ -126,7 +126,11 @@ def next_auto_factor(passes: list[tuple[float, float]]) -> float | None:
     it can run away: large nuclei seen too small split into fragments that measure smaller
     still (a DSB2018 val image's 24 nuclei of 41 px became 1,329 pieces). So when the first
     pass finds objects smaller than it assumed, the second looks at twice their assumed size,
-    and the third follows that look only if it found objects at least as large as it assumed.
+    and the third follows that look if it found objects at least as large as it assumed or
+    agrees with itself better than the first pass did; else it goes where the first pointed.
+    (Going back to the first pass's small size whenever the larger look measured objects a
+    little small sent a DSB2018 `train` image's 18 nuclei of 40 px to 3x upsampling and 2,007
+    fragments, which agree with themselves there.)
     """
     factor, target = passes[-1]
     if disagreement(factor, target) <= math.log1p(AUTO_TOLERANCE):
@@ -135,7 +139,8 @@ def next_auto_factor(passes: list[tuple[float, float]]) -> float | None:
     if len(passes) == 1:
         return max(factor / 2, MIN_FACTOR) if target > factor else target
     if len(passes) == 2 and first_target > first_factor:  # the second pass was the larger look
-        return target if target <= factor else first_target
+        closer = disagreement(factor, target) < disagreement(first_factor, first_target)
+        return target if target <= factor or closer else first_target
     return target
 
 
