@@ -127,8 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
                        default=["instances"], help="what to write per image with --out-dir or --out-zarr "
                        "(default instances)")
     batch.add_argument("--scheduler", help="address of a running dask scheduler (tcp://HOST:PORT); "
-                       "default: a local cluster on this machine")
-    batch.add_argument("--workers", type=_whole(1, 256), help="local worker processes (default: one per core)")
+                       "default: a local cluster on this machine (for a batch, or the blocks of --out-zarr)")
+    batch.add_argument("--workers", type=_whole(1, 256), help="local worker processes (default: one per core; "
+                       "--out-zarr with 1: in this process)")
     batch.add_argument("--resume-batch", action="store_true",
                        help="skip images whose outputs already exist (continue a stopped batch)")
     _add_common(predict)
@@ -410,7 +411,9 @@ def _models(args) -> int:
 
 
 def _predict_to_zarr(args) -> int:
-    """A 2D image of any size (lazy zarr/OME-Zarr inputs are read block by block) into one zarr store."""
+    """A 2D image of any size (lazy zarr/OME-Zarr inputs are read block by block) into one zarr store: its
+    blocks spread over dask workers (--workers, default one per core; --scheduler), or in this process
+    with --workers 1."""
     from tqdm import tqdm
 
     from napari_unet.functionals.normalisation import as_channels_first
@@ -422,20 +425,35 @@ def _predict_to_zarr(args) -> int:
     if any((args.instances, args.semantic, args.probabilities)):
         raise UserInputError("with --out-zarr choose outputs with --outputs, not --instances/--semantic/--probabilities")
     _check_overwrite(args.overwrite, args.out_zarr)
-    segmenter = Segmenter.load(resolve(args.model), device=pick_device(args.device))
-    image = as_channels_first(read_image(args.image[0]), channel_axis=args.channel_axis)
+    workers = args.workers or os.cpu_count() or 1
+    spread = bool(args.scheduler) or workers > 1
+    segmenter = Segmenter.load(resolve(args.model), device=pick_device("cpu" if spread else args.device))
+    settings = dict(block=args.block, margin=args.overlap, probabilities="probabilities" in args.outputs,
+                    tile_size=args.tile_size, diameter=None if _diameter(args.diameter) == AUTO else _diameter(args.diameter))
+    params = _instance_params(args) if "instances" in args.outputs else None
     with tqdm(total=0, unit="block", disable=args.quiet, desc="predicting", file=sys.stderr) as bar:
 
-        def progress(stage: str, done: int, total: int) -> None:
-            bar.set_description(stage, refresh=False)
-            bar.total, bar.n = total, done
+        def progress(stage: str, done: int, total: int) -> None:  # the bar starts again with each stage
+            if done == 1 or bar.total != total:
+                bar.set_description(stage, refresh=False)
+                bar.reset(total)
+            bar.n = done
             bar.refresh()
 
-        objects = predict_to_zarr(
-            segmenter, image, args.out_zarr, _instance_params(args) if "instances" in args.outputs else None,
-            block=args.block, margin=args.overlap, probabilities="probabilities" in args.outputs,
-            tile_size=args.tile_size, progress=progress,
-            diameter=None if _diameter(args.diameter) == AUTO else _diameter(args.diameter))  # auto: the model's
+        if spread:
+            from napari_unet.nn.chunked_jobs import BlockFailed, predict_to_zarr_on_cluster
+
+            try:
+                objects = predict_to_zarr_on_cluster(
+                    segmenter, args.image[0], args.out_zarr, params, channel_axis=args.channel_axis,
+                    device=args.device, threads=None if args.scheduler else max(1, (os.cpu_count() or 1) // workers),
+                    scheduler=args.scheduler, n_workers=workers, progress=progress, **settings)
+            except BlockFailed as error:
+                print(f"napari-unet: error: {error}; nothing was written to {args.out_zarr}", file=sys.stderr)
+                return 1
+        else:
+            image = as_channels_first(read_image(args.image[0]), channel_axis=args.channel_axis)
+            objects = predict_to_zarr(segmenter, image, args.out_zarr, params, progress=progress, **settings)
     print(f"{objects} objects", file=sys.stderr)
     return 0
 
