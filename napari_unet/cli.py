@@ -411,51 +411,15 @@ def _models(args) -> int:
 
 
 def _predict_to_zarr(args) -> int:
-    """A 2D image of any size (lazy zarr/OME-Zarr inputs are read block by block) into one zarr store: its
-    blocks spread over dask workers (--workers, default one per core; --scheduler), or in this process
-    with --workers 1."""
-    from tqdm import tqdm
-
-    from napari_unet.functionals.normalisation import as_channels_first
-    from napari_unet.io.images import read_image
-    from napari_unet.nn.chunked import predict_to_zarr
-    from napari_unet.nn.device import pick_device
-    from napari_unet.nn.segmenter import Segmenter
+    """A 2D image of any size into one zarr store (`cli_zarr`)."""
+    from napari_unet.cli_zarr import predict_to_zarr_command
 
     if any((args.instances, args.semantic, args.probabilities)):
         raise UserInputError("with --out-zarr choose outputs with --outputs, not --instances/--semantic/--probabilities")
     _check_overwrite(args.overwrite, args.out_zarr)
-    workers = args.workers or os.cpu_count() or 1
-    spread = bool(args.scheduler) or workers > 1
-    segmenter = Segmenter.load(resolve(args.model), device=pick_device("cpu" if spread else args.device))
-    settings = dict(block=args.block, margin=args.overlap, probabilities="probabilities" in args.outputs,
-                    tile_size=args.tile_size, diameter=None if _diameter(args.diameter) == AUTO else _diameter(args.diameter))
-    params = _instance_params(args) if "instances" in args.outputs else None
-    with tqdm(total=0, unit="block", disable=args.quiet, desc="predicting", file=sys.stderr) as bar:
-
-        def progress(stage: str, done: int, total: int) -> None:  # the bar starts again with each stage
-            if done == 1 or bar.total != total:
-                bar.set_description(stage, refresh=False)
-                bar.reset(total)
-            bar.n = done
-            bar.refresh()
-
-        if spread:
-            from napari_unet.nn.chunked_jobs import BlockFailed, predict_to_zarr_on_cluster
-
-            try:
-                objects = predict_to_zarr_on_cluster(
-                    segmenter, args.image[0], args.out_zarr, params, channel_axis=args.channel_axis,
-                    device=args.device, threads=None if args.scheduler else max(1, (os.cpu_count() or 1) // workers),
-                    scheduler=args.scheduler, n_workers=workers, progress=progress, **settings)
-            except BlockFailed as error:
-                print(f"napari-unet: error: {error}; nothing was written to {args.out_zarr}", file=sys.stderr)
-                return 1
-        else:
-            image = as_channels_first(read_image(args.image[0]), channel_axis=args.channel_axis)
-            objects = predict_to_zarr(segmenter, image, args.out_zarr, params, progress=progress, **settings)
-    print(f"{objects} objects", file=sys.stderr)
-    return 0
+    diameter = _diameter(args.diameter)
+    return predict_to_zarr_command(args, _instance_params(args) if "instances" in args.outputs else None,
+                                   None if diameter == AUTO else diameter)  # auto: the model's
 
 
 def _predict_batch(args) -> int:

@@ -44,6 +44,7 @@ from napari_unet.nn.chunked import (
     trim_heap,
     block_scale,
     create_outputs,
+    limit_heap_arenas,
     maps_prediction,
     output_levels,
     predict_block,
@@ -219,6 +220,7 @@ def _open_image(path: str, channel_axis: int | None):
 def _network_task(model: bytes, digest: str, options: BatchOptions, job: StoreJob, y: int, x: int) -> None:
     import dask
 
+    limit_heap_arenas()  # before this worker's first zarr read starts zarr's threads
     segmenter = cached_segmenter(model, digest, options)
     with dask.config.set(scheduler="synchronous"):  # the block's read, in this task, not on the cluster
         predict_block(segmenter, _open_image(job.image, job.channel_axis), job.root(), y, x, job.stats, job.factor,
@@ -232,6 +234,7 @@ def _halve_task(store: str, finer: str, coarser: str, y: int, x: int) -> None:
 
 
 def _objects_task(job: StoreJob, index: int, y: int, x: int) -> int:
+    limit_heap_arenas()
     shape, block = job.shape, job.block
     root = job.root()
     core = (slice(y, min(y + block, shape[0])), slice(x, min(x + block, shape[1])))
