@@ -359,6 +359,7 @@ def run_scaling(args) -> list[dict]:
                    "input_s": round(written, 1), "load": round(os.getloadavg()[0], 1)}
             if run["returncode"] == 0:
                 row["objects"] = int(lines[-1].split()[0])
+                row["stages"] = lines[-2].split(": ", 1)[1]  # seconds per stage, the first with the start-up
             else:
                 row["error"] = "timed out" if run["timed_out"] else (lines[-1] if lines else f"exit {run['returncode']}")
             rows.append(row)
