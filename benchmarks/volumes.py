@@ -22,9 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import common
 import numpy as np
 import tifffile
-import common
 from common import machine, run_cli, save
 from scipy import ndimage
 
@@ -291,18 +291,17 @@ def peak_rss(command: list[str], env: dict, timeout: float | None, every: float 
     returns its exit status, stderr, seconds and the peaks (MB) of the main process, of any one other
     process of the tree, and of the tree's sum."""
     import subprocess
+    import threading
 
     import psutil
 
     start = time.perf_counter()
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     main, peaks = psutil.Process(process.pid), {"main": 0.0, "worker": 0.0, "total": 0.0}
-    import threading
-
     stderr: list[str] = []
     reader = threading.Thread(target=lambda: stderr.append(process.stderr.read()), daemon=True)
     reader.start()
-    timed_out = False
+    timed_out, tree = False, [main]
     while process.poll() is None:
         try:
             tree = [main, *main.children(recursive=True)]

@@ -17,7 +17,7 @@ from napari_unet.nn.chunked_jobs import BlockFailed, predict_to_zarr_on_cluster
 from napari_unet.nn.model import ModelConfig
 from napari_unet.nn.segmenter import Segmenter
 
-SETTINGS = dict(block=48, margin=32, halo=40, probabilities=True, coarsest=40)
+SETTINGS = {"block": 48, "margin": 32, "halo": 40, "probabilities": True, "coarsest": 40}
 
 
 @pytest.fixture(scope="module")
