@@ -135,13 +135,51 @@ def train_and_predict(job: dict) -> dict:
     preds, seconds = {}, {}
     for diameter in diameters:
         tick = time.perf_counter()
-        preds[str(diameter)] = []
-        for name in job["val"]:
-            image, _ = load(data, entries[name])
-            prediction = segmenter.predict(image, diameter=diameter) if scaled else segmenter.predict(image)
-            preds[str(diameter)].append(segmenter.instances(prediction))
+        if job.get("workers", 1) > 1:
+            preds[str(diameter)] = predict_in_processes(segmenter, data, job["val"], diameter, job["workers"])
+        else:
+            preds[str(diameter)] = [predict_one(segmenter, data, entries[name], diameter, scaled)
+                                    for name in job["val"]]
         seconds[str(diameter)] = time.perf_counter() - tick
     return {"steps": steps, "train_seconds": train_seconds, "predict_seconds": seconds, "preds": preds}
+
+
+def predict_one(segmenter, data: Path, entry: Entry, diameter, scaled: bool = True) -> np.ndarray:
+    image, _ = load(data, entry)
+    prediction = segmenter.predict(image, diameter=diameter) if scaled else segmenter.predict(image)
+    return segmenter.instances(prediction)
+
+
+_WORKER: dict = {}
+
+
+def _start_worker(model: str, data: str) -> None:
+    import torch
+
+    from napari_unet.nn.device import pick_device
+    from napari_unet.nn.segmenter import Segmenter
+
+    torch.set_num_threads(1)
+    _WORKER.update(segmenter=Segmenter.load(model, device=pick_device("auto")), data=Path(data),
+                   entries={e.id: e for e in index(Path(data))})
+
+
+def _predict_in_worker(name: str, diameter) -> np.ndarray:
+    return predict_one(_WORKER["segmenter"], _WORKER["data"], _WORKER["entries"][name], diameter)
+
+
+def predict_in_processes(segmenter, data: Path, names: list[str], diameter, workers: int) -> list[np.ndarray]:
+    """The val predictions from `workers` processes, one torch thread each (a many-core or GPU machine:
+    the instance step runs on the CPU, one image per process)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model = Path(tmp) / "model.pt"
+        segmenter.save(model)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_start_worker, initargs=(str(model), str(data))) as pool:
+            return list(pool.map(_predict_in_worker, names, [diameter] * len(names)))
 
 
 def run_previous(job: dict, commit: str) -> dict:
@@ -186,6 +224,8 @@ def main() -> None:
     parser.add_argument("--diameters", nargs="+", default=["auto"],
                         help="object diameter(s) at prediction, each scored: auto, none (the stored one) or pixels")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes predicting the val images (a many-core or GPU machine), 1 torch thread each")
     parser.add_argument("--name", default="generalisation", help="results file name (benchmarks/results/NAME.json)")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -229,7 +269,8 @@ def main() -> None:
 def plan(args, entries: list[Entry], val: list[Entry], start: str | None) -> list[tuple[str, int, int, dict]]:
     """(label, seed, steps, job) per model, seed by seed, so a run cut short has whole comparisons."""
     diameters = [None if d == "none" else d if d == "auto" else float(d) for d in args.diameters]
-    common = {"data": str(args.data), "val": [e.id for e in val], "threads": args.threads, "diameters": diameters}
+    common = {"data": str(args.data), "val": [e.id for e in val], "threads": args.threads, "diameters": diameters,
+              "workers": args.workers}
     if args.rescore:
         return [(f"saved model {path.stem}", 0, 0, {**common, "train": [], "steps": 0, "seed": 0,
                                                      "start": str(path)}) for path in args.rescore]

@@ -50,6 +50,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int)
     parser.add_argument("--threads", type=int)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--preset", default=TrainConfig.preset, help="model size (a new model only)")
+    parser.add_argument("--patch-size", type=int, default=TrainConfig.patch_size)
     parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     parser.add_argument("--learning-rate", type=float, default=3e-3,
                         help="peak rate, also when resuming: it continues on all the data, so it is not a fine-tune")
@@ -65,7 +67,8 @@ def main() -> None:
     items = [TrainingImage.from_instances(*load(DATA, e), name=e.id) for e in entries]
     config = TrainConfig(seconds=None if args.steps else args.seconds, steps=args.steps, seed=args.seed,
                          threads=args.threads, validation_fraction=0.0, batch_size=args.batch_size,
-                         learning_rate=args.learning_rate, loader_workers=args.loader_workers)
+                         learning_rate=args.learning_rate, loader_workers=args.loader_workers,
+                         preset=args.preset, patch_size=args.patch_size)
     start = Segmenter.load(checkpoint_path(args.name)) if args.resume else None
     earlier = model_card(args.name)["training"] if args.resume else None
     tick = time.perf_counter()
