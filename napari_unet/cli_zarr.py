@@ -33,7 +33,7 @@ def predict_to_zarr_command(args, params: InstanceParams | None, diameter: float
     segmenter = Segmenter.load(resolve(args.model), device=pick_device("cpu" if spread else args.device))
     settings = dict(block=args.block, margin=args.overlap, probabilities="probabilities" in args.outputs,
                     tile_size=args.tile_size, diameter=diameter)
-    ends = {"start": time.perf_counter()}  # when each stage's last task finished, in order
+    ends = [("start", time.perf_counter())]  # each stage and when its last task finished, in order
     with tqdm(total=0, unit="block", disable=args.quiet, desc="predicting", file=sys.stderr) as bar:
 
         def progress(stage: str, done: int, total: int) -> None:  # the bar starts again with each stage
@@ -42,7 +42,9 @@ def predict_to_zarr_command(args, params: InstanceParams | None, diameter: float
                 bar.reset(total)
             bar.n = done
             bar.refresh()
-            ends[stage] = time.perf_counter()
+            if ends[-1][0] == stage:
+                ends.pop()
+            ends.append((stage, time.perf_counter()))
 
         if spread:
             from napari_unet.nn.chunked_jobs import BlockFailed, predict_to_zarr_on_cluster
@@ -59,7 +61,7 @@ def predict_to_zarr_command(args, params: InstanceParams | None, diameter: float
         else:
             image = as_channels_first(read_image(args.image[0]), channel_axis=args.channel_axis)
             objects = predict_to_zarr(segmenter, image, args.out_zarr, params, progress=progress, **settings)
-    seconds = [f"{stage} {end - before:.1f}" for (stage, end), before in zip(list(ends.items())[1:], ends.values())]
+    seconds = [f"{stage} {end - before:.1f}" for (stage, end), (_, before) in zip(ends[1:], ends)]
     print(f"seconds per stage: {', '.join(seconds)}", file=sys.stderr)
     print(f"{objects} objects", file=sys.stderr)
     return 0

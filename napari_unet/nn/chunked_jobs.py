@@ -190,7 +190,7 @@ def _pyramids(stage: _Stage, job: StoreJob, names: list[str]) -> None:
     root = job.root()
     levels = {name: output_levels(root, name) for name in names}
     for k in range(1, max((len(found) for found in levels.values()), default=1)):
-        stage.run(f"pyramid level {k}", [(f"level {k} of {name} at {start}", _halve_task, job.store, levels[name][k - 1].path,
+        stage.run(f"pyramid {k} of {'+'.join(names)}", [(f"level {k} of {name} at {start}", _halve_task, job.store, levels[name][k - 1].path,
                                 levels[name][k].path, *start)
                                for name in names if k < len(levels[name])
                                for start in level_chunks(levels[name][k])])
