@@ -2,7 +2,8 @@
 
 Its blocks are spread over dask workers (`nn.chunked_jobs`: `--workers N`, by default one per
 core, or `--scheduler ADDR`), or predicted in this process with `--workers 1` (`nn.chunked`,
-what the dock runs). Lazy zarr / OME-Zarr inputs are read block by block. This path imports
+what the dock runs). Lazy zarr / OME-Zarr inputs are read block by block; other files are read
+whole (and copied into the store for the workers). This path imports
 no napari, Qt or ome-zarr, so it runs on machines with only the compute stack.
 """
 

@@ -71,6 +71,21 @@ def test_blocks_on_workers_equal_the_in_process_pass(tmp_path, client, block):
     assert {("network", blocks, blocks), ("objects", blocks, blocks), ("merging", blocks, blocks)} <= set(stages)
 
 
+def test_an_image_read_whole_is_given_to_the_workers_in_blocks(tmp_path, client):
+    import tifffile
+
+    _, image = _image_file(tmp_path)
+    tifffile.imwrite(tmp_path / "image.tif", image)
+    segmenter, params = _untrained(image)
+    sequential = predict_to_zarr(segmenter, image[None], tmp_path / "one.zarr", params, **SETTINGS)
+    spread = predict_to_zarr_on_cluster(segmenter, tmp_path / "image.tif", tmp_path / "many.zarr", params,
+                                        client=client, device="cpu", **SETTINGS)
+    one, many = _arrays(tmp_path / "one.zarr"), _arrays(tmp_path / "many.zarr")
+    assert spread == sequential and all(np.array_equal(one[name], many[name]) for name in one)
+    assert sorted(zarr.open_group(str(tmp_path / "many.zarr"), mode="r").array_keys()) == [
+        "instances", "probabilities", "semantic"]  # the workers' copy of the image is removed
+
+
 def test_objects_across_block_borders_keep_one_id(tmp_path, client):
     from napari_unet.io.pretrained import resolve
 

@@ -18,7 +18,8 @@ stage writes (the store's chunks are the blocks), so no two processes ever write
 
 A worker holds about one block and its margins at a time, whatever the image size. The model
 travels to the workers once and is loaded once per worker (`nn.batch`). Workers open the image
-and the store by path, so both must be visible to them (a shared file system on a cluster).
+and the store by path, so both must be visible to them (a shared file system on a cluster); an
+image that is not zarr (a TIFF, read whole) is first copied into the store, chunked by block.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from napari_unet.nn.inference import Stopped
 from napari_unet.nn.segmenter import Segmenter
 
 OBJECTS = "_objects"  # scratch: each block's owned objects, one slot (chunk) per block, removed when done
+INPUT = "_input"  # scratch: an image read whole (a TIFF), chunked by block for the workers, removed when done
 
 
 class BlockFailed(RuntimeError):
@@ -64,7 +66,7 @@ class StoreJob:
     """What every task needs to find and predict its part: paths (visible to the workers) and settings."""
 
     store: str
-    image: str
+    image: str | None  # the input file, lazy; None: the store's INPUT copy
     channel_axis: int | None
     shape: tuple[int, int]
     block: int
@@ -78,6 +80,12 @@ class StoreJob:
 
     def root(self) -> zarr.Group:
         return zarr.open_group(self.store, mode="r+")
+
+    def open_image(self):
+        """The (C, H, W) image, lazy: a task reads only its block."""
+        if self.image is None:
+            return self.root()[INPUT]
+        return _open_image(self.image, self.channel_axis)
 
 
 def predict_to_zarr_on_cluster(
@@ -121,7 +129,11 @@ def predict_to_zarr_on_cluster(
         nonlocal objects
         root = create_outputs(temp, shape, segmenter.config.n_classes, instances=params is not None,
                               probabilities=probabilities, block=block, coarsest=coarsest)
-        job = StoreJob(str(temp), str(image_path), channel_axis, shape, block, margin, halo, tile_size,
+        whole = isinstance(image, np.ndarray)  # read whole (not zarr): workers read blocks of a copy in the store
+        if whole:
+            root.create_array(INPUT, data=image, chunks=(image.shape[0], block, block))
+        job = StoreJob(str(temp), None if whole else str(image_path), channel_axis, shape, block, margin, halo,
+                       tile_size,
                        segmenter.normalisation.statistics(image), block_scale(segmenter, diameter), params,
                        segmenter.instance_heads_trained)
         starts = block_starts(shape, block)
@@ -143,7 +155,9 @@ def predict_to_zarr_on_cluster(
                 objects = int(offsets[-1])
                 _pyramids(stage, job, ["instances"])
                 del root[OBJECTS]
-        del root[SCRATCH]
+        for scratch in (SCRATCH, INPUT):
+            if scratch in root:
+                del root[scratch]
         root.attrs["objects"] = objects
 
     atomic.write_file(store, write)
@@ -210,7 +224,7 @@ def _sources(starts: list[tuple[int, int]], index: int, counts: list[int], offse
 
 
 def _open_image(path: str, channel_axis: int | None):
-    """The (C, H, W) image, lazy: a worker reads only its block."""
+    """The (C, H, W) image of a file: lazy for zarr / OME-Zarr, else read whole."""
     from napari_unet.functionals.normalisation import as_channels_first
     from napari_unet.io.images import read_image
 
@@ -223,7 +237,7 @@ def _network_task(model: bytes, digest: str, options: BatchOptions, job: StoreJo
     limit_heap_arenas()  # before this worker's first zarr read starts zarr's threads
     segmenter = cached_segmenter(model, digest, options)
     with dask.config.set(scheduler="synchronous"):  # the block's read, in this task, not on the cluster
-        predict_block(segmenter, _open_image(job.image, job.channel_axis), job.root(), y, x, job.stats, job.factor,
+        predict_block(segmenter, job.open_image(), job.root(), y, x, job.stats, job.factor,
                       margin=job.margin, tile_size=job.tile_size)
     trim_heap()
 
