@@ -164,6 +164,9 @@ def _add_instance_options(parser: argparse.ArgumentParser) -> None:
                         help="seeds closer than this merge, in pixels")
     parser.add_argument("--seed-prominence", type=_real(0.0, 1.0), default=InstanceParams.seed_prominence,
                         help="how far a distance-map peak must rise above its surroundings to seed an object")
+    parser.add_argument("--border-evidence", type=_real(0.0, 1.0), default=InstanceParams.border_evidence,
+                        help="two touching objects stay apart only where the boundary head's mean along their "
+                             "border reaches this (0: keep every split)")
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -383,7 +386,7 @@ def _export_bioimageio(args) -> int:
 
 def _instance_params(args) -> InstanceParams:
     return InstanceParams(threshold=args.threshold, min_size=args.min_size, seed_spacing=args.seed_spacing,
-                          seed_prominence=args.seed_prominence)
+                          seed_prominence=args.seed_prominence, border_evidence=args.border_evidence)
 
 
 def _diameter(text: str) -> float | str:

@@ -90,3 +90,47 @@ def test_threshold_changes_result():
     pred.probabilities[0] = 1 - pred.probabilities[1]
     assert instances_from_prediction(pred, InstanceParams(threshold=0.5)).max() == 1
     assert instances_from_prediction(pred, InstanceParams(threshold=0.7)).max() == 0
+
+
+def _dumbbell_prediction() -> tuple[Prediction, np.ndarray]:
+    """One object (two lobes joined by a wide neck: two distance peaks) and, beside it, two touching
+    squares; the boundary map marks every object's edge, and so the squares' shared border, not the neck."""
+    labels = np.zeros((40, 100), np.int32)
+    yy, xx = np.ogrid[:40, :100]
+    labels[((yy - 20) ** 2 + (xx - 12) ** 2 <= 81) | ((yy - 20) ** 2 + (xx - 34) ** 2 <= 81)] = 1
+    labels[14:27, 18:29] = 1  # the neck
+    labels[8:32, 50:70] = 2
+    labels[8:32, 70:90] = 3
+    pred = _prediction_from_labels(labels)
+    lobes = np.zeros_like(labels)  # the distance head sees two blobs in object 1
+    lobes[(yy - 20) ** 2 + (xx - 12) ** 2 <= 81] = 1
+    lobes[(yy - 20) ** 2 + (xx - 34) ** 2 <= 81] = 2
+    from napari_unet.functionals.targets import distance_target
+
+    pred.distance[labels == 1] = distance_target(lobes)[labels == 1]
+    return pred, labels
+
+
+def test_a_split_the_boundary_head_does_not_back_is_undone():
+    pred, labels = _dumbbell_prediction()
+    kept = instances_from_prediction(pred, InstanceParams(min_size=5, border_evidence=0.0))
+    assert len(np.unique(kept[labels == 1])) == 2  # the watershed alone cuts the dumbbell at its neck
+    merged = instances_from_prediction(pred, InstanceParams(min_size=5))
+    assert len(np.unique(merged[labels == 1])) == 1
+    # the touching squares have a border in the boundary map: still two objects, ids dense
+    assert len(np.unique(merged[labels == 2])) == 1 and len(np.unique(merged[labels == 3])) == 1
+    assert merged[labels == 2][0] != merged[labels == 3][0]
+    assert sorted(np.unique(merged)) == [0, 1, 2, 3]
+
+
+def test_merge_weak_borders_in_3d_joins_across_planes():
+    from napari_unet.functionals.instances import merge_weak_borders
+
+    labels = np.zeros((4, 6, 6), np.int32)
+    labels[:2, 1:5, 1:5] = 1
+    labels[2:, 1:5, 1:5] = 2  # one object cut between planes 1 and 2
+    boundary = np.zeros(labels.shape, np.float32)
+    merged, n = merge_weak_borders(labels, 2, boundary, 0.5)
+    assert n == 1 and set(np.unique(merged)) == {0, 1}
+    boundary[1:3] = 0.9  # a border there: kept apart
+    assert merge_weak_borders(labels, 2, boundary, 0.5)[1] == 2

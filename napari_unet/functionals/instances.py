@@ -4,7 +4,10 @@ Seeds are the peaks of the distance head that stand out from their surroundings 
 least `seed_prominence` (h-maxima: robust to how high the peaks are, which grows as
 training goes on), or, for a model whose instance heads were never trained, the peaks
 of the distance transform of the foreground. Touching objects are split along the
-watershed of the distance map, pushed apart by the boundary head.
+watershed of the distance map, pushed apart by the boundary head. A split the boundary
+head does not back (its mean along the line between two pieces is below `border_evidence`)
+is undone: large irregular objects (EM cells, lobed nuclei) have several distance peaks but
+no border inside them, while touching nuclei have one.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy import ndimage
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from skimage.morphology import h_maxima
 from skimage.segmentation import watershed
 
@@ -22,18 +27,21 @@ from napari_unet.functionals.prediction import Prediction
 
 @dataclass(frozen=True)
 class InstanceParams:
-    """The knobs users turn: foreground threshold, smallest object kept, closest two seeds may be."""
+    """The knobs users turn: foreground threshold, smallest object kept, closest two seeds may be,
+    and how sure the boundary head must be of a border to keep two touching objects apart."""
 
     threshold: float = 0.5
     min_size: int = 10
     seed_spacing: int = 2
     seed_prominence: float = 0.1
+    border_evidence: float = 0.5  # 0 keeps every watershed split
 
     def __post_init__(self) -> None:
         limits.real_number("threshold", self.threshold, 0.0, 1.0, low_open=True, high_open=True)
         limits.whole_number("min size", self.min_size, 0)
         limits.whole_number("seed spacing", self.seed_spacing, 1, limits.MAX_SEED_SPACING)
         limits.real_number("seed prominence", self.seed_prominence, 0.0, 1.0)
+        limits.real_number("border evidence", self.border_evidence, 0.0, 1.0)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -69,6 +77,8 @@ def instances_from_prediction(
             elevation = -distance
             seeds = _peaks(distance, mask, params.seed_spacing)
         local, n = _split(elevation, seeds, mask, params)
+        if use_instance_heads:
+            local, n = merge_weak_borders(local, n, prediction.boundary[box], params.border_evidence)
         next_id = paste_objects(labels, box, mask, remove_small(local, params.min_size), n, next_id)
     return labels
 
@@ -98,6 +108,37 @@ def paste_objects(labels: np.ndarray, box: tuple, mask: np.ndarray, local: np.nd
     new_ids[kept] = np.arange(next_id, next_id + len(kept), dtype=np.uint32)
     labels[box][mask] = new_ids[local[mask]]
     return next_id + len(kept)
+
+
+def merge_weak_borders(labels: np.ndarray, n: int, boundary: np.ndarray, evidence: float) -> tuple[np.ndarray, int]:
+    """Merge touching objects of `labels` (ids 1..n, any dimension) whose shared border has a mean
+    `boundary` probability below `evidence`; (labels with ids 1..m, m). Borders are the pairs of
+    face-adjacent pixels with different ids, each valued by the mean of its two pixels."""
+    if n < 2 or evidence <= 0:
+        return labels, n
+    lows, highs, values = [], [], []
+    for axis in range(labels.ndim):
+        a = np.moveaxis(labels, axis, 0)
+        b = np.moveaxis(boundary, axis, 0)
+        left, right = a[:-1].ravel(), a[1:].ravel()
+        touching = (left > 0) & (right > 0) & (left != right)
+        lows.append(np.minimum(left[touching], right[touching]).astype(np.int64))
+        highs.append(np.maximum(left[touching], right[touching]).astype(np.int64))
+        values.append((b[:-1].ravel()[touching].astype(np.float64) + b[1:].ravel()[touching]) / 2)
+    pairs, index = np.unique(np.concatenate(lows) * (n + 1) + np.concatenate(highs), return_inverse=True)
+    if pairs.size == 0:
+        return labels, n
+    values = np.concatenate(values)
+    weak = pairs[np.bincount(index, values) / np.bincount(index) < evidence]
+    if weak.size == 0:
+        return labels, n
+    graph = coo_matrix((np.ones(weak.size), (weak // (n + 1), weak % (n + 1))), shape=(n + 1, n + 1))
+    _, group = connected_components(graph, directed=False)
+    # dense ids in order of each group's first member; 0 stays background (it has no edges)
+    _, first, dense = np.unique(group, return_index=True, return_inverse=True)
+    order = np.argsort(np.argsort(first))
+    new_ids = order[dense].astype(labels.dtype)
+    return new_ids[labels], int(new_ids.max())
 
 
 def _h_maxima(image: np.ndarray, prominence: float) -> np.ndarray:

@@ -22,6 +22,7 @@ from skimage.segmentation import watershed
 from napari_unet.functionals.instances import (
     InstanceParams,
     components_in_halos,
+    merge_weak_borders,
     paste_objects,
     remove_small,
 )
@@ -79,6 +80,8 @@ def instances_from_volumes(
             elevation = -edt
             seeds = _peaks(edt, component, params.seed_spacing, sampling)
         local, n = _split(elevation, seeds, component, params.seed_spacing, sampling)
+        if use_instance_heads:
+            local, n = merge_weak_borders(local, n, boundary[box], params.border_evidence)
         next_id = paste_objects(labels, box, component, remove_small(local, params.min_size), n, next_id)
     return labels
 

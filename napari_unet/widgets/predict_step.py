@@ -87,6 +87,16 @@ class PredictStep(QWidget):
         self.spacing_spin.setSuffix(" px")
         self.spacing_spin.setToolTip("Closest distance between two object centres: raise it if objects are split too often")
         inst_form.addRow(ui.label("Seed spacing", self.spacing_spin.toolTip()), self.spacing_spin)
+        self.border_slider = QLabeledDoubleSlider(Qt.Horizontal)
+        self.border_slider.setRange(0.0, 0.95)
+        self.border_slider.setDecimals(2)
+        self.border_slider.setSingleStep(0.05)
+        self.border_slider.setValue(defaults.border_evidence)
+        self.border_slider.setToolTip(
+            "Two touching objects stay apart only where the model sees a border between them this clearly: "
+            "raise it if large objects come out in pieces, lower it if touching objects merge (0 keeps every split)"
+        )
+        inst_form.addRow(ui.label("Border evidence", self.border_slider.toolTip()), self.border_slider)
         layout.addLayout(inst_form)
         self.instance_status = ui.label("", "Objects in the instance layer of the plane on display")
         self.instance_status.setWordWrap(True)  # "N objects in this plane · predicted for objects of D px (source)"
@@ -96,14 +106,15 @@ class PredictStep(QWidget):
         for widget, key in ((self.tile_spin, "tile_size"), (self.prob_check, "probability_layers"),
                             (self.uncertainty_check, "uncertainty_layer"),
                             (self.threshold_slider, "threshold"), (self.min_size_spin, "min_size"),
-                            (self.spacing_spin, "seed_spacing"), (self.diameter_combo, "object_diameter"),
+                            (self.spacing_spin, "seed_spacing"), (self.border_slider, "border_evidence"),
+                            (self.diameter_combo, "object_diameter"),
                             (self.diameter_spin, "object_diameter_px")):
             settings.persist(widget, key)
         self._instance_timer = QTimer(self)  # a slider drag: recompute once it rests
         self._instance_timer.setSingleShot(True)
         self._instance_timer.setInterval(150)
         self._instance_timer.timeout.connect(lambda: controller.update_instances(self.instance_params()))
-        for widget in (self.threshold_slider, self.min_size_spin, self.spacing_spin):
+        for widget in (self.threshold_slider, self.min_size_spin, self.spacing_spin, self.border_slider):
             widget.valueChanged.connect(lambda _: self._instance_timer.start())
         ui.listen(controller.prediction_progress, self._show_tile_progress)
         ui.listen(controller.store_progress, self._show_store_progress)
@@ -169,6 +180,7 @@ class PredictStep(QWidget):
             threshold=round(float(self.threshold_slider.value()), 4),
             min_size=int(self.min_size_spin.value()),
             seed_spacing=int(self.spacing_spin.value()),
+            border_evidence=round(float(self.border_slider.value()), 4),
         )
 
     def update_state(self) -> None:
