@@ -5,6 +5,7 @@
     python benchmarks/volumes.py batch [--images 41] [--singles 3]
     python benchmarks/volumes.py big [--size 4096] [--block 1024] [--threads 1]
     python benchmarks/volumes.py scaling [--sizes 2048 4096 8192 32768] [--block 2048] [--threads 1]
+        [--workers N] [--device cuda] [--keep-input DIR] [--timeout S] [--results DIR] [--log FILE]
 
 `--stardist DIR`: the folder holding `stardist/data/images/img3d.tif` and `mask3d.tif`, unpacked
 from the stardist wheel (BSD-3-Clause): `pip download --no-deps stardist==0.9.2` and unzip it.
@@ -21,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import common
 import numpy as np
 import tifffile
 from common import machine, run_cli, save
@@ -255,63 +257,118 @@ def tiled_nuclei_store(path: Path, size: int, tile: int = 4096, diameter: float 
                        levels: int = 0) -> list[Path]:
     """A size^2 uint16 zarr of synthetic nuclei, written tile by tile (never whole in memory): `variants`
     generated tiles, flipped and transposed into 8 arrangements each, cover the plane. `levels`: also
-    that many halved copies (every 2**k-th pixel) beside it, for a viewer. Returns the paths, finest first."""
+    that many halved copies (every 2**k-th pixel) beside it, for a viewer. Returns the paths, finest first.
+    Tiles are written by a thread per core (each tile covers whole chunks: no two threads write one chunk)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import zarr
 
     tile = min(tile, size)
-    tiles = [synthetic_nuclei(tile, diameter, seed=seed)[0] for seed in range(variants)]
+    with ThreadPoolExecutor(os.cpu_count()) as pool:
+        tiles = list(pool.map(lambda seed: synthetic_nuclei(tile, diameter, seed=seed)[0], range(variants)))
     paths = [path] + [path.with_name(f"{path.stem}_level{k}.zarr") for k in range(1, levels + 1)]
     stores = [zarr.create_array(str(p), shape=(-(-size // 2**k),) * 2, dtype=np.uint16, chunks=(1024, 1024))
               for k, p in enumerate(paths)]
-    for i, y in enumerate(range(0, size, tile)):
-        for j, x in enumerate(range(0, size, tile)):
-            k = i * (size // tile) + j
-            t = tiles[k % variants]
-            t = t.T if (k // variants) % 2 else t
-            t = t[::-1] if (k // (2 * variants)) % 2 else t
-            for level, store in enumerate(stores):  # tile is a multiple of 2**level: levels stay aligned
-                f = 2**level
-                store[y // f:(y + tile) // f, x // f:(x + tile) // f] = t[: size - y:f, : size - x:f]
+
+    def write(place: tuple[int, int, int]) -> None:
+        k, y, x = place
+        t = tiles[k % variants]
+        t = t.T if (k // variants) % 2 else t
+        t = t[::-1] if (k // (2 * variants)) % 2 else t
+        for level, store in enumerate(stores):  # tile is a multiple of 2**level: levels stay aligned
+            f = 2**level
+            store[y // f:(y + tile) // f, x // f:(x + tile) // f] = t[: size - y:f, : size - x:f]
+
+    places = [(i * (size // tile) + j, y, x) for i, y in enumerate(range(0, size, tile))
+              for j, x in enumerate(range(0, size, tile))]
+    with ThreadPoolExecutor(os.cpu_count()) as pool:
+        list(pool.map(write, places))
     return paths
 
 
-def run_scaling(args) -> list[dict]:
-    """`predict --out-zarr` on synthetic nuclei stores of growing size: seconds, time per pixel and peak
-    RSS (from /usr/bin/time) of each command; torch threads from `--threads`. Each row is also appended
-    to `--log` as it lands, so a long run can be followed (and survives an interrupted one)."""
-    import json
+def peak_rss(command: list[str], env: dict, timeout: float | None, every: float = 0.5) -> dict:
+    """Run `command`, sampling the RSS of it and of every process it starts (dask workers) every `every` s:
+    returns its exit status, stderr, seconds and the peaks (MB) of the main process, of any one other
+    process of the tree, and of the tree's sum."""
     import subprocess
+    import threading
+
+    import psutil
+
+    start = time.perf_counter()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    main, peaks = psutil.Process(process.pid), {"main": 0.0, "worker": 0.0, "total": 0.0}
+    stderr: list[str] = []
+    reader = threading.Thread(target=lambda: stderr.append(process.stderr.read()), daemon=True)
+    reader.start()
+    timed_out, tree = False, [main]
+    while process.poll() is None:
+        try:
+            tree = [main, *main.children(recursive=True)]
+            rss = {p.pid: p.memory_info().rss / 2**20 for p in tree}
+        except psutil.Error:  # a process ended while sampled
+            rss = {}
+        if rss:
+            peaks["main"] = max(peaks["main"], rss.get(main.pid, 0.0))
+            peaks["worker"] = max([peaks["worker"], *(v for pid, v in rss.items() if pid != main.pid)])
+            peaks["total"] = max(peaks["total"], sum(rss.values()))
+        if timeout is not None and time.perf_counter() - start > timeout:
+            timed_out = True
+            for p in reversed(tree):
+                try:
+                    p.kill()
+                except psutil.Error:
+                    pass
+        time.sleep(every)
+    reader.join(10)
+    return {"returncode": process.returncode, "timed_out": timed_out, "stderr": "".join(stderr),
+            "seconds": time.perf_counter() - start, **{f"{k}_peak_rss_mb": round(v) for k, v in peaks.items()}}
+
+
+def run_scaling(args) -> list[dict]:
+    """`predict --out-zarr` on synthetic nuclei stores of growing size, in `--workers` dask worker processes
+    (1: in the command's process): seconds, time per pixel and peak RSS of the main process and of any one
+    worker (psutil, every 0.5 s); torch threads per worker from `--threads`. Each row is also appended to
+    `--log` as it lands; a size that fails or passes `--timeout` is recorded as such and the next one runs."""
+    import json
+    import shutil
     import sys
 
     rows = []
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         tmp = Path(tmp)
+        inputs = Path(args.keep_input) if args.keep_input else tmp
+        inputs.mkdir(parents=True, exist_ok=True)
         for size in args.sizes:
-            source = tmp / f"nuclei_{size}.zarr"
+            source = inputs / f"nuclei_{size}.zarr"
             start = time.perf_counter()
-            tiled_nuclei_store(source, size, diameter=args.diameter)
+            if not (source / "zarr.json").exists():
+                shutil.rmtree(source, ignore_errors=True)
+                tiled_nuclei_store(source, size, diameter=args.diameter)
             written = time.perf_counter() - start
-            start = time.perf_counter()
-            done = subprocess.run(["/usr/bin/time", "-f", "%M", sys.executable, "-m", "napari_unet", "predict",
-                                   "--model", args.model, "--image", str(source), "--diameter", str(args.diameter),
-                                   "--out-zarr", str(tmp / "out.zarr"), "--block", str(args.block), "--quiet"],
-                                  capture_output=True, text=True, env=env)
-            if done.returncode != 0:
-                raise SystemExit(done.stderr)
-            seconds = time.perf_counter() - start
-            lines = done.stderr.strip().splitlines()
-            rows.append({"size": size, "seconds": round(seconds, 1), "us_per_px": round(1e6 * seconds / size**2, 3),
-                         "peak_rss_mb": round(int(lines[-1]) / 1024), "objects": lines[-2].split()[0],
-                         "input_written_s": round(written, 1), "load": os.getloadavg()[0]})
-            print(rows[-1], flush=True)
+            command = [sys.executable, "-m", "napari_unet", "predict", "--model", args.model, "--image", str(source),
+                       "--diameter", str(args.diameter), "--out-zarr", str(tmp / "out.zarr"), "--block",
+                       str(args.block), "--workers", str(args.workers), "--device", args.device, "--quiet"]
+            run = peak_rss(command, env, args.timeout)
+            lines = run["stderr"].strip().splitlines()
+            row = {"size": size, "workers": args.workers, "device": args.device,
+                   "seconds": round(run["seconds"], 1), "us_per_px": round(1e6 * run["seconds"] / size**2, 3),
+                   **{k: v for k, v in run.items() if k.endswith("_mb")},
+                   "input_s": round(written, 1), "load": round(os.getloadavg()[0], 1)}
+            if run["returncode"] == 0:
+                row["objects"] = int(lines[-1].split()[0])
+                row["stages"] = lines[-2].split(": ", 1)[1]  # seconds per stage, the first with the start-up
+            else:
+                row["error"] = "timed out" if run["timed_out"] else (lines[-1] if lines else f"exit {run['returncode']}")
+            rows.append(row)
+            print(row, flush=True)
             if args.log:
                 with open(args.log, "a") as log:
-                    log.write(json.dumps(rows[-1]) + "\n")
-            import shutil
-
-            shutil.rmtree(source)
-            shutil.rmtree(tmp / "out.zarr")
+                    log.write(json.dumps(row) + "\n")
+            shutil.rmtree(tmp / "out.zarr", ignore_errors=True)
+            if not args.keep_input:
+                shutil.rmtree(source)
     return rows
 
 
@@ -337,14 +394,22 @@ def main() -> None:
     scaling.add_argument("--block", type=int, default=2048, help="--block of the predict command (its default: 2048)")
     scaling.add_argument("--model", default="nuclei")
     scaling.add_argument("--diameter", type=float, default=17.0)
-    scaling.add_argument("--threads", type=int, default=1)
+    scaling.add_argument("--threads", type=int, default=1, help="torch threads per worker")
+    scaling.add_argument("--workers", type=int, default=1, help="dask worker processes (1: the predict process)")
+    scaling.add_argument("--device", default="cpu", help="where workers run the network: cpu, cuda, auto")
+    scaling.add_argument("--timeout", type=float, default=None, help="seconds before one size is given up")
     scaling.add_argument("--tmp", default=None, help="folder for the stores (default: the system's temp folder)")
+    scaling.add_argument("--keep-input", default=None,
+                         help="keep the input stores in this folder and reuse the ones already there")
     scaling.add_argument("--log", default=None, help="append each row to this file as JSON as it lands")
+    scaling.add_argument("--results", default=None, help="folder for the results JSON (default: benchmarks/results)")
     args = parser.parse_args()
     rows = {"3d": run_3d, "batch": run_batch, "big": run_big, "scaling": run_scaling}[args.what](args)
     print(f"machine: {machine()}, {os.cpu_count()} cores")
     for row in rows:
         print(row)
+    if getattr(args, "results", None):
+        common.RESULTS = Path(args.results)
     print(f"results: {save(f'volumes_{args.what}', {'rows': rows, 'args': vars(args)})}")
 
 

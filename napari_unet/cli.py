@@ -127,8 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
                        default=["instances"], help="what to write per image with --out-dir or --out-zarr "
                        "(default instances)")
     batch.add_argument("--scheduler", help="address of a running dask scheduler (tcp://HOST:PORT); "
-                       "default: a local cluster on this machine")
-    batch.add_argument("--workers", type=_whole(1, 256), help="local worker processes (default: one per core)")
+                       "default: a local cluster on this machine (for a batch, or the blocks of --out-zarr)")
+    batch.add_argument("--workers", type=_whole(1, 256), help="local worker processes (default: one per core; "
+                       "--out-zarr with 1: in this process)")
     batch.add_argument("--resume-batch", action="store_true",
                        help="skip images whose outputs already exist (continue a stopped batch)")
     _add_common(predict)
@@ -413,34 +414,15 @@ def _models(args) -> int:
 
 
 def _predict_to_zarr(args) -> int:
-    """A 2D image of any size (lazy zarr/OME-Zarr inputs are read block by block) into one zarr store."""
-    from tqdm import tqdm
-
-    from napari_unet.functionals.normalisation import as_channels_first
-    from napari_unet.io.images import read_image
-    from napari_unet.nn.chunked import predict_to_zarr
-    from napari_unet.nn.device import pick_device
-    from napari_unet.nn.segmenter import Segmenter
+    """A 2D image of any size into one zarr store (`cli_zarr`)."""
+    from napari_unet.cli_zarr import predict_to_zarr_command
 
     if any((args.instances, args.semantic, args.probabilities)):
         raise UserInputError("with --out-zarr choose outputs with --outputs, not --instances/--semantic/--probabilities")
     _check_overwrite(args.overwrite, args.out_zarr)
-    segmenter = Segmenter.load(resolve(args.model), device=pick_device(args.device))
-    image = as_channels_first(read_image(args.image[0]), channel_axis=args.channel_axis)
-    with tqdm(total=0, unit="block", disable=args.quiet, desc="predicting", file=sys.stderr) as bar:
-
-        def progress(stage: str, done: int, total: int) -> None:
-            bar.set_description(stage, refresh=False)
-            bar.total, bar.n = total, done
-            bar.refresh()
-
-        objects = predict_to_zarr(
-            segmenter, image, args.out_zarr, _instance_params(args) if "instances" in args.outputs else None,
-            block=args.block, margin=args.overlap, probabilities="probabilities" in args.outputs,
-            tile_size=args.tile_size, progress=progress,
-            diameter=None if _diameter(args.diameter) == AUTO else _diameter(args.diameter))  # auto: the model's
-    print(f"{objects} objects", file=sys.stderr)
-    return 0
+    diameter = _diameter(args.diameter)
+    return predict_to_zarr_command(args, _instance_params(args) if "instances" in args.outputs else None,
+                                   None if diameter == AUTO else diameter)  # auto: the model's
 
 
 def _predict_batch(args) -> int:

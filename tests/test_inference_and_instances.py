@@ -123,7 +123,7 @@ def test_a_split_the_boundary_head_does_not_back_is_undone():
     assert sorted(np.unique(merged)) == [0, 1, 2, 3]
 
 
-def test_merge_weak_borders_in_3d_joins_across_planes():
+def test_merge_weak_borders_works_in_any_dimension():
     from napari_unet.functionals.instances import merge_weak_borders
 
     labels = np.zeros((4, 6, 6), np.int32)

@@ -42,3 +42,14 @@ def test_layouts():
                                   np.moveaxis(channels_last, 2, 0))
     with pytest.raises(UserInputError, match="3D stack"):
         as_channels_first(np.zeros((7, 5, 6)))
+
+
+@pytest.mark.parametrize(("shape", "channel_axis"), [((40, 30), None), ((40, 30, 3), None), ((40, 2, 30), 1)])
+def test_a_lazy_image_stays_lazy_in_channels_first_order(shape, channel_axis):
+    """A zarr plane bigger than memory arrives as dask: reordering it must not read it (it was read whole)."""
+    import dask.array as da
+
+    data = np.arange(np.prod(shape), dtype=np.uint16).reshape(shape)
+    lazy = as_channels_first(da.from_array(data, chunks=16), channel_axis=channel_axis)
+    assert hasattr(lazy, "dask")
+    np.testing.assert_array_equal(np.asarray(lazy), as_channels_first(data, channel_axis=channel_axis))

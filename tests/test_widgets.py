@@ -528,6 +528,7 @@ def test_settings_persist_across_launches(make_napari_viewer):
     first.predict_step.tile_spin.setValue(256)
     first.predict_step.threshold_slider.setValue(0.7)
     first.predict_step.min_size_spin.setValue(44)
+    first.predict_step.border_slider.setValue(0.3)
     first.shutdown()
     again = UNetWidget(make_napari_viewer())  # a new launch: same settings file
     assert again.train_step.budget_spin.value() == 123
@@ -535,6 +536,7 @@ def test_settings_persist_across_launches(make_napari_viewer):
     assert again.predict_step.tile_spin.value() == 256
     assert again.predict_step.instance_params().threshold == pytest.approx(0.7)
     assert again.predict_step.min_size_spin.value() == 44
+    assert again.predict_step.instance_params().border_evidence == pytest.approx(0.3)
 
 
 def test_start_from_a_pretrained_model_and_from_a_new_one(make_napari_viewer, monkeypatch, tmp_path):

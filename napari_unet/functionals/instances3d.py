@@ -7,7 +7,9 @@ pixel size): smoothing, seed spacing and the fallback distance transform use phy
 distances, so a nucleus 3 planes thick and 9 pixels wide is one round object, not three.
 Like the 2D recipe, each 3D connected component of the foreground is split on its own
 bounding box, so temporaries stay the size of one object. Time series are not stacks:
-their frames go through `functionals.instances` one by one.
+their frames go through `functionals.instances` one by one. `border_evidence` is not applied here:
+the per-plane boundary head cannot judge a border between planes, and on ideal outputs of
+touching ellipsoids it merged 4 of 300 (3D AP@0.5 0.997 -> 0.983).
 """
 
 from __future__ import annotations
@@ -22,8 +24,6 @@ from skimage.segmentation import watershed
 from napari_unet.functionals.instances import (
     InstanceParams,
     components_in_halos,
-    edge_level,
-    merge_weak_borders,
     paste_objects,
     remove_small,
 )
@@ -81,10 +81,6 @@ def instances_from_volumes(
             elevation = -edt
             seeds = _peaks(edt, component, params.seed_spacing, sampling)
         local, n = _split(elevation, seeds, component, params.seed_spacing, sampling)
-        if use_instance_heads:
-            box_boundary = boundary[box]
-            local, n = merge_weak_borders(local, n, box_boundary,
-                                          params.border_evidence * edge_level(component, box_boundary))
         next_id = paste_objects(labels, box, component, remove_small(local, params.min_size), n, next_id)
     return labels
 

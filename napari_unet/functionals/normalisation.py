@@ -88,4 +88,8 @@ def as_channels_first(image, *, rgb: bool | None = None, channel_axis: int | Non
         )
     if layout.channel_axis == 0:
         return image  # already channels first: a lazy (zarr) image stays lazy, read tile by tile
+    if hasattr(image, "dask"):  # lazy: reorder without reading (a 32768^2 plane is 2 GB of uint16)
+        if layout.rgb:
+            return np.moveaxis(image[..., :3], -1, 0)
+        return image[None] if layout.channel_axis is None else np.moveaxis(image, layout.channel_axis, 0)
     return layout.image_plane(image, ())

@@ -30,3 +30,18 @@ def write_coarser_levels(levels: list, values: np.ndarray, y: int, x: int) -> No
         part = values[..., ly * f - y::f, lx * f - x::f]
         if part.shape[-1] and part.shape[-2]:
             level[..., ly:ly + part.shape[-2], lx:lx + part.shape[-1]] = part
+
+
+def level_chunks(level) -> list[tuple[int, int]]:
+    """Top-left pixel of each chunk of a pyramid level (a zarr array; leading axes whole)."""
+    (height, width), (ch, cw) = level.shape[-2:], level.chunks[-2:]
+    return [(y, x) for y in range(0, height, ch) for x in range(0, width, cw)]
+
+
+def halve_chunk(finer, coarser, y: int, x: int) -> None:
+    """Write the chunk of `coarser` at (y, x) from `finer`, the level above it (every 2nd pixel: level k of
+    the plane is every 2nd pixel of level k - 1); reads only the 2x2 chunks' region of `finer` it needs.
+    One task per chunk writes a level with no two writers on a chunk (`nn.chunked_jobs`)."""
+    ch, cw = coarser.chunks[-2:]
+    values = finer[..., 2 * y:2 * (y + ch):2, 2 * x:2 * (x + cw):2]
+    coarser[..., y:y + values.shape[-2], x:x + values.shape[-1]] = values

@@ -166,7 +166,7 @@ def run_batch(
             todo.append(image)
     if not todo:
         return summary
-    with _client(client, scheduler, n_workers, processes, len(todo)) as dask_client:
+    with cluster_client(client, scheduler, n_workers, processes, len(todo)) as dask_client:
         model = dask_client.scatter(model_bytes, broadcast=True)
         digest = hashlib.sha256(model_bytes).hexdigest()
         futures = {
@@ -208,7 +208,7 @@ def predict_arrays(
 ) -> Iterator[tuple[str, tuple]]:
     """Predict open images on dask.distributed, as `run_batch` predicts files; yields
     (name, (status, message, nn.volume.VolumeResult or None)) as each finishes (a bad image: 'failed')."""
-    with _client(client, None, n_workers, processes, len(images)) as dask_client:
+    with cluster_client(client, None, n_workers, processes, len(images)) as dask_client:
         model = dask_client.scatter(model_bytes, broadcast=True)
         digest = hashlib.sha256(model_bytes).hexdigest()
         futures = {
@@ -223,7 +223,7 @@ def predict_array(model_bytes: bytes, digest: str, item: ArrayInput, options: Ba
     from napari_unet.nn.volume import predict_image
 
     try:
-        segmenter = _cached_segmenter(model_bytes, digest, options)
+        segmenter = cached_segmenter(model_bytes, digest, options)
         result = predict_image(
             segmenter, item.data, item.layout, options.params if "instances" in options.kinds else None,
             frames=item.frames, z_anisotropy=item.z_anisotropy, tile_size=options.tile_size,
@@ -275,7 +275,7 @@ def predict_file(model_bytes: bytes, digest: str, image_path: str, out_dir: str 
     path = Path(image_path)
     kinds = options.kinds
     try:
-        segmenter = _cached_segmenter(model_bytes, digest, options)
+        segmenter = cached_segmenter(model_bytes, digest, options)
         field = None
         if options.into_zarr or plate_of(path) is not None:  # named axes: channels where the metadata says
             field = read_field(path)
@@ -307,7 +307,7 @@ _MODELS: dict[tuple[str, str], object] = {}
 _MODELS_LOCK = threading.Lock()
 
 
-def _cached_segmenter(model_bytes: bytes, digest: str, options: BatchOptions):
+def cached_segmenter(model_bytes: bytes, digest: str, options: BatchOptions):
     """The worker's one copy of the model (loaded at its first task)."""
     import io
 
@@ -335,7 +335,7 @@ def _read_model(path: str | os.PathLike) -> bytes:
     return Path(path).read_bytes()
 
 
-class _client:
+class cluster_client:
     """Context manager: the given client, a client of `scheduler`, or a LocalCluster closed on exit."""
 
     def __init__(self, client, scheduler: str | None, n_workers: int | None, processes: bool, tasks: int):

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from napari_unet.functionals.block_instances import block_instances
+from napari_unet.functionals.block_instances import block_instances, block_starts
 from napari_unet.functionals.instances import InstanceParams
 from napari_unet.functionals.prediction import Prediction
 from napari_unet.functionals.scale import resample, resample_prediction, scale_factor, scaled_shape
@@ -45,7 +45,24 @@ OUTPUTS = ("semantic", "instances", "probabilities")
 PYRAMID = "pyramid"  # pyramid/<output>/<k>: the output halved k times (io.pyramid)
 
 
-def _trim_heap() -> None:
+M_ARENA_MAX = -8  # glibc's mallopt parameter: how many malloc arenas threads may spread over
+
+
+def limit_heap_arenas(arenas: int = 1) -> None:
+    """Make threads started from now on share `arenas` malloc arenas (glibc; elsewhere a no-op).
+
+    zarr decodes and encodes chunks in a thread pool; glibc gives each such thread its own arena,
+    and block-sized buffers freed in one arena are not reused by another nor handed back, so the
+    objects pass grew with every block (4096^2 in blocks of 1024: 312 -> 465 MB over 16 blocks,
+    malloc_trim no help) and with the number of threads; with one arena it levels off
+    (283 -> ~335 MB, same speed). Call it before the first zarr read of the process."""
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, arenas)
+    except (OSError, AttributeError):
+        pass
+
+
+def trim_heap() -> None:
     """Hand the heap memory freed by the last block back to the system (glibc; elsewhere a no-op).
 
     glibc keeps freed block-sized arrays in its heap, so without this the process grows
@@ -145,38 +162,19 @@ def fill_outputs(
     _, height, width = image.shape
     block = int(root.attrs["block"])
     stats = segmenter.normalisation.statistics(image)  # from a strided sample: never the whole image
-    semantic, maps = root["semantic"], root[SCRATCH]
-    probs = root["probabilities"] if "probabilities" in root else None
     stop = should_stop or (lambda: False)
-    factor = scale_factor(segmenter.object_diameter if diameter is None else diameter, segmenter.canonical_diameter)
-    starts = [(y, x) for y in range(0, height, block) for x in range(0, width, block)]
+    factor = block_scale(segmenter, diameter)
+    starts = block_starts((height, width), block)
     for done, (y, x) in enumerate(starts, start=1):
         if stop():
             raise Stopped
-        y1, x1 = min(y + block, height), min(x + block, width)
-        ry0, rx0 = max(y - margin, 0), max(x - margin, 0)
-        ry1, rx1 = min(y1 + margin, height), min(x1 + margin, width)
-        region, shape = image[:, ry0:ry1, rx0:rx1], (ry1 - ry0, rx1 - rx0)
-        out_dtype = np.float32 if probs is not None else np.float16
-        if factor != 1.0:
-            region = resample(np.asarray(region), scaled_shape(shape, factor))
-        prediction = predict_tiled(
-            segmenter.net, region, stats, device=segmenter.device, tile_size=tile_size,
-            overlap=min(margin, tile_size // 4), batch_size=1 if segmenter.device.type == "cpu" else 4,
-            amp_dtype=autocast_dtype(segmenter.device), out_dtype=out_dtype, should_stop=should_stop)
-        if factor != 1.0:
-            prediction = resample_prediction(prediction, shape, factor, out_dtype)
-        core = (slice(y - ry0, y1 - ry0), slice(x - rx0, x1 - rx0))
-        maps[:, y:y1, x:x1] = np.stack([prediction.probabilities[0][core], prediction.boundary[core],
-                                        prediction.distance[core]]).astype(np.float16)
-        if probs is not None:
-            probs[:, y:y1, x:x1] = prediction.probabilities[(slice(None), *core)]
-            write_coarser_levels(output_levels(root, "probabilities"), prediction.probabilities[(slice(None), *core)], y, x)
-        labels = prediction.semantic()[core]
-        semantic[y:y1, x:x1] = labels
+        labels, probabilities = predict_block(segmenter, image, root, y, x, stats, factor, margin=margin,
+                                              tile_size=tile_size, should_stop=should_stop)
+        if probabilities is not None:
+            write_coarser_levels(output_levels(root, "probabilities"), probabilities, y, x)
         write_coarser_levels(output_levels(root, "semantic"), labels, y, x)
-        del prediction, region
-        _trim_heap()
+        del labels, probabilities
+        trim_heap()
         if progress is not None:
             progress("network", done, len(starts))
     objects = 0
@@ -185,9 +183,8 @@ def fill_outputs(
         def prediction_of(region) -> Prediction:
             if stop():
                 raise Stopped
-            _trim_heap()  # the last block's arrays are freed by now
-            bg, boundary, distance = np.asarray(maps[(slice(None), *region)], np.float32)
-            return Prediction(probabilities=np.stack([bg, 1 - bg]), boundary=boundary, distance=distance)
+            trim_heap()  # the last block's arrays are freed by now
+            return maps_prediction(root, region)
 
         objects = block_instances(
             prediction_of, (height, width), root["instances"], params,
@@ -202,6 +199,54 @@ def fill_outputs(
     del root[SCRATCH]
     root.attrs["objects"] = int(objects)
     return objects
+
+
+def block_scale(segmenter: Segmenter, diameter: float | None) -> float:
+    """How much blocks are resampled for the network: objects of `diameter` px (None: the training images')
+    to the network's object size."""
+    return scale_factor(segmenter.object_diameter if diameter is None else diameter, segmenter.canonical_diameter)
+
+
+def predict_block(segmenter: Segmenter, image, root: zarr.Group, y: int, x: int, stats, factor: float, *,
+                  margin: int = 64, tile_size: int = 512,
+                  should_stop: Callable[[], bool] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Predict the block of `root` whose corner is (y, x), with `margin` pixels of context, and write its core
+    into `semantic`, the scratch maps and `probabilities` (when the store has them); returns the core's
+    (semantic, probabilities or None). Blocks are chunks of the store: blocks can be written in any order,
+    by different processes."""
+    _, height, width = image.shape
+    block = int(root.attrs["block"])
+    probs = root["probabilities"] if "probabilities" in root else None
+    y1, x1 = min(y + block, height), min(x + block, width)
+    ry0, rx0 = max(y - margin, 0), max(x - margin, 0)
+    ry1, rx1 = min(y1 + margin, height), min(x1 + margin, width)
+    region, shape = np.asarray(image[:, ry0:ry1, rx0:rx1]), (ry1 - ry0, rx1 - rx0)
+    out_dtype = np.float32 if probs is not None else np.float16
+    if factor != 1.0:
+        region = resample(region, scaled_shape(shape, factor))
+    prediction = predict_tiled(
+        segmenter.net, region, stats, device=segmenter.device, tile_size=tile_size,
+        overlap=min(margin, tile_size // 4), batch_size=1 if segmenter.device.type == "cpu" else 4,
+        amp_dtype=autocast_dtype(segmenter.device), out_dtype=out_dtype, should_stop=should_stop)
+    del region
+    if factor != 1.0:
+        prediction = resample_prediction(prediction, shape, factor, out_dtype)
+    core = (slice(y - ry0, y1 - ry0), slice(x - rx0, x1 - rx0))
+    root[SCRATCH][:, y:y1, x:x1] = np.stack([prediction.probabilities[0][core], prediction.boundary[core],
+                                             prediction.distance[core]]).astype(np.float16)
+    probabilities = None
+    if probs is not None:
+        probabilities = np.ascontiguousarray(prediction.probabilities[(slice(None), *core)])
+        probs[:, y:y1, x:x1] = probabilities
+    labels = np.ascontiguousarray(prediction.semantic()[core])
+    root["semantic"][y:y1, x:x1] = labels
+    return labels, probabilities
+
+
+def maps_prediction(root: zarr.Group, region) -> Prediction:
+    """The network outputs of a region of the plane, read back from the store's scratch maps."""
+    bg, boundary, distance = np.asarray(root[SCRATCH][(slice(None), *region)], np.float32)
+    return Prediction(probabilities=np.stack([bg, 1 - bg]), boundary=boundary, distance=distance)
 
 
 def predict_to_zarr(

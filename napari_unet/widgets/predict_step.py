@@ -66,14 +66,9 @@ class PredictStep(QWidget):
         layout.addWidget(ui.hint("Objects update live from the cached network outputs (no new prediction):"))
         defaults = InstanceParams()
         inst_form = ui.form()
-        self.threshold_slider = QLabeledDoubleSlider(Qt.Horizontal)
-        self.threshold_slider.setRange(0.05, 0.95)
-        self.threshold_slider.setDecimals(2)
-        self.threshold_slider.setSingleStep(0.05)
-        self.threshold_slider.setValue(defaults.threshold)
-        self.threshold_slider.setToolTip(
-            "Foreground threshold: pixels more likely than this to belong to a class become objects"
-        )
+        self.threshold_slider = _fraction_slider(
+            0.05, defaults.threshold,
+            "Foreground threshold: pixels more likely than this to belong to a class become objects")
         inst_form.addRow(ui.label("Threshold", self.threshold_slider.toolTip()), self.threshold_slider)
         self.min_size_spin = QSpinBox()
         self.min_size_spin.setRange(0, 1_000_000)
@@ -87,16 +82,11 @@ class PredictStep(QWidget):
         self.spacing_spin.setSuffix(" px")
         self.spacing_spin.setToolTip("Closest distance between two object centres: raise it if objects are split too often")
         inst_form.addRow(ui.label("Seed spacing", self.spacing_spin.toolTip()), self.spacing_spin)
-        self.border_slider = QLabeledDoubleSlider(Qt.Horizontal)
-        self.border_slider.setRange(0.0, 0.95)
-        self.border_slider.setDecimals(2)
-        self.border_slider.setSingleStep(0.05)
-        self.border_slider.setValue(defaults.border_evidence)
-        self.border_slider.setToolTip(
+        self.border_slider = _fraction_slider(
+            0.0, defaults.border_evidence,
             "Two touching objects stay apart only where the model marks the line between them at least this "
             "fraction as clearly as the objects' outer edges: raise it if large objects come out in pieces, "
-            "lower it if touching objects merge (0 keeps every split)"
-        )
+            "lower it if touching objects merge (0 keeps every split)")
         inst_form.addRow(ui.label("Border evidence", self.border_slider.toolTip()), self.border_slider)
         layout.addLayout(inst_form)
         self.instance_status = ui.label("", "Objects in the instance layer of the plane on display")
@@ -333,3 +323,14 @@ class PredictStep(QWidget):
 
     def shutdown(self) -> None:
         self._instance_timer.stop()
+
+
+def _fraction_slider(low: float, value: float, tip: str) -> QLabeledDoubleSlider:
+    """A 0-1 instance setting in steps of 0.05, shown with its value."""
+    slider = QLabeledDoubleSlider(Qt.Horizontal)
+    slider.setRange(low, 0.95)
+    slider.setDecimals(2)
+    slider.setSingleStep(0.05)
+    slider.setValue(value)
+    slider.setToolTip(tip)
+    return slider
