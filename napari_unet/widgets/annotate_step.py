@@ -9,6 +9,7 @@ from qtpy.QtWidgets import QComboBox, QWidget
 
 from napari_unet import conventions as c
 from napari_unet.errors import UserInputError
+from napari_unet.functionals.data import label_counts
 from napari_unet.functionals.layout import plane_label
 from napari_unet.napari import channels as ch
 from napari_unet.napari import layers as lb
@@ -238,7 +239,7 @@ class AnnotateStep(QWidget):
             self.annotation_status.setText("no annotations layer")
             return
         try:
-            counts = np.bincount(lb.read_plane(layer, plane).ravel().astype(np.intp))
+            counts = label_counts(lb.read_plane(layer, plane))
         except Exception:  # a layer of another shape: check_pair reports it when it is used
             self.annotation_status.setText("")
             return
