@@ -156,13 +156,22 @@ def training_items(image, layout: ImageLayout, annotations, accepted=None, *, na
     return items
 
 
+def labelled_box(plane: np.ndarray) -> tuple[slice, slice] | None:
+    """The bounding box of the non-zero pixels of a 2D plane (None if there are none); columns are
+    scanned only within the rows that hold any."""
+    rows = np.flatnonzero(plane.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(plane[rows[0]:rows[-1] + 1].any(axis=0))
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+
+
 def _annotated_region(annotations: np.ndarray, context: int) -> tuple[slice, slice]:
-    """The bounding box of the annotated pixels of a 2D plane, grown by `context` (clipped to the plane)."""
-    rows = np.flatnonzero(annotations.any(axis=1))
-    cols = np.flatnonzero(annotations.any(axis=0))
+    """The bounding box of the annotated pixels of a (annotated) 2D plane, grown by `context` (clipped to the plane)."""
+    rows, cols = labelled_box(annotations)
     h, w = annotations.shape
-    return (slice(max(0, rows[0] - context), min(h, rows[-1] + 1 + context)),
-            slice(max(0, cols[0] - context), min(w, cols[-1] + 1 + context)))
+    return (slice(max(0, rows.start - context), min(h, rows.stop + context)),
+            slice(max(0, cols.start - context), min(w, cols.stop + context)))
 
 
 def label_counts(plane: np.ndarray) -> np.ndarray:
@@ -170,12 +179,8 @@ def label_counts(plane: np.ndarray) -> np.ndarray:
     bounding box of its labelled pixels: a sparsely painted 16384^2 plane is counted in ~0.1 s, where
     counting all of it (a 2 GB index copy) froze the dock's status line for over a second."""
     plane = np.asarray(plane)
-    rows = np.flatnonzero(plane.any(axis=1))
-    if rows.size == 0:
-        return np.zeros(1, np.intp)
-    band = plane[rows[0]:rows[-1] + 1]
-    cols = np.flatnonzero(band.any(axis=0))
-    return np.bincount(band[:, cols[0]:cols[-1] + 1].ravel())
+    box = labelled_box(plane)
+    return np.zeros(1, np.intp) if box is None else np.bincount(plane[box].ravel())
 
 
 def check_training_set(items: list[TrainingImage]) -> int:

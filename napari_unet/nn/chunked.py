@@ -23,6 +23,7 @@ opens lazy layers over its arrays and runs `fill_outputs` (the same passes) in a
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -56,10 +57,9 @@ def limit_heap_arenas(arenas: int = 1) -> None:
     objects pass grew with every block (4096^2 in blocks of 1024: 312 -> 465 MB over 16 blocks,
     malloc_trim no help) and with the number of threads; with one arena it levels off
     (283 -> ~335 MB, same speed). Call it before the first zarr read of the process."""
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, arenas)
-    except (OSError, AttributeError):
-        pass
+    libc = _glibc()
+    if libc is not None:
+        libc.mallopt(M_ARENA_MAX, arenas)
 
 
 def trim_heap() -> None:
@@ -67,10 +67,19 @@ def trim_heap() -> None:
 
     glibc keeps freed block-sized arrays in its heap, so without this the process grows
     block after block (measured: 4096^2 in blocks of 2048, 917 MB between blocks against 540-670)."""
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+@functools.cache
+def _glibc():
+    """glibc with its malloc tuning calls, loaded once (trim_heap runs after every block); None elsewhere."""
     try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+        libc = ctypes.CDLL("libc.so.6")
+        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
 
 
 def output_levels(root: zarr.Group, name: str) -> list[zarr.Array]:
