@@ -20,6 +20,7 @@ import torch
 
 from napari_unet import __version__, limits
 from napari_unet.errors import UserInputError
+from napari_unet.functionals.instance_tuning import InstanceTuning
 from napari_unet.functionals.instances import InstanceParams, instances_from_prediction
 from napari_unet.functionals.normalisation import Normalisation
 from napari_unet.functionals.prediction import Prediction
@@ -55,6 +56,7 @@ class Segmenter:
     history: list[dict] = field(default_factory=list)
     canonical_diameter: float | None = None  # object size the network works at; None: no resampling
     object_diameter: float | None = None  # typical object size in the training images, in their pixels
+    instance_tuning: InstanceTuning | None = None  # instance settings picked on its annotations; None: defaults
 
     @classmethod
     def create(cls, config: ModelConfig, class_names: list[str], **kwargs) -> Segmenter:
@@ -108,6 +110,7 @@ class Segmenter:
             history=list(self.history),
             canonical_diameter=self.canonical_diameter,
             object_diameter=self.object_diameter,
+            instance_tuning=self.instance_tuning,
         )
 
     # --- prediction -------------------------------------------------------------------------
@@ -171,7 +174,15 @@ class Segmenter:
             factor = next_auto_factor(passes)
         return predictions[best_auto_pass(passes)]
 
-    def instances(self, prediction: Prediction, params: InstanceParams = InstanceParams()) -> np.ndarray:
+    @property
+    def instance_params(self) -> InstanceParams:
+        """Its instance settings: the ones tuned on its training annotations, else the defaults."""
+        tuning = self.instance_tuning
+        return tuning.params if tuning is not None and tuning.tuned else InstanceParams()
+
+    def instances(self, prediction: Prediction, params: InstanceParams | None = None) -> np.ndarray:
+        """Objects in `prediction` with `params` (None: the model's own `instance_params`)."""
+        params = self.instance_params if params is None else params
         return instances_from_prediction(prediction, params, use_instance_heads=self.instance_heads_trained)
 
     def check_input(self, image) -> None:
@@ -198,6 +209,8 @@ class Segmenter:
             "validation": last.get("validation"),
             "instance_heads_trained": self.instance_heads_trained,
             "object_diameter": self.object_diameter,
+            "instance_settings": self.instance_params.to_dict(),
+            "instance_tuning": None if self.instance_tuning is None else self.instance_tuning.describe(),
         }
 
     def to_checkpoint(self) -> dict:
@@ -212,6 +225,7 @@ class Segmenter:
             "channels": {"in_channels": self.config.in_channels, "layout": "CHW", "rgb": self.rgb},
             "instance_heads_trained": self.instance_heads_trained,
             "scale": {"canonical_diameter": self.canonical_diameter, "object_diameter": self.object_diameter},
+            "instance_tuning": None if self.instance_tuning is None else self.instance_tuning.to_dict(),
             "history": self.history,
             "model_card": self.model_card(),
             "state_dict": state,
@@ -230,6 +244,7 @@ class Segmenter:
         if not isinstance(class_names, list) or len(class_names) != config.n_classes:
             raise UserInputError(f"its class names do not list the network's {config.n_classes} classes")
         normalisation = Normalisation(**_table(checkpoint, "normalisation", Normalisation))
+        tuning = checkpoint.get("instance_tuning")  # absent before tuning was stored: the defaults
         net = UNet(config)
         net.load_state_dict(checkpoint["state_dict"])
         return cls(
@@ -240,6 +255,7 @@ class Segmenter:
             instance_heads_trained=bool(checkpoint["instance_heads_trained"]),
             history=list(checkpoint["history"]),
             **checkpoint.get("scale", {}),  # absent before object scale was stored: no resampling
+            instance_tuning=None if tuning is None else InstanceTuning.from_dict(tuning),
         )
 
     def save(self, path: str | os.PathLike) -> Path:

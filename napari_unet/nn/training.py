@@ -29,6 +29,7 @@ from napari_unet.functionals.data import (
     check_training_set,
     prepare,
 )
+from napari_unet.functionals.instance_tuning import InstanceTuning
 from napari_unet.functionals.prediction import Prediction
 from napari_unet.functionals.scale import CANONICAL_DIAMETER, scale_factor
 from napari_unet.nn import validation
@@ -40,6 +41,7 @@ from napari_unet.nn.device import (
     set_cpu_threads,
 )
 from napari_unet.nn.inference import predict_tiled
+from napari_unet.nn.instance_tuning import tuning_steps
 from napari_unet.nn.model import NORMS, PRESETS, ModelConfig
 from napari_unet.nn.patch_stream import batches
 from napari_unet.nn.segmenter import Segmenter
@@ -75,6 +77,7 @@ class TrainConfig:
     # its own boundary/distance outputs are the targets, so the heads do not drift (BENCHMARKS.md section 6).
     keep_instance_heads: bool = True
     loader_workers: int = 0  # processes drawing patches on a GPU (ignored on the CPU, where the network is slower)
+    tune_instances: bool = True  # after training, pick instance settings on the outlined objects (instance_tuning)
 
     def __post_init__(self) -> None:
         """Refuse settings that would train forever, not at all, or fail later with a traceback."""
@@ -118,6 +121,7 @@ class Progress:
     message: str = ""
     validation: dict[str, float] | None = None
     preview: tuple[object, Prediction] | None = None
+    stage: str = ""  # what runs after the last step (tuning the instance settings); "" while training
 
 
 @dataclass
@@ -139,6 +143,7 @@ class Trainer:
         self.n_classes = check_training_set(self.items)
         self._preview: _PreviewRequest | None = None
         self._lock = threading.Lock()
+        self.tuning: InstanceTuning | None = None  # what the last run's tuning found (None: it did not run)
 
     def request_preview(self, image, tag: object = None) -> None:
         """Ask for a prediction of `image` (C, H, W) with the current weights; the latest request wins."""
@@ -240,7 +245,23 @@ class Trainer:
                 }
             )
             self.segmenter = segmenter
+        if config.tune_instances and step > 0:
+            stages = tuning_steps(segmenter, self.items, config.object_diameter)
+            while True:
+                try:
+                    stage = next(stages)
+                except StopIteration as done:
+                    self._keep_tuning(segmenter, done.value)
+                    break
+                yield self._record(step, loss_ema, speed_ema, device, time.perf_counter() - start, 1.0, stage=stage)
         return segmenter
+
+    def _keep_tuning(self, segmenter: Segmenter, tuning: InstanceTuning) -> None:
+        """Store what tuning picked; a run that could not tune (scribbles only) keeps settings tuned before."""
+        self.tuning = tuning
+        segmenter.history[-1]["instance_tuning"] = tuning.to_dict()
+        if tuning.tuned or segmenter.instance_tuning is None or not segmenter.instance_tuning.tuned:
+            segmenter.instance_tuning = tuning
 
     def learning_rate(self) -> float:
         """The peak rate: the configured one, else a lower one for a warm start, so the start model keeps its skills."""
@@ -289,7 +310,8 @@ class Trainer:
         segmenter.net.train()
         return scores
 
-    def _record(self, step, loss, speed, device, elapsed, fraction, message: str = "", validation=None) -> Progress:
+    def _record(self, step, loss, speed, device, elapsed, fraction, message: str = "", validation=None,
+                stage: str = "") -> Progress:
         remaining = None
         if fraction is not None and 0 < fraction < 1:
             remaining = elapsed * (1 - fraction) / fraction
@@ -297,7 +319,7 @@ class Trainer:
             remaining = 0.0
         loss = math.nan if loss is None else float(loss)
         return Progress(step, loss, float(speed or 0.0), describe(device), elapsed, remaining, fraction, message,
-                        validation)
+                        validation, stage=stage)
 
     def _take_preview(self, segmenter: Segmenter) -> tuple[object, Prediction] | None:
         with self._lock:

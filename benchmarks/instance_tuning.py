@@ -1,0 +1,114 @@
+"""Does tuning the instance settings on a model's own training annotations carry to new images?
+
+    python benchmarks/instance_tuning.py --model M.pt --seed 0 [--unseen 60] [--threads 1]
+
+M is a model trained on the K = 12 fluorescence `train` images of `--seed` (as
+`generalisation.py --keep-models` saves it). Its outputs are computed once on those 12
+images (at their own objects' diameter, as the tuning after training does) and on
+`--unseen` other `train` images spread over object size (at `--diameter auto`, as the CLI
+predicts); then every setting of a grid over border evidence, threshold and seed prominence
+is scored on both (AP@0.5 and the DSB score), and `tune_instance_params` runs on the 12.
+`val` is never read: this is where the grid and the rules are chosen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from common import save
+from generalisation import DATA, THRESHOLDS, index, load, pick_training
+
+from napari_unet.functionals.data import TrainingImage
+from napari_unet.functionals.instance_tuning import TuningCase, tune_instance_params
+from napari_unet.functionals.instances import InstanceParams
+from napari_unet.functionals.metrics import instance_counts
+from napari_unet.nn.instance_tuning import tuning_steps
+from napari_unet.nn.segmenter import Segmenter
+
+BORDER = (0.0, 0.3, 0.5, 0.7, 0.9)
+THRESHOLD = (0.4, 0.5, 0.6)
+PROMINENCE = (0.05, 0.1, 0.2)
+
+
+def scores(segmenter, predictions, truths, params: InstanceParams) -> dict:
+    counts = [instance_counts(t, segmenter.instances(p, params), THRESHOLDS) for p, t in zip(predictions, truths)]
+
+    def ap(subset, thr):
+        tp = sum(c[thr][0] for c in subset)
+        total = sum(sum(c[thr]) for c in subset)
+        return tp / total if total else 1.0
+
+    return {"ap50": round(ap(counts, 0.5), 4),
+            "dsb": round(float(np.mean([np.mean([ap([c], t) for t in THRESHOLDS]) for c in counts])), 4)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--seed", type=int, default=0, help="whose K training images the model learnt")
+    parser.add_argument("--k", type=int, default=12)
+    parser.add_argument("--unseen", type=int, default=60, help="other train images to score on")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--name", default="instance_tuning")
+    parser.add_argument("--data", type=Path, default=DATA)
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    entries = index(args.data)
+    train = pick_training(entries, "fluorescence", args.k, args.seed)
+    names = {e.id for e in train}
+    pool = sorted((e for e in entries if e.split == "train" and e.modality == "fluorescence" and e.id not in names),
+                  key=lambda e: e.median_area)
+    unseen = [pool[i] for i in np.unique(np.linspace(0, len(pool) - 1, args.unseen).round().astype(int))]
+    segmenter = Segmenter.load(args.model)
+    segmenter.instance_tuning = None  # score the grid from the defaults
+
+    items = [TrainingImage.from_instances(*load(args.data, e), name=e.id) for e in train]
+    tick = time.perf_counter()
+    steps = tuning_steps(segmenter, items)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            picked = done.value
+            break
+    tune_seconds = time.perf_counter() - tick
+    print(f"tuning on the {len(items)} training images ({tune_seconds:.1f} s with their prediction): "
+          f"{picked.describe()}", flush=True)
+
+    own = [segmenter.predict(item.image, diameter=item.object_diameter()) for item in items]
+    own_truth = [item.instances for item in items]
+    tick = time.perf_counter()
+    search = tune_instance_params([TuningCase(p, t) for p, t in zip(own, own_truth)], segmenter.instances)
+    search_seconds = time.perf_counter() - tick
+    other, other_truth = [], []
+    for entry in unseen:
+        image, labels = load(args.data, entry)
+        other.append(segmenter.predict(image, diameter="auto"))
+        other_truth.append(labels)
+    print(f"predicted {len(other)} unseen train images; search alone {search_seconds:.1f} s", flush=True)
+
+    rows = []
+    for border, threshold, prominence in itertools.product(BORDER, THRESHOLD, PROMINENCE):
+        params = InstanceParams(threshold=threshold, seed_prominence=prominence, border_evidence=border)
+        row = {"border_evidence": border, "threshold": threshold, "seed_prominence": prominence,
+               "own": scores(segmenter, own, own_truth, params), "unseen": scores(segmenter, other, other_truth, params)}
+        rows.append(row)
+        print(f"border {border:.1f} threshold {threshold:.1f} prominence {prominence:.2f}: "
+              f"own AP@0.5 {row['own']['ap50']:.3f} DSB {row['own']['dsb']:.3f} | "
+              f"unseen AP@0.5 {row['unseen']['ap50']:.3f} DSB {row['unseen']['dsb']:.3f}", flush=True)
+    path = save(args.name, {"command": " ".join(sys.argv), "model": str(args.model), "seed": args.seed,
+                            "training_images": [e.id for e in train], "unseen_images": [e.id for e in unseen],
+                            "picked": picked.to_dict(), "tune_seconds": round(tune_seconds, 2),
+                            "search_seconds": round(search_seconds, 2), "rows": rows})
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""Instance settings chosen per model, on the user's own instance annotations.
+
+The best `border_evidence` (and foreground threshold) differs from model to model: a model
+trained for minutes marks every border faintly, a well-trained one marks them clearly, and EM
+cells want fewer splits than touching nuclei (BENCHMARKS.md headline). So after training the
+model's outputs on the images whose objects the user outlined (dense instance labels, accepted
+regions) are computed once and only the instance step is repeated over a small grid, keeping
+the settings with the best AP@0.5 there. Scribbles say nothing about where one object ends
+and the next begins: without outlined objects the defaults stay, and the result says why.
+A candidate must beat the defaults by more than chance on that many objects: the model was
+trained on these very annotations, so small differences there do not carry to new images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+
+from napari_unet.functionals.instances import InstanceParams
+from napari_unet.functionals.metrics import instance_counts
+from napari_unet.functionals.prediction import Prediction
+
+MIN_OBJECTS = 30  # fewer outlined objects than this: the defaults stay
+MIN_GAIN = 0.01  # AP@0.5 a change must add (or one object's worth on few objects, whichever is more)
+# Searched one after the other from the defaults (coordinate search): border evidence, then the threshold.
+SEARCH: tuple[tuple[str, tuple[float, ...]], ...] = (
+    ("border_evidence", (0.0, 0.3, 0.5, 0.7, 0.9)),
+    ("threshold", (0.4, 0.5, 0.6)),
+)
+TUNED_NAMES = {"border_evidence": "border evidence", "threshold": "threshold"}
+
+
+@dataclass(frozen=True)
+class TuningCase:
+    """One annotated image: the model's outputs there and the user's objects (ids > 0).
+
+    `known` marks where the objects are known (accepted regions); None: everywhere (dense labels).
+    """
+
+    prediction: Prediction
+    truth: np.ndarray
+    known: np.ndarray | None = None
+
+    def objects(self) -> int:
+        return int(np.unique(self.truth[self.truth > 0]).size)
+
+
+@dataclass(frozen=True)
+class InstanceTuning:
+    """What tuning picked and why: stored in the checkpoint, shown in the dock and the CLI."""
+
+    params: InstanceParams
+    tuned: bool  # False: the defaults were kept (`reason` says why)
+    ap50: float | None = None  # AP@0.5 on the annotations with `params`
+    default_ap50: float | None = None  # ... and with the defaults
+    objects: int = 0
+    images: int = 0
+    reason: str = ""
+
+    def describe(self) -> str:
+        """One line for people: what was picked, on what, or why nothing was."""
+        if not self.tuned:
+            return f"instance settings: defaults ({self.reason})"
+        defaults = InstanceParams()
+        changed = [f"{TUNED_NAMES[name]} {getattr(self.params, name):g}" for name in TUNED_NAMES
+                   if getattr(self.params, name) != getattr(defaults, name)]
+        picked = ", ".join(changed) if changed else "the defaults"
+        return (f"tuned on your annotations: {picked} (AP@0.5 {self.ap50:.3f}, defaults {self.default_ap50:.3f}; "
+                f"{self.objects} objects in {self.images} image(s))")
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "params": self.params.to_dict()}
+
+    @classmethod
+    def from_dict(cls, table: dict) -> InstanceTuning:
+        """From a checkpoint (a user file): the params are checked as InstanceParams checks them."""
+        if not isinstance(table, dict) or not isinstance(table.get("params"), dict):
+            raise ValueError("its instance tuning is not a table of settings")
+        fields = set(cls.__dataclass_fields__) - {"params"}
+        return cls(params=InstanceParams(**table["params"]), **{k: v for k, v in table.items() if k in fields})
+
+
+def tune_instance_params(
+    cases: Sequence[TuningCase],
+    instances: Callable[[Prediction, InstanceParams], np.ndarray],
+    progress: Callable[[int, int], None] | None = None,
+) -> InstanceTuning:
+    """The InstanceParams with the best AP@0.5 on `cases`, searched from the defaults.
+
+    `instances(prediction, params)` is the model's instance step. Each change must add more
+    than `MIN_GAIN` (or one object's share of AP on few objects); ties keep the defaults.
+    """
+    defaults = InstanceParams()
+    objects = sum(case.objects() for case in cases)
+    if not cases:
+        return InstanceTuning(defaults, False, reason="no outlined objects to tune on (scribbles only)")
+    if objects < MIN_OBJECTS:
+        return InstanceTuning(defaults, False, objects=objects, images=len(cases),
+                              reason=f"{objects} outlined objects, fewer than {MIN_OBJECTS} to tune on")
+    margin = max(MIN_GAIN, 1.0 / objects)
+    total = sum(len(values) for _, values in SEARCH)
+    done = 0
+
+    def ap50(params: InstanceParams) -> float:
+        tp = fp_fn = 0
+        for case in cases:
+            counts = instance_counts(case.truth, _inside(instances(case.prediction, params), case.known), (0.5,))[0.5]
+            tp, fp_fn = tp + counts[0], fp_fn + counts[1] + counts[2]
+        return tp / (tp + fp_fn) if tp + fp_fn else 1.0
+
+    best, best_score = defaults, ap50(defaults)
+    default_score = best_score
+    for name, values in SEARCH:
+        for value in values:
+            done += 1
+            if progress is not None:
+                progress(done, total)
+            candidate = replace(best, **{name: value})
+            if candidate == best:
+                continue
+            score = ap50(candidate)
+            if score > best_score + margin:
+                best, best_score = candidate, score
+    return InstanceTuning(best, True, round(best_score, 4), round(default_score, 4), objects, len(cases))
+
+
+def _inside(labels: np.ndarray, known: np.ndarray | None) -> np.ndarray:
+    """Only the predicted objects mostly inside `known` (the rest were never judged by the user)."""
+    if known is None:
+        return labels
+    ids, inside = np.unique(labels[known], return_counts=True)
+    sizes = np.bincount(labels.ravel(), minlength=int(labels.max()) + 1)
+    keep = np.zeros(sizes.size, bool)
+    keep[ids] = inside * 2 > sizes[ids]
+    keep[0] = False
+    return np.where(keep[labels], labels, 0)
+

@@ -1,0 +1,49 @@
+"""Tune a trained model's instance settings on its training images' outlined objects.
+
+Predicts each image with outlined objects (dense instance labels, accepted regions) once, at
+its own objects' diameter as training saw it, then hands the outputs to
+`functionals.instance_tuning`, which repeats only the instance step. A generator, so the
+training loop can report each step as progress.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+
+import numpy as np
+
+from napari_unet.functionals.data import TrainingImage
+from napari_unet.functionals.instance_tuning import InstanceTuning, TuningCase, tune_instance_params
+from napari_unet.functionals.instances import InstanceParams
+from napari_unet.nn.segmenter import Segmenter
+
+MAX_PIXELS = 8_000_000  # outputs kept for the search (16 bytes a pixel): images past this are not used
+
+
+def tuning_steps(
+    segmenter: Segmenter, items: Sequence[TrainingImage], diameter: float | None = None
+) -> Generator[str, None, InstanceTuning]:
+    """Yields what it is doing ("predicting image 2/12"); returns what tuning picked (or why not).
+
+    `diameter`: the objects' size the user gave training, else each image's own, as training used.
+    """
+    outlined = [item for item in items if item.instances is not None and np.any(item.instance_mask)]
+    if not segmenter.instance_heads_trained or not outlined:
+        return InstanceTuning(InstanceParams(), False, reason="no outlined objects to tune on (scribbles only)")
+    chosen, pixels = [], 0
+    for item in outlined:
+        size = int(np.prod(item.annotations.shape))
+        if chosen and pixels + size > MAX_PIXELS:
+            break
+        chosen.append(item)
+        pixels += size
+    cases = []
+    for i, item in enumerate(chosen, start=1):
+        yield f"tuning instance settings: predicting image {i}/{len(chosen)}"
+        prediction = segmenter.predict(item.image, diameter=diameter or item.object_diameter())
+        known = None if item.instance_mask is None or item.instance_mask.all() else item.instance_mask
+        cases.append(TuningCase(prediction, np.asarray(item.instances), known))
+    searched = []
+    tuning = tune_instance_params(cases, segmenter.instances, progress=lambda done, total: searched.append(done))
+    yield f"tuning instance settings: {len(searched)} settings compared"
+    return tuning

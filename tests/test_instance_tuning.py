@@ -1,0 +1,82 @@
+"""Instance settings tuned on the user's outlined objects (functionals.instance_tuning)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_unet.functionals.instance_tuning import MIN_OBJECTS, InstanceTuning, TuningCase, tune_instance_params
+from napari_unet.functionals.instances import InstanceParams, instances_from_prediction
+from napari_unet.functionals.prediction import Prediction
+from napari_unet.functionals.targets import boundary_target, distance_target
+
+
+def lobed_objects(rows: int = 5, cols: int = 8, neck_border: float = 0.6) -> tuple[Prediction, np.ndarray, np.ndarray]:
+    """Outputs of a model for rows x cols objects of two lobes each (two distance peaks), whose boundary
+    head marks the line between the lobes at `neck_border` x their outer edge; (prediction, the objects
+    as wholes, the lobes as objects of their own)."""
+    lobes = np.zeros((rows * 30, cols * 50), np.int32)
+    yy, xx = np.ogrid[:30, :50]
+    for i in range(rows):
+        for j in range(cols):
+            cell = lobes[i * 30:(i + 1) * 30, j * 50:(j + 1) * 50]
+            left, right = (yy - 15) ** 2 + (xx - 16) ** 2 <= 100, (yy - 15) ** 2 + (xx - 33) ** 2 <= 100
+            n = 2 * (i * cols + j)
+            cell[left] = n + 1
+            cell[right & ~left] = n + 2
+    wholes = (lobes + 1) // 2
+    foreground = (lobes > 0).astype(np.float32)
+    boundary = boundary_target(wholes)
+    boundary[(boundary_target(lobes) > 0) & (boundary == 0)] = neck_border
+    prediction = Prediction(np.stack([1 - foreground, foreground]), boundary, distance_target(lobes))
+    return prediction, wholes, lobes
+
+
+def model_instances(prediction: Prediction, params: InstanceParams) -> np.ndarray:
+    return instances_from_prediction(prediction, params)
+
+
+def test_a_faint_border_inside_whole_objects_tunes_border_evidence_up():
+    prediction, wholes, _ = lobed_objects(neck_border=0.6)
+    default = model_instances(prediction, InstanceParams())
+    assert default.max() == 2 * wholes.max()  # the default keeps the lobes apart: every object in two
+    tuning = tune_instance_params([TuningCase(prediction, wholes)], model_instances)
+    assert tuning.tuned and tuning.params.border_evidence == 0.7  # the lowest value that merges them
+    assert tuning.default_ap50 == 0.5 and tuning.ap50 == 1.0  # one lobe matches its object, the other is a false one
+    assert tuning.objects == wholes.max() and tuning.images == 1
+    assert "border evidence 0.7" in tuning.describe()
+
+
+def test_where_the_lobes_are_the_objects_the_defaults_stay():
+    prediction, _, lobes = lobed_objects(neck_border=0.6)
+    tuning = tune_instance_params([TuningCase(prediction, lobes)], model_instances)
+    # 0, 0.3 and 0.5 all keep the lobes apart: a tie keeps the default
+    assert tuning.tuned and tuning.params == InstanceParams() and tuning.ap50 == tuning.default_ap50 == 1.0
+    assert "the defaults" in tuning.describe()
+
+
+def test_without_outlined_objects_or_with_too_few_the_defaults_stay_and_say_why():
+    assert not tune_instance_params([], model_instances).tuned
+    prediction, wholes, _ = lobed_objects(rows=1, cols=MIN_OBJECTS - 1)
+    few = tune_instance_params([TuningCase(prediction, wholes)], model_instances)
+    assert not few.tuned and few.params == InstanceParams()
+    assert f"fewer than {MIN_OBJECTS}" in few.reason and few.reason in few.describe()
+
+
+def test_only_objects_inside_the_accepted_regions_are_judged():
+    prediction, wholes, _ = lobed_objects(rows=8, neck_border=0.6)
+    known = np.zeros(wholes.shape, bool)
+    known[:, : wholes.shape[1] // 2] = True  # the left half is accepted, holding whole objects
+    truth = np.where(known, wholes, 0)
+    tuning = tune_instance_params([TuningCase(prediction, truth, known)], model_instances)
+    assert tuning.params.border_evidence == 0.7 and tuning.ap50 == 1.0  # the right half's objects count for nothing
+    assert tuning.objects == np.unique(truth[truth > 0]).size
+
+
+def test_round_trip_through_a_table_and_damaged_tables_are_refused():
+    tuning = InstanceTuning(InstanceParams(border_evidence=0.7), True, 0.81, 0.78, 412, 12)
+    assert InstanceTuning.from_dict(tuning.to_dict()) == tuning
+    with pytest.raises(ValueError):
+        InstanceTuning.from_dict({"tuned": True})
+    with pytest.raises(Exception, match="border evidence"):
+        InstanceTuning.from_dict({**tuning.to_dict(), "params": {"border_evidence": 3.0}})
