@@ -85,7 +85,7 @@ def main() -> None:
     own = [segmenter.predict(item.image, diameter=item.object_diameter()) for item in items]
     own_truth = [item.instances for item in items]
     tick = time.perf_counter()
-    search = tune_instance_params([TuningCase(p, t) for p, t in zip(own, own_truth)], segmenter.instances)
+    tune_instance_params([TuningCase(p, t) for p, t in zip(own, own_truth)], segmenter.instances)
     search_seconds = time.perf_counter() - tick
     other, other_truth = [], []
     for entry in unseen:

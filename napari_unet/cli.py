@@ -11,6 +11,7 @@ import math
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -155,18 +156,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_instance_options(parser: argparse.ArgumentParser) -> None:
-    """How objects are split from the network's outputs (InstanceParams), checked as the core checks them."""
+    """How objects are split from the network's outputs (InstanceParams), checked as the core checks them.
+
+    Each defaults to the model's own value (tuned on its training annotations, else InstanceParams'):
+    None here means "not given", so only the options typed on the command line override the model.
+    """
+    model = " (default: the model's, tuned on its training annotations; else {})"
     parser.add_argument("--threshold", type=_real(0.0, 1.0, low_open=True, high_open=True),
-                        default=InstanceParams.threshold, help="foreground probability threshold")
-    parser.add_argument("--min-size", type=_whole(0), default=InstanceParams.min_size,
-                        help="smallest object kept, in pixels")
-    parser.add_argument("--seed-spacing", type=_whole(1, limits.MAX_SEED_SPACING), default=InstanceParams.seed_spacing,
-                        help="seeds closer than this merge, in pixels")
-    parser.add_argument("--seed-prominence", type=_real(0.0, 1.0), default=InstanceParams.seed_prominence,
-                        help="how far a distance-map peak must rise above its surroundings to seed an object")
-    parser.add_argument("--border-evidence", type=_real(0.0, 1.0), default=InstanceParams.border_evidence,
+                        help="foreground probability threshold" + model.format(InstanceParams.threshold))
+    parser.add_argument("--min-size", type=_whole(0),
+                        help="smallest object kept, in pixels" + model.format(InstanceParams.min_size))
+    parser.add_argument("--seed-spacing", type=_whole(1, limits.MAX_SEED_SPACING),
+                        help="seeds closer than this merge, in pixels" + model.format(InstanceParams.seed_spacing))
+    parser.add_argument("--seed-prominence", type=_real(0.0, 1.0),
+                        help="how far a distance-map peak must rise above its surroundings to seed an object"
+                        + model.format(InstanceParams.seed_prominence))
+    parser.add_argument("--border-evidence", type=_real(0.0, 1.0),
                         help="two touching objects stay apart only where the boundary head marks their border at "
-                             "least this fraction as clearly as the objects' outer edges (0: keep every split)")
+                             "least this fraction as clearly as the objects' outer edges (0: keep every split)"
+                        + model.format(InstanceParams.border_evidence))
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -231,6 +239,8 @@ def _train(args) -> int:
     path = segmenter.save(args.out)
     last = segmenter.history[-1]
     print(f"saved {path} ({last['steps']} steps in {last['seconds']:.0f} s, loss {last['loss']})")
+    if trainer.tuning is not None:
+        print(trainer.tuning.describe())
     return 0
 
 
@@ -302,8 +312,8 @@ def _run_training(trainer, config, quiet: bool):
         while True:
             record = next(generator)
             bar.n = record.step if config.steps is not None else min(record.elapsed, total)
-            bar.set_postfix_str(f"loss {record.loss:.3f}, {record.pixels_per_second / 1e6:.2f} Mpx/s, {record.device}",
-                                refresh=False)
+            bar.set_postfix_str(record.stage or f"loss {record.loss:.3f}, {record.pixels_per_second / 1e6:.2f} Mpx/s, "
+                                f"{record.device}", refresh=False)
             bar.refresh()
     except StopIteration as done:
         return done.value
@@ -351,7 +361,7 @@ def _predict(args) -> int:
 
         planes = len(layout.planes())
         result = predict_image(
-            segmenter, image, layout, _instance_params(args) if args.instances else None, frames=args.frames,
+            segmenter, image, layout, _instance_params(args, segmenter.instance_params) if args.instances else None, frames=args.frames,
             z_anisotropy=args.z_anisotropy, diameter=_diameter(args.diameter), tile_size=args.tile_size, overlap=args.overlap,
             probabilities=bool(args.probabilities),
             progress=(lambda done, total: bar.set_description(f"predicting plane {min(done + 1, total)}/{total}"))
@@ -384,9 +394,14 @@ def _export_bioimageio(args) -> int:
     return 0
 
 
-def _instance_params(args) -> InstanceParams:
-    return InstanceParams(threshold=args.threshold, min_size=args.min_size, seed_spacing=args.seed_spacing,
-                          seed_prominence=args.seed_prominence, border_evidence=args.border_evidence)
+def _instance_params(args, model: InstanceParams | None = None) -> InstanceParams:
+    """The model's instance settings (`model`; None: read from --model) with the options given overriding them."""
+    if model is None:
+        from napari_unet.nn.segmenter import Segmenter
+
+        model = Segmenter.load(resolve(args.model)).instance_params
+    given = {name: getattr(args, name) for name in InstanceParams.__dataclass_fields__ if getattr(args, name) is not None}
+    return replace(model, **given)
 
 
 def _diameter(text: str) -> float | str:

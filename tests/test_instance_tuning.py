@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_unet.functionals.instance_tuning import MIN_OBJECTS, InstanceTuning, TuningCase, tune_instance_params
+from napari_unet.functionals.instance_tuning import (
+    MIN_OBJECTS,
+    InstanceTuning,
+    TuningCase,
+    tune_instance_params,
+)
 from napari_unet.functionals.instances import InstanceParams, instances_from_prediction
 from napari_unet.functionals.prediction import Prediction
 from napari_unet.functionals.targets import boundary_target, distance_target
@@ -76,7 +81,7 @@ def test_only_objects_inside_the_accepted_regions_are_judged():
 def test_round_trip_through_a_table_and_damaged_tables_are_refused():
     tuning = InstanceTuning(InstanceParams(border_evidence=0.7), True, 0.81, 0.78, 412, 12)
     assert InstanceTuning.from_dict(tuning.to_dict()) == tuning
-    with pytest.raises(ValueError):
+    with pytest.raises(TypeError):
         InstanceTuning.from_dict({"tuned": True})
     with pytest.raises(Exception, match="border evidence"):
         InstanceTuning.from_dict({**tuning.to_dict(), "params": {"border_evidence": 3.0}})

@@ -77,7 +77,7 @@ class InstanceTuning:
     def from_dict(cls, table: dict) -> InstanceTuning:
         """From a checkpoint (a user file): the params are checked as InstanceParams checks them."""
         if not isinstance(table, dict) or not isinstance(table.get("params"), dict):
-            raise ValueError("its instance tuning is not a table of settings")
+            raise TypeError("its instance tuning is not a table of settings")
         fields = set(cls.__dataclass_fields__) - {"params"}
         return cls(params=InstanceParams(**table["params"]), **{k: v for k, v in table.items() if k in fields})
 
@@ -85,7 +85,6 @@ class InstanceTuning:
 def tune_instance_params(
     cases: Sequence[TuningCase],
     instances: Callable[[Prediction, InstanceParams], np.ndarray],
-    progress: Callable[[int, int], None] | None = None,
 ) -> InstanceTuning:
     """The InstanceParams with the best AP@0.5 on `cases`, searched from the defaults.
 
@@ -94,14 +93,10 @@ def tune_instance_params(
     """
     defaults = InstanceParams()
     objects = sum(case.objects() for case in cases)
-    if not cases:
-        return InstanceTuning(defaults, False, reason="no outlined objects to tune on (scribbles only)")
-    if objects < MIN_OBJECTS:
-        return InstanceTuning(defaults, False, objects=objects, images=len(cases),
-                              reason=f"{objects} outlined objects, fewer than {MIN_OBJECTS} to tune on")
+    refused = too_few(objects, len(cases))
+    if refused is not None:
+        return refused
     margin = max(MIN_GAIN, 1.0 / objects)
-    total = sum(len(values) for _, values in SEARCH)
-    done = 0
 
     def ap50(params: InstanceParams) -> float:
         tp = fp_fn = 0
@@ -114,9 +109,6 @@ def tune_instance_params(
     default_score = best_score
     for name, values in SEARCH:
         for value in values:
-            done += 1
-            if progress is not None:
-                progress(done, total)
             candidate = replace(best, **{name: value})
             if candidate == best:
                 continue
@@ -124,6 +116,16 @@ def tune_instance_params(
             if score > best_score + margin:
                 best, best_score = candidate, score
     return InstanceTuning(best, True, round(best_score, 4), round(default_score, 4), objects, len(cases))
+
+
+def too_few(objects: int, images: int) -> InstanceTuning | None:
+    """The defaults, with the reason, when `objects` outlined objects are too few to tune on; else None."""
+    if objects == 0:
+        return InstanceTuning(InstanceParams(), False, reason="no outlined objects to tune on (scribbles only)")
+    if objects < MIN_OBJECTS:
+        return InstanceTuning(InstanceParams(), False, objects=objects, images=images,
+                              reason=f"{objects} outlined objects, fewer than {MIN_OBJECTS} to tune on")
+    return None
 
 
 def _inside(labels: np.ndarray, known: np.ndarray | None) -> np.ndarray:

@@ -13,8 +13,12 @@ from collections.abc import Generator, Sequence
 import numpy as np
 
 from napari_unet.functionals.data import TrainingImage
-from napari_unet.functionals.instance_tuning import InstanceTuning, TuningCase, tune_instance_params
-from napari_unet.functionals.instances import InstanceParams
+from napari_unet.functionals.instance_tuning import (
+    InstanceTuning,
+    TuningCase,
+    too_few,
+    tune_instance_params,
+)
 from napari_unet.nn.segmenter import Segmenter
 
 MAX_PIXELS = 8_000_000  # outputs kept for the search (16 bytes a pixel): images past this are not used
@@ -27,9 +31,10 @@ def tuning_steps(
 
     `diameter`: the objects' size the user gave training, else each image's own, as training used.
     """
-    outlined = [item for item in items if item.instances is not None and np.any(item.instance_mask)]
-    if not segmenter.instance_heads_trained or not outlined:
-        return InstanceTuning(InstanceParams(), False, reason="no outlined objects to tune on (scribbles only)")
+    outlined = [item for item in items if item.instances is not None
+                and (item.instance_mask is None or np.any(item.instance_mask))]
+    if not segmenter.instance_heads_trained:
+        outlined = []
     chosen, pixels = [], 0
     for item in outlined:
         size = int(np.prod(item.annotations.shape))
@@ -37,13 +42,20 @@ def tuning_steps(
             break
         chosen.append(item)
         pixels += size
+    objects = sum(_objects(item) for item in chosen)
+    refused = too_few(objects, len(chosen))
+    if refused is not None:
+        return refused
     cases = []
     for i, item in enumerate(chosen, start=1):
         yield f"tuning instance settings: predicting image {i}/{len(chosen)}"
         prediction = segmenter.predict(item.image, diameter=diameter or item.object_diameter())
         known = None if item.instance_mask is None or item.instance_mask.all() else item.instance_mask
         cases.append(TuningCase(prediction, np.asarray(item.instances), known))
-    searched = []
-    tuning = tune_instance_params(cases, segmenter.instances, progress=lambda done, total: searched.append(done))
-    yield f"tuning instance settings: {len(searched)} settings compared"
-    return tuning
+    yield f"tuning instance settings: comparing settings on {objects} objects"
+    return tune_instance_params(cases, segmenter.instances)
+
+
+def _objects(item: TrainingImage) -> int:
+    ids = np.unique(item.instances if item.instance_mask is None else item.instances[item.instance_mask])
+    return int(np.count_nonzero(ids))

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Generator
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import torch
@@ -233,7 +233,7 @@ class Trainer:
             segmenter.instance_heads_trained = segmenter.instance_heads_trained or (trains_instances and step > 0)
             segmenter.history.append(
                 {
-                    "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "finished": datetime.now(UTC).isoformat(timespec="seconds"),
                     "steps": step,
                     "seconds": round(time.perf_counter() - start, 2),
                     "loss": None if loss_ema is None else round(float(loss_ema), 5),

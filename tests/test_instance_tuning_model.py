@@ -1,0 +1,106 @@
+"""A model's tuned instance settings: found after training, kept in its checkpoint, used by `predict`."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from synthetic import blobs
+
+from napari_unet.cli import main
+from napari_unet.functionals.data import TrainingImage
+from napari_unet.functionals.instance_tuning import MIN_OBJECTS, InstanceTuning
+from napari_unet.functionals.instances import InstanceParams
+from napari_unet.nn.segmenter import Segmenter
+from napari_unet.nn.training import TrainConfig, Trainer
+
+TINY = dict(patch_size=64, batch_size=4, device="cpu", seed=0)
+
+
+def run_to_end(trainer: Trainer):
+    records, generator = [], trainer.run()
+    while True:
+        try:
+            records.append(next(generator))
+        except StopIteration as done:
+            return records, done.value
+
+
+def test_training_on_outlined_objects_tunes_and_reports_it_as_progress():
+    image, labels = blobs(160, n=40, seed=1)
+    assert labels.max() >= MIN_OBJECTS
+    trainer = Trainer([TrainingImage.from_instances(image[None], labels)], TrainConfig(steps=3, **TINY))
+    records, segmenter = run_to_end(trainer)
+    assert [r.step for r in records if not r.stage] == [1, 2, 3]
+    stages = [r.stage for r in records if r.stage]
+    assert stages[0] == "tuning instance settings: predicting image 1/1" and "comparing" in stages[-1]
+    assert all(r.step == 3 and r.fraction == 1.0 for r in records if r.stage)
+    tuning = trainer.tuning
+    assert tuning is not None and tuning.tuned and tuning.objects == labels.max() and tuning.images == 1
+    assert segmenter.instance_tuning == tuning and segmenter.instance_params == tuning.params
+    assert segmenter.history[-1]["instance_tuning"] == tuning.to_dict()
+
+
+def test_scribbles_keep_what_was_tuned_before_and_say_why_not_now():
+    image, labels = blobs(96, n=8)
+    scribbles = np.zeros(labels.shape, np.uint8)
+    scribbles[labels == 1], scribbles[:2] = 2, 1
+    start = Segmenter.create(TrainConfig(**TINY).model_config(1, 2), ["background", "object"])
+    start.instance_heads_trained = True
+    tuned = InstanceTuning(InstanceParams(border_evidence=0.7), True, 0.8, 0.7, 100, 3)
+    start.instance_tuning = tuned
+    trainer = Trainer([TrainingImage.from_scribbles(image[None], scribbles)], TrainConfig(steps=1, **TINY),
+                      segmenter=start)
+    records, segmenter = run_to_end(trainer)
+    assert not any(r.stage for r in records)
+    assert not trainer.tuning.tuned and "scribbles only" in trainer.tuning.describe()
+    assert segmenter.instance_tuning == tuned and segmenter.instance_params.border_evidence == 0.7
+    off = Trainer([TrainingImage.from_instances(image[None], labels)], TrainConfig(steps=1, tune_instances=False, **TINY))
+    assert run_to_end(off)[1].instance_tuning is None and off.tuning is None
+
+
+def test_tuned_settings_survive_the_checkpoint_and_old_checkpoints_load_with_the_defaults(tmp_path):
+    segmenter = Segmenter.create(TrainConfig(**TINY).model_config(1, 2), ["background", "object"])
+    assert segmenter.instance_params == InstanceParams()
+    old = segmenter.to_checkpoint()
+    del old["instance_tuning"]  # as saved before tuning existed
+    assert Segmenter.from_checkpoint(old).instance_tuning is None
+    segmenter.instance_tuning = InstanceTuning(InstanceParams(threshold=0.4, border_evidence=0.7), True, 0.8, 0.7, 90, 2)
+    loaded = Segmenter.load(segmenter.save(tmp_path / "m.pt"))
+    assert loaded.instance_tuning == segmenter.instance_tuning
+    assert loaded.instance_params == InstanceParams(threshold=0.4, border_evidence=0.7)
+    assert loaded.model_card()["instance_settings"]["border_evidence"] == 0.7
+    untuned = InstanceTuning(InstanceParams(), False, reason="scribbles only")
+    segmenter.instance_tuning = untuned
+    assert Segmenter.load(segmenter.save(tmp_path / "u.pt")).instance_params == InstanceParams()
+    damaged = segmenter.to_checkpoint()
+    damaged["instance_tuning"] = {"params": {"threshold": 7.0}, "tuned": True}
+    torch.save(damaged, tmp_path / "d.pt")
+    with pytest.raises(Exception, match="threshold"):
+        Segmenter.load(tmp_path / "d.pt")
+
+
+def test_cli_predict_uses_the_models_settings_unless_an_option_is_given(tmp_path, capsys):
+    image, labels = blobs(96, n=10)
+    tifffile.imwrite(tmp_path / "img.tif", image)
+    tifffile.imwrite(tmp_path / "lbl.tif", labels)
+    fast = ["--steps", "3", "--patch-size", "48", "--batch-size", "2", "--device", "cpu", "--quiet"]
+    assert main(["train", "--image", str(tmp_path / "img.tif"), "--instances", str(tmp_path / "lbl.tif"),
+                 "--out", str(tmp_path / "plain.pt"), *fast]) == 0
+    assert f"10 outlined objects, fewer than {MIN_OBJECTS}" in capsys.readouterr().out  # too few: says why
+    model = Segmenter.load(tmp_path / "plain.pt")
+    model.instance_tuning = InstanceTuning(InstanceParams(threshold=0.9, border_evidence=0.7), True, 0.9, 0.8, 50, 1)
+    model.save(tmp_path / "tuned.pt")
+
+    def predict(name: str, *options: str) -> np.ndarray:
+        out = tmp_path / f"{name}_{len(list(tmp_path.glob('*_out.tif')))}_out.tif"
+        assert main(["predict", "--model", str(tmp_path / name), "--image", str(tmp_path / "img.tif"), "--quiet",
+                     "--instances", str(out), *options]) == 0
+        return tifffile.imread(out)
+
+    stored = predict("tuned.pt")
+    assert np.array_equal(stored, predict("plain.pt", "--threshold", "0.9", "--border-evidence", "0.7"))
+    overridden = predict("tuned.pt", "--threshold", "0.05")  # the border evidence stays the model's
+    assert np.array_equal(overridden, predict("plain.pt", "--threshold", "0.05", "--border-evidence", "0.7"))
+    assert not np.array_equal(stored, overridden)
