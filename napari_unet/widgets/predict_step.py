@@ -89,6 +89,12 @@ class PredictStep(QWidget):
             "lower it if touching objects merge (0 keeps every split)")
         inst_form.addRow(ui.label("Border evidence", self.border_slider.toolTip()), self.border_slider)
         layout.addLayout(inst_form)
+        self.tuning_label = ui.hint("")  # what tuning after training picked for the model, or why not
+        self.tuning_label.setToolTip(
+            "After training, the settings above are tried on the objects you outlined (instance labels, accepted "
+            "regions) and the best are kept with the model; the sliders move to them and you can still move them")
+        layout.addWidget(self.tuning_label)
+        self._tuned_model = None  # the model whose tuned settings the sliders were last moved to
         self.instance_status = ui.label("", "Objects in the instance layer of the plane on display")
         self.instance_status.setWordWrap(True)  # "N objects in this plane · predicted for objects of D px (source)"
         layout.addWidget(self.instance_status)
@@ -116,10 +122,12 @@ class PredictStep(QWidget):
         ui.listen(controller.busy_changed, self.update_state)
         ui.listen(controller.model_changed, self.update_state)
         ui.listen(controller.model_changed, self._show_model_diameter)
+        ui.listen(controller.model_changed, self._follow_model_settings)
         ui.listen(controller.image_changed, self._on_image_or_plane)
         ui.listen(controller.plane_changed, self._on_image_or_plane)
         self.diameter_combo.currentIndexChanged.connect(lambda _: self._show_model_diameter())
         self._show_model_diameter()
+        self._follow_model_settings()
         self.update_state()
         self.update_status()
 
@@ -162,6 +170,21 @@ class PredictStep(QWidget):
             widget.setToolTip(tip)
         self.diameter_combo.setEnabled(resizes)
         self.diameter_spin.setEnabled(resizes and self.diameter_combo.currentData() == "size")
+
+    def _follow_model_settings(self) -> None:
+        """Move the sliders to a newly trained or loaded model's tuned settings, once per model, and say so."""
+        model = self.controller.segmenter
+        tuning = None if model is None else model.instance_tuning
+        self.tuning_label.setText("" if tuning is None else tuning.describe())
+        self.tuning_label.setVisible(tuning is not None)
+        if tuning is None or not tuning.tuned or model is self._tuned_model:
+            return
+        self._tuned_model = model
+        params = tuning.params
+        self.threshold_slider.setValue(params.threshold)
+        self.min_size_spin.setValue(params.min_size)
+        self.spacing_spin.setValue(params.seed_spacing)
+        self.border_slider.setValue(params.border_evidence)
 
     def notify(self, level: str, text: str) -> None:
         self.controller.notify(level, text)

@@ -330,7 +330,7 @@ class TrainStep(QWidget):
             self.train_progress.setRange(0, 1000)
             self.train_progress.setValue(int(min(progress.fraction, 1.0) * 1000))
         left = f" · {progress.remaining:.0f} s left" if progress.remaining is not None else " · until stopped"
-        self.train_progress.setFormat(f"step {progress.step}{left}")
+        self.train_progress.setFormat(progress.stage or f"step {progress.step}{left}")
         self.train_stats.setText(
             f"step {progress.step} · loss {progress.loss:.4f} · {progress.pixels_per_second / 1e3:,.0f} kpx/s"
             f" · {progress.elapsed:.0f} s{left}"

@@ -118,6 +118,9 @@ class TrainingJobs:
         loss_text = f", loss {loss:.3f}" if isinstance(loss, (int, float)) else ""
         self._finish_message = (f"training {how} after {run.get('steps', 0)} steps{loss_text}"
                                 + ("" if first else " (continued from the previous model)"))
+        tuning = None if self._trainer is None else self._trainer.tuning
+        if tuning is not None:  # what the Predict step's sliders now show, or why they did not move
+            self._finish_message += f"; {tuning.describe()}"
 
     def _on_train_error(self, error: Exception) -> None:
         self._train_ok = False
