@@ -54,6 +54,7 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=12)
     parser.add_argument("--unseen", type=int, default=60, help="other train images to score on")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--save-tuned", type=Path, help="also save the model with what tuning picked (for val)")
     parser.add_argument("--name", default="instance_tuning")
     parser.add_argument("--data", type=Path, default=DATA)
     args = parser.parse_args()
@@ -81,6 +82,10 @@ def main() -> None:
     tune_seconds = time.perf_counter() - tick
     print(f"tuning on the {len(items)} training images ({tune_seconds:.1f} s with their prediction): "
           f"{picked.describe()}", flush=True)
+    if args.save_tuned:
+        tuned = Segmenter.load(args.model)
+        tuned.instance_tuning = picked
+        tuned.save(args.save_tuned)
 
     own = [segmenter.predict(item.image, diameter=item.object_diameter()) for item in items]
     own_truth = [item.instances for item in items]
