@@ -195,7 +195,7 @@ def test_a_pyramid_layer_holds_only_the_tile_napari_read_around_the_view():
     from napari.components import ViewerModel
     from napari.layers import Labels
 
-    from napari_unet.widgets.store_jobs import holds
+    from napari_unet.widgets.store_jobs import holds, shows_landed
 
     viewer = ViewerModel()
     levels = [zarr.zeros((n, n), chunks=(256, 256), dtype=np.uint8) for n in (4096, 2048, 1024)]
@@ -211,6 +211,12 @@ def test_a_pyramid_layer_holds_only_the_tile_napari_read_around_the_view():
     layer._update_draw(scale_factor=8.0, corner_pixels_displayed=np.array([[0.0, 0.0], [4096.0, 4096.0]]),
                        shape_threshold=(512, 512))
     assert layer.data_level == 2 and holds(layer, (slice(3000, 4096), slice(3000, 4096)))
+    # the objects pass writes the finest level only: a coarser one shown is not redrawn for its blocks
+    layer.metadata = {"napari_unet": {"role": "instances", "image": "big"}}
+    assert not shows_landed(layer, "objects", (slice(0, 1024), slice(0, 1024)))
+    assert not shows_landed(layer, "network", (slice(0, 1024), slice(0, 1024)))  # not the network's layer
+    layer.metadata = {"napari_unet": {"role": "semantic", "image": "big"}}
+    assert shows_landed(layer, "network", (slice(0, 1024), slice(0, 1024)))
     assert holds(Labels(np.zeros((64, 64), np.uint8)), (slice(60, 64), slice(60, 64)))  # one scale: all of it
 
 

@@ -81,6 +81,16 @@ def landed_region(shape: tuple[int, int], block: int, stage: str, done: int) -> 
     return block_region(shape, y, x, block, OBJECTS_HALO if stage == "objects" else 0)
 
 
+def shows_landed(layer, stage: str, region: tuple[slice, slice]) -> bool:
+    """Whether a block that the `stage` pass wrote into `region` changes what napari holds of `layer`. The
+    objects pass writes the finest level only (the coarser ones after the pass)."""
+    if lb.meta(layer).get("role") not in PASS_WRITES.get(stage, ()):
+        return False
+    if stage == "objects" and layer.multiscale and layer.data_level != 0:
+        return False
+    return holds(layer, region)
+
+
 def holds(layer, region: tuple[slice, slice]) -> bool:
     """Whether napari's current tile of `layer` (all of a single-scale plane; for a pyramid the chunks
     around the view at the level shown) meets `region` (plane pixels)."""
@@ -263,9 +273,8 @@ class StoreJobs:
         self._store_refreshed = time.monotonic()
         landed, self._store_landed = self._store_landed, []
         for layer in self._store_layers_of(name):
-            role = lb.meta(layer).get("role")
-            whole = ended is not None and role in PASS_WRITES.get(ended, ())
-            if whole or any(role in PASS_WRITES.get(stage, ()) and holds(layer, region) for stage, region in landed):
+            whole = ended is not None and lb.meta(layer).get("role") in PASS_WRITES.get(ended, ())
+            if whole or any(shows_landed(layer, stage, region) for stage, region in landed):
                 layer.refresh(thumbnail=whole, extent=False)
 
     def _on_store_returned(self, result) -> None:
