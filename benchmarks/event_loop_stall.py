@@ -32,8 +32,9 @@ about 600x75 px beside the dock, so a view move reads little; for a canvas a use
     xvfb-run -a -s "-screen 0 1920x1080x24" python3 benchmarks/event_loop_stall.py --store 16384 \
         --seconds 60 --window 1900 1060
 
-The record lists, per layer, napari's redraws (`Layer.refresh`: re-read, colour and upload of the
-tile on screen) with their total and longest time, to tell the dock's redraws from the rest.
+The record lists, per layer, napari's redraws (`Layer.refresh`: re-read and colour the tile napari
+holds) with their count, total and longest time, by cause: "dock" (the dock redrawing a layer as
+blocks land) or "view" (napari, at a view move).
 """
 
 from __future__ import annotations
@@ -107,21 +108,35 @@ def measure(app, widget, seconds: float, threads: int | None, preview: float, pa
     }
 
 
-def timed_refreshes() -> dict[str, list[float]]:
-    """Wrap napari's `Layer.refresh` to time every redraw, by layer name (ms); returns the live record."""
+def timed_refreshes(controller) -> dict[str, dict[str, list[float]]]:
+    """Time napari's redraws (`Layer.refresh`, ms) by layer name and cause: "dock" (the controller's handler of
+    a landed block) or "view" (napari, at view moves and draws). Returns the live record."""
     from napari.layers import Layer
 
-    record: dict[str, list[float]] = {}
+    record: dict[str, dict[str, list[float]]] = {}
     refresh = Layer.refresh
+    in_dock = [False]
 
     def timed(self, *args, **kwargs):
         start = time.perf_counter()
         try:
             return refresh(self, *args, **kwargs)
         finally:
-            record.setdefault(self.name, []).append((time.perf_counter() - start) * 1000)
+            cause = "dock" if in_dock[0] else "view"
+            record.setdefault(self.name, {}).setdefault(cause, []).append((time.perf_counter() - start) * 1000)
+
+    def dock_handler(handler):
+        def handle(*args, **kwargs):
+            in_dock[0] = True
+            try:
+                return handler(*args, **kwargs)
+            finally:
+                in_dock[0] = False
+        return handle
 
     Layer.refresh = timed
+    for name in ("_on_store_progress", "_on_store_returned"):  # bound at the click: wrap them before it
+        setattr(controller, name, dock_handler(getattr(controller, name)))
     return record
 
 
@@ -175,7 +190,7 @@ def measure_store(app, viewer, widget, size: int, seconds: float, browse: float,
     mover.timeout.connect(move)
     loop = QEventLoop()
     controller.prediction_finished.connect(lambda status: loop.quit())
-    refreshes = timed_refreshes()
+    refreshes = timed_refreshes(controller)
     click = time.perf_counter()
     widget.predict_step.predict()
     click_ms = (time.perf_counter() - click) * 1000
@@ -206,8 +221,9 @@ def measure_store(app, viewer, widget, size: int, seconds: float, browse: float,
         "view_moves": len(moves),
         "ticks": int(len(ticks)),
         "canvas_px": list(viewer.window._qt_viewer.canvas.size),
-        "refreshes": {name: {"count": len(ms), "total_ms": round(sum(ms)), "longest_ms": round(max(ms), 1)}
-                      for name, ms in refreshes.items()},
+        "refreshes": {f"{name} ({cause})": {"count": len(ms), "total_ms": round(sum(ms)),
+                                             "longest_ms": round(max(ms), 1)}
+                      for name, causes in refreshes.items() for cause, ms in causes.items()},
     }
 
 
