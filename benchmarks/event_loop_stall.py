@@ -26,8 +26,10 @@ zoom every `--browse` seconds, as a user browsing the result as it fills in woul
 
 The input is drawn before the Predict click (a user sees the image before predicting; the first
 draw of a dask array also imports dask.distributed, 0.7 s, which is not the dock's). `--window W H`
-sizes the viewer's window: under xvfb-run's default screen napari's window leaves the canvas
-about 600x75 px beside the dock, so a view move reads little; for a canvas a user would have:
+sizes the viewer's window. Without it napari restores the window geometry it saved when a viewer
+last closed (in its settings), so the canvas differs between runs (600x75 px to 1005x1121 px
+were seen; the record has it): a small canvas reads little at a view move. For comparable runs
+with a canvas a user would have:
 
     xvfb-run -a -s "-screen 0 1920x1080x24" python3 benchmarks/event_loop_stall.py --store 16384 \
         --seconds 60 --window 1900 1060
