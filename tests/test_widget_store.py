@@ -173,11 +173,18 @@ def test_a_plane_too_big_to_show_whole_is_browsed_through_the_stores_pyramid(mak
         assert np.array_equal(level[...], merged[0][...][:: 2**k, :: 2**k])
     shapes = widget.correct_step._corrections_layer(viewer.layers["big"])
     shapes.add_rectangles(np.array([[0, 0], [47, 55]]))
+    assert not viewer.layers["big accepted"].visible  # nothing accepted: not read and coloured at every move
     assert widget.correct_step.accept("rectangle") > 0
+    assert viewer.layers["big accepted"].visible  # the first accept shows it
     accepted = output_levels(store, "accepted")
     assert viewer.layers["big accepted"].multiscale and len(accepted) == 3
     assert accepted[0][:48, :56].any() and not accepted[0][48:, :].any()
     assert np.array_equal(accepted[1][...], accepted[0][...][::2, ::2])
+    # predicting again: a store with accepted objects shows them from the start
+    with qtbot.waitSignal(controller.prediction_finished, timeout=TIMEOUT):
+        controller.predict(params)
+    qtbot.waitUntil(lambda: not controller.is_predicting, timeout=TIMEOUT)
+    assert viewer.layers["big accepted"].visible
 
 
 def test_a_landed_block_is_the_block_and_for_the_objects_pass_its_halo():
@@ -230,8 +237,9 @@ def test_landed_blocks_redraw_only_the_layers_their_pass_writes(make_napari_view
     widget.annotate_step.image_picker.set_layer(viewer.layers["big"])
     whole = segmenter.predict(image[None], out_dtype=np.float16)
     params = InstanceParams(threshold=float(np.quantile(whole.foreground(), 0.8)), min_size=3)
-    events = []
-    controller.store_progress.connect(lambda record: events.append(("progress", record.stage)))
+    events = []  # ("progress", passes with blocks in the record, passes it ended) and ("redraw", layer role)
+    controller.store_progress.connect(
+        lambda record: events.append(("progress", {name for name, _ in record.regions}, set(record.ended))))
     with qtbot.waitSignal(controller.prediction_finished, timeout=TIMEOUT) as finished:
         controller.predict(params)
         for name in ("semantic", "instances", "accepted"):  # the layers exist once the click returns
@@ -239,14 +247,18 @@ def test_landed_blocks_redraw_only_the_layers_their_pass_writes(make_napari_view
     assert finished.args[0] == "done"
     qtbot.waitUntil(lambda: not controller.is_predicting, timeout=TIMEOUT)
 
-    objects_from = events.index(("progress", "objects"))
-    redrawn = [(i, name) for i, (kind, name) in enumerate(events) if kind == "redraw"]
-    assert ("redraw", "semantic") in events[:objects_from]  # the network pass shows its classes as they land
-    assert all(i < objects_from for i, name in redrawn if name == "semantic")  # not redrawn for others' blocks
-    assert all(i > objects_from for i, name in redrawn if name == "instances")  # no objects before their pass
-    assert ("redraw", "instances") in events
+    records = [(i, event[1], event[2]) for i, event in enumerate(events) if event[0] == "progress"]
+    first_objects = min(i for i, passes, _ in records if "objects" in passes)
+    network_ended = min(i for i, _, ended in records if "network" in ended)
+    after_network = min([i for i, _, _ in records if i > network_ended] + [len(events)])
+    redrawn = [(i, event[1]) for i, event in enumerate(events) if event[0] == "redraw"]
+    assert any(name == "semantic" for _, name in redrawn)  # the network pass shows its classes as they land
+    assert all(i < after_network for i, name in redrawn if name == "semantic")  # not for the objects' blocks
+    assert any(name == "instances" for _, name in redrawn)
+    assert all(i > first_objects for i, name in redrawn if name == "instances")  # no objects before their pass
     assert not any(name == "accepted" for _, name in redrawn)  # a prediction never writes accepted objects
     accepted = viewer.layers["big accepted"]
     assert accepted.multiscale and accepted.contour == 0  # outlines cost a dilation + erosion per view move
+    assert not accepted.visible  # and an empty one is not read at every move until something is accepted
     instances = viewer.layers["big instances"]
     assert instances._slice.image.raw.max() > 0 and instances.thumbnail[..., 3].max() > 0  # shown, with thumbnail

@@ -7,7 +7,7 @@ image's semantic, instance and accepted Labels layers (zarr arrays: napari reads
 slice it draws, and a brush stroke writes only the chunks it touches) and probability
 Image layers (dask arrays over the store), then runs the same two passes as `napari-unet
 predict --out-zarr` (`nn.chunked.fill_outputs`) in a worker. The worker yields a
-`StoreProgress` per block of each pass, with the region it wrote. The GUI thread redraws, at most
+`StoreProgress` per block of each pass, with the regions written. The GUI thread redraws, at most
 every `REFRESH_SECONDS`, only the layers that pass writes (the network pass: semantic and
 probabilities; the objects pass: instances; never accepted) and only when a landed block meets
 the tile napari holds for the layer; thumbnails at the end of a pass. Redrawing every store
@@ -31,6 +31,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,13 +63,16 @@ ACCEPTED = "accepted"  # the store's array of accepted objects (kept across pred
 
 @dataclass(frozen=True)
 class StoreProgress:
-    """Blocks done of one pass ("network", then "objects") of a prediction into a store."""
+    """Blocks done of one pass ("network", then "objects") of a prediction into a store; records are
+    coalesced, so one also lists every block written since the last: (pass, plane region) in `regions`,
+    and the passes that ended in `ended`."""
 
     image: str
     stage: str
     done: int
     total: int
-    regions: tuple[tuple[slice, slice], ...] = ()  # the plane's pixels written since the pass's last record
+    regions: tuple[tuple[str, tuple[slice, slice]], ...] = ()
+    ended: tuple[str, ...] = ()
 
 
 PASS_WRITES = {"network": (c.ROLE_SEMANTIC, c.ROLE_PROBABILITIES), "objects": (c.ROLE_INSTANCES,)}
@@ -132,25 +136,25 @@ def store_generator(segmenter, image_name: str, view: LazyPlane, root, params: I
     import torch
 
     torch.set_num_threads(threads or gui_friendly_threads())
-    stage = ["network"]
     shape, block = tuple(view.shape[-2:]), int(root.attrs["block"])
+    reports: deque = deque()  # (pass, done, total) of every block, from the pass's thread, in order
+    last = [("network", 0, 0)]
 
     def run(progress):
         def report(name: str, done: int, total: int) -> None:
-            stage[0] = name
+            reports.append((name, done, total))
             progress(done, total)
 
         return fill_outputs(segmenter, view, root, params, halo=OBJECTS_HALO, tile_size=tile_size, diameter=diameter,
                             progress=report, should_stop=stop.is_set)
 
-    reported = {"stage": "", "done": 0}  # records are coalesced: a record covers every block since the last
-
-    def record(count) -> StoreProgress:
-        if reported["stage"] != stage[0]:
-            reported.update(stage=stage[0], done=0)
-        regions = tuple(landed_region(shape, block, stage[0], k) for k in range(reported["done"] + 1, count.done + 1))
-        reported["done"] = count.done
-        return StoreProgress(image_name, stage[0], count.done, count.total, regions)
+    def record(count) -> StoreProgress:  # the blocks reported since the last record (counts are coalesced)
+        blocks = [reports.popleft() for _ in range(len(reports))]
+        last[:] = blocks[-1:] or last
+        stage, done, total = last[0]
+        return StoreProgress(image_name, stage, done, total,
+                             tuple((name, landed_region(shape, block, name, k)) for name, k, _ in blocks),
+                             tuple(name for name, k, n in blocks if k == n))
 
     try:
         objects = yield from relabel(yield_counts(run), record)
@@ -236,8 +240,8 @@ class StoreJobs:
         accepted = self.paired(c.ROLE_ACCEPTED, image)
         if accepted is None or lb.is_lazy(accepted):  # one already in memory keeps its pixels
             accepted = self.accepted_layer(image, layout, data=shown(ACCEPTED))
-            if accepted.multiscale:  # napari outlines by a dilation and an erosion of the whole tile at every
-                accepted.contour = 0  # view move (150-300 ms at 2048-3072 px a side): filled on a pyramid
+            if accepted.multiscale:
+                self._browse_accepted(accepted, output_levels(root, ACCEPTED)[-1])
             layers.append(accepted)
         for layer in layers:
             lb.set_meta(layer, store=str(path))
@@ -254,6 +258,22 @@ class StoreJobs:
             self.notify("info", f"'{image.name}' is too big to show whole: its results are shown as pyramids; "
                                 "napari cannot paint on a pyramid, the Correct step's tools work (not undoable)")
 
+    def _browse_accepted(self, layer, coarsest) -> None:
+        """An accepted pyramid is filled, not outlined: napari outlines by a dilation and an erosion of the
+        whole tile it holds at every view move (150-300 ms at 2048-3072 px a side). While nothing is
+        accepted in the store (no chunk written) it is hidden, so napari does not read and colour an
+        empty layer at every move; the first accept shows it."""
+        layer.contour = 0
+        if coarsest.nchunks_initialized == 0:  # every level is written by an accept: the coarsest lists fastest
+            layer.visible = False
+            lb.set_meta(layer, shown_when_accepted=True)
+            self.accepted_changed.connect(self._show_accepted, unique=True)
+
+    def _show_accepted(self) -> None:
+        for layer in self.viewer.layers:
+            if lb.meta(layer).pop("shown_when_accepted", False):
+                layer.visible = True
+
     def _store_layers_of(self, name: str) -> list:
         return [layer for layer in self.viewer.layers
                 if lb.meta(layer).get("image") == name and lb.meta(layer).get("store")]
@@ -262,18 +282,17 @@ class StoreJobs:
         if self.closed:
             return
         self.store_progress.emit(record)
-        self._store_landed.extend((record.stage, region) for region in record.regions)
-        ended = record.done == record.total
-        if ended or time.monotonic() - self._store_refreshed >= REFRESH_SECONDS:
-            self._redraw_landed(record.image, ended=record.stage if ended else None)
+        self._store_landed.extend(record.regions)
+        if record.ended or time.monotonic() - self._store_refreshed >= REFRESH_SECONDS:
+            self._redraw_landed(record.image, ended=record.ended)
 
-    def _redraw_landed(self, name: str, ended: str | None = None) -> None:
+    def _redraw_landed(self, name: str, ended: tuple[str, ...] = ()) -> None:
         """Redraw the store layers of image `name` that a block landed in since the last redraw (when napari
-        holds a tile there); `ended`: a pass that finished, whose layers are redrawn with their thumbnails."""
+        holds a tile there); `ended`: passes that finished, whose layers are redrawn with their thumbnails."""
         self._store_refreshed = time.monotonic()
         landed, self._store_landed = self._store_landed, []
         for layer in self._store_layers_of(name):
-            whole = ended is not None and lb.meta(layer).get("role") in PASS_WRITES.get(ended, ())
+            whole = any(lb.meta(layer).get("role") in PASS_WRITES[stage] for stage in ended)
             if whole or any(shows_landed(layer, stage, region) for stage, region in landed):
                 layer.refresh(thumbnail=whole, extent=False)
 
@@ -288,6 +307,6 @@ class StoreJobs:
             return
         for layer in self._store_layers_of(name):
             lb.set_meta(layer, objects=int(objects))
-        self._redraw_landed(name, ended="objects")  # the instances' coarser levels are written after the pass
+        self._redraw_landed(name, ended=("objects",))  # the instances' coarser levels are written after the pass
         self.instances_updated.emit()
         self.notify("info", f"{objects} objects in '{name}'; outputs saved in {path}")
