@@ -362,7 +362,8 @@ def _predict(args) -> int:
         planes = len(layout.planes())
         result = predict_image(
             segmenter, image, layout, _instance_params(args, segmenter.instance_params) if args.instances else None,
-            frames=args.frames, z_anisotropy=args.z_anisotropy, diameter=_diameter(args.diameter), tile_size=args.tile_size, overlap=args.overlap,
+            frames=args.frames,
+            z_anisotropy=args.z_anisotropy, diameter=_diameter(args.diameter), tile_size=args.tile_size, overlap=args.overlap,
             probabilities=bool(args.probabilities),
             progress=(lambda done, total: bar.set_description(f"predicting plane {min(done + 1, total)}/{total}"))
             if planes > 1 else None,
