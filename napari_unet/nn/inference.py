@@ -28,7 +28,7 @@ from napari_unet.nn.model import BOUNDARY_CHANNEL, DISTANCE_CHANNEL, UNet
 
 
 FLIP_CHOICES = (1, 2, 4, 8)  # network passes per tile
-DEFAULT_FLIPS = 1  # the CLI's and the dock's Predict (BENCHMARKS.md, test-time flips); never the live preview
+DEFAULT_FLIPS = 1  # CLI and dock Predict: off, 1.6-3.3x the time for < 0.01 AP@0.5 on val (BENCHMARKS.md); never the preview
 # The dihedral group's 8 symmetries as (quarter turns, mirrored), in the order passes add them:
 # 2 adds the mirror image, 4 the half turns (same tile shape), 8 the quarter turns.
 SYMMETRIES = ((0, False), (0, True), (2, False), (2, True), (1, False), (1, True), (3, False), (3, True))
