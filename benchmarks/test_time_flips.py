@@ -61,7 +61,8 @@ def _predict_all(name: str, flips: list[int]) -> list[tuple[np.ndarray, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="shipped model name or checkpoint path (default: train a new one)")
-    parser.add_argument("--train-seed", type=int, default=0, help="the seed whose K images are held out (and trained on)")
+    parser.add_argument("--train-seed", type=int, default=0,
+                        help="the seed whose K images are held out (and trained on)")
     parser.add_argument("--k", type=int, default=12)
     parser.add_argument("--steps", type=int, default=1347, help="training steps of the new model")
     parser.add_argument("--images", type=int, default=60, help="selection images")
@@ -91,8 +92,9 @@ def main() -> None:
     for i, n in enumerate(args.flips):
         seconds = [r[i][1] for r in results]
         ratio = [s / r[0][1] for s, r in zip(seconds, results)]
+        preds = [r[i][0] for r in results]
         rows.append({"flips": n, "seconds_per_image": float(np.mean(seconds)),
-                     "time_ratio_to_first": float(np.median(ratio)), **score(truths, [r[i][0] for r in results], areas)})
+                     "time_ratio_to_first": float(np.median(ratio)), **score(truths, preds, areas)})
         r = rows[-1]
         print(f"flips {n}: AP@0.5 {r['ap50']:.3f}  AP@0.7 {r['ap70']:.3f}  DSB {r['dsb']:.3f}  "
               f"terciles {'/'.join(f'{v:.2f}' for v in r['ap50_small_medium_large'])}  "

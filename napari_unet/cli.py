@@ -447,7 +447,8 @@ def _predict_batch(args) -> int:
     workers = args.workers or os.cpu_count() or 1
     options = BatchOptions(kinds=tuple(args.outputs), params=_instance_params(args), channel_axis=args.channel_axis,
                            frames=args.frames, z_anisotropy=args.z_anisotropy, tile_size=args.tile_size,
-                           overlap=args.overlap, diameter=_diameter(args.diameter), flips=args.flips, device=args.device,
+                           overlap=args.overlap, diameter=_diameter(args.diameter), flips=args.flips,
+                           device=args.device,
                            threads=None if args.scheduler else max(1, (os.cpu_count() or 1) // workers),
                            into_zarr=args.into_zarr)
     with tqdm(total=len(inputs), unit="image", disable=args.quiet, desc="predicting", file=sys.stderr) as bar:

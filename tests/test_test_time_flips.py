@@ -51,9 +51,9 @@ def test_flips_average_the_turned_back_logits_of_each_symmetry():
         np.testing.assert_allclose(got.distance, torch.sigmoid(expected[3]).numpy(), atol=1e-5)
 
 
-@pytest.mark.parametrize(("flips", "symmetry"), [(2, lambda a: a[..., ::-1]), (4, lambda a: a[..., ::-1, :]),
-                                                 (4, lambda a: a[..., ::-1, ::-1]), (8, lambda a: np.rot90(a, 1, (-2, -1))),
-                                                 (8, lambda a: np.swapaxes(a, -1, -2))])
+@pytest.mark.parametrize(("flips", "symmetry"), [
+    (2, lambda a: a[..., ::-1]), (4, lambda a: a[..., ::-1, :]), (4, lambda a: a[..., ::-1, ::-1]),
+    (8, lambda a: np.rot90(a, 1, (-2, -1))), (8, lambda a: np.swapaxes(a, -1, -2))])
 def test_the_averaged_model_commutes_with_the_symmetries_it_averages(flips, symmetry):
     """A prediction of the mirrored (turned) image is the mirrored (turned) prediction; without flips it is not."""
     segmenter = _model()

@@ -28,7 +28,8 @@ from napari_unet.nn.model import BOUNDARY_CHANNEL, DISTANCE_CHANNEL, UNet
 
 
 FLIP_CHOICES = (1, 2, 4, 8)  # network passes per tile
-DEFAULT_FLIPS = 1  # CLI and dock Predict: off, 1.6-3.3x the time for < 0.01 AP@0.5 on val (BENCHMARKS.md); never the preview
+# CLI and dock Predict: off, since on val N=2-4 gave < 0.01 of AP@0.5 for 1.6-3.3x the time (BENCHMARKS.md).
+DEFAULT_FLIPS = 1
 # The dihedral group's 8 symmetries as (quarter turns, mirrored), in the order passes add them:
 # 2 adds the mirror image, 4 the half turns (same tile shape), 8 the quarter turns.
 SYMMETRIES = ((0, False), (0, True), (2, False), (2, True), (1, False), (1, True), (3, False), (3, True))
