@@ -23,6 +23,20 @@ nuclei (bigger than the dock's in-memory limit) into a prediction store with the
 zoom every `--browse` seconds, as a user browsing the result as it fills in would:
 
     xvfb-run -a python3 benchmarks/event_loop_stall.py --store 16384 --seconds 60
+
+The input is drawn before the Predict click (a user sees the image before predicting; the first
+draw of a dask array also imports dask.distributed, 0.7 s, which is not the dock's). `--window W H`
+sizes the viewer's window. Without it napari restores the window geometry it saved when a viewer
+last closed (in its settings), so the canvas differs between runs (600x75 px to 1005x1121 px
+were seen; the record has it): a small canvas reads little at a view move. For comparable runs
+with a canvas a user would have:
+
+    xvfb-run -a -s "-screen 0 1920x1080x24" python3 benchmarks/event_loop_stall.py --store 16384 \
+        --seconds 60 --window 1900 1060
+
+The record lists, per layer, napari's redraws (`Layer.refresh`: re-read and colour the tile napari
+holds) with their count, total and longest time, by cause: "dock" (the dock redrawing a layer as
+blocks land) or "view" (napari, at a view move).
 """
 
 from __future__ import annotations
@@ -96,8 +110,50 @@ def measure(app, widget, seconds: float, threads: int | None, preview: float, pa
     }
 
 
-def measure_store(app, viewer, widget, size: int, seconds: float, browse: float, folder: Path) -> dict:
-    """Ticks of a 10 ms QTimer while the dock predicts a lazy size^2 plane into a store, the view moving."""
+def timed_refreshes(controller) -> dict[str, dict[str, list[float]]]:
+    """Time napari's redraws (`Layer.refresh`, ms) by layer name and cause: "dock" (the controller's handler of
+    a landed block) or "view" (napari, at view moves and draws). Returns the live record."""
+    from napari.layers import Layer
+
+    record: dict[str, dict[str, list[float]]] = {}
+    refresh = Layer.refresh
+    in_dock = [False]
+
+    def timed(self, *args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return refresh(self, *args, **kwargs)
+        finally:
+            cause = "dock" if in_dock[0] else "view"
+            record.setdefault(self.name, {}).setdefault(cause, []).append((time.perf_counter() - start) * 1000)
+
+    def dock_handler(handler):
+        def handle(*args, **kwargs):
+            in_dock[0] = True
+            try:
+                return handler(*args, **kwargs)
+            finally:
+                in_dock[0] = False
+        return handle
+
+    Layer.refresh = timed
+    for name in ("_on_store_progress", "_on_store_returned"):  # bound at the click: wrap them before it
+        setattr(controller, name, dock_handler(getattr(controller, name)))
+    return record
+
+
+def settle(app, seconds: float) -> None:
+    """Let the viewer process its events (draw) for `seconds`."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        app.processEvents()
+        time.sleep(0.01)
+
+
+def measure_store(app, viewer, widget, size: int, seconds: float, browse: float, folder: Path,
+                  data_folder: Path | None = None) -> dict:
+    """Ticks of a 10 ms QTimer while the dock predicts a lazy size^2 plane into a store, the view moving.
+    `data_folder`: where the input is written, or reused when there already (default `folder`)."""
     import dask.array as da
     import zarr
     from qtpy.QtCore import QEventLoop, QTimer
@@ -106,9 +162,13 @@ def measure_store(app, viewer, widget, size: int, seconds: float, browse: float,
     from napari_unet.io.pretrained import resolve
 
     levels = max(0, int(np.ceil(np.log2(size / 1024))))  # the input as a pyramid too, as an OME-Zarr would be
-    paths = tiled_nuclei_store(folder / f"nuclei_{size}.zarr", size, levels=levels)
+    first = (data_folder or folder) / f"nuclei_{size}.zarr"
+    paths = [first] + [first.with_name(f"{first.stem}_level{k}.zarr") for k in range(1, levels + 1)]
+    if not all(path.exists() for path in paths):
+        paths = tiled_nuclei_store(first, size, levels=levels)
     data = [da.from_zarr(zarr.open_array(str(path), mode="r")) for path in paths]
     viewer.add_image(data if levels else data[0], name="big", contrast_limits=(0, 4000))
+    settle(app, 2.0)  # the image on screen before the click, as a user sees it
     widget.train_step.load_model(resolve("nuclei"))
     controller = widget.controller
     controller.store_folder = folder
@@ -132,9 +192,11 @@ def measure_store(app, viewer, widget, size: int, seconds: float, browse: float,
     mover.timeout.connect(move)
     loop = QEventLoop()
     controller.prediction_finished.connect(lambda status: loop.quit())
+    refreshes = timed_refreshes(controller)
     click = time.perf_counter()
     widget.predict_step.predict()
     click_ms = (time.perf_counter() - click) * 1000
+    refreshes.clear()  # from here on
     timer.start()
     mover.start()
     start = time.perf_counter()
@@ -160,6 +222,10 @@ def measure_store(app, viewer, widget, size: int, seconds: float, browse: float,
         "stalls_over_50ms": int(np.count_nonzero(stalls > 50)),
         "view_moves": len(moves),
         "ticks": int(len(ticks)),
+        "canvas_px": list(viewer.window._qt_viewer.canvas.size),
+        "refreshes": {f"{name} ({cause})": {"count": len(ms), "total_ms": round(sum(ms)),
+                                             "longest_ms": round(max(ms), 1)}
+                      for name, causes in refreshes.items() for cause, ms in causes.items()},
     }
 
 
@@ -174,6 +240,10 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="default: results/event_loop_stall[_store].json")
     parser.add_argument("--store", type=int, default=0, help="measure a prediction into a store of a SIZE^2 plane")
     parser.add_argument("--browse", type=float, default=2.0, help="with --store: move the view every so many s")
+    parser.add_argument("--window", type=int, nargs=2, metavar=("W", "H"), default=None,
+                        help="with --store: resize the viewer's window (the screen must be as big: xvfb-run -s)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="with --store: keep the generated input in this folder and reuse it (default: temporary)")
     args = parser.parse_args(argv)
     if args.store:
         return store_main(args, argv)
@@ -246,10 +316,12 @@ def store_main(args, argv) -> int:
     viewer = napari.Viewer(show=True)
     widget = UNetWidget(viewer)
     viewer.window.add_dock_widget(widget, name="napari-unet")
+    if args.window:
+        viewer.window._qt_window.resize(*args.window)
     app = QApplication.instance()
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
-        result = measure_store(app, viewer, widget, args.store, args.seconds, args.browse, Path(tmp))
+        result = measure_store(app, viewer, widget, args.store, args.seconds, args.browse, Path(tmp), args.data)
         viewer.close()
     print(f"event-loop stall while the dock predicts a {args.store}^2 lazy plane into a store "
           f"({os.cpu_count()} cores, load average before {load_before:.1f})")

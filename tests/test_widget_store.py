@@ -173,8 +173,92 @@ def test_a_plane_too_big_to_show_whole_is_browsed_through_the_stores_pyramid(mak
         assert np.array_equal(level[...], merged[0][...][:: 2**k, :: 2**k])
     shapes = widget.correct_step._corrections_layer(viewer.layers["big"])
     shapes.add_rectangles(np.array([[0, 0], [47, 55]]))
+    assert not viewer.layers["big accepted"].visible  # nothing accepted: not read and coloured at every move
     assert widget.correct_step.accept("rectangle") > 0
+    assert viewer.layers["big accepted"].visible  # the first accept shows it
     accepted = output_levels(store, "accepted")
     assert viewer.layers["big accepted"].multiscale and len(accepted) == 3
     assert accepted[0][:48, :56].any() and not accepted[0][48:, :].any()
     assert np.array_equal(accepted[1][...], accepted[0][...][::2, ::2])
+    # predicting again: a store with accepted objects shows them from the start
+    with qtbot.waitSignal(controller.prediction_finished, timeout=TIMEOUT):
+        controller.predict(params)
+    qtbot.waitUntil(lambda: not controller.is_predicting, timeout=TIMEOUT)
+    assert viewer.layers["big accepted"].visible
+
+
+def test_a_landed_block_is_the_block_and_for_the_objects_pass_its_halo():
+    from napari_unet.widgets.store_jobs import OBJECTS_HALO, landed_region
+
+    shape = (96, 112)  # blocks of 32: 3 rows of 4, the last column 16 px wide
+    assert landed_region(shape, 32, "network", 2) == (slice(0, 32), slice(32, 64))
+    assert landed_region(shape, 32, "network", 12) == (slice(64, 96), slice(96, 112))
+    assert OBJECTS_HALO >= 32  # a halo wider than this tiny plane's blocks: the whole plane
+    assert landed_region(shape, 32, "objects", 6) == (slice(0, 96), slice(0, 112))
+    assert landed_region((4096, 4096), 1024, "objects", 6) == (slice(1024 - OBJECTS_HALO, 2048 + OBJECTS_HALO),) * 2
+
+
+def test_a_pyramid_layer_holds_only_the_tile_napari_read_around_the_view():
+    from napari.components import ViewerModel
+    from napari.layers import Labels
+
+    from napari_unet.widgets.store_jobs import holds, shows_landed
+
+    viewer = ViewerModel()
+    levels = [zarr.zeros((n, n), chunks=(256, 256), dtype=np.uint8) for n in (4096, 2048, 1024)]
+    layer = viewer.add_labels(levels)
+    # what napari's canvas does at a draw: a 600 x 500 px view at the top left, seen at full resolution
+    layer._update_draw(scale_factor=1.0, corner_pixels_displayed=np.array([[0.0, 0.0], [500.0, 600.0]]),
+                       shape_threshold=(500, 600))
+    assert layer.data_level == 0 and tuple(layer.corner_pixels[1]) == (511, 767)  # the view's 256 px chunks
+    assert holds(layer, (slice(500, 520), slice(700, 800)))  # read, off screen: shown when panned to
+    assert not holds(layer, (slice(512, 1024), slice(0, 1024)))  # the next row of chunks: read when viewed
+    assert not holds(layer, (slice(3000, 4096), slice(3000, 4096)))
+    # zoomed out to the whole plane: the coarsest level, all of it
+    layer._update_draw(scale_factor=8.0, corner_pixels_displayed=np.array([[0.0, 0.0], [4096.0, 4096.0]]),
+                       shape_threshold=(512, 512))
+    assert layer.data_level == 2 and holds(layer, (slice(3000, 4096), slice(3000, 4096)))
+    # the objects pass writes the finest level only: a coarser one shown is not redrawn for its blocks
+    layer.metadata = {"napari_unet": {"role": "instances", "image": "big"}}
+    assert not shows_landed(layer, "objects", (slice(0, 1024), slice(0, 1024)))
+    assert not shows_landed(layer, "network", (slice(0, 1024), slice(0, 1024)))  # not the network's layer
+    layer.metadata = {"napari_unet": {"role": "semantic", "image": "big"}}
+    assert shows_landed(layer, "network", (slice(0, 1024), slice(0, 1024)))
+    assert holds(Labels(np.zeros((64, 64), np.uint8)), (slice(60, 64), slice(60, 64)))  # one scale: all of it
+
+
+@pytest.mark.slow
+def test_landed_blocks_redraw_only_the_layers_their_pass_writes(make_napari_viewer, qtbot, tmp_path):
+    image, _ = blobs(96, n=14, seed=5)
+    image = np.pad(image, ((0, 0), (0, 16)), mode="edge")  # 96 x 112
+    viewer, widget, segmenter = _dock_on_big_image(make_napari_viewer, tmp_path, da.from_array(image, chunks=16))
+    controller = widget.controller
+    controller.store_multiscale_above, controller.store_coarsest = 64, 32  # pyramids of 3 levels
+    widget.annotate_step.image_picker.set_layer(viewer.layers["big"])
+    whole = segmenter.predict(image[None], out_dtype=np.float16)
+    params = InstanceParams(threshold=float(np.quantile(whole.foreground(), 0.8)), min_size=3)
+    events = []  # ("progress", passes with blocks in the record, passes it ended) and ("redraw", layer role)
+    controller.store_progress.connect(
+        lambda record: events.append(("progress", {name for name, _ in record.regions}, set(record.ended))))
+    with qtbot.waitSignal(controller.prediction_finished, timeout=TIMEOUT) as finished:
+        controller.predict(params)
+        for name in ("semantic", "instances", "accepted"):  # the layers exist once the click returns
+            viewer.layers[f"big {name}"].events.set_data.connect(lambda event, name=name: events.append(("redraw", name)))
+    assert finished.args[0] == "done"
+    qtbot.waitUntil(lambda: not controller.is_predicting, timeout=TIMEOUT)
+
+    records = [(i, event[1], event[2]) for i, event in enumerate(events) if event[0] == "progress"]
+    first_objects = min(i for i, passes, _ in records if "objects" in passes)
+    network_ended = min(i for i, _, ended in records if "network" in ended)
+    after_network = min([i for i, _, _ in records if i > network_ended] + [len(events)])
+    redrawn = [(i, event[1]) for i, event in enumerate(events) if event[0] == "redraw"]
+    assert any(name == "semantic" for _, name in redrawn)  # the network pass shows its classes as they land
+    assert all(i < after_network for i, name in redrawn if name == "semantic")  # not for the objects' blocks
+    assert any(name == "instances" for _, name in redrawn)
+    assert all(i > first_objects for i, name in redrawn if name == "instances")  # no objects before their pass
+    assert not any(name == "accepted" for _, name in redrawn)  # a prediction never writes accepted objects
+    accepted = viewer.layers["big accepted"]
+    assert accepted.multiscale and accepted.contour == 0  # outlines cost a dilation + erosion per view move
+    assert not accepted.visible  # and an empty one is not read at every move until something is accepted
+    instances = viewer.layers["big instances"]
+    assert instances._slice.image.raw.max() > 0 and instances.thumbnail[..., 3].max() > 0  # shown, with thumbnail

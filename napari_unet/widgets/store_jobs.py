@@ -7,7 +7,13 @@ image's semantic, instance and accepted Labels layers (zarr arrays: napari reads
 slice it draws, and a brush stroke writes only the chunks it touches) and probability
 Image layers (dask arrays over the store), then runs the same two passes as `napari-unet
 predict --out-zarr` (`nn.chunked.fill_outputs`) in a worker. The worker yields a
-`StoreProgress` per block of each pass; the GUI thread refreshes the layers as blocks land.
+`StoreProgress` per block of each pass, with the regions written. The GUI thread redraws, at most
+every `REFRESH_SECONDS`, only the layers that pass writes (the network pass: semantic and
+probabilities; the objects pass: instances; never accepted) and only when a landed block meets
+the tile napari holds for the layer; thumbnails at the end of a pass. Redrawing every store
+layer with its thumbnail at every landed block froze the viewer 150-350 ms each time at 16384^2
+(napari re-reads, colours and, for the outlined accepted layer, contours the whole tile on the GUI
+thread). A block that lands off screen is read when the view moves there.
 No whole-array read happens on the GUI thread. A plane more than `store_multiscale_above`
 pixels a side is shown through the store's pyramid (`nn.chunked.output_levels`): napari then
 reads only the level and the part of it on screen, so browsing stays memory-bounded however
@@ -25,6 +31,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +41,7 @@ from psygnal import Signal
 
 from napari_unet import conventions as c
 from napari_unet.errors import UserInputError
+from napari_unet.functionals.block_instances import block_region, block_starts
 from napari_unet.functionals.instances import InstanceParams
 from napari_unet.functionals.layout import LazyPlane
 from napari_unet.functionals.scale import AUTO
@@ -48,18 +56,53 @@ from napari_unet.widgets.workers import WorkerFailure, gui_friendly_threads
 STORE_ABOVE_PIXELS = 4096 * 4096  # planes larger than this are predicted into a zarr store
 STORE_BLOCK = 1024  # block (and chunk) edge of the store
 STORE_MULTISCALE_ABOVE = 2048  # planes more than this a side are shown through the store's pyramid
+OBJECTS_HALO = 128  # pixels around a block the objects pass sees (and its objects may reach)
 REFRESH_SECONDS = 0.5  # the store layers are redrawn at most this often while blocks land
 ACCEPTED = "accepted"  # the store's array of accepted objects (kept across predictions)
 
 
 @dataclass(frozen=True)
 class StoreProgress:
-    """Blocks done of one pass ("network", then "objects") of a prediction into a store."""
+    """Blocks done of one pass ("network", then "objects") of a prediction into a store; records are
+    coalesced, so one also lists every block written since the last: (pass, plane region) in `regions`,
+    and the passes that ended in `ended`."""
 
     image: str
     stage: str
     done: int
     total: int
+    regions: tuple[tuple[str, tuple[slice, slice]], ...] = ()
+    ended: tuple[str, ...] = ()
+
+
+PASS_WRITES = {"network": (c.ROLE_SEMANTIC, c.ROLE_PROBABILITIES), "objects": (c.ROLE_INSTANCES,)}
+
+
+def landed_region(shape: tuple[int, int], block: int, stage: str, done: int) -> tuple[slice, slice]:
+    """The pixels the `done`-th block (1-based, `block_starts` order) of a pass wrote: the block, and for the
+    objects pass the halo its objects may reach into."""
+    y, x = block_starts(shape, block)[done - 1]
+    return block_region(shape, y, x, block, OBJECTS_HALO if stage == "objects" else 0)
+
+
+def shows_landed(layer, stage: str, region: tuple[slice, slice]) -> bool:
+    """Whether a block that the `stage` pass wrote into `region` changes what napari holds of `layer`. The
+    objects pass writes the finest level only (the coarser ones after the pass)."""
+    if lb.meta(layer).get("role") not in PASS_WRITES.get(stage, ()):
+        return False
+    if stage == "objects" and layer.multiscale and layer.data_level != 0:
+        return False
+    return holds(layer, region)
+
+
+def holds(layer, region: tuple[slice, slice]) -> bool:
+    """Whether napari's current tile of `layer` (all of a single-scale plane; for a pyramid the chunks
+    around the view at the level shown) meets `region` (plane pixels)."""
+    if not layer.multiscale:
+        return True
+    factor = np.asarray(layer.downsample_factors[layer.data_level])[-2:]
+    corners = np.asarray(layer.corner_pixels)[:, -2:] * factor  # inclusive corners, in plane pixels
+    return all(s.start <= hi + f - 1 and s.stop > lo for s, lo, hi, f in zip(region, corners[0], corners[1], factor))
 
 
 def store_path(image: Image, folder: str | os.PathLike | None = None) -> Path:
@@ -94,19 +137,28 @@ def store_generator(segmenter, image_name: str, view: LazyPlane, root, params: I
     import torch
 
     torch.set_num_threads(threads or gui_friendly_threads())
-    stage = ["network"]
+    shape, block = tuple(view.shape[-2:]), int(root.attrs["block"])
+    reports: deque = deque()  # (pass, done, total) of every block, from the pass's thread, in order
+    last = [("network", 0, 0)]
 
     def run(progress):
         def report(name: str, done: int, total: int) -> None:
-            stage[0] = name
+            reports.append((name, done, total))
             progress(done, total)
 
-        return fill_outputs(segmenter, view, root, params, tile_size=tile_size, diameter=diameter, flips=flips,
-                            progress=report, should_stop=stop.is_set)
+        return fill_outputs(segmenter, view, root, params, halo=OBJECTS_HALO, tile_size=tile_size, diameter=diameter,
+                            flips=flips, progress=report, should_stop=stop.is_set)
+
+    def record(count) -> StoreProgress:  # the blocks reported since the last record (counts are coalesced)
+        blocks = [reports.popleft() for _ in range(len(reports))]
+        last[:] = blocks[-1:] or last
+        stage, done, total = last[0]
+        return StoreProgress(image_name, stage, done, total,
+                             tuple((name, landed_region(shape, block, name, k)) for name, k, _ in blocks),
+                             tuple(name for name, k, n in blocks if k == n))
 
     try:
-        objects = yield from relabel(yield_counts(run),
-                                     lambda count: StoreProgress(image_name, stage[0], count.done, count.total))
+        objects = yield from relabel(yield_counts(run), record)
         return "done", objects
     except Stopped:
         return "cancelled", 0
@@ -158,6 +210,7 @@ class StoreJobs:
         self._predict_status = "done"
         self._predicting_image = image.name
         self._store_refreshed = 0.0
+        self._store_landed: list[tuple[str, tuple[slice, slice]]] = []  # (pass, region) since the last redraw
         view = LazyPlane(layout, lb.image_data(image))
         self._predict_worker = self.scheduler.start(
             store_generator, self.session.segmenter, image.name, view, root, params, self._predict_stop,
@@ -187,7 +240,10 @@ class StoreJobs:
                   self.instances_layer(image, layout, data=shown("instances"))]
         accepted = self.paired(c.ROLE_ACCEPTED, image)
         if accepted is None or lb.is_lazy(accepted):  # one already in memory keeps its pixels
-            layers.append(self.accepted_layer(image, layout, data=shown(ACCEPTED)))
+            accepted = self.accepted_layer(image, layout, data=shown(ACCEPTED))
+            if accepted.multiscale:
+                self._browse_accepted(accepted, output_levels(root, ACCEPTED)[-1])
+            layers.append(accepted)
         for layer in layers:
             lb.set_meta(layer, store=str(path))
         if "probabilities" in root:
@@ -203,6 +259,22 @@ class StoreJobs:
             self.notify("info", f"'{image.name}' is too big to show whole: its results are shown as pyramids; "
                                 "napari cannot paint on a pyramid, the Correct step's tools work (not undoable)")
 
+    def _browse_accepted(self, layer, coarsest) -> None:
+        """An accepted pyramid is filled, not outlined: napari outlines by a dilation and an erosion of the
+        whole tile it holds at every view move (150-300 ms at 2048-3072 px a side). While nothing is
+        accepted in the store (no chunk written) it is hidden, so napari does not read and colour an
+        empty layer at every move; the first accept shows it."""
+        layer.contour = 0
+        if coarsest.nchunks_initialized == 0:  # every level is written by an accept: the coarsest lists fastest
+            layer.visible = False
+            lb.set_meta(layer, shown_when_accepted=True)
+            self.accepted_changed.connect(self._show_accepted, unique=True)
+
+    def _show_accepted(self) -> None:
+        for layer in self.viewer.layers:
+            if lb.meta(layer).pop("shown_when_accepted", False):
+                layer.visible = True
+
     def _store_layers_of(self, name: str) -> list:
         return [layer for layer in self.viewer.layers
                 if lb.meta(layer).get("image") == name and lb.meta(layer).get("store")]
@@ -211,20 +283,31 @@ class StoreJobs:
         if self.closed:
             return
         self.store_progress.emit(record)
-        now = time.monotonic()
-        if now - self._store_refreshed >= REFRESH_SECONDS or record.done == record.total:
-            self._store_refreshed = now
-            for layer in self._store_layers_of(record.image):
-                layer.refresh()
+        self._store_landed.extend(record.regions)
+        if record.ended or time.monotonic() - self._store_refreshed >= REFRESH_SECONDS:
+            self._redraw_landed(record.image, ended=record.ended)
+
+    def _redraw_landed(self, name: str, ended: tuple[str, ...] = ()) -> None:
+        """Redraw the store layers of image `name` that a block landed in since the last redraw (when napari
+        holds a tile there); `ended`: passes that finished, whose layers are redrawn with their thumbnails."""
+        self._store_refreshed = time.monotonic()
+        landed, self._store_landed = self._store_landed, []
+        for layer in self._store_layers_of(name):
+            whole = any(lb.meta(layer).get("role") in PASS_WRITES[stage] for stage in ended)
+            if whole or any(shows_landed(layer, stage, region) for stage, region in landed):
+                layer.refresh(thumbnail=whole, extent=False)
 
     def _on_store_returned(self, result) -> None:
         status, objects = result
         self._predict_status = status
-        if self.closed or status != "done":
+        if self.closed:
             return
         name, path = self._store_layers
+        if status != "done":
+            self._redraw_landed(name)  # the blocks that landed before the cancel
+            return
         for layer in self._store_layers_of(name):
             lb.set_meta(layer, objects=int(objects))
-            layer.refresh()
+        self._redraw_landed(name, ended=("objects",))  # the instances' coarser levels are written after the pass
         self.instances_updated.emit()
         self.notify("info", f"{objects} objects in '{name}'; outputs saved in {path}")
