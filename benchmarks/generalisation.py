@@ -4,6 +4,7 @@
     python benchmarks/generalisation.py --quick             # 1 seed, 340 steps, 30 val images
     python benchmarks/generalisation.py --pretrained nuclei --steps 0 1350
     python benchmarks/generalisation.py --previous f0cb221  # adds the previous release's recipe
+    python benchmarks/generalisation.py --flips 1 8         # each model also scored with 8 test-time flips
 
 Budgets are in training *steps*, not seconds: the machine is shared, so seconds buy a
 different amount of training from run to run while steps do not. The default budgets are
@@ -132,21 +133,25 @@ def train_and_predict(job: dict) -> dict:
         segmenter.save(job["keep"])
     scaled = hasattr(segmenter, "object_diameter")  # the previous release had no object scale
     diameters = job["diameters"] if scaled else [None]
-    preds, seconds = {}, {}
+    preds, seconds, flips_of = {}, {}, {}
     for diameter in diameters:
-        tick = time.perf_counter()
-        if job.get("workers", 1) > 1:
-            preds[str(diameter)] = predict_in_processes(segmenter, data, job["val"], diameter, job["workers"])
-        else:
-            preds[str(diameter)] = [predict_one(segmenter, data, entries[name], diameter, scaled)
-                                    for name in job["val"]]
-        seconds[str(diameter)] = time.perf_counter() - tick
-    return {"steps": steps, "train_seconds": train_seconds, "predict_seconds": seconds, "preds": preds}
+        for flips in job.get("flips", [1]) if scaled else [1]:
+            key = str(diameter) if flips == 1 else f"{diameter}, {flips} flips"
+            tick = time.perf_counter()
+            if job.get("workers", 1) > 1:
+                preds[key] = predict_in_processes(segmenter, data, job["val"], diameter, job["workers"], flips)
+            else:
+                preds[key] = [predict_one(segmenter, data, entries[name], diameter, scaled, flips)
+                              for name in job["val"]]
+            seconds[key], flips_of[key] = time.perf_counter() - tick, flips
+    return {"steps": steps, "train_seconds": train_seconds, "predict_seconds": seconds, "flips": flips_of,
+            "preds": preds}
 
 
-def predict_one(segmenter, data: Path, entry: Entry, diameter, scaled: bool = True) -> np.ndarray:
+def predict_one(segmenter, data: Path, entry: Entry, diameter, scaled: bool = True, flips: int = 1) -> np.ndarray:
     image, _ = load(data, entry)
-    prediction = segmenter.predict(image, diameter=diameter) if scaled else segmenter.predict(image)
+    prediction = segmenter.predict(image, diameter=diameter, **({"flips": flips} if flips > 1 else {})) \
+        if scaled else segmenter.predict(image)
     return segmenter.instances(prediction)
 
 
@@ -164,11 +169,12 @@ def _start_worker(model: str, data: str) -> None:
                    entries={e.id: e for e in index(Path(data))})
 
 
-def _predict_in_worker(name: str, diameter) -> np.ndarray:
-    return predict_one(_WORKER["segmenter"], _WORKER["data"], _WORKER["entries"][name], diameter)
+def _predict_in_worker(name: str, diameter, flips: int = 1) -> np.ndarray:
+    return predict_one(_WORKER["segmenter"], _WORKER["data"], _WORKER["entries"][name], diameter, flips=flips)
 
 
-def predict_in_processes(segmenter, data: Path, names: list[str], diameter, workers: int) -> list[np.ndarray]:
+def predict_in_processes(segmenter, data: Path, names: list[str], diameter, workers: int,
+                         flips: int = 1) -> list[np.ndarray]:
     """The val predictions from `workers` processes, one torch thread each (a many-core or GPU machine:
     the instance step runs on the CPU, one image per process)."""
     import multiprocessing
@@ -179,7 +185,7 @@ def predict_in_processes(segmenter, data: Path, names: list[str], diameter, work
         segmenter.save(model)
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_start_worker, initargs=(str(model), str(data))) as pool:
-            return list(pool.map(_predict_in_worker, names, [diameter] * len(names)))
+            return list(pool.map(_predict_in_worker, names, [diameter] * len(names), [flips] * len(names)))
 
 
 def run_previous(job: dict, commit: str) -> dict:
@@ -223,6 +229,8 @@ def main() -> None:
     parser.add_argument("--rescore", type=Path, nargs="+", help="score these saved models instead of training")
     parser.add_argument("--diameters", nargs="+", default=["auto"],
                         help="object diameter(s) at prediction, each scored: auto, none (the stored one) or pixels")
+    parser.add_argument("--flips", type=int, nargs="+", default=[1], choices=[1, 2, 4, 8],
+                        help="test-time flips at prediction, each scored (default 1: off)")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--workers", type=int, default=1,
                         help="processes predicting the val images (a many-core or GPU machine), 1 torch thread each")
@@ -256,8 +264,10 @@ def main() -> None:
     path = save(args.name, {**header, "rows": rows})
     for label, seed, steps, job in plan(args, entries, val, start):
         result = run_previous(job, job["commit"]) if job.get("commit") else train_and_predict(job)
-        for diameter, preds in result.pop("preds").items():
-            row = {"method": label, "diameter": diameter, "budget_steps": steps, "seed": seed, **result,
+        flips_of = result.pop("flips", {})
+        for key, preds in result.pop("preds").items():
+            diameter, flips = key.split(",")[0], flips_of.get(key, 1)
+            row = {"method": label, "diameter": diameter, "flips": flips, "budget_steps": steps, "seed": seed, **result,
                    "steps_per_second": result["steps"] / max(result["train_seconds"], 1e-9),
                    **score(truths, preds, areas)}
             rows.append(row)
@@ -270,7 +280,7 @@ def plan(args, entries: list[Entry], val: list[Entry], start: str | None) -> lis
     """(label, seed, steps, job) per model, seed by seed, so a run cut short has whole comparisons."""
     diameters = [None if d == "none" else d if d == "auto" else float(d) for d in args.diameters]
     common = {"data": str(args.data), "val": [e.id for e in val], "threads": args.threads, "diameters": diameters,
-              "workers": args.workers}
+              "workers": args.workers, "flips": args.flips}
     if args.rescore:
         return [(f"saved model {path.stem}", 0, 0, {**common, "train": [], "steps": 0, "seed": 0,
                                                      "start": str(path)}) for path in args.rescore]
@@ -298,6 +308,7 @@ def _line(row: dict) -> str:
              f"seed {row['seed']}, {row['train_seconds']:.0f} s wall" if "budget_steps" in row else ""
     small, medium, large = row["ap50_small_medium_large"]
     diameter = f"diameter {row['diameter']}" if "diameter" in row else ""
+    diameter += f", {row['flips']} flips" if row.get("flips", 1) > 1 else ""
     return (f"{row['method']:<34} {diameter:<14} {budget:<48} AP@0.5 {row['ap50']:.3f}  AP@0.7 {row['ap70']:.3f}  "
             f"AP@0.9 {row['ap90']:.3f}  DSB {row['dsb']:.3f}  terciles {small:.2f}/{medium:.2f}/{large:.2f}")
 

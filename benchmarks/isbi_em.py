@@ -1,6 +1,6 @@
 """Generalisation to unseen images: train on 10 ISBI 2012 EM sections, score the other 20.
 
-    python benchmarks/isbi_em.py [--seconds 120 | --steps 1347] [--preset fast] [--name isbi_em]
+    python benchmarks/isbi_em.py [--seconds 120 | --steps 1347] [--preset fast] [--flips 1 8] [--name isbi_em]
 
 Cells (interior, label 255) are the objects, membranes the background. Reports membrane
 IoU and cell-instance AP@0.5 beside an Otsu + connected-components baseline computed
@@ -51,6 +51,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="budget in steps instead (reproducible on a shared machine)")
     parser.add_argument("--name", default="isbi_em", help="results file name")
     parser.add_argument("--preset", default="fast")
+    parser.add_argument("--flips", type=int, nargs="+", default=[1], choices=[1, 2, 4, 8],
+                        help="test-time flips at prediction (predict --flips), each scored (default 1: off)")
     parser.add_argument("--data", type=Path, default=DATA)
     args = parser.parse_args()
     train_ids, test_ids = range(10), range(10, 30)
@@ -68,26 +70,33 @@ def main() -> None:
         trained = run_cli("train", *train_args, "--out", str(model), *budget,
                           "--preset", args.preset, "--classes", "membrane", "cell")
         print(trained.stdout.strip())  # with what tuning on the 10 sections picked
-        preds, defaults, semantics = [], [], []
-        for i, (image, _) in zip(test_ids, truths):
-            tifffile.imwrite(tmp / "test.tif", image)
-            run_cli("predict", "--model", str(model), "--image", str(tmp / "test.tif"), "--overwrite",
-                    "--instances", str(tmp / "inst.tif"), "--semantic", str(tmp / "sem.tif"))  # the model's settings
-            preds.append(tifffile.imread(tmp / "inst.tif"))
-            semantics.append(tifffile.imread(tmp / "sem.tif"))
-            run_cli("predict", "--model", str(model), "--image", str(tmp / "test.tif"), "--overwrite",
-                    "--instances", str(tmp / "inst.tif"), *DEFAULT_SETTINGS)
-            defaults.append(tifffile.imread(tmp / "inst.tif"))
+        predicted = {}  # flips: (instances, semantic) of each test section, with the model's instance settings
+        defaults = []  # the first flips' instances with the default settings instead (not tuned)
+        for flips in args.flips:
+            preds, semantics = [], []
+            for i, (image, _) in zip(test_ids, truths):
+                tifffile.imwrite(tmp / "test.tif", image)
+                run_cli("predict", "--model", str(model), "--image", str(tmp / "test.tif"), "--overwrite",
+                        "--instances", str(tmp / "inst.tif"), "--semantic", str(tmp / "sem.tif"), "--flips", str(flips))
+                preds.append(tifffile.imread(tmp / "inst.tif"))
+                semantics.append(tifffile.imread(tmp / "sem.tif"))
+                if not predicted:
+                    run_cli("predict", "--model", str(model), "--image", str(tmp / "test.tif"), "--overwrite",
+                            "--instances", str(tmp / "inst.tif"), "--flips", str(flips), *DEFAULT_SETTINGS)
+                    defaults.append(tifffile.imread(tmp / "inst.tif"))
+            predicted[flips] = preds, semantics
     truth_cells = [cells(interior) for _, interior in truths]
     truth_semantic = [np.where(interior, 2, 1) for _, interior in truths]
     baseline = [otsu_cells(image) for image, _ in truths]
-    rows = [
-        _row("Otsu + connected components", truth_cells, baseline, truth_semantic,
-             [np.where(b > 0, 2, 1) for b in baseline]),
-        _row(f"napari-unet {args.preset}, " + (f"{args.steps} steps" if args.steps else f"{args.seconds:g} s"),
-             truth_cells, preds, truth_semantic, semantics),
-        _row("same model, default instance settings (not tuned)", truth_cells, defaults, truth_semantic, semantics),
-    ]
+    rows = [_row("Otsu + connected components", truth_cells, baseline, truth_semantic,
+                 [np.where(b > 0, 2, 1) for b in baseline])]
+    budget = f"{args.steps} steps" if args.steps else f"{args.seconds:g} s"
+    for flips, (preds, semantics) in predicted.items():
+        method = f"napari-unet {args.preset}, {budget}" + (f", {flips} test-time flips" if flips > 1 else "")
+        rows.append(_row(method, truth_cells, preds, truth_semantic, semantics))
+        if len(rows) == 2:
+            rows.append(_row("same model, default instance settings (not tuned)", truth_cells, defaults,
+                             truth_semantic, semantics))
     print(f"machine: {machine()}")
     print("| method | membrane IoU | cell AP@0.5 |")
     print("|---|---|---|")

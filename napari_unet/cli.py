@@ -22,6 +22,7 @@ from napari_unet.functionals.instances import InstanceParams
 from napari_unet.functionals.scale import AUTO
 from napari_unet.io.pretrained import available_models, describe, model_card, resolve
 from napari_unet.nn.device import DEVICE_CHOICES
+from napari_unet.nn.inference import DEFAULT_FLIPS, FLIP_CHOICES
 
 EXIT_USER_ERROR = 2
 
@@ -109,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--diameter", default=AUTO,
                          help="typical object diameter in pixels, or auto: measured from a first pass (default; "
                          "with --out-zarr: the training images' diameter)")
+    predict.add_argument("--flips", type=int, choices=FLIP_CHOICES, default=DEFAULT_FLIPS,
+                         help="test-time flips: average the network over this many mirrored/turned copies of "
+                         f"each tile (1: off; N times the network time; default {DEFAULT_FLIPS})")
     predict.add_argument("--tile-size", type=_whole(32, limits.MAX_TILE_SIZE), default=512)
     predict.add_argument("--overlap", type=_whole(0, limits.MAX_TILE_SIZE), default=64)
     _add_instance_options(predict)
@@ -364,7 +368,7 @@ def _predict(args) -> int:
             segmenter, image, layout, _instance_params(args, segmenter.instance_params) if args.instances else None,
             frames=args.frames,
             z_anisotropy=args.z_anisotropy, diameter=_diameter(args.diameter), tile_size=args.tile_size, overlap=args.overlap,
-            probabilities=bool(args.probabilities),
+            probabilities=bool(args.probabilities), flips=args.flips,
             progress=(lambda done, total: bar.set_description(f"predicting plane {min(done + 1, total)}/{total}"))
             if planes > 1 else None,
             tile_progress=progress)
@@ -460,7 +464,8 @@ def _predict_batch(args) -> int:
     workers = args.workers or os.cpu_count() or 1
     options = BatchOptions(kinds=tuple(args.outputs), params=_instance_params(args), channel_axis=args.channel_axis,
                            frames=args.frames, z_anisotropy=args.z_anisotropy, tile_size=args.tile_size,
-                           overlap=args.overlap, diameter=_diameter(args.diameter), device=args.device,
+                           overlap=args.overlap, diameter=_diameter(args.diameter), flips=args.flips,
+                           device=args.device,
                            threads=None if args.scheduler else max(1, (os.cpu_count() or 1) // workers),
                            into_zarr=args.into_zarr)
     with tqdm(total=len(inputs), unit="image", disable=args.quiet, desc="predicting", file=sys.stderr) as bar:

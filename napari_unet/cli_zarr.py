@@ -33,7 +33,7 @@ def predict_to_zarr_command(args, params: InstanceParams | None, diameter: float
     # spread: this process only reads statistics and sends the model; the workers load it on --device
     segmenter = Segmenter.load(resolve(args.model), device=pick_device("cpu" if spread else args.device))
     settings = dict(block=args.block, margin=args.overlap, probabilities="probabilities" in args.outputs,
-                    tile_size=args.tile_size, diameter=diameter)
+                    tile_size=args.tile_size, diameter=diameter, flips=args.flips)
     ends = [("start", time.perf_counter())]  # each stage and when its last task finished, in order
     with tqdm(total=0, unit="block", disable=args.quiet, desc="predicting", file=sys.stderr) as bar:
 

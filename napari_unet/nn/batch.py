@@ -48,6 +48,7 @@ class BatchOptions:
     tile_size: int = 512
     overlap: int = 64
     diameter: float | str | None = "auto"  # objects' size: measured per image by default
+    flips: int = 1  # test-time flips: network passes per tile (Segmenter.predict)
     device: str = "auto"
     threads: int | None = None  # torch threads per worker process (None: leave torch's default)
     into_zarr: bool = False  # outputs as labels/<kind> of each OME-Zarr input (plate field), not files
@@ -227,7 +228,8 @@ def predict_array(model_bytes: bytes, digest: str, item: ArrayInput, options: Ba
         result = predict_image(
             segmenter, item.data, item.layout, options.params if "instances" in options.kinds else None,
             frames=item.frames, z_anisotropy=item.z_anisotropy, tile_size=options.tile_size,
-            overlap=options.overlap, probabilities="probabilities" in options.kinds, diameter=item.diameter)
+            overlap=options.overlap, probabilities="probabilities" in options.kinds, diameter=item.diameter,
+            flips=options.flips)
     except UserInputError as error:
         return "failed", str(error), None
     except (RuntimeError, ValueError, MemoryError) as error:
@@ -287,7 +289,7 @@ def predict_file(model_bytes: bytes, digest: str, image_path: str, out_dir: str 
             segmenter, image, layout, options.params if "instances" in kinds else None,
             frames=options.frames, z_anisotropy=options.z_anisotropy, tile_size=options.tile_size,
             overlap=options.overlap, probabilities="probabilities" in kinds,
-            diameter=options.diameter)
+            diameter=options.diameter, flips=options.flips)
         arrays = {"instances": result.instances, "semantic": result.semantic, "probabilities": result.probabilities}
         if options.into_zarr:
             for kind in kinds:

@@ -38,7 +38,7 @@ from napari_unet.functionals.scale import resample, resample_prediction, scale_f
 from napari_unet.io import atomic
 from napari_unet.io.pyramid import COARSEST, pyramid_depth, write_coarser_levels
 from napari_unet.nn.device import autocast_dtype
-from napari_unet.nn.inference import Stopped, predict_tiled
+from napari_unet.nn.inference import Stopped, check_flips, predict_tiled
 from napari_unet.nn.segmenter import Segmenter
 
 SCRATCH = "_maps"  # background probability, boundary, distance (float16), removed when done
@@ -156,6 +156,7 @@ def fill_outputs(
     halo: int = 128,
     tile_size: int = 512,
     diameter: float | None = None,
+    flips: int = 1,
     progress: Callable[[str, int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> int:
@@ -166,8 +167,10 @@ def fill_outputs(
     `should_stop()` is asked between blocks (and tiles): True raises `inference.Stopped`.
     `diameter`: the objects' size in pixels (None: the training images'); each block is
     resampled to the network's object size and back, as `Segmenter.predict` does a whole image.
+    `flips`: test-time flips (network passes per tile), as `Segmenter.predict`.
     """
     segmenter.check_input(image)
+    check_flips(flips)
     _, height, width = image.shape
     block = int(root.attrs["block"])
     stats = segmenter.normalisation.statistics(image)  # from a strided sample: never the whole image
@@ -178,7 +181,7 @@ def fill_outputs(
         if stop():
             raise Stopped
         labels, probabilities = predict_block(segmenter, image, root, y, x, stats, factor, margin=margin,
-                                              tile_size=tile_size, should_stop=should_stop)
+                                              tile_size=tile_size, flips=flips, should_stop=should_stop)
         if probabilities is not None:
             write_coarser_levels(output_levels(root, "probabilities"), probabilities, y, x)
         write_coarser_levels(output_levels(root, "semantic"), labels, y, x)
@@ -217,7 +220,7 @@ def block_scale(segmenter: Segmenter, diameter: float | None) -> float:
 
 
 def predict_block(segmenter: Segmenter, image, root: zarr.Group, y: int, x: int, stats, factor: float, *,
-                  margin: int = 64, tile_size: int = 512,
+                  margin: int = 64, tile_size: int = 512, flips: int = 1,
                   should_stop: Callable[[], bool] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Predict the block of `root` whose corner is (y, x), with `margin` pixels of context, and write its core
     into `semantic`, the scratch maps and `probabilities` (when the store has them); returns the core's
@@ -236,7 +239,8 @@ def predict_block(segmenter: Segmenter, image, root: zarr.Group, y: int, x: int,
     prediction = predict_tiled(
         segmenter.net, region, stats, device=segmenter.device, tile_size=tile_size,
         overlap=min(margin, tile_size // 4), batch_size=1 if segmenter.device.type == "cpu" else 4,
-        amp_dtype=autocast_dtype(segmenter.device), out_dtype=out_dtype, should_stop=should_stop)
+        amp_dtype=autocast_dtype(segmenter.device), out_dtype=out_dtype, flips=flips,
+        should_stop=should_stop)
     del region
     if factor != 1.0:
         prediction = resample_prediction(prediction, shape, factor, out_dtype)
@@ -270,6 +274,7 @@ def predict_to_zarr(
     probabilities: bool = False,
     tile_size: int = 512,
     diameter: float | None = None,
+    flips: int = 1,
     progress: Callable[[str, int, int], None] | None = None,
     coarsest: int = COARSEST,
 ) -> int:
@@ -283,7 +288,7 @@ def predict_to_zarr(
         root = create_outputs(temp, tuple(image.shape[1:]), segmenter.config.n_classes, instances=params is not None,
                               probabilities=probabilities, block=block, coarsest=coarsest)
         objects = fill_outputs(segmenter, image, root, params, margin=margin, halo=halo, tile_size=tile_size,
-                               diameter=diameter, progress=progress)
+                               diameter=diameter, flips=flips, progress=progress)
 
     atomic.write_file(store, write)
     return objects

@@ -50,7 +50,7 @@ from napari_unet.nn.chunked import (
     output_levels,
     predict_block,
 )
-from napari_unet.nn.inference import Stopped
+from napari_unet.nn.inference import Stopped, check_flips
 from napari_unet.nn.segmenter import Segmenter
 
 OBJECTS = "_objects"  # scratch: each block's owned objects, one slot (chunk) per block, removed when done
@@ -101,6 +101,7 @@ def predict_to_zarr_on_cluster(
     probabilities: bool = False,
     tile_size: int = 512,
     diameter: float | None = None,
+    flips: int = 1,
     device: str = "auto",
     threads: int | None = None,
     client=None,
@@ -114,15 +115,16 @@ def predict_to_zarr_on_cluster(
     """`chunked.predict_to_zarr` of the image file `image_path` with its blocks spread over dask workers
     (a given `client`, a `scheduler` address or a LocalCluster of `n_workers`); returns the object count.
 
-    Workers load `segmenter` on `device` with `threads` torch threads. `progress(stage, done, total)` after
-    each task; a failed task raises `BlockFailed` (`should_stop()` true: `inference.Stopped`), and the store
-    is then left as it was (written atomically)."""
+    Workers load `segmenter` on `device` with `threads` torch threads and predict with `flips` test-time
+    flips. `progress(stage, done, total)` after each task; a failed task raises `BlockFailed`
+    (`should_stop()` true: `inference.Stopped`), and the store is then left as it was (written atomically)."""
     image = _open_image(str(image_path), channel_axis)
     segmenter.check_input(image)
     shape = tuple(int(n) for n in image.shape[1:])
     model = model_bytes_of(segmenter)
     digest = hashlib.sha256(model).hexdigest()
-    options = BatchOptions(device=device, threads=threads)
+    check_flips(flips)
+    options = BatchOptions(device=device, threads=threads, flips=flips)
     objects = 0
 
     def write(temp: Path) -> None:
@@ -238,7 +240,7 @@ def _network_task(model: bytes, digest: str, options: BatchOptions, job: StoreJo
     segmenter = cached_segmenter(model, digest, options)
     with dask.config.set(scheduler="synchronous"):  # the block's read, in this task, not on the cluster
         predict_block(segmenter, job.open_image(), job.root(), y, x, job.stats, job.factor,
-                      margin=job.margin, tile_size=job.tile_size)
+                      margin=job.margin, tile_size=job.tile_size, flips=options.flips)
     trim_heap()
 
 

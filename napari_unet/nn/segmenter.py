@@ -36,7 +36,7 @@ from napari_unet.functionals.scale import (
 )
 from napari_unet.io import atomic
 from napari_unet.nn.device import autocast_dtype
-from napari_unet.nn.inference import predict_tiled
+from napari_unet.nn.inference import check_flips, predict_tiled
 from napari_unet.nn.model import ModelConfig, UNet
 from napari_unet.nn.resize import resample_linear
 
@@ -124,6 +124,7 @@ class Segmenter:
         overlap: int = 64,
         batch_size: int | None = None,
         out_dtype: np.dtype = np.float32,
+        flips: int = 1,
         progress: Callable[[int, int], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> Prediction:
@@ -132,8 +133,10 @@ class Segmenter:
         `diameter` is the typical object diameter in this image's pixels: None takes the
         training images' (`object_diameter`), AUTO measures it from a first pass and predicts
         again only when it differs. Outputs always have the image's own height and width.
+        `flips`: test-time flips, network passes averaged per tile (inference.FLIP_CHOICES; 1: off).
         """
         self.check_input(image)
+        check_flips(flips)
         stats = self.normalisation.statistics(image)
         if batch_size is None:
             # On CPU one tile at a time is ~1.5x faster per pixel than four: its activations stay in cache.
@@ -152,6 +155,7 @@ class Segmenter:
                 batch_size=batch_size,
                 amp_dtype=autocast_dtype(self.device),
                 out_dtype=out_dtype,
+                flips=flips,
                 progress=progress,
                 should_stop=should_stop,
             )

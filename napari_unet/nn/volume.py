@@ -57,6 +57,7 @@ def predict_image(
     overlap: int = 64,
     probabilities: bool = False,
     diameter: float | str | None = None,
+    flips: int = 1,
     progress: Callable[[int, int], None] | None = None,
     tile_progress: Callable[[int, int], None] | None = None,
 ) -> VolumeResult:
@@ -64,6 +65,7 @@ def predict_image(
 
     `params=None` skips the objects. A stack's objects are 3D unless `frames` (a time series).
     `diameter`: the objects' size in pixels, "auto" or None (the model's own), as Segmenter.predict.
+    `flips`: test-time flips (network passes per tile), as Segmenter.predict.
     `progress(done, total)` counts planes, `tile_progress` the tiles of the plane being predicted.
     """
     planes = layout.planes()
@@ -73,7 +75,7 @@ def predict_image(
         data = layout.image_plane(image, plane) if layout.stack_shape else as_channels_first(
             image, rgb=layout.rgb, channel_axis=layout.channel_axis)
         prediction = segmenter.predict(data, diameter=diameter, tile_size=tile_size, overlap=overlap,
-                                        out_dtype=out_dtype, progress=tile_progress)
+                                        out_dtype=out_dtype, flips=flips, progress=tile_progress)
         semantic.append(prediction.semantic())
         if probabilities:
             probs.append(prediction.probabilities)

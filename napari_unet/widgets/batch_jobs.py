@@ -90,9 +90,9 @@ class BatchJobs:
     batch_progress = Signal(object)  # a BatchProgress: images done of the batch running
 
     def _batch_options(self, params: InstanceParams, tile_size: int, kinds: tuple[str, ...],
-                       diameter: float | str | None = AUTO) -> BatchOptions:
-        return BatchOptions(kinds=kinds, params=params, tile_size=tile_size, diameter=diameter, device=str(self.device),
-                            threads=self.train_threads or gui_friendly_threads())
+                       diameter: float | str | None = AUTO, flips: int = 1) -> BatchOptions:
+        return BatchOptions(kinds=kinds, params=params, tile_size=tile_size, diameter=diameter, flips=flips,
+                            device=str(self.device), threads=self.train_threads or gui_friendly_threads())
 
     def _check_can_batch(self) -> bytes:
         if self.is_training:
@@ -104,7 +104,7 @@ class BatchJobs:
         return model_bytes_of(self.session.segmenter)
 
     def predict_open_images(self, params: InstanceParams, *, tile_size: int = 512,
-                            diameter: float | str | None = AUTO) -> None:
+                            diameter: float | str | None = AUTO, flips: int = 1) -> None:
         """Predict every open image (but those too big for memory) as one job; their layers fill in as they finish."""
         model = self._check_can_batch()
         images, skipped = {}, []
@@ -124,11 +124,11 @@ class BatchJobs:
         if not images:
             raise UserInputError("no image to predict: open images first")
         self._start_batch(open_images_generator, model, images,
-                          self._batch_options(params, tile_size, ("instances", "semantic")),
+                          self._batch_options(params, tile_size, ("instances", "semantic"), flips=flips),
                           desc=f"napari-unet: predicting {len(images)} open images")
 
     def predict_folder(self, folder: str | os.PathLike, out_dir: str | os.PathLike, params: InstanceParams, *,
-                       tile_size: int = 512, diameter: float | str | None = AUTO) -> None:
+                       tile_size: int = 512, diameter: float | str | None = AUTO, flips: int = 1) -> None:
         """Predict every image file of `folder` into `out_dir` (<name>_instances.tif, _semantic.tif) as one job."""
         model = self._check_can_batch()
         inputs = collect_inputs([str(folder)])
@@ -137,7 +137,7 @@ class BatchJobs:
         except OSError as error:
             raise UserInputError(f"cannot create the output folder {out_dir}: {error.strerror or error}") from error
         self._start_batch(folder_generator, model, inputs, str(out_dir),
-                          self._batch_options(params, tile_size, ("instances", "semantic"), diameter),
+                          self._batch_options(params, tile_size, ("instances", "semantic"), diameter, flips),
                           desc=f"napari-unet: predicting {len(inputs)} images of {os.path.basename(str(folder))}",
                           out=str(out_dir))
 

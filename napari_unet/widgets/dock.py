@@ -156,7 +156,7 @@ class UNetWidget(ClosesWithViewer, QWidget):
 
     def _after_training(self, ok: bool) -> None:
         if ok and not self._closed and self.train_step.autopredict_check.isChecked() and self.controller.image is not None:
-            self.predict_step.predict("plane")
+            self.predict_step.predict("plane", flips=1)  # one pass: as fast as the preview; Predict flips
 
     # --- lifecycle ------------------------------------------------------------------------------
 

@@ -44,10 +44,12 @@ class PredictionJobs:
     """Prediction and the live instance update (part of Controller)."""
 
     def predict(self, params: InstanceParams, *, scope: str = "plane", tile_size: int = 512,
-                probabilities: bool = False, uncertainty: bool = True, diameter: float | str | None = AUTO) -> None:
+                probabilities: bool = False, uncertainty: bool = True, diameter: float | str | None = AUTO,
+                flips: int = 1) -> None:
         """Predict the plane on display (scope 'plane') or every plane ('stack') of the selected image
         in a worker; results are painted plane by plane as they come. `diameter`: the dock's object
-        diameter choice (AUTO, None: the model's, or pixels), see Session.diameter_for."""
+        diameter choice (AUTO, None: the model's, or pixels), see Session.diameter_for; `flips`: test-time
+        flips (network passes per tile, Segmenter.predict)."""
         if self.is_training:
             raise UserInputError("training is running: the live preview shows its prediction; stop it to predict")
         if self.is_predicting:
@@ -65,7 +67,7 @@ class PredictionJobs:
             )
         if self.predicts_to_store(layout):  # too big for memory: into a zarr store (store_jobs)
             self.predict_to_store(image, layout, params, tile_size=tile_size, probabilities=probabilities,
-                                  diameter=diameter)
+                                  diameter=diameter, flips=flips)
             return
         self.semantic_layer(image, layout)
         self.instances_layer(image, layout)
@@ -75,6 +77,7 @@ class PredictionJobs:
         self._probabilities = probabilities
         self._uncertainty = uncertainty
         self._diameter = self.session.diameter_for(image.name, diameter)
+        self._flips = flips
 
         def read(plane, image=image, layout=layout):
             return lb.image_plane(image, layout, plane)
@@ -82,7 +85,7 @@ class PredictionJobs:
         self._predict_worker = self.scheduler.start(
             predict_generator, segmenter, image.name, read, planes, params, self.session.model_version,
             self._predict_stop, tile_size, self.train_threads,
-            lb.stack_z_anisotropy(image, layout) if scope == "stack" else None, self._diameter,
+            lb.stack_z_anisotropy(image, layout) if scope == "stack" else None, self._diameter, flips,
             stop=self._predict_stop,
             connect={
                 "yielded": self._on_predict_yielded,
@@ -154,7 +157,7 @@ class PredictionJobs:
                 "training": segmenter.history[-1] if segmenter is not None and segmenter.history else None,
             })
         return {**self._provenance[1], "instance_params": result.params.to_dict(),
-                **diameter_provenance(result.prediction, segmenter, self._diameter)}
+                **diameter_provenance(result.prediction, segmenter, self._diameter), "test_time_flips": self._flips}
 
     def _on_predict_returned(self, status) -> None:
         self._predict_status = status or "done"

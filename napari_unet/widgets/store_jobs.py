@@ -131,7 +131,8 @@ def _is_prediction_store(path: Path) -> bool:
 
 
 def store_generator(segmenter, image_name: str, view: LazyPlane, root, params: InstanceParams,
-                    stop: threading.Event, tile_size: int, threads: int | None, diameter: float | None = None):
+                    stop: threading.Event, tile_size: int, threads: int | None, diameter: float | None = None,
+                    flips: int = 1):
     """Fill the store block by block; yields StoreProgress records; returns ("done"|"cancelled", objects)."""
     import torch
 
@@ -146,7 +147,7 @@ def store_generator(segmenter, image_name: str, view: LazyPlane, root, params: I
             progress(done, total)
 
         return fill_outputs(segmenter, view, root, params, halo=OBJECTS_HALO, tile_size=tile_size, diameter=diameter,
-                            progress=report, should_stop=stop.is_set)
+                            flips=flips, progress=report, should_stop=stop.is_set)
 
     def record(count) -> StoreProgress:  # the blocks reported since the last record (counts are coalesced)
         blocks = [reports.popleft() for _ in range(len(reports))]
@@ -180,7 +181,7 @@ class StoreJobs:
         return int(np.prod(layout.plane_shape)) > self.store_above_pixels
 
     def predict_to_store(self, image: Image, layout, params: InstanceParams, *, tile_size: int = 512,
-                         probabilities: bool = False, diameter: float | str | None = AUTO) -> None:
+                         probabilities: bool = False, diameter: float | str | None = AUTO, flips: int = 1) -> None:
         """Predict the 2D image into its store in a worker; its layers show the store and fill in.
         `diameter`: the dock's choice; "auto" (a first pass over the whole plane) becomes the model's."""
         if layout.stack_shape:
@@ -213,7 +214,7 @@ class StoreJobs:
         view = LazyPlane(layout, lb.image_data(image))
         self._predict_worker = self.scheduler.start(
             store_generator, self.session.segmenter, image.name, view, root, params, self._predict_stop,
-            tile_size, self.train_threads, diameter,
+            tile_size, self.train_threads, diameter, flips,
             stop=self._predict_stop,
             connect={
                 "yielded": self._on_store_progress,

@@ -145,6 +145,7 @@ def predict_generator(
     threads: int | None = None,
     z_anisotropy: float | None = None,
     diameter: float | str | None = None,
+    flips: int = 1,
 ):
     """Predict planes one by one; yields TileProgress records while a plane runs, a
     PlaneResult per plane and, for a stack, its StackObjects; returns "done" or "cancelled".
@@ -152,6 +153,7 @@ def predict_generator(
     threads: torch threads (default: all cores but one, so the viewer keeps a core).
     z_anisotropy: the planes are a whole (Z, Y, X) stack: after them, yield its StackObjects.
     diameter: the objects' size in pixels, AUTO or None (the model's), as Segmenter.predict takes it.
+    flips: test-time flips (network passes per tile), as Segmenter.predict takes them.
     """
     import torch
 
@@ -165,7 +167,8 @@ def predict_generator(
         image = read_plane(plane)
         try:
             counts = yield_counts(lambda progress, image=image: segmenter.predict(
-                image, diameter=diameter, tile_size=tile_size, progress=progress, should_stop=stop.is_set))
+                image, diameter=diameter, tile_size=tile_size, flips=flips, progress=progress,
+                should_stop=stop.is_set))
             prediction = yield from relabel(counts, lambda count, i=i: TileProgress(image_name, i, total, count))
             semantic = prediction.semantic()
             instances = instances_from_prediction(prediction, params, use_instance_heads=use_heads)
