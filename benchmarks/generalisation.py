@@ -72,6 +72,15 @@ def pick_training(entries: list[Entry], modality: str, k: int, seed: int) -> lis
     return [pool[i] for i in rng.choice(len(pool), size=min(k, len(pool)), replace=False)]
 
 
+def pick_selection(entries: list[Entry], seed: int, k: int, n: int) -> list[Entry]:
+    """`n` fluorescence `train` images outside the K training images of `seed`, spread over object size."""
+    held = {e.id for e in pick_training(entries, "fluorescence", k, seed)}
+    pool = sorted((e for e in entries if e.split == "train" and e.modality == "fluorescence" and e.id not in held),
+                  key=lambda e: e.median_area)
+    picks = np.unique(np.linspace(0, len(pool) - 1, n).round().astype(int))
+    return [pool[i] for i in picks]
+
+
 def pick_validation(entries: list[Entry], modality: str, limit: int | None) -> list[Entry]:
     """Every val image of the modality, or `limit` of them spread evenly over object size."""
     pool = sorted((e for e in entries if e.split == "val" and e.modality == modality), key=lambda e: e.median_area)

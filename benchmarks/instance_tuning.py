@@ -19,14 +19,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 from common import save
-from generalisation import DATA, THRESHOLDS, index, load, pick_training
+from generalisation import DATA, index, load, pick_selection, pick_training, score
 
 from napari_unet.functionals.data import TrainingImage
 from napari_unet.functionals.instance_tuning import TuningCase, tune_instance_params
 from napari_unet.functionals.instances import InstanceParams
-from napari_unet.functionals.metrics import instance_counts
 from napari_unet.nn.instance_tuning import tuning_steps
 from napari_unet.nn.segmenter import Segmenter
 
@@ -37,15 +35,9 @@ GRID = [(b, t, 0.1) for b, t in itertools.product(BORDER, THRESHOLD)] + [(0.5, 0
 
 
 def scores(segmenter, predictions, truths, params: InstanceParams) -> dict:
-    counts = [instance_counts(t, segmenter.instances(p, params), THRESHOLDS) for p, t in zip(predictions, truths)]
-
-    def ap(subset, thr):
-        tp = sum(c[thr][0] for c in subset)
-        total = sum(sum(c[thr]) for c in subset)
-        return tp / total if total else 1.0
-
-    return {"ap50": round(ap(counts, 0.5), 4),
-            "dsb": round(float(np.mean([np.mean([ap([c], t) for t in THRESHOLDS]) for c in counts])), 4)}
+    """AP@0.5 and the DSB score of `params` on these outputs, as generalisation.py scores `val`."""
+    found = score(truths, [segmenter.instances(p, params) for p in predictions], [0.0] * len(truths))
+    return {"ap50": round(found["ap50"], 4), "dsb": round(found["dsb"], 4)}
 
 
 def main() -> None:
@@ -64,10 +56,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     entries = index(args.data)
     train = pick_training(entries, "fluorescence", args.k, args.seed)
-    names = {e.id for e in train}
-    pool = sorted((e for e in entries if e.split == "train" and e.modality == "fluorescence" and e.id not in names),
-                  key=lambda e: e.median_area)
-    unseen = [pool[i] for i in np.unique(np.linspace(0, len(pool) - 1, args.unseen).round().astype(int))]
+    unseen = pick_selection(entries, args.seed, args.k, args.unseen)
     segmenter = Segmenter.load(args.model)
     segmenter.instance_tuning = None  # score the grid from the defaults
 

@@ -23,18 +23,17 @@ from pathlib import Path
 
 import numpy as np
 from common import machine, run_training, save
-from generalisation import DATA, Entry, index, load, pick_training, score
+from generalisation import (
+    DATA,
+    Entry,
+    index,
+    load,
+    pick_selection,
+    pick_training,
+    score,
+)
 
 _WORKER: dict = {}
-
-
-def pick_selection(entries: list[Entry], seed: int, k: int, n: int) -> list[Entry]:
-    """`n` fluorescence `train` images outside the K training images of `seed`, spread over object size."""
-    held = {e.id for e in pick_training(entries, "fluorescence", k, seed)}
-    pool = sorted((e for e in entries if e.split == "train" and e.modality == "fluorescence" and e.id not in held),
-                  key=lambda e: e.median_area)
-    picks = np.unique(np.linspace(0, len(pool) - 1, n).round().astype(int))
-    return [pool[i] for i in picks]
 
 
 def _start(model: str, data: str, threads: int) -> None:

@@ -43,6 +43,18 @@ def _dock_on_big_image(make_napari_viewer, tmp_path, array):
     return viewer, widget, segmenter
 
 
+def _dock_on_a_pyramid(make_napari_viewer, tmp_path):
+    """The dock on a lazy 96 x 112 plane it shows as a 3-level pyramid (2 halved levels), selected,
+    with instance settings that find the blobs: (viewer, widget, params)."""
+    image, _ = blobs(96, n=14, seed=5)
+    image = np.pad(image, ((0, 0), (0, 16)), mode="edge")  # 96 x 112
+    viewer, widget, segmenter = _dock_on_big_image(make_napari_viewer, tmp_path, da.from_array(image, chunks=16))
+    widget.controller.store_multiscale_above, widget.controller.store_coarsest = 64, 32  # 112 px a side
+    widget.annotate_step.image_picker.set_layer(viewer.layers["big"])
+    whole = segmenter.predict(image[None], out_dtype=np.float16)
+    return viewer, widget, InstanceParams(threshold=float(np.quantile(whole.foreground(), 0.8)), min_size=3)
+
+
 @pytest.mark.slow
 def test_a_big_lazy_image_is_predicted_into_a_store_shown_lazily_and_corrected_in_place(
         make_napari_viewer, qtbot, tmp_path):
@@ -140,14 +152,8 @@ def test_a_folder_in_the_stores_place_that_is_not_a_prediction_store_is_never_ov
 def test_a_plane_too_big_to_show_whole_is_browsed_through_the_stores_pyramid(make_napari_viewer, qtbot, tmp_path):
     from napari_unet.nn.chunked import output_levels
 
-    image, _ = blobs(96, n=14, seed=5)
-    image = np.pad(image, ((0, 0), (0, 16)), mode="edge")  # 96 x 112
-    viewer, widget, segmenter = _dock_on_big_image(make_napari_viewer, tmp_path, da.from_array(image, chunks=16))
+    viewer, widget, params = _dock_on_a_pyramid(make_napari_viewer, tmp_path)
     controller = widget.controller
-    controller.store_multiscale_above, controller.store_coarsest = 64, 32  # 112 px a side: 2 halved levels
-    widget.annotate_step.image_picker.set_layer(viewer.layers["big"])
-    whole = segmenter.predict(image[None], out_dtype=np.float16)
-    params = InstanceParams(threshold=float(np.quantile(whole.foreground(), 0.8)), min_size=3)
     with qtbot.waitSignal(controller.prediction_finished, timeout=TIMEOUT) as finished:
         controller.predict(params, probabilities=True)
     assert finished.args[0] == "done"
@@ -229,14 +235,8 @@ def test_a_pyramid_layer_holds_only_the_tile_napari_read_around_the_view():
 
 @pytest.mark.slow
 def test_landed_blocks_redraw_only_the_layers_their_pass_writes(make_napari_viewer, qtbot, tmp_path):
-    image, _ = blobs(96, n=14, seed=5)
-    image = np.pad(image, ((0, 0), (0, 16)), mode="edge")  # 96 x 112
-    viewer, widget, segmenter = _dock_on_big_image(make_napari_viewer, tmp_path, da.from_array(image, chunks=16))
+    viewer, widget, params = _dock_on_a_pyramid(make_napari_viewer, tmp_path)
     controller = widget.controller
-    controller.store_multiscale_above, controller.store_coarsest = 64, 32  # pyramids of 3 levels
-    widget.annotate_step.image_picker.set_layer(viewer.layers["big"])
-    whole = segmenter.predict(image[None], out_dtype=np.float16)
-    params = InstanceParams(threshold=float(np.quantile(whole.foreground(), 0.8)), min_size=3)
     events = []  # ("progress", passes with blocks in the record, passes it ended) and ("redraw", layer role)
     controller.store_progress.connect(
         lambda record: events.append(("progress", {name for name, _ in record.regions}, set(record.ended))))
