@@ -23,6 +23,7 @@ of AP@0.5 against effort and against compute minutes (--plot; needs matplotlib).
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import sys
 import time
@@ -35,11 +36,15 @@ from scipy import ndimage as ndi
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # resources/make_scribbles.py: the helpers that drew the sample scribbles
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # common.py
+
+from common import shared_data  # noqa: E402
 
 from napari_unet.functionals.corrections import accept_region  # noqa: E402
 from napari_unet.functionals.data import TrainingImage  # noqa: E402
 from napari_unet.functionals.instances import InstanceParams  # noqa: E402
 from napari_unet.functionals.metrics import average_precision, instance_counts  # noqa: E402
+from napari_unet.functionals.scale import AUTO  # noqa: E402
 from napari_unet.functionals.suggestions import Region, SuggestionWalk, rank_regions  # noqa: E402
 from napari_unet.functionals.uncertainty import split_instability, uncertainty_map  # noqa: E402
 from napari_unet.nn.segmenter import Segmenter  # noqa: E402
@@ -51,9 +56,6 @@ from resources.make_scribbles import (  # noqa: E402
     strokes_in_region,
 )
 
-DATA = ROOT.parent / "shared" / "data"
-if not DATA.exists():
-    DATA = Path("/work/shared/data")
 PICKERS = ("random", "uncertainty", "oracle")
 
 
@@ -76,7 +78,7 @@ def _gray(image: np.ndarray) -> np.ndarray:
 
 def dsb_samples(split: str, n: int, seed: int, modality: str = "fluorescence") -> list[Sample]:
     """n images of one modality and split of the DSB2018 stage-1 set, drawn with `seed`."""
-    root = DATA / "dsb2018-stage1-train"
+    root = shared_data("dsb2018-stage1-train")
     with open(root / "index.csv") as f:
         ids = sorted(row["id"] for row in csv.DictReader(f) if row["split"] == split and row["modality"] == modality)
     chosen = np.random.default_rng(seed).choice(len(ids), size=min(n, len(ids)), replace=False)
@@ -88,7 +90,7 @@ def isbi_samples(indices: list[int]) -> list[Sample]:
     """ISBI 2012 EM sections; cells (connected interiors) are the objects."""
     from skimage.io import imread
 
-    root = DATA / "isbi2012-membranes"
+    root = shared_data("isbi2012-membranes")
     out = []
     for i in indices:
         cells, _ = ndi.label(imread(root / f"{i}_labels.png") > 0)
@@ -184,14 +186,20 @@ class Picker:
 # --------------------------------------------------------------------------- the simulated user
 
 
-def predict_all(segmenter: Segmenter, samples: list[Sample], params: InstanceParams, *,
-                uncertainty: bool = True) -> list[dict]:
+def predict_all(segmenter: Segmenter, samples: list[Sample], params: InstanceParams | None = None, *,
+                uncertainty: bool = True, diameter: float | str | None = None) -> list[dict]:
     """What the prediction worker computes per plane: instances and (uncertainty=True) the uncertainty
     map Suggest next ranks ("uncertainty": the class entropy) and, to compare with it, the map that
-    also reads 255 on objects whose split changes with the threshold ("combined")."""
+    also reads 255 on objects whose split changes with the threshold ("combined").
+
+    params None: the model's own instance settings (tuned on its annotations), as the dock and CLI use.
+    diameter: None predicts at the model's training diameter (the dock's `auto` on its own training
+    images); AUTO measures each image's objects first (the dock's and CLI's default on other images).
+    """
+    params = segmenter.instance_params if params is None else params
     outputs = []
     for s in samples:
-        prediction = segmenter.predict(s.image)
+        prediction = segmenter.predict(s.image, diameter=diameter)
         out = {"instances": segmenter.instances(prediction, params), "prediction": prediction}
         if uncertainty:
             unstable = split_instability(prediction, params, use_instance_heads=segmenter.instance_heads_trained)
@@ -200,7 +208,8 @@ def predict_all(segmenter: Segmenter, samples: list[Sample], params: InstancePar
     return outputs
 
 
-def error_correlation(segmenter: Segmenter, pool: list[Sample], outputs: list[dict], params: InstanceParams) -> dict:
+def error_correlation(segmenter: Segmenter, pool: list[Sample], outputs: list[dict],
+                      params: InstanceParams | None = None) -> dict:
     """How well each candidate measure ranks regions by their object errors (Spearman rho over all regions).
 
     entropy: mean class entropy; split: objects that change between foreground thresholds 0.4
@@ -213,6 +222,7 @@ def error_correlation(segmenter: Segmenter, pool: list[Sample], outputs: list[di
 
     from scipy.stats import spearmanr
 
+    params = segmenter.instance_params if params is None else params
     errors, entropy, split, combined = [], [], [], []
     for s, out in zip(pool, outputs):
         low = segmenter.instances(out["prediction"], replace(params, threshold=0.4))
@@ -241,8 +251,14 @@ def train(segmenter: Segmenter | None, pool: list[Sample], states: list[dict], c
 
 def simulate(pool: list[Sample], val: list[Sample], picker: str, *, mode: str = "strokes", rounds: int = 5,
              config: TrainConfig, start: Segmenter | None = None, seed: int = 0,
-             params: InstanceParams = InstanceParams(), log=print, on_round=None) -> list[dict]:
+             params: InstanceParams | None = None, restart: bool = False, log=print,
+             on_round=None) -> list[dict]:
     """Rounds of train -> score -> predict -> pick -> annotate; one record per round (effort so far, AP@0.5).
+
+    Scored as the dock predicts: val images (never trained on) at the `auto` diameter, the pool at the
+    training diameter; params None: the model's own instance settings after each training.
+    restart: each round trains a fresh copy of `start` on all annotations so far, instead of
+    continuing from the last round's model (measures drift away from a pretrained start).
 
     on_round: called with the records so far after each round (to save a long run as it goes).
     """
@@ -254,12 +270,16 @@ def simulate(pool: list[Sample], val: list[Sample], picker: str, *, mode: str = 
     effort += draw_strokes(states[0]["annotations"], first.truth, whole, rng, object_strokes=4, background_strokes=4)
     chooser = Picker(picker, np.random.default_rng(seed + 1))
     segmenter, compute, records = start, 0.0, []
+    truths = [s.truth for s in val]
+    if start is not None:
+        before = [out["instances"] for out in predict_all(start, val, params, uncertainty=False, diameter=AUTO)]
+        log(f"start model, no training: AP@0.5 {float(average_precision(truths, before, (0.5,))[0.5]):.4f} (val)")
     for r in range(rounds):
         tic = time.perf_counter()
-        segmenter = train(segmenter, pool, states, config)
+        base = copy.deepcopy(start) if restart and start is not None else segmenter
+        segmenter = train(base, pool, states, config)
         compute += time.perf_counter() - tic
-        truths = [s.truth for s in val]
-        preds = [out["instances"] for out in predict_all(segmenter, val, params, uncertainty=False)]
+        preds = [out["instances"] for out in predict_all(segmenter, val, params, uncertainty=False, diameter=AUTO)]
         ap50 = float(average_precision(truths, preds, (0.5,))[0.5])
         records.append({"picker": picker, "mode": mode, "round": r, "strokes": effort.strokes,
                         "pixels": effort.pixels, "objects": effort.objects, "ap50": round(ap50, 4),
@@ -377,6 +397,8 @@ def main(argv=None) -> int:
     p.add_argument("--mode", choices=("strokes", "correct"), default="strokes")
     p.add_argument("--pickers", nargs="+", choices=PICKERS, default=list(PICKERS))
     p.add_argument("--start", default=None, help="a model file or shipped model name to start from (default: new)")
+    p.add_argument("--restart", action="store_true",
+                   help="each round fine-tunes a fresh copy of --start on all annotations so far (no drift)")
     p.add_argument("--preset", default="fast")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: fair on a shared, loaded CPU)")
@@ -405,7 +427,7 @@ def main(argv=None) -> int:
         start = _load_start(args.start)
         done = list(records)
         records += simulate(pool, val, picker, mode=args.mode, rounds=args.rounds, config=config, start=start,
-                            seed=args.seed, log=lambda line: print(line, flush=True),
+                            seed=args.seed, restart=args.restart, log=lambda line: print(line, flush=True),
                             on_round=lambda rows: save(name, {'args': vars(args), 'records': done + rows}))
     print(summary(records))
     print(f"results: {save(name, {'args': vars(args), 'records': records})}")
