@@ -273,7 +273,10 @@ def simulate(pool: list[Sample], val: list[Sample], picker: str, *, mode: str = 
     truths = [s.truth for s in val]
     if start is not None:
         before = [out["instances"] for out in predict_all(start, val, params, uncertainty=False, diameter=AUTO)]
-        log(f"start model, no training: AP@0.5 {float(average_precision(truths, before, (0.5,))[0.5]):.4f} (val)")
+        pool_before = [out["instances"] for out in predict_all(start, pool, params, uncertainty=False, diameter=AUTO)]
+        log(f"start model, no training: AP@0.5 {float(average_precision(truths, before, (0.5,))[0.5]):.4f} (val), "
+            f"{float(average_precision([s.truth for s in pool], pool_before, (0.5,))[0.5]):.4f} (pool, auto diameter), "
+            f"diameter {start.object_diameter}")
     for r in range(rounds):
         tic = time.perf_counter()
         base = copy.deepcopy(start) if restart and start is not None else segmenter
@@ -281,15 +284,17 @@ def simulate(pool: list[Sample], val: list[Sample], picker: str, *, mode: str = 
         compute += time.perf_counter() - tic
         preds = [out["instances"] for out in predict_all(segmenter, val, params, uncertainty=False, diameter=AUTO)]
         ap50 = float(average_precision(truths, preds, (0.5,))[0.5])
+        tic = time.perf_counter()
+        outputs = predict_all(segmenter, pool, params, uncertainty=r < rounds - 1)
+        compute += time.perf_counter() - tic
+        pool_ap50 = float(average_precision([s.truth for s in pool], [out["instances"] for out in outputs], (0.5,))[0.5])
         records.append({"picker": picker, "mode": mode, "round": r, "strokes": effort.strokes,
                         "pixels": effort.pixels, "objects": effort.objects, "ap50": round(ap50, 4),
+                        "ap50_pool": round(pool_ap50, 4), "diameter": segmenter.object_diameter,
                         "compute_min": round(compute / 60, 3)})
         log(_row(records[-1]))
         if r == rounds - 1:
             break
-        tic = time.perf_counter()
-        outputs = predict_all(segmenter, pool, params)
-        compute += time.perf_counter() - tic
         records[-1].update(error_correlation(segmenter, pool, outputs, params))
         if on_round is not None:
             on_round(records)
@@ -318,11 +323,11 @@ def simulate(pool: list[Sample], val: list[Sample], picker: str, *, mode: str = 
 
 def _row(r: dict) -> str:
     return (f"| {r['picker']} | {r['mode']} | {r['round']} | {r['strokes']} | {r['pixels']} | {r['objects']} | "
-            f"{r['ap50']:.3f} | {r['compute_min']:.2f} |")
+            f"{r['ap50']:.3f} | {r['ap50_pool']:.3f} | {r['diameter']} | {r['compute_min']:.2f} |")
 
 
-HEADER = ("| picker | annotate by | round | strokes | painted px | corrected objects | AP@0.5 (val) | compute min |\n"
-          "|---|---|---|---|---|---|---|---|")
+HEADER = ("| picker | annotate by | round | strokes | painted px | corrected objects | AP@0.5 (val) | "
+          "AP@0.5 (pool, trained on) | model diameter | compute min |\n|---|---|---|---|---|---|---|---|---|---|")
 
 
 def effort_to_reach(rows: list[dict], target: float, key: str = "strokes") -> int | None:
