@@ -3,6 +3,7 @@ import pytest
 from synthetic import blobs
 
 from napari_unet.errors import UserInputError
+from napari_unet.functionals.corrections import accept_region
 from napari_unet.functionals.data import (
     IGNORE,
     PatchSampler,
@@ -85,6 +86,25 @@ def test_accepted_regions_train_instance_heads():
     item = TrainingImage.from_annotations(image, annotations, accepted)
     assert item.instance_mask.sum() == 16
     assert set(np.unique(item.instances[item.instance_mask])) == {0, 5}
+
+
+def test_objects_cut_by_an_accepted_region_do_not_train_the_instance_heads():
+    """An object that reaches outside the accepted region has a false straight border at its edge."""
+    image = np.zeros((1, 12, 12), np.float32)
+    truth = np.zeros((12, 12), np.int64)
+    truth[2:5, 2:5] = 1  # inside the region
+    truth[5:10, 6:11] = 2  # cut by the region's right edge (column 8)
+    truth[9:12, 0:3] = 3  # cut only by the image's edge: its outline there is the image's
+    mask = np.zeros((12, 12), bool)
+    mask[:, :8] = True
+    accepted, annotations = accept_region(None, np.zeros((12, 12), np.uint8),
+                                          np.where(truth > 0, 2, 1).astype(np.uint8), truth, mask)
+    item = TrainingImage.from_annotations(image, annotations, accepted)
+    assert set(np.unique(item.instances[item.instance_mask])) == {0, 1, 3}
+    assert not item.instance_mask[truth == 2].any() and (item.annotations[5:10, 6:8] == 2).all()
+    assert item.object_diameter() == pytest.approx(np.sqrt(4 * 9 / np.pi))
+    prepared = prepare(item, Normalisation(), margin=0)
+    assert not prepared.instance_valid[5:10, 6:8].any() and prepared.instance_valid[2:5, 2:5].all()
 
 
 def test_annotated_planes_of_stacks_rgb_and_channels():

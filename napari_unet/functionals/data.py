@@ -70,8 +70,9 @@ class TrainingImage:
         accepted = np.asarray(accepted)
         if accepted.shape != annotations.shape:
             raise UserInputError(f"{name or 'image'}: accepted regions and annotations differ in shape")
-        mask = accepted > 0
-        instances = np.where(mask, accepted.astype(np.int64) - ACCEPTED_BACKGROUND, 0)
+        instances = np.where(accepted > 0, accepted.astype(np.int64) - ACCEPTED_BACKGROUND, 0)
+        mask = (accepted > 0) & ~cut_objects(instances, accepted > 0)
+        instances = np.where(mask, instances, 0)
         return cls(image=image, annotations=annotations, instances=instances, instance_mask=mask, name=name,
                    source=source, plane=plane)
 
@@ -100,6 +101,20 @@ class TrainingImage:
             raise UserInputError(f"{self.label}: labels must not be negative")
         if self.instances is not None and self.instances.shape != self.annotations.shape:
             raise UserInputError(f"{self.label}: instance labels and annotations differ in shape")
+
+
+def cut_objects(instances: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """Pixels of the objects that touch the edge of `known` inside the image (an accepted region's border).
+
+    Such an object was accepted only for its part inside the region: its outline, centre and size
+    beyond the edge are unknown, so it must not teach the instance heads that the region's straight
+    edge is an object border (nor shrink the measured diameter). Its pixels still teach the classes.
+    """
+    known = np.asarray(known, bool)
+    edge = known & ~ndimage.binary_erosion(known, border_value=1)
+    ids = np.unique(instances[edge])
+    ids = ids[ids > 0]
+    return np.isin(instances, ids) if ids.size else np.zeros(known.shape, bool)
 
 
 def annotated_planes(
