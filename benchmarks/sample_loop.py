@@ -4,10 +4,12 @@
     python benchmarks/sample_loop.py --start nuclei --steps 341 --images train:6 --seeds 0 1 --cache /tmp/round1
 
 1. Train on the scribbles for T s; score AP@0.5 on the whole image.
-2. From that model, two second rounds of T s (warm start) on the region "Suggest next" shows first:
-   a. the region's prediction corrected to the truth (each wrong object one correction), accepted;
-   b. the region accepted as predicted, uncorrected (what a hurried user does).
-Both must not score lower than round 1 (issue 9's targets).
+2. From that model, two second rounds of T s (warm start) on the regions "Suggest next" shows, walked
+   in order until at least `--objects` (5) objects are corrected (issue 9: "correcting 5 objects"):
+   a. each region's prediction corrected to the truth (each wrong object one correction), accepted;
+   b. the same regions accepted as predicted, uncorrected (what a hurried user does).
+Both must not score lower than round 1 (issue 9's targets). AP@0.5 is scored with the default
+instance settings (as the earlier tables) and with the model's own tuned ones (the dock's).
 
 Images (`--images`): `sample` (the shipped nuclei sample and its scribbles), DSB2018 image ids, or
 `train:N`, N fluorescence `train` images like the sample (a fixed draw); DSB images are scribbled
@@ -74,7 +76,9 @@ def main(argv=None) -> int:
                    help="peak rate of every round (default: the trainer's, 1e-3 for these warm starts)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="TrainConfig overrides, second rounds")
     p.add_argument("--cache", type=Path, default=None, help="folder keeping first-round models between runs")
-    p.add_argument("--no-uncorrected", action="store_true", help="skip the round that accepts the region uncorrected")
+    p.add_argument("--no-uncorrected", action="store_true", help="skip the round that accepts the regions uncorrected")
+    p.add_argument("--objects", type=int, default=5,
+                   help="the correction round walks Suggest next until this many objects are corrected")
     p.add_argument("--name", default="", help="suffix of the result file")
     args = p.parse_args(argv)
     overrides = {key: float(value) for key, value in (kv.split("=", 1) for kv in args.set)}
@@ -97,9 +101,10 @@ def main(argv=None) -> int:
                 cached = args.cache / f"{name}_{args.start or 'new'}_{budget.replace(' ', '')}{rate}_seed{seed}.pt"
             second = replace(config, **overrides)
             for row in _loop(ae._load_start(args.start), image, truth, scribbles, config, budget, second=second,
-                             uncorrected=not args.no_uncorrected, cached=cached, name=name):
+                             uncorrected=not args.no_uncorrected, cached=cached, name=name, objects=args.objects):
                 runs.append({"image": name, "seed": seed, **row})
-                print(f"{name} | seed {seed} | {row['run']} | {row['ap50']:.3f} | {row['largest_class_fraction']:.2f} | "
+                print(f"{name} | seed {seed} | {row['run']} | {row['ap50']:.3f} | own settings {row['ap50_own']:.3f} | "
+                      f"{row['largest_class_fraction']:.2f} | "
                       f"{row.get('corrected', '-')} |", flush=True)
     print(_table(runs))
     name = "sample_loop" + (f"_{args.name}" if args.name else "")
@@ -110,7 +115,8 @@ def main(argv=None) -> int:
 def _table(runs: list[dict]) -> str:
     """Markdown: AP@0.5 per image and run, mean [range] over seeds, and how often a second round scored lower."""
     lines = ["| image | run | AP@0.5 (whole image), mean [range] over seeds | largest predicted class | "
-             "corrected objects | lower than round 1 |", "|---|---|---|---|---|---|"]
+             "corrected objects | lower than round 1 | AP@0.5, the model's own instance settings |",
+             "|---|---|---|---|---|---|---|"]
     for image in dict.fromkeys(r["image"] for r in runs):
         rows_of_image = [r for r in runs if r["image"] == image]
         first = {r["seed"]: r["ap50"] for r in rows_of_image if r["run"].startswith("scribbles")}
@@ -123,7 +129,7 @@ def _table(runs: list[dict]) -> str:
                 lower = f"{sum(r['ap50'] < first[r['seed']] for r in rows)}/{len(rows)}"
             lines.append(f"| {image} | {label} | {np.mean(ap):.3f} [{min(ap):.3f}-{max(ap):.3f}] | "
                          f"{np.mean([r['largest_class_fraction'] for r in rows]):.2f} | "
-                         f"{'/'.join(map(str, objects)) or '-'} | {lower} |")
+                         f"{'/'.join(map(str, objects)) or '-'} | {lower} | {_mean_range(rows, 'ap50_own')} |")
     seconds = [r for r in runs if r["run"].startswith("+ correct")]
     if seconds:
         first = {(r["image"], r["seed"]): r["ap50"] for r in runs if r["run"].startswith("scribbles")}
@@ -133,19 +139,28 @@ def _table(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _mean_range(rows: list[dict], key: str) -> str:
+    values = [r[key] for r in rows if key in r]
+    return f"{np.mean(values):.3f} [{min(values):.3f}-{max(values):.3f}]" if values else "-"
+
+
 def _score(segmenter, image, truth, params: InstanceParams | None = None) -> dict:
+    """AP@0.5 on the whole image with `params` (default: InstanceParams(), as the earlier tables) and, as
+    `ap50_own`, with the model's own tuned instance settings (what the dock uses)."""
     prediction = segmenter.predict(image)
     instances = segmenter.instances(prediction, params or InstanceParams())
     ap = float(average_precision([truth], [instances], (0.5,))[0.5])
+    own = float(average_precision([truth], [segmenter.instances(prediction)], (0.5,))[0.5])
     semantic = prediction.semantic()
     one_class = float(max(np.mean(semantic == v) for v in np.unique(semantic)))
-    return {"ap50": round(ap, 3), "largest_class_fraction": round(one_class, 3)}
+    return {"ap50": round(ap, 3), "ap50_own": round(own, 3), "largest_class_fraction": round(one_class, 3)}
 
 
 def _loop(start, image, truth, scribbles, config: TrainConfig, budget: str, *, second: TrainConfig | None = None,
-          uncorrected: bool = True, cached: Path | None = None, name: str = "nuclei"):
+          uncorrected: bool = True, cached: Path | None = None, name: str = "nuclei", objects: int = 5):
     """Round 1 on the scribbles (`config`; read from / kept in `cached` when given), then the second
-    rounds from its model (`second`, default `config`); yields one row per model."""
+    rounds from its model (`second`, default `config`): `objects` corrected in the regions Suggest next
+    shows (accepting each), or those regions accepted uncorrected; yields one row per model."""
     second = second or config
     sample = ae.Sample(name, image, truth)
     params = InstanceParams()
@@ -162,20 +177,43 @@ def _loop(start, image, truth, scribbles, config: TrainConfig, budget: str, *, s
 
     prediction = first.predict(image)
     instances = first.instances(prediction, params)
-    region = SuggestionWalk().next([(name, (), uncertainty_map(prediction), scribbles > 0)])
-    annotations, accepted, effort = ae.correct_and_accept(scribbles.copy(), None, truth, instances, region.slices)
+    annotations, accepted, corrected_objects, regions = correct_suggested(
+        scribbles, truth, instances, uncertainty_map(prediction), objects, name)
     corrected = ae.train(copy.deepcopy(first), [sample], [{"annotations": annotations, "accepted": accepted}], second)
-    yield {"run": f"+ correct & accept the suggested region + {budget}", "corrected": effort.objects,
-           "region": list(region.key), "steps": corrected.history[-1]["steps"], **_score(corrected, image, truth, params)}
+    yield {"run": f"+ correct & accept suggested regions (>= {objects} objects) + {budget}",
+           "corrected": corrected_objects, "regions": [list(r.key) for r in regions],
+           "steps": corrected.history[-1]["steps"], "diameter": corrected.object_diameter,
+           **_score(corrected, image, truth, params)}
     if not uncorrected:
         return
     mask = np.zeros(truth.shape, bool)
-    mask[region.slices] = True
+    for region in regions:
+        mask[region.slices] = True
     hurried = {}
     hurried["accepted"], hurried["annotations"] = accept_region(None, scribbles.copy(), prediction.semantic(),
                                                                  instances, mask)
     third = ae.train(copy.deepcopy(first), [sample], [hurried], second)
-    yield {"run": f"+ accept the region uncorrected + {budget}", "corrected": 0, **_score(third, image, truth, params)}
+    yield {"run": f"+ accept the same regions uncorrected + {budget}", "corrected": 0,
+           **_score(third, image, truth, params)}
+
+
+def correct_suggested(scribbles: np.ndarray, truth: np.ndarray, instances: np.ndarray, uncertainty: np.ndarray,
+                      objects: int, name: str = "image"):
+    """What a user does in one correction round: walk Suggest next, correct every wrong object of each
+    region shown and accept it, until at least `objects` objects were corrected (or no region is left).
+
+    Returns (annotations, accepted, corrected objects, the regions accepted in order).
+    """
+    walk, annotations, accepted, corrected, regions = SuggestionWalk(), scribbles.copy(), None, 0, []
+    while corrected < objects:
+        done = annotations > 0 if accepted is None else (annotations > 0) | (accepted > 0)
+        region = walk.next([(name, (), uncertainty, done)])
+        if region is None:
+            break
+        annotations, accepted, effort = ae.correct_and_accept(annotations, accepted, truth, instances, region.slices)
+        corrected += effort.objects
+        regions.append(region)
+    return annotations, accepted, corrected, regions
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ def test_cached_first_round_is_reused_and_the_second_round_takes_its_own_setting
     first = loop(1)
     assert cached.exists()
     again = loop(3)
-    assert [r["run"] for r in first] == ["scribbles + 2 steps", "+ correct & accept the suggested region + 2 steps"]
+    assert [r["run"] for r in first] == ["scribbles + 2 steps", "+ correct & accept suggested regions (>= 5 objects) + 2 steps"]
     assert first[0]["ap50"] == again[0]["ap50"]  # the same first-round model, read back
     assert (first[1]["steps"], again[1]["steps"]) == (1, 3)
 
@@ -50,5 +50,22 @@ def test_table_counts_correction_rounds_below_their_first_round():
     rows += [{"image": "a", "seed": s, "run": "+ correct & accept the suggested region + 1 steps", "ap50": ap,
               "corrected": 2, "largest_class_fraction": 0.5} for s, ap in ((0, 0.75), (1, 0.9))]
     table = sample_loop._table(rows)
-    assert "| a | + correct & accept the suggested region + 1 steps | 0.825 [0.750-0.900] | 0.50 | 2 | 1/2 |" in table
+    assert "| a | + correct & accept the suggested region + 1 steps | 0.825 [0.750-0.900] | 0.50 | 2 | 1/2 | - |" in table
     assert "mean +0.075, lower in 1 of 2 loops" in table
+
+
+def test_correction_round_walks_suggested_regions_until_enough_objects_are_corrected():
+    """Each region Suggest next shows is corrected and accepted, in order, until >= `objects` are fixed."""
+    _, truth, scribbles = _scribbled(256)
+    wrong = np.zeros_like(truth)  # a prediction that found no object: every true object is one correction
+    uncertainty = np.zeros(truth.shape, np.float32)
+    uncertainty[128:, 128:] = 1.0  # the most uncertain quarter is shown first
+    annotations, accepted, corrected, regions = sample_loop.correct_suggested(scribbles, truth, wrong, uncertainty, 5)
+    counts = [len(np.unique(truth[r.slices])) - 1 for r in regions]
+    assert corrected >= 5 and corrected - counts[-1] < 5 and corrected == sum(counts)
+    assert regions[0].top >= 128 and regions[0].left >= 128 and len({r.key for r in regions}) == len(regions)
+    inside = np.zeros(truth.shape, bool)
+    for r in regions:
+        inside[r.slices] = True
+    assert (accepted[inside] > 0).all() and not (accepted[~inside] > 0).any()
+    assert (annotations[inside] == np.where(truth[inside] > 0, 2, 1)).all()

@@ -9,6 +9,7 @@ from napari_unet.conventions import ACCEPTED_BACKGROUND
 from napari_unet.errors import UserInputError
 from napari_unet.functionals.data import TrainingImage, prepare
 from napari_unet.functionals.metrics import average_precision
+from napari_unet.functionals.scale import object_diameter
 from napari_unet.nn.segmenter import Segmenter
 from napari_unet.nn.training import (
     LEARNING_RATE,
@@ -18,6 +19,7 @@ from napari_unet.nn.training import (
     TrainConfig,
     Trainer,
     _hold_instance_heads,
+    _scale_factors,
 )
 
 TINY = dict(patch_size=64, batch_size=4, device="cpu", seed=0)
@@ -226,10 +228,30 @@ def test_held_instance_targets_are_the_start_models_outputs_only_where_none_are_
     start = Segmenter.create(TrainConfig(**TINY).model_config(1, 2), ["background", "object"])
     prepared = prepare(item, start.normalisation, margin=0)
     known, boundary = prepared.instance_valid.copy(), prepared.boundary.copy()
-    assert known[:32].all() and not known[32:].any()
+    assert (known == item.instance_mask).all() and known[:30].any() and not known[32:].any()
     _hold_instance_heads(start, prepared, torch.device("cpu"))
     own = start.predict(image[None])  # the same normalisation, no resampling: the same outputs
     assert prepared.instance_valid.all()
-    np.testing.assert_array_equal(prepared.boundary[:32], boundary[:32])
-    np.testing.assert_allclose(prepared.boundary[32:], own.boundary[32:], atol=1e-4)
-    np.testing.assert_allclose(prepared.distance[32:], own.distance[32:], atol=1e-4)
+    np.testing.assert_array_equal(prepared.boundary[known], boundary[known])
+    np.testing.assert_allclose(prepared.boundary[~known], own.boundary[~known], atol=1e-4)
+    np.testing.assert_allclose(prepared.distance[~known], own.distance[~known], atol=1e-4)
+
+
+def test_a_scribbled_image_is_resampled_by_its_own_measured_size_not_by_other_images():
+    """One image of big accepted objects must not set the scale of another image's small scribbled ones."""
+    big_image, big = blobs(128, n=4, radius=(14, 16))
+    small_image, small = blobs(96, n=10, radius=(5, 7))
+    accepted = np.where(big > 0, big + ACCEPTED_BACKGROUND, ACCEPTED_BACKGROUND)
+    outlined = TrainingImage.from_annotations(big_image[None], np.where(big > 0, 2, 1).astype(np.uint8), accepted)
+    scribbles = np.zeros(small.shape, np.uint8)
+    scribbles[small == 1], scribbles[:2] = 2, 1
+    scribbled = TrainingImage.from_scribbles(small_image[None], scribbles)
+    items, measured = [outlined, scribbled], object_diameter(small)
+    start = Segmenter.create(TrainConfig(**TINY).model_config(1, 2), ["background", "object"], canonical_diameter=20.0)
+    canonical = start.canonical_diameter
+    factors = _scale_factors(items, start, None, lambda item: measured if item is scribbled else None)
+    assert factors == pytest.approx([canonical / outlined.object_diameter(), canonical / measured])
+    assert start.object_diameter == pytest.approx(np.median([outlined.object_diameter(), measured]), abs=0.01)
+    before = _scale_factors(items, start, None)  # a new model cannot measure: the other images' size
+    assert before[1] == pytest.approx(canonical / outlined.object_diameter())
+    assert _scale_factors(items, start, 10.0, lambda item: measured) == pytest.approx([canonical / 10.0] * 2)
