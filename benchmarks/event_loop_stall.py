@@ -37,7 +37,7 @@ with a canvas a user would have:
 The record lists, per layer, napari's redraws (`Layer.refresh`: re-read and colour the tile napari
 holds) with their count, total and longest time, by cause: "dock" (the dock redrawing a layer as
 blocks land) or "view" (napari, at a view move); and for each stall over 100 ms, the redraws inside it
-by layer and what is left (Qt's event handling and repaint of the window).
+by layer, what is left (Qt's event handling and repaint of the window), and how long after a view move.
 """
 
 from __future__ import annotations
@@ -150,8 +150,8 @@ def timed_refreshes(controller, spans: list | None = None) -> dict[str, dict[str
 def stall_causes(ticks: list[float], stalls: np.ndarray, spans: list, moves: list, start: float,
                  over_ms: float = 100.0) -> list[dict]:
     """Where each stall over `over_ms` went: napari's redraws inside it (ms by layer and cause), the rest
-    (Qt's event handling and repaint of the window, the camera's own events: not napari-unet's), and whether
-    a view move started it."""
+    (Qt's event handling and repaint of the window, the camera's own events: not napari-unet's), and how long
+    after the last view move it began (a move costs napari's draw, then a second paint of the new tiles)."""
     causes = []
     for i in np.flatnonzero(stalls > over_ms):
         lo, hi = ticks[i], ticks[i + 1]
@@ -161,8 +161,9 @@ def stall_causes(ticks: list[float], stalls: np.ndarray, spans: list, moves: lis
             if overlap > 0:
                 key = f"{name} ({cause})"
                 redraws[key] = round(redraws.get(key, 0.0) + overlap * 1000, 1)
+        before = [tick for tick, _ in moves if tick < hi]
         causes.append({"at_s": round(lo - start, 2), "stall_ms": round(float(stalls[i]), 1),
-                       "view_move": any(lo <= tick < hi for tick, _ in moves),
+                       "ms_after_view_move": round((lo - before[-1]) * 1000) if before else None,
                        "redraws_ms": redraws, "other_ms": round(float(stalls[i]) - sum(redraws.values()), 1)})
     return causes
 
