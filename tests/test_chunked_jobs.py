@@ -133,3 +133,20 @@ def test_the_command_line_spreads_out_zarr_blocks_over_workers(tmp_path):
     one, two = _arrays(tmp_path / "one.zarr"), _arrays(tmp_path / "two.zarr")
     assert one["instances"].max() > 3
     assert all(np.array_equal(one[name], two[name]) for name in one)
+
+
+def test_jobs_of_one_model_after_each_other_on_one_client_all_run(tmp_path, client):
+    """The dock sends a store job and open images to the same cluster with the same model: a job
+    must not lose the model a finished job released (a shared scatter key once did, at random)."""
+    from napari_unet.nn.batch import ArrayInput, model_bytes_of, predict_arrays
+    from napari_unet.nn.volume import layout_of_file
+
+    path, image = _image_file(tmp_path)
+    segmenter, params = _untrained(image)
+    items = {"a": ArrayInput(image, layout_of_file(image.shape, None, "a"), diameter=None)}
+    for round_ in range(8):
+        [(_, (status, message, _))] = list(predict_arrays(model_bytes_of(segmenter), items, client=client))
+        assert status == "written", message
+        objects = predict_to_zarr_on_cluster(segmenter, path, tmp_path / f"{round_}.zarr", params, client=client,
+                                             device="cpu", **SETTINGS)
+        assert objects > 10
