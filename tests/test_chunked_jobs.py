@@ -48,6 +48,16 @@ def _arrays(store) -> dict[str, np.ndarray]:
             if name in root for level in output_levels(root, name)}
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Bit-equal outputs need one summation order: one torch thread here, and `threads=1` on the workers
+    (tests run before may have left this thread's count at another value than a worker thread's)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("block", [48, 32])  # 32: the halo reaches past the next block
 def test_blocks_on_workers_equal_the_in_process_pass(tmp_path, client, block):
     path, image = _image_file(tmp_path)
@@ -56,6 +66,7 @@ def test_blocks_on_workers_equal_the_in_process_pass(tmp_path, client, block):
     sequential = predict_to_zarr(segmenter, image[None], tmp_path / "one.zarr", params, **settings)
     stages = []
     spread = predict_to_zarr_on_cluster(segmenter, path, tmp_path / "many.zarr", params, client=client, device="cpu",
+                                        threads=1,
                                         progress=lambda stage, done, total: stages.append((stage, done, total)),
                                         **settings)
     one, many = _arrays(tmp_path / "one.zarr"), _arrays(tmp_path / "many.zarr")
@@ -79,7 +90,7 @@ def test_an_image_read_whole_is_given_to_the_workers_in_blocks(tmp_path, client)
     segmenter, params = _untrained(image)
     sequential = predict_to_zarr(segmenter, image[None], tmp_path / "one.zarr", params, **SETTINGS)
     spread = predict_to_zarr_on_cluster(segmenter, tmp_path / "image.tif", tmp_path / "many.zarr", params,
-                                        client=client, device="cpu", **SETTINGS)
+                                        client=client, device="cpu", threads=1, **SETTINGS)
     one, many = _arrays(tmp_path / "one.zarr"), _arrays(tmp_path / "many.zarr")
     assert spread == sequential and all(np.array_equal(one[name], many[name]) for name in one)
     assert sorted(zarr.open_group(str(tmp_path / "many.zarr"), mode="r").array_keys()) == [
