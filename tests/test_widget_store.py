@@ -194,10 +194,14 @@ def test_a_plane_too_big_to_show_whole_is_browsed_through_the_stores_pyramid(mak
     assert accepted[0][:48, :56].any() and not accepted[0][48:, :].any()
     assert np.array_equal(accepted[1][...], accepted[0][...][::2, ::2])
     # predicting again: a store with accepted objects shows them from the start
+    instances = viewer.layers["big instances"]
+    assert instances.visible  # shown by the objects pass
+    instances.visible = False  # the user hides it: the next objects pass leaves it hidden
     with qtbot.waitSignal(controller.prediction_finished, timeout=TIMEOUT):
         controller.predict(params)
     qtbot.waitUntil(lambda: not controller.is_predicting, timeout=TIMEOUT)
     assert viewer.layers["big accepted"].visible
+    assert not instances.visible and instances is viewer.layers["big instances"]
 
 
 def test_a_landed_block_is_the_block_and_for_the_objects_pass_its_halo():

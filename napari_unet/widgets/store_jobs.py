@@ -276,9 +276,10 @@ class StoreJobs:
         """Hide an empty store layer until `event` ("objects": the objects pass's first block; "accepted": the
         first accept) writes into it: napari reads, colours and draws every visible layer's tile at every
         view move, an empty one too (a uint32 tile of 2048-3072 px a side: about a third of a move's cost
-        under Xvfb's software OpenGL)."""
-        layer.visible = False
-        lb.set_meta(layer, shown_when=event)
+        under Xvfb's software OpenGL). One the user hid stays hidden."""
+        if layer.visible or lb.meta(layer).get("shown_when"):
+            layer.visible = False
+            lb.set_meta(layer, shown_when=event)
 
     def _show_written(self, event: str, image: str | None = None) -> None:
         for layer in self.viewer.layers:
