@@ -163,7 +163,7 @@ def stall_causes(ticks: list[float], stalls: np.ndarray, spans: list, moves: lis
                 redraws[key] = round(redraws.get(key, 0.0) + overlap * 1000, 1)
         before = [tick for tick, _ in moves if tick < hi]
         causes.append({"at_s": round(lo - start, 2), "stall_ms": round(float(stalls[i]), 1),
-                       "ms_after_view_move": round((lo - before[-1]) * 1000) if before else None,
+                       "ms_after_view_move": round(max(0.0, lo - before[-1]) * 1000) if before else None,
                        "redraws_ms": redraws, "other_ms": round(float(stalls[i]) - sum(redraws.values()), 1)})
     return causes
 
