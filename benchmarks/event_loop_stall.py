@@ -34,6 +34,9 @@ with a canvas a user would have:
     xvfb-run -a -s "-screen 0 1920x1080x24" python3 benchmarks/event_loop_stall.py --store 16384 \
         --seconds 60 --window 1900 1060
 
+`--package DIR` runs another commit's napari_unet under this benchmark (`git archive COMMIT | tar -x -C DIR`),
+for before/after pairs run back to back.
+
 The record lists, per layer, napari's redraws (`Layer.refresh`: re-read and colour the tile napari
 holds) with their count, total and longest time, by cause: "dock" (the dock redrawing a layer as
 blocks land) or "view" (napari, at a view move); and for each stall over 100 ms, the redraws inside it
@@ -258,6 +261,15 @@ def measure_store(app, viewer, widget, size: int, seconds: float, browse: float,
     }
 
 
+def use_package(checkout: Path) -> None:
+    """Import napari_unet from `checkout` (a source tree with napari_unet/ and resources/), not the installed one:
+    an editable install's import hook comes before sys.path, so it is taken out."""
+    if "napari_unet" in sys.modules:
+        raise RuntimeError("napari_unet is already imported")
+    sys.meta_path[:] = [finder for finder in sys.meta_path if "editable" not in repr(finder).lower()]
+    sys.path.insert(0, str(checkout.resolve()))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=20.0, help="training budget per run")
@@ -273,7 +285,12 @@ def main(argv=None) -> int:
                         help="with --store: resize the viewer's window (the screen must be as big: xvfb-run -s)")
     parser.add_argument("--data", type=Path, default=None,
                         help="with --store: keep the generated input in this folder and reuse it (default: temporary)")
+    parser.add_argument("--package", type=Path, default=None,
+                        help="import napari_unet from this checkout instead (e.g. `git archive COMMIT | tar -x -C DIR`): "
+                             "before/after pairs with this benchmark")
     args = parser.parse_args(argv)
+    if args.package:
+        use_package(args.package)
     if args.store:
         return store_main(args, argv)
     args.out = args.out or RESULTS / "event_loop_stall.json"
