@@ -38,7 +38,9 @@ def main(argv=None) -> int:
 
     from napari.utils.colormap_backend import ColormapBackend
     from napari.utils.colormaps import _accelerated_cmap as accelerated
-    from napari.utils.colormaps.colormap import _cast_labels_data_to_texture_dtype_auto as colour
+    from napari.utils.colormaps.colormap import (
+        _cast_labels_data_to_texture_dtype_auto as colour,
+    )
     from napari.utils.colormaps.colormap_utils import label_colormap
 
     backends = ["pure_python"]
