@@ -169,7 +169,8 @@ def test_training_on_a_big_plane_reads_only_around_the_annotations():
     annotations[1000:1010, 1200:1300] = 1
     annotations[1100:1120, 1250:1260] = 2
     accepted = np.zeros((size, size), np.uint32)
-    accepted[1000:1004, 1200:1210] = 3
+    accepted[1000:1004, 1200:1210] = 1  # accepted background around an accepted object (id 2)
+    accepted[1001:1003, 1202:1208] = 3
     (item,) = training_items(image, ImageLayout.of((size, size)), annotations, accepted, name="huge")
     h, w = 120 + 2 * TRAINING_CONTEXT, 100 + 2 * TRAINING_CONTEXT
     assert item.image.shape == (1, h, w) and item.annotations.shape == (h, w)
