@@ -9,7 +9,6 @@ from napari_unet.conventions import ACCEPTED_BACKGROUND
 from napari_unet.errors import UserInputError
 from napari_unet.functionals.data import TrainingImage, prepare
 from napari_unet.functionals.metrics import average_precision
-from napari_unet.functionals.scale import object_diameter
 from napari_unet.nn.segmenter import Segmenter
 from napari_unet.nn.training import (
     LEARNING_RATE,
@@ -19,7 +18,6 @@ from napari_unet.nn.training import (
     TrainConfig,
     Trainer,
     _hold_instance_heads,
-    _scale_factors,
 )
 
 TINY = dict(patch_size=64, batch_size=4, device="cpu", seed=0)
@@ -236,22 +234,3 @@ def test_held_instance_targets_are_the_start_models_outputs_only_where_none_are_
     np.testing.assert_allclose(prepared.boundary[~known], own.boundary[~known], atol=1e-4)
     np.testing.assert_allclose(prepared.distance[~known], own.distance[~known], atol=1e-4)
 
-
-def test_a_scribbled_image_is_resampled_by_its_own_measured_size_not_by_other_images():
-    """One image of big accepted objects must not set the scale of another image's small scribbled ones."""
-    big_image, big = blobs(128, n=4, radius=(14, 16))
-    small_image, small = blobs(96, n=10, radius=(5, 7))
-    accepted = np.where(big > 0, big + ACCEPTED_BACKGROUND, ACCEPTED_BACKGROUND)
-    outlined = TrainingImage.from_annotations(big_image[None], np.where(big > 0, 2, 1).astype(np.uint8), accepted)
-    scribbles = np.zeros(small.shape, np.uint8)
-    scribbles[small == 1], scribbles[:2] = 2, 1
-    scribbled = TrainingImage.from_scribbles(small_image[None], scribbles)
-    items, measured = [outlined, scribbled], object_diameter(small)
-    start = Segmenter.create(TrainConfig(**TINY).model_config(1, 2), ["background", "object"], canonical_diameter=20.0)
-    canonical = start.canonical_diameter
-    factors = _scale_factors(items, start, None, lambda item: measured if item is scribbled else None)
-    assert factors == pytest.approx([canonical / outlined.object_diameter(), canonical / measured])
-    assert start.object_diameter == pytest.approx(np.median([outlined.object_diameter(), measured]), abs=0.01)
-    before = _scale_factors(items, start, None)  # a new model cannot measure: the other images' size
-    assert before[1] == pytest.approx(canonical / outlined.object_diameter())
-    assert _scale_factors(items, start, 10.0, lambda item: measured) == pytest.approx([canonical / 10.0] * 2)

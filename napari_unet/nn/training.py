@@ -31,7 +31,7 @@ from napari_unet.functionals.data import (
 )
 from napari_unet.functionals.instance_tuning import InstanceTuning
 from napari_unet.functionals.prediction import Prediction
-from napari_unet.functionals.scale import AUTO, CANONICAL_DIAMETER, object_diameter, scale_factor
+from napari_unet.functionals.scale import CANONICAL_DIAMETER, scale_factor
 from napari_unet.nn import validation
 from napari_unet.nn.device import (
     autocast_dtype,
@@ -163,9 +163,7 @@ class Trainer:
         net = segmenter.net
         margin = config.patch_size // 2
         held_out = validation.split(self.items, config.validation_fraction)
-        warm = self.segmenter is not None and segmenter.instance_heads_trained
-        factors = _scale_factors(held_out.train, segmenter, config.object_diameter,
-                                 _measured_by(segmenter) if warm else None)
+        factors = _scale_factors(held_out.train, segmenter, config.object_diameter)
         prepared = [prepare(item, segmenter.normalisation, margin, f) for item, f in zip(held_out.train, factors)]
         trains_instances = any(p.instance_valid.any() for p in prepared)
         if self.segmenter is not None and config.keep_instance_heads and segmenter.instance_heads_trained:
@@ -333,40 +331,19 @@ class Trainer:
         return request.tag, prediction
 
 
-def _scale_factors(items: list[TrainingImage], segmenter: Segmenter, override: float | None,
-                   measure: Callable[[TrainingImage], float | None] | None = None) -> list[float]:
+def _scale_factors(items: list[TrainingImage], segmenter: Segmenter, override: float | None) -> list[float]:
     """Resampling factor per training image, and the segmenter's `object_diameter` updated to match.
 
     Each image is brought to the canonical diameter by its own objects' size; images whose
-    objects are unknown (scribbles only) use the user's diameter, the starting model's
-    measurement of them (`measure`: a warm start), the other images' median, or the size the
-    model was trained at before, in that order. Not the other images' median first: DSB2018
-    images differ up to 5x in nuclei size, and one accepted region of 40 px nuclei resampled a
-    scribbled image of 12 px nuclei as if they were 28 px (the model's diameter then drifted
-    16.6 -> 29.7 px in two rounds; BENCHMARKS.md section 5).
+    objects are unknown (scribbles only) use the user's diameter, the other images' median,
+    or the size the model was trained at before, in that order.
     """
     measured = [None if override else item.object_diameter() for item in items]
     known = [d for d in measured if d is not None]
-    if measure is not None and not override:
-        measured = [d if d is not None else measure(item) for item, d in zip(items, measured)]
-    used = [d for d in measured if d is not None]
-    typical = override or (float(np.median(used)) if used else segmenter.object_diameter)
+    typical = override or (float(np.median(known)) if known else segmenter.object_diameter)
     if typical is not None:
         segmenter.object_diameter = round(float(typical), 2)
-    fallback = float(np.median(known)) if known else typical
-    return [scale_factor(d if d is not None else fallback, segmenter.canonical_diameter) for d in measured]
-
-
-def _measured_by(segmenter: Segmenter) -> Callable[[TrainingImage], float | None]:
-    """The model's own estimate of an image's object diameter, as Predict's `auto` measures it."""
-
-    def measure(item: TrainingImage) -> float | None:
-        if segmenter.canonical_diameter is None:
-            return None
-        prediction = segmenter.predict(item.image, diameter=AUTO)
-        return object_diameter(segmenter.instances(prediction))
-
-    return measure
+    return [scale_factor(d if d is not None else typical, segmenter.canonical_diameter) for d in measured]
 
 
 def _learning_rate(base: float, step: int, fraction: float | None) -> float:
