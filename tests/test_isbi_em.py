@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
@@ -53,3 +54,14 @@ def test_merge_takes_older_seedless_files_as_seed_0_and_each_row_once():
     assert sorted((row["method"], row["seed"]) for row in rows[1:]) == sorted(
         (method, seed) for seed in (0, 1, 2) for method in (TUNED, isbi_em.UNTUNED))
     assert trained == {"0": "saved model.pt (1347 steps)", "1": "seed 1 output", "2": "seed 2 output"}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (isbi_em.DATA / "0_image.png").is_file(), reason="needs shared/data/isbi2012-membranes")
+def test_one_seed_trains_and_scores_its_tuned_and_untuned_rows(monkeypatch):
+    monkeypatch.setattr(isbi_em, "TRAIN_IDS", range(1))  # a tiny run: one section, two steps, one scored
+    args = isbi_em.parse_args(["--steps", "2", "--seeds", "3"])
+    rows, trained = isbi_em.run_seed(args, 3, [isbi_em.load(10)])
+    assert [(row["method"], row["seed"]) for row in rows] == [("napari-unet fast, 2 steps", 3), (isbi_em.UNTUNED, 3)]
+    assert all(0 <= row["ap50"] <= 1 and 0 < row["membrane_iou"] <= 1 for row in rows)
+    assert "2 steps" in trained
