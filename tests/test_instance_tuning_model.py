@@ -12,6 +12,7 @@ from napari_unet.cli import main
 from napari_unet.functionals.data import TrainingImage
 from napari_unet.functionals.instance_tuning import MIN_OBJECTS, InstanceTuning
 from napari_unet.functionals.instances import InstanceParams
+from napari_unet.nn.instance_tuning import tuning_steps
 from napari_unet.nn.segmenter import Segmenter
 from napari_unet.nn.training import TrainConfig, Trainer
 
@@ -104,3 +105,14 @@ def test_cli_predict_uses_the_models_settings_unless_an_option_is_given(tmp_path
     overridden = predict("tuned.pt", "--threshold", "0.05")  # the border evidence stays the model's
     assert np.array_equal(overridden, predict("plain.pt", "--threshold", "0.05", "--border-evidence", "0.7"))
     assert not np.array_equal(stored, overridden)
+
+
+def test_outlined_objects_with_untrained_instance_heads_say_so():
+    image, labels = blobs(96, n=8)
+    segmenter = Segmenter.create(TrainConfig(**TINY).model_config(1, 2), ["background", "object"])
+    assert not segmenter.instance_heads_trained
+    steps = tuning_steps(segmenter, [TrainingImage.from_instances(image[None], labels)])
+    with pytest.raises(StopIteration) as done:
+        next(steps)
+    tuning = done.value.value
+    assert not tuning.tuned and "instance heads are not trained" in tuning.describe()

@@ -168,7 +168,8 @@ def run_batch(
     if not todo:
         return summary
     with cluster_client(client, scheduler, n_workers, processes, len(todo)) as dask_client:
-        model = dask_client.scatter(model_bytes, broadcast=True)
+        # hash=False: a job's own key; a shared one (same model bytes) can be released under the next job
+        model = dask_client.scatter(model_bytes, broadcast=True, hash=False)
         digest = hashlib.sha256(model_bytes).hexdigest()
         futures = {
             dask_client.submit(predict_file, model, digest, str(image), out_dir and str(out_dir), options,
@@ -210,7 +211,8 @@ def predict_arrays(
     """Predict open images on dask.distributed, as `run_batch` predicts files; yields
     (name, (status, message, nn.volume.VolumeResult or None)) as each finishes (a bad image: 'failed')."""
     with cluster_client(client, None, n_workers, processes, len(images)) as dask_client:
-        model = dask_client.scatter(model_bytes, broadcast=True)
+        # hash=False: a job's own key; a shared one (same model bytes) can be released under the next job
+        model = dask_client.scatter(model_bytes, broadcast=True, hash=False)
         digest = hashlib.sha256(model_bytes).hexdigest()
         futures = {
             dask_client.submit(predict_array, model, digest, item, options, pure=False): name

@@ -141,7 +141,8 @@ def predict_to_zarr_on_cluster(
         starts = block_starts(shape, block)
         with cluster_client(client, scheduler, n_workers, processes, len(starts)) as dask_client:
             stage = _Stage(dask_client, progress, should_stop)
-            model_future = dask_client.scatter(model, broadcast=True)
+            # hash=False: a job's own key; a shared one (same model bytes) can be released under the next job
+            model_future = dask_client.scatter(model, broadcast=True, hash=False)
             stage.run("network", [(f"block at {start}", _network_task, model_future, digest, options, job, *start)
                                   for start in starts])
             _pyramids(stage, job, [name for name in ("semantic", "probabilities") if name in root])

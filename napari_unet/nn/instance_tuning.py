@@ -13,6 +13,7 @@ from collections.abc import Generator, Sequence
 import numpy as np
 
 from napari_unet.functionals.data import TrainingImage
+from napari_unet.functionals.instances import InstanceParams
 from napari_unet.functionals.instance_tuning import (
     InstanceTuning,
     TuningCase,
@@ -33,8 +34,9 @@ def tuning_steps(
     """
     outlined = [item for item in items if item.instances is not None
                 and (item.instance_mask is None or np.any(item.instance_mask))]
-    if not segmenter.instance_heads_trained:
-        outlined = []
+    if outlined and not segmenter.instance_heads_trained:
+        return InstanceTuning(InstanceParams(), False,
+                              reason="the model's instance heads are not trained: objects come from its foreground")
     chosen, pixels = [], 0
     for item in outlined:
         size = int(np.prod(item.annotations.shape))
