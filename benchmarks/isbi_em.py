@@ -2,6 +2,7 @@
 
     python benchmarks/isbi_em.py [--seconds 120 | --steps 1347] [--seeds 0 1 2] [--workers 2] [--threads 1]
                                  [--preset fast] [--flips 1 8] [--name isbi_em]
+    python benchmarks/isbi_em.py --steps 1347 --keep-models models --flips 2   # again: only predicts
     python benchmarks/isbi_em.py --merge results/a.json results/b.json --name isbi_em_3seeds
 
 Cells (interior, label 255) are the objects, membranes the background. Reports membrane
@@ -68,6 +69,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--preset", default="fast")
     parser.add_argument("--flips", type=int, nargs="+", default=[1], choices=[1, 2, 4, 8],
                         help="test-time flips at prediction (predict --flips), each scored (default 1: off)")
+    parser.add_argument("--keep-models", type=Path,
+                        help="save each seed's model in this folder, and score a model already there instead of training")
     parser.add_argument("--merge", type=Path, nargs="+", help="summarise the seeds of these results files instead")
     parser.add_argument("--data", type=Path, default=DATA)
     return parser.parse_args(argv)
@@ -108,10 +111,16 @@ def run_seed(args: argparse.Namespace, seed: int, truths: list) -> tuple[list[di
             tifffile.imwrite(tmp / f"{i}.tif", image)
             tifffile.imwrite(tmp / f"{i}_cells.tif", cells(interior).astype(np.uint16))
             train_args += ["--image", str(tmp / f"{i}.tif"), "--instances", str(tmp / f"{i}_cells.tif")]
-        model = tmp / "model.pt"
         budget = ["--steps", str(args.steps)] if args.steps else ["--seconds", f"{args.seconds:g}"]
-        trained = run_cli("train", *train_args, "--out", str(model), *budget, "--seed", str(seed),
-                          "--preset", args.preset, "--classes", "membrane", "cell").stdout.strip()
+        model = tmp / "model.pt"
+        if args.keep_models:
+            args.keep_models.mkdir(parents=True, exist_ok=True)
+            model = args.keep_models / f"isbi_em_{args.preset}_{budget[1]}{budget[0][2:]}_seed{seed}.pt"
+        if model.is_file():  # kept by an earlier run: only predict (other --flips, say)
+            trained = f"reused {model}"
+        else:
+            trained = run_cli("train", *train_args, "--out", str(model), *budget, "--seed", str(seed),
+                              "--preset", args.preset, "--classes", "membrane", "cell").stdout.strip()
         print(f"seed {seed}: {trained}", flush=True)  # with what tuning on the 10 sections picked
         predicted = {}  # flips: (instances, semantic) of each test section, with the model's instance settings
         defaults = []  # the first flips' instances with the default settings instead (not tuned)

@@ -58,10 +58,14 @@ def test_merge_takes_older_seedless_files_as_seed_0_and_each_row_once():
 
 @pytest.mark.slow
 @pytest.mark.skipif(not (isbi_em.DATA / "0_image.png").is_file(), reason="needs shared/data/isbi2012-membranes")
-def test_one_seed_trains_and_scores_its_tuned_and_untuned_rows(monkeypatch):
+def test_one_seed_trains_and_scores_its_tuned_and_untuned_rows_and_a_kept_model_is_reused(monkeypatch, tmp_path):
     monkeypatch.setattr(isbi_em, "TRAIN_IDS", range(1))  # a tiny run: one section, two steps, one scored
-    args = isbi_em.parse_args(["--steps", "2", "--seeds", "3"])
+    args = isbi_em.parse_args(["--steps", "2", "--seeds", "3", "--keep-models", str(tmp_path)])
     rows, trained = isbi_em.run_seed(args, 3, [isbi_em.load(10)])
     assert [(row["method"], row["seed"]) for row in rows] == [("napari-unet fast, 2 steps", 3), (isbi_em.UNTUNED, 3)]
     assert all(0 <= row["ap50"] <= 1 and 0 < row["membrane_iou"] <= 1 for row in rows)
     assert "2 steps" in trained
+    kept = tmp_path / "isbi_em_fast_2steps_seed3.pt"
+    assert kept.is_file()
+    again, trained = isbi_em.run_seed(args, 3, [isbi_em.load(10)])
+    assert trained == f"reused {kept}" and again == rows  # the same model, scored the same
