@@ -34,9 +34,13 @@ with a canvas a user would have:
     xvfb-run -a -s "-screen 0 1920x1080x24" python3 benchmarks/event_loop_stall.py --store 16384 \
         --seconds 60 --window 1900 1060
 
+`--package DIR` runs another commit's napari_unet under this benchmark (`git archive COMMIT | tar -x -C DIR`),
+for before/after pairs run back to back.
+
 The record lists, per layer, napari's redraws (`Layer.refresh`: re-read and colour the tile napari
 holds) with their count, total and longest time, by cause: "dock" (the dock redrawing a layer as
-blocks land) or "view" (napari, at a view move).
+blocks land) or "view" (napari, at a view move); and for each stall over 100 ms, the redraws inside it
+by layer, what is left (Qt's event handling and repaint of the window), and how long after a view move.
 """
 
 from __future__ import annotations
@@ -110,9 +114,10 @@ def measure(app, widget, seconds: float, threads: int | None, preview: float, pa
     }
 
 
-def timed_refreshes(controller) -> dict[str, dict[str, list[float]]]:
+def timed_refreshes(controller, spans: list | None = None) -> dict[str, dict[str, list[float]]]:
     """Time napari's redraws (`Layer.refresh`, ms) by layer name and cause: "dock" (the controller's handler of
-    a landed block) or "view" (napari, at view moves and draws). Returns the live record."""
+    a landed block) or "view" (napari, at view moves and draws). Returns the live record; `spans` gets
+    (start, end, layer name, cause) of each, in perf_counter seconds."""
     from napari.layers import Layer
 
     record: dict[str, dict[str, list[float]]] = {}
@@ -125,7 +130,10 @@ def timed_refreshes(controller) -> dict[str, dict[str, list[float]]]:
             return refresh(self, *args, **kwargs)
         finally:
             cause = "dock" if in_dock[0] else "view"
-            record.setdefault(self.name, {}).setdefault(cause, []).append((time.perf_counter() - start) * 1000)
+            end = time.perf_counter()
+            record.setdefault(self.name, {}).setdefault(cause, []).append((end - start) * 1000)
+            if spans is not None:
+                spans.append((start, end, self.name, cause))
 
     def dock_handler(handler):
         def handle(*args, **kwargs):
@@ -140,6 +148,27 @@ def timed_refreshes(controller) -> dict[str, dict[str, list[float]]]:
     for name in ("_on_store_progress", "_on_store_returned"):  # bound at the click: wrap them before it
         setattr(controller, name, dock_handler(getattr(controller, name)))
     return record
+
+
+def stall_causes(ticks: list[float], stalls: np.ndarray, spans: list, moves: list, start: float,
+                 over_ms: float = 100.0) -> list[dict]:
+    """Where each stall over `over_ms` went: napari's redraws inside it (ms by layer and cause), the rest
+    (Qt's event handling and repaint of the window, the camera's own events: not napari-unet's), and how long
+    after the last view move it began (a move costs napari's draw, then a second paint of the new tiles)."""
+    causes = []
+    for i in np.flatnonzero(stalls > over_ms):
+        lo, hi = ticks[i], ticks[i + 1]
+        redraws: dict[str, float] = {}
+        for begin, end, name, cause in spans:
+            overlap = min(end, hi) - max(begin, lo)
+            if overlap > 0:
+                key = f"{name} ({cause})"
+                redraws[key] = round(redraws.get(key, 0.0) + overlap * 1000, 1)
+        before = [tick for tick, _ in moves if tick < hi]
+        causes.append({"at_s": round(lo - start, 2), "stall_ms": round(float(stalls[i]), 1),
+                       "ms_after_view_move": round(max(0.0, lo - before[-1]) * 1000) if before else None,
+                       "redraws_ms": redraws, "other_ms": round(float(stalls[i]) - sum(redraws.values()), 1)})
+    return causes
 
 
 def settle(app, seconds: float) -> None:
@@ -192,11 +221,13 @@ def measure_store(app, viewer, widget, size: int, seconds: float, browse: float,
     mover.timeout.connect(move)
     loop = QEventLoop()
     controller.prediction_finished.connect(lambda status: loop.quit())
-    refreshes = timed_refreshes(controller)
+    spans: list = []
+    refreshes = timed_refreshes(controller, spans)
     click = time.perf_counter()
     widget.predict_step.predict()
     click_ms = (time.perf_counter() - click) * 1000
     refreshes.clear()  # from here on
+    spans.clear()
     timer.start()
     mover.start()
     start = time.perf_counter()
@@ -223,10 +254,20 @@ def measure_store(app, viewer, widget, size: int, seconds: float, browse: float,
         "view_moves": len(moves),
         "ticks": int(len(ticks)),
         "canvas_px": list(viewer.window._qt_viewer.canvas.size),
+        "stalls_over_100ms_by_cause": stall_causes(ticks, stalls, spans, moves, start),
         "refreshes": {f"{name} ({cause})": {"count": len(ms), "total_ms": round(sum(ms)),
                                              "longest_ms": round(max(ms), 1)}
                       for name, causes in refreshes.items() for cause, ms in causes.items()},
     }
+
+
+def use_package(checkout: Path) -> None:
+    """Import napari_unet from `checkout` (a source tree with napari_unet/ and resources/), not the installed one:
+    an editable install's import hook comes before sys.path, so it is taken out."""
+    if "napari_unet" in sys.modules:
+        raise RuntimeError("napari_unet is already imported")
+    sys.meta_path[:] = [finder for finder in sys.meta_path if "editable" not in repr(finder).lower()]
+    sys.path.insert(0, str(checkout.resolve()))
 
 
 def main(argv=None) -> int:
@@ -244,7 +285,12 @@ def main(argv=None) -> int:
                         help="with --store: resize the viewer's window (the screen must be as big: xvfb-run -s)")
     parser.add_argument("--data", type=Path, default=None,
                         help="with --store: keep the generated input in this folder and reuse it (default: temporary)")
+    parser.add_argument("--package", type=Path, default=None,
+                        help="import napari_unet from this checkout instead (e.g. `git archive COMMIT | tar -x -C DIR`): "
+                             "before/after pairs with this benchmark")
     args = parser.parse_args(argv)
+    if args.package:
+        use_package(args.package)
     if args.store:
         return store_main(args, argv)
     args.out = args.out or RESULTS / "event_loop_stall.json"

@@ -55,6 +55,13 @@ def _dock_on_a_pyramid(make_napari_viewer, tmp_path):
     return viewer, widget, InstanceParams(threshold=float(np.quantile(whole.foreground(), 0.8)), min_size=3)
 
 
+def zoom_out(layer) -> None:
+    """What napari's canvas does at a draw with the whole plane in a small view: the coarsest level."""
+    h, w = layer.level_shapes[0]
+    layer._update_draw(scale_factor=8.0, corner_pixels_displayed=np.array([[0.0, 0.0], [h, w]], dtype=float),
+                       shape_threshold=(h // 8, w // 8))
+
+
 @pytest.mark.slow
 def test_a_big_lazy_image_is_predicted_into_a_store_shown_lazily_and_corrected_in_place(
         make_napari_viewer, qtbot, tmp_path):
@@ -187,10 +194,14 @@ def test_a_plane_too_big_to_show_whole_is_browsed_through_the_stores_pyramid(mak
     assert accepted[0][:48, :56].any() and not accepted[0][48:, :].any()
     assert np.array_equal(accepted[1][...], accepted[0][...][::2, ::2])
     # predicting again: a store with accepted objects shows them from the start
+    instances = viewer.layers["big instances"]
+    assert instances.visible  # shown by the objects pass
+    instances.visible = False  # the user hides it: the next objects pass leaves it hidden
     with qtbot.waitSignal(controller.prediction_finished, timeout=TIMEOUT):
         controller.predict(params)
     qtbot.waitUntil(lambda: not controller.is_predicting, timeout=TIMEOUT)
     assert viewer.layers["big accepted"].visible
+    assert not instances.visible and instances is viewer.layers["big instances"]
 
 
 def test_a_landed_block_is_the_block_and_for_the_objects_pass_its_halo():
@@ -233,6 +244,24 @@ def test_a_pyramid_layer_holds_only_the_tile_napari_read_around_the_view():
     assert holds(Labels(np.zeros((64, 64), np.uint8)), (slice(60, 64), slice(60, 64)))  # one scale: all of it
 
 
+def test_a_pyramid_zoomed_out_to_its_coarsest_level_shows_what_is_written_into_it():
+    from napari.components import ViewerModel
+
+    from napari_unet.napari import layers as lb
+
+    levels = [zarr.zeros((n, n), chunks=(64, 64), dtype=np.uint32) for n in (256, 128, 64)]
+    layer = ViewerModel().add_labels(levels)
+    zoom_out(layer)
+    assert layer.data_level == 2 and layer._slice.image.raw.max() == 0
+    new = np.zeros((256, 256), np.uint32)
+    new[64:128, 64:128] = 7
+    assert lb.write_undoable(layer, (), new) == 64 * 64  # a correction into every level, as the Correct step does
+    assert layer._slice.image.raw.max() == 7 and layer.thumbnail[..., 3].max() > 0  # napari had kept level 2 unread
+    levels[0][:64, :64], levels[2][:32, :32] = 9, 9  # blocks a prediction wrote: the dock's redraw shows them
+    lb.refresh_pyramid(layer, extent=False)
+    assert layer._slice.image.raw[:32, :32].min() == 9
+
+
 @pytest.mark.slow
 def test_landed_blocks_redraw_only_the_layers_their_pass_writes(make_napari_viewer, qtbot, tmp_path):
     viewer, widget, params = _dock_on_a_pyramid(make_napari_viewer, tmp_path)
@@ -243,12 +272,19 @@ def test_landed_blocks_redraw_only_the_layers_their_pass_writes(make_napari_view
     with qtbot.waitSignal(controller.prediction_finished, timeout=TIMEOUT) as finished:
         controller.predict(params)
         for name in ("semantic", "instances", "accepted"):  # the layers exist once the click returns
-            viewer.layers[f"big {name}"].events.set_data.connect(lambda event, name=name: events.append(("redraw", name)))
+            layer = viewer.layers[f"big {name}"]
+            layer.events.set_data.connect(lambda event, name=name: events.append(("redraw", name)))
+            events.append(("visible", name, layer.visible))
+            layer.events.visible.connect(lambda event, name=name, layer=layer: events.append(("visible", name, layer.visible)))
     assert finished.args[0] == "done"
     qtbot.waitUntil(lambda: not controller.is_predicting, timeout=TIMEOUT)
 
     records = [(i, event[1], event[2]) for i, event in enumerate(events) if event[0] == "progress"]
     first_objects = min(i for i, passes, _ in records if "objects" in passes)
+    # the instances are hidden (not read, coloured and drawn at every view move) until the objects pass writes
+    shown = [(i, event[2]) for i, event in enumerate(events) if event[0] == "visible" and event[1] == "instances"]
+    assert [visible for _, visible in shown] == [False, True]
+    assert first_objects < shown[1][0] < min(i for i, _, ended in records if "objects" in ended) + 1
     network_ended = min(i for i, _, ended in records if "network" in ended)
     after_network = min([i for i, _, _ in records if i > network_ended] + [len(events)])
     redrawn = [(i, event[1]) for i, event in enumerate(events) if event[0] == "redraw"]
@@ -262,3 +298,7 @@ def test_landed_blocks_redraw_only_the_layers_their_pass_writes(make_napari_view
     assert not accepted.visible  # and an empty one is not read at every move until something is accepted
     instances = viewer.layers["big instances"]
     assert instances._slice.image.raw.max() > 0 and instances.thumbnail[..., 3].max() > 0  # shown, with thumbnail
+    for layer in (instances, viewer.layers["big semantic"]):  # zoomed out to the coarsest level: filled in too
+        zoom_out(layer)  # napari read that level (empty) when the layer was made, and keeps it
+        assert layer.data_level == 2 and np.array_equal(layer._slice.image.raw, np.asarray(layer.data[2]))
+        assert layer._slice.image.raw.max() > 0

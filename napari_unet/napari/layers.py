@@ -339,8 +339,18 @@ def _write_pyramid(layer: Labels, plane: Plane, new: np.ndarray, region: tuple[s
         new = np.asarray(new).astype(levels[0].dtype, copy=False)
         levels[0][rows, cols] = new
         write_coarser_levels(levels, new, rows.start, cols.start)
-        layer.refresh()
+        refresh_pyramid(layer)
     return changed
+
+
+def refresh_pyramid(layer: Labels, **refresh) -> None:
+    """`layer.refresh(**refresh)` that also shows what was written to a pyramid's coarsest level since napari
+    read it: napari 0.9 reads that level once and keeps it (for the thumbnail, and as the tile shown when
+    zoomed out that far), so a store filling in or a merge would not show there."""
+    forget = getattr(layer, "_reset_thumbnail_level_data", None)  # napari's own reset when data is replaced
+    if layer.multiscale and forget is not None:
+        forget()
+    layer.refresh(**refresh)
 
 
 def _partial_refresh(layer: Labels, plane: Plane, region: tuple[slice, slice], values: np.ndarray) -> None:

@@ -13,7 +13,10 @@ probabilities; the objects pass: instances; never accepted) and only when a land
 the tile napari holds for the layer; thumbnails at the end of a pass. Redrawing every store
 layer with its thumbnail at every landed block froze the viewer 150-350 ms each time at 16384^2
 (napari re-reads, colours and, for the outlined accepted layer, contours the whole tile on the GUI
-thread). A block that lands off screen is read when the view moves there.
+thread). A block that lands off screen is read when the view moves there. The instances layer is hidden
+until the objects pass writes its first block, the accepted one until the first accept: napari reads,
+colours and draws every visible layer's tile at every view move, empty ones too. Redraws go through
+`lb.refresh_pyramid`: napari keeps a pyramid's coarsest level once read, which would otherwise never fill in.
 No whole-array read happens on the GUI thread. A plane more than `store_multiscale_above`
 pixels a side is shown through the store's pyramid (`nn.chunked.output_levels`): napari then
 reads only the level and the part of it on screen, so browsing stays memory-bounded however
@@ -47,7 +50,6 @@ from napari_unet.functionals.layout import LazyPlane
 from napari_unet.functionals.scale import AUTO
 from napari_unet.io.names import safe_name
 from napari_unet.napari import layers as lb
-from napari_unet.io.pyramid import COARSEST
 from napari_unet.nn.chunked import create_levelled, create_outputs, fill_outputs, output_levels
 from napari_unet.nn.inference import Stopped
 from napari_unet.progress import relabel, yield_counts
@@ -57,6 +59,7 @@ STORE_ABOVE_PIXELS = 4096 * 4096  # planes larger than this are predicted into a
 STORE_BLOCK = 1024  # block (and chunk) edge of the store
 STORE_MULTISCALE_ABOVE = 2048  # planes more than this a side are shown through the store's pyramid
 OBJECTS_HALO = 128  # pixels around a block the objects pass sees (and its objects may reach)
+STORE_COARSEST = 256  # the store pyramid's smallest level, pixels a side (napari colours it at every view move)
 REFRESH_SECONDS = 0.5  # the store layers are redrawn at most this often while blocks land
 ACCEPTED = "accepted"  # the store's array of accepted objects (kept across predictions)
 
@@ -173,7 +176,7 @@ class StoreJobs:
     store_above_pixels: int = STORE_ABOVE_PIXELS
     store_block: int = STORE_BLOCK
     store_multiscale_above: int = STORE_MULTISCALE_ABOVE
-    store_coarsest: int = COARSEST  # the store pyramid's smallest level, pixels a side
+    store_coarsest: int = STORE_COARSEST
     store_folder: str | os.PathLike | None = None  # None: beside the image's file, else the cache folder
 
     def predicts_to_store(self, layout) -> bool:
@@ -236,8 +239,9 @@ class StoreJobs:
             levels = output_levels(root, name)
             return levels if pyramid and len(levels) > 1 else levels[0]
 
-        layers = [self.semantic_layer(image, layout, data=shown("semantic")),
-                  self.instances_layer(image, layout, data=shown("instances"))]
+        instances = self.instances_layer(image, layout, data=shown("instances"))
+        self._hide_until(instances, "objects")  # nothing in it before the objects pass writes its first block
+        layers = [self.semantic_layer(image, layout, data=shown("semantic")), instances]
         accepted = self.paired(c.ROLE_ACCEPTED, image)
         if accepted is None or lb.is_lazy(accepted):  # one already in memory keeps its pixels
             accepted = self.accepted_layer(image, layout, data=shown(ACCEPTED))
@@ -262,18 +266,29 @@ class StoreJobs:
     def _browse_accepted(self, layer, coarsest) -> None:
         """An accepted pyramid is filled, not outlined: napari outlines by a dilation and an erosion of the
         whole tile it holds at every view move (150-300 ms at 2048-3072 px a side). While nothing is
-        accepted in the store (no chunk written) it is hidden, so napari does not read and colour an
-        empty layer at every move; the first accept shows it."""
+        accepted in the store (no chunk written) it is hidden; the first accept shows it."""
         layer.contour = 0
         if coarsest.nchunks_initialized == 0:  # every level is written by an accept: the coarsest lists fastest
-            layer.visible = False
-            lb.set_meta(layer, shown_when_accepted=True)
+            self._hide_until(layer, ACCEPTED)
             self.accepted_changed.connect(self._show_accepted, unique=True)
 
-    def _show_accepted(self) -> None:
+    def _hide_until(self, layer, event: str) -> None:
+        """Hide an empty store layer until `event` ("objects": the objects pass's first block; "accepted": the
+        first accept) writes into it: napari reads, colours and draws every visible layer's tile at every
+        view move, an empty one too (a uint32 tile of 2048-3072 px a side: about a third of a move's cost
+        under Xvfb's software OpenGL). One the user hid stays hidden."""
+        if layer.visible or lb.meta(layer).get("shown_when"):
+            layer.visible = False
+            lb.set_meta(layer, shown_when=event)
+
+    def _show_written(self, event: str, image: str | None = None) -> None:
         for layer in self.viewer.layers:
-            if lb.meta(layer).pop("shown_when_accepted", False):
-                layer.visible = True
+            if lb.meta(layer).get("shown_when") == event and image in (None, lb.meta(layer).get("image")):
+                lb.meta(layer).pop("shown_when")
+                layer.visible = True  # napari reads and draws it now
+
+    def _show_accepted(self) -> None:
+        self._show_written(ACCEPTED)
 
     def _store_layers_of(self, name: str) -> list:
         return [layer for layer in self.viewer.layers
@@ -286,6 +301,8 @@ class StoreJobs:
         self._store_landed.extend(record.regions)
         if record.ended or time.monotonic() - self._store_refreshed >= REFRESH_SECONDS:
             self._redraw_landed(record.image, ended=record.ended)
+        if any(stage == "objects" for stage, _ in record.regions):
+            self._show_written("objects", record.image)
 
     def _redraw_landed(self, name: str, ended: tuple[str, ...] = ()) -> None:
         """Redraw the store layers of image `name` that a block landed in since the last redraw (when napari
@@ -295,7 +312,7 @@ class StoreJobs:
         for layer in self._store_layers_of(name):
             whole = any(lb.meta(layer).get("role") in PASS_WRITES[stage] for stage in ended)
             if whole or any(shows_landed(layer, stage, region) for stage, region in landed):
-                layer.refresh(thumbnail=whole, extent=False)
+                lb.refresh_pyramid(layer, thumbnail=whole, extent=False)
 
     def _on_store_returned(self, result) -> None:
         status, objects = result
