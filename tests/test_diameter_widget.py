@@ -55,6 +55,21 @@ def test_auto_only_where_the_model_has_not_seen_the_image():
     assert session.diameter_for("a", AUTO) is None
 
 
+def test_images_trained_on_are_predicted_at_the_size_each_was_trained_at():
+    session = Session()
+    session.set_model(Segmenter.create(ModelConfig(depth=2, base_width=4), ["bg", "fg"], canonical_diameter=20.0,
+                                       object_diameter=25.0), new=True)
+    session.set_model(session.segmenter, trained_on=["small", "large", "scribbled"],
+                      diameters={"small": 12.0, "large": 40.0})  # "scribbled": no objects of its own known
+    assert session.diameter_for("small", AUTO) == 12.0 and session.diameter_for("large", AUTO) == 40.0
+    assert session.diameter_for("scribbled", AUTO) is None  # the model's training diameter
+    session.rename_image("large", "large2")
+    session.forget_image("small")
+    assert session.diameter_for("large2", AUTO) == 40.0 and session.diameter_for("small", AUTO) == AUTO
+    session.set_model(session.segmenter, new=True)
+    assert session.trained_diameters == {} and session.diameter_for("large2", AUTO) == AUTO
+
+
 def test_object_diameter_control_sets_the_scale_of_predictions(make_napari_viewer, napari_unet_plugin, qtbot,
                                                                tmp_path):
     viewer = make_napari_viewer()

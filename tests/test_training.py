@@ -234,3 +234,24 @@ def test_held_instance_targets_are_the_start_models_outputs_only_where_none_are_
     np.testing.assert_allclose(prepared.boundary[~known], own.boundary[~known], atol=1e-4)
     np.testing.assert_allclose(prepared.distance[~known], own.distance[~known], atol=1e-4)
 
+
+
+def test_each_source_image_is_recorded_at_the_size_it_was_trained_at():
+    from dataclasses import replace
+
+    from napari_unet.functionals.scale import object_diameter
+
+    small_image, small = blobs(96, n=12, radius=(5, 6))
+    large_image, large = blobs(96, n=3, radius=(12, 14), seed=1)
+    scribbles = np.zeros(small.shape, np.uint8)
+    scribbles[small > 0], scribbles[:2] = 2, 1
+    items = [replace(TrainingImage.from_instances(small_image[None], small), source="small"),
+             replace(TrainingImage.from_instances(large_image[None], large), source="large"),
+             replace(TrainingImage.from_scribbles(small_image[None], scribbles), source="scribbled")]
+    trainer = Trainer(items, TrainConfig(steps=1, validation_fraction=0.0, tune_instances=False, **TINY))
+    _, segmenter = run_to_end(trainer)
+    assert trainer.diameters["small"] == pytest.approx(object_diameter(small), rel=0.01)
+    assert trainer.diameters["large"] == pytest.approx(object_diameter(large), rel=0.01)
+    assert trainer.diameters["large"] > 2 * trainer.diameters["small"]
+    # scribbles alone: the others' median, which is also the model's one training diameter
+    assert trainer.diameters["scribbled"] == pytest.approx(segmenter.object_diameter, rel=0.01)

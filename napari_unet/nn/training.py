@@ -144,6 +144,9 @@ class Trainer:
         self._preview: _PreviewRequest | None = None
         self._lock = threading.Lock()
         self.tuning: InstanceTuning | None = None  # what the last run's tuning found (None: it did not run)
+        # The object diameter each source image (TrainingImage.source) was trained at: predicting it at
+        # that size again is "as trained", also when the images' objects differ in size.
+        self.diameters: dict[str, float] = {}
 
     def request_preview(self, image, tag: object = None) -> None:
         """Ask for a prediction of `image` (C, H, W) with the current weights; the latest request wins."""
@@ -164,6 +167,7 @@ class Trainer:
         margin = config.patch_size // 2
         held_out = validation.split(self.items, config.validation_fraction)
         factors = _scale_factors(held_out.train, segmenter, config.object_diameter)
+        self.diameters = _diameters_by_source(held_out.train, factors, segmenter.canonical_diameter)
         prepared = [prepare(item, segmenter.normalisation, margin, f) for item, f in zip(held_out.train, factors)]
         trains_instances = any(p.instance_valid.any() for p in prepared)
         if self.segmenter is not None and config.keep_instance_heads and segmenter.instance_heads_trained:
@@ -344,6 +348,17 @@ def _scale_factors(items: list[TrainingImage], segmenter: Segmenter, override: f
     if typical is not None:
         segmenter.object_diameter = round(float(typical), 2)
     return [scale_factor(d if d is not None else typical, segmenter.canonical_diameter) for d in measured]
+
+
+def _diameters_by_source(items: list[TrainingImage], factors: list[float], canonical: float | None) -> dict[str, float]:
+    """The diameter each named source image was resampled by (the median over its planes); none without resampling."""
+    if canonical is None:
+        return {}
+    by_source: dict[str, list[float]] = {}
+    for item, factor in zip(items, factors):
+        if item.source:
+            by_source.setdefault(item.source, []).append(canonical / factor)
+    return {source: round(float(np.median(values)), 2) for source, values in by_source.items()}
 
 
 def _learning_rate(base: float, step: int, fraction: float | None) -> float:

@@ -93,38 +93,49 @@ class Session:
     loss_offset: int = 0  # steps of earlier runs, so the loss curve continues across warm starts
     cache: PredictionCache = field(default_factory=PredictionCache)
     trained_on: set[str] = field(default_factory=set)  # images (by name) the model was trained on here
+    trained_diameters: dict[str, float] = field(default_factory=dict)  # of those, the object size each was trained at
 
-    def set_model(self, segmenter: Segmenter | None, *, new: bool = False, trained_on=()) -> None:
-        """A new model (loaded, shipped, none: `new`) or the current one trained on `trained_on` too."""
+    def set_model(self, segmenter: Segmenter | None, *, new: bool = False, trained_on=(),
+                  diameters: dict[str, float] | None = None) -> None:
+        """A new model (loaded, shipped, none: `new`) or the current one trained on `trained_on` too,
+        each image at its `diameters` entry (Trainer.diameters)."""
         self.segmenter = segmenter
         self.model_version += 1
         if new:
             self.loss_offset = 0
             self.trained_on = set()
+            self.trained_diameters = {}
         self.trained_on |= set(trained_on)
+        self.trained_diameters.update(diameters or {})
 
     def forget_image(self, image: str) -> None:
         """An image left the viewer: its cached outputs go; an image of that name later is a new one."""
         self.cache.drop_image(image)
         self.trained_on.discard(image)
+        self.trained_diameters.pop(image, None)
 
     def rename_image(self, old: str, new: str) -> None:
         self.cache.rename(old, new)
         if old in self.trained_on:
             self.trained_on = (self.trained_on - {old}) | {new}
+        if old in self.trained_diameters:
+            self.trained_diameters[new] = self.trained_diameters.pop(old)
 
     def diameter_for(self, image: str, choice: float | str | None) -> float | str | None:
         """The object diameter to predict `image` at, for the dock's choice (as Segmenter.predict takes it).
 
         AUTO measures the objects of images the model was not trained on (a shipped model, a new
-        image: another magnification), and keeps the training diameter (None) on the images it
-        was trained on, where one pass is right and as fast as before.
+        image: another magnification), and predicts the images it was trained on at the size each
+        was trained at (one pass, right for each even when their objects differ in size; the
+        model's single training diameter split the large ones and merged the small ones).
         """
         model = self.segmenter
         if choice != AUTO:
             return choice
-        if model is None or model.canonical_diameter is None or image in self.trained_on:
+        if model is None or model.canonical_diameter is None:
             return None
+        if image in self.trained_on:
+            return self.trained_diameters.get(image)  # None: the model's training diameter
         return AUTO
 
     def segmenter_copy(self) -> Segmenter | None:

@@ -109,7 +109,8 @@ class TrainingJobs:
         if segmenter is None:
             return
         first = self.session.segmenter is None
-        self.session.set_model(segmenter, trained_on=self._train_images)
+        diameters = {} if self._trainer is None else self._trainer.diameters
+        self.session.set_model(segmenter, trained_on=self._train_images, diameters=diameters)
         run = segmenter.history[-1] if segmenter.history else {}
         self.session.loss_offset += int(run.get("steps", 0))
         self._train_ok = True
