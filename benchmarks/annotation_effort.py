@@ -187,19 +187,21 @@ class Picker:
 
 
 def predict_all(segmenter: Segmenter, samples: list[Sample], params: InstanceParams | None = None, *,
-                uncertainty: bool = True, diameter: float | str | None = None) -> list[dict]:
+                uncertainty: bool = True, diameter: float | str | None = None,
+                diameters: dict[str, float] | None = None) -> list[dict]:
     """What the prediction worker computes per plane: instances and (uncertainty=True) the uncertainty
     map Suggest next ranks ("uncertainty": the class entropy) and, to compare with it, the map that
     also reads 255 on objects whose split changes with the threshold ("combined").
 
     params None: the model's own instance settings (tuned on its annotations), as the dock and CLI use.
-    diameter: None predicts at the model's training diameter (the dock's `auto` on its own training
-    images); AUTO measures each image's objects first (the dock's and CLI's default on other images).
+    diameter: None predicts at the model's training diameter; AUTO measures each image's objects first
+    (the dock's and CLI's default on images it did not train on). diameters: per sample name, the size
+    that image was trained at (Trainer.diameters: the dock's `auto` on its own training images).
     """
     params = segmenter.instance_params if params is None else params
     outputs = []
     for s in samples:
-        prediction = segmenter.predict(s.image, diameter=diameter)
+        prediction = segmenter.predict(s.image, diameter=(diameters or {}).get(s.name, diameter))
         out = {"instances": segmenter.instances(prediction, params), "prediction": prediction}
         if uncertainty:
             unstable = split_instability(prediction, params, use_instance_heads=segmenter.instance_heads_trained)
@@ -240,13 +242,19 @@ def error_correlation(segmenter: Segmenter, pool: list[Sample], outputs: list[di
     return {f"rho_{name}": None if np.isnan(v) else round(float(v), 3) for name, v in rho.items()}
 
 
-def train(segmenter: Segmenter | None, pool: list[Sample], states: list[dict], config: TrainConfig) -> Segmenter:
-    # The pairs the dock's training_items makes for an annotated 2D plane.
-    items = [TrainingImage.from_annotations(s.image, state["annotations"].copy(), state["accepted"], name=s.name)
-             for s, state in zip(pool, states) if state["annotations"].any()]
+def train(segmenter: Segmenter | None, pool: list[Sample], states: list[dict],
+          config: TrainConfig) -> tuple[Segmenter, dict[str, float]]:
+    """The trained model and the size each pool image was trained at (as the dock keeps them)."""
+    from dataclasses import replace
+
     from common import run_training
 
-    return run_training(Trainer(items, config, segmenter=segmenter))
+    # The pairs the dock's training_items makes for an annotated 2D plane.
+    items = [replace(TrainingImage.from_annotations(s.image, state["annotations"].copy(), state["accepted"],
+                                                    name=s.name), source=s.name)
+             for s, state in zip(pool, states) if state["annotations"].any()]
+    trainer = Trainer(items, config, segmenter=segmenter)
+    return run_training(trainer), trainer.diameters
 
 
 def simulate(pool: list[Sample], val: list[Sample], picker: str, *, mode: str = "strokes", rounds: int = 5,
@@ -255,8 +263,9 @@ def simulate(pool: list[Sample], val: list[Sample], picker: str, *, mode: str = 
              on_round=None) -> list[dict]:
     """Rounds of train -> score -> predict -> pick -> annotate; one record per round (effort so far, AP@0.5).
 
-    Scored as the dock predicts: val images (never trained on) at the `auto` diameter, the pool at the
-    training diameter; params None: the model's own instance settings after each training.
+    Scored as the dock predicts: val images (never trained on) at the `auto` diameter, the pool images
+    trained on at the size each was trained at (others in the pool at the model's training diameter);
+    params None: the model's own instance settings after each training.
     restart: each round trains a fresh copy of `start` on all annotations so far, instead of
     continuing from the last round's model (measures drift away from a pretrained start).
 
@@ -280,12 +289,12 @@ def simulate(pool: list[Sample], val: list[Sample], picker: str, *, mode: str = 
     for r in range(rounds):
         tic = time.perf_counter()
         base = copy.deepcopy(start) if restart and start is not None else segmenter
-        segmenter = train(base, pool, states, config)
+        segmenter, trained_at = train(base, pool, states, config)
         compute += time.perf_counter() - tic
         preds = [out["instances"] for out in predict_all(segmenter, val, params, uncertainty=False, diameter=AUTO)]
         ap50 = float(average_precision(truths, preds, (0.5,))[0.5])
         tic = time.perf_counter()
-        outputs = predict_all(segmenter, pool, params, uncertainty=r < rounds - 1)
+        outputs = predict_all(segmenter, pool, params, uncertainty=r < rounds - 1, diameters=trained_at)
         compute += time.perf_counter() - tic
         pool_ap50 = float(average_precision([s.truth for s in pool], [out["instances"] for out in outputs], (0.5,))[0.5])
         records.append({"picker": picker, "mode": mode, "round": r, "strokes": effort.strokes,

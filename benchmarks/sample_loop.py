@@ -168,7 +168,7 @@ def _loop(start, image, truth, scribbles, config: TrainConfig, budget: str, *, s
     if cached is not None and cached.exists():
         first = Segmenter.load(cached)
     else:
-        first = ae.train(start, [sample], [{"annotations": scribbles.copy(), "accepted": None}], config)
+        first, _ = ae.train(start, [sample], [{"annotations": scribbles.copy(), "accepted": None}], config)
         if cached is not None:
             cached.parent.mkdir(parents=True, exist_ok=True)
             first.save(cached)
@@ -179,7 +179,8 @@ def _loop(start, image, truth, scribbles, config: TrainConfig, budget: str, *, s
     instances = first.instances(prediction, params)
     annotations, accepted, corrected_objects, regions = correct_suggested(
         scribbles, truth, instances, uncertainty_map(prediction), objects, name)
-    corrected = ae.train(copy.deepcopy(first), [sample], [{"annotations": annotations, "accepted": accepted}], second)
+    corrected, _ = ae.train(copy.deepcopy(first), [sample], [{"annotations": annotations, "accepted": accepted}],
+                            second)
     yield {"run": f"+ correct & accept suggested regions (>= {objects} objects) + {budget}",
            "corrected": corrected_objects, "regions": [list(r.key) for r in regions],
            "steps": corrected.history[-1]["steps"], "diameter": corrected.object_diameter,
@@ -192,7 +193,7 @@ def _loop(start, image, truth, scribbles, config: TrainConfig, budget: str, *, s
     hurried = {}
     hurried["accepted"], hurried["annotations"] = accept_region(None, scribbles.copy(), prediction.semantic(),
                                                                  instances, mask)
-    third = ae.train(copy.deepcopy(first), [sample], [hurried], second)
+    third, _ = ae.train(copy.deepcopy(first), [sample], [hurried], second)
     yield {"run": f"+ accept the same regions uncorrected + {budget}", "corrected": 0,
            **_score(third, image, truth, params)}
 

@@ -68,7 +68,7 @@ def main(argv=None) -> int:
             if args.steps:
                 config = TrainConfig(steps=args.steps, seed=seed, threads=1, **overrides)
                 state = {"annotations": scribbles.copy(), "accepted": None}
-                start = ae.train(start, [ae.Sample(name, image, truth)], [state], config)
+                start, _ = ae.train(start, [ae.Sample(name, image, truth)], [state], config)
             instances = start.instances(start.predict(image))
             scores.setdefault(name, []).append(float(average_precision([truth], [instances], (0.5,))[0.5]))
             print(f"{name} seed {seed}: AP@0.5 {scores[name][-1]:.3f} ({time.perf_counter() - tic:.0f} s)", flush=True)
