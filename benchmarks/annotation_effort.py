@@ -264,7 +264,7 @@ def simulate(pool: list[Sample], val: list[Sample], picker: str, *, mode: str = 
     """Rounds of train -> score -> predict -> pick -> annotate; one record per round (effort so far, AP@0.5).
 
     Scored as the dock predicts: val images (never trained on) at the `auto` diameter, the pool images
-    trained on at the size each was trained at (others in the pool at the model's training diameter);
+    trained on at the size each was trained at (the pool's images not annotated yet at `auto`);
     params None: the model's own instance settings after each training.
     restart: each round trains a fresh copy of `start` on all annotations so far, instead of
     continuing from the last round's model (measures drift away from a pretrained start).
@@ -294,7 +294,7 @@ def simulate(pool: list[Sample], val: list[Sample], picker: str, *, mode: str = 
         preds = [out["instances"] for out in predict_all(segmenter, val, params, uncertainty=False, diameter=AUTO)]
         ap50 = float(average_precision(truths, preds, (0.5,))[0.5])
         tic = time.perf_counter()
-        outputs = predict_all(segmenter, pool, params, uncertainty=r < rounds - 1, diameters=trained_at)
+        outputs = predict_all(segmenter, pool, params, uncertainty=r < rounds - 1, diameter=AUTO, diameters=trained_at)
         compute += time.perf_counter() - tic
         pool_ap50 = float(average_precision([s.truth for s in pool], [out["instances"] for out in outputs], (0.5,))[0.5])
         records.append({"picker": picker, "mode": mode, "round": r, "strokes": effort.strokes,
