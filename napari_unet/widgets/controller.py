@@ -110,6 +110,7 @@ class Controller(TrainingJobs, PredictionJobs, StoreJobs, BatchJobs, SuggestionJ
         self._probabilities = False
         self._uncertainty = True  # paint the uncertainty layer with the predictions
         self._diameter: float | str | None = None  # object diameter of the running prediction (Session.diameter_for)
+        self._diameter_asked: float | str | None = None  # the dock's setting it came from (provenance)
         self._flips = 1  # test-time flips of the running prediction (recorded in the layers' provenance)
         self._instance_worker = None
         self._instance_request: tuple | None = None

@@ -32,11 +32,14 @@ def _stack_objects(image: str, predictions: list, params: InstanceParams, **opti
     return StackObjects(image, instances_3d(predictions, params, **options))
 
 
-def diameter_provenance(prediction, segmenter, choice: float | str | None) -> dict:
-    """The object diameter a plane was predicted for, and where it came from (layer metadata)."""
+def diameter_provenance(prediction, segmenter, choice: float | str | None, asked: float | str | None) -> dict:
+    """The object diameter a plane was predicted for, and where it came from (layer metadata).
+
+    `asked` is the dock's setting, `choice` what Session.diameter_for made of it: `auto` on an image
+    the model trained on is that image's training size ("as trained"), not a size the user set."""
     used = None if segmenter is None else diameter_at(prediction.scale, segmenter.canonical_diameter,
                                                       segmenter.object_diameter)
-    source = "measured" if choice == AUTO else "as trained" if choice is None else "set"
+    source = "measured" if choice == AUTO else "as trained" if choice is None or asked == AUTO else "set"
     return {"object_diameter": None if used is None else round(used, 1), "object_diameter_source": source}
 
 
@@ -77,6 +80,7 @@ class PredictionJobs:
         self._probabilities = probabilities
         self._uncertainty = uncertainty
         self._diameter = self.session.diameter_for(image.name, diameter)
+        self._diameter_asked = diameter
         self._flips = flips
 
         def read(plane, image=image, layout=layout):
@@ -157,7 +161,8 @@ class PredictionJobs:
                 "training": segmenter.history[-1] if segmenter is not None and segmenter.history else None,
             })
         return {**self._provenance[1], "instance_params": result.params.to_dict(),
-                **diameter_provenance(result.prediction, segmenter, self._diameter), "test_time_flips": self._flips}
+                **diameter_provenance(result.prediction, segmenter, self._diameter, self._diameter_asked),
+                "test_time_flips": self._flips}
 
     def _on_predict_returned(self, status) -> None:
         self._predict_status = status or "done"
