@@ -199,7 +199,7 @@ def test_full_cycle(dock, qtbot, tmp_path, monkeypatch):
     provenance = instances.metadata[c.METADATA_KEY]["provenance"]
     assert provenance["model_sha256"] == widget.controller.session.segmenter.fingerprint()
     assert provenance["training"]["steps"] == 3 and "threshold" in provenance["instance_params"]
-    # the image it was trained on is predicted at the training diameter (auto: one pass, as fast as before)
+    # the image it was trained on is predicted at the size it was trained at (auto: one pass, as fast as before)
     assert widget.controller.session.trained_on == {IMAGE}
     assert provenance["object_diameter_source"] == "as trained"
     assert semantic.metadata[c.METADATA_KEY]["provenance"]["model_sha256"] == provenance["model_sha256"]

@@ -179,7 +179,7 @@ class PredictStep(QWidget):
             "small ones.\n"
             "auto: on images the model was not trained on (a shipped model, a new image, another magnification) "
             "measure the objects from a first pass and predict again at the right scale (up to 3 passes); "
-            f"on its own training images use its training diameter ({trained}).\n"
+            "on the images it was trained on here, the size each was trained at (one pass).\n"
             f"as trained: always the training diameter ({trained}), one pass.\n"
             "this size: the diameter you set."
             + ("" if resizes else "\nThis model does not resize images: the setting has no effect.")
