@@ -350,8 +350,11 @@ def _scale_factors(items: list[TrainingImage], segmenter: Segmenter, override: f
     return [scale_factor(d if d is not None else typical, segmenter.canonical_diameter) for d in measured]
 
 
-def _diameters_by_source(items: list[TrainingImage], factors: list[float], canonical: float | None) -> dict[str, float]:
-    """The diameter each named source image was resampled by (the median over its planes); none without resampling."""
+def _diameters_by_source(
+    items: list[TrainingImage], factors: list[float], canonical: float | None
+) -> dict[str, float]:
+    """The diameter each named source image was resampled by (the median over its planes); none without
+    resampling."""
     if canonical is None:
         return {}
     by_source: dict[str, list[float]] = {}
