@@ -7,6 +7,7 @@ import pytest
 import tifffile
 import torch
 from synthetic import blobs
+from test_training import TINY, run_to_end
 
 from napari_unet.cli import main
 from napari_unet.functionals.data import TrainingImage
@@ -15,17 +16,6 @@ from napari_unet.functionals.instances import InstanceParams
 from napari_unet.nn.instance_tuning import tuning_steps
 from napari_unet.nn.segmenter import Segmenter
 from napari_unet.nn.training import TrainConfig, Trainer
-
-TINY = dict(patch_size=64, batch_size=4, device="cpu", seed=0)
-
-
-def run_to_end(trainer: Trainer):
-    records, generator = [], trainer.run()
-    while True:
-        try:
-            records.append(next(generator))
-        except StopIteration as done:
-            return records, done.value
 
 
 def test_training_on_outlined_objects_tunes_and_reports_it_as_progress():
