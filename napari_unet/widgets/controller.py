@@ -347,9 +347,10 @@ class Controller(TrainingJobs, PredictionJobs, StoreJobs, BatchJobs, SuggestionJ
             self.keep_annotations_on_top(image)
         return layer
 
-    def instances_layer(self, image: Image, layout, data=None) -> Labels:
+    def instances_layer(self, image: Image, layout, data=None, **layer_kwargs) -> Labels:
         created = self.paired(c.ROLE_INSTANCES, image) is None
-        layer = lb.paired_labels(self.viewer, image, c.ROLE_INSTANCES, layout, dtype=np.uint32, opacity=0.55, data=data)
+        layer = lb.paired_labels(self.viewer, image, c.ROLE_INSTANCES, layout, dtype=np.uint32, opacity=0.55, data=data,
+                                **layer_kwargs)
         if created:
             self._follow_corrections(layer, image)
             self.keep_annotations_on_top(image)
@@ -375,9 +376,10 @@ class Controller(TrainingJobs, PredictionJobs, StoreJobs, BatchJobs, SuggestionJ
         """True when `image`'s predicted layers were not edited since its last prediction."""
         return image in self._uncorrected
 
-    def accepted_layer(self, image: Image, layout, data=None) -> Labels:
+    def accepted_layer(self, image: Image, layout, data=None, **layer_kwargs) -> Labels:
         created = self.paired(c.ROLE_ACCEPTED, image) is None
-        layer = lb.paired_labels(self.viewer, image, c.ROLE_ACCEPTED, layout, dtype=np.uint32, opacity=0.6, data=data)
+        layer = lb.paired_labels(self.viewer, image, c.ROLE_ACCEPTED, layout, dtype=np.uint32, opacity=0.6, data=data,
+                                **layer_kwargs)
         if created:
             layer.contour = 1
             layer.editable = False

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from napari.layers import Image
+from napari.layers import Image, Labels
 from psygnal import Signal
 
 from napari_unet import conventions as c
@@ -239,15 +239,12 @@ class StoreJobs:
             levels = output_levels(root, name)
             return levels if pyramid and len(levels) > 1 else levels[0]
 
-        instances = self.instances_layer(image, layout, data=shown("instances"))
-        self._hide_until(instances, "objects")  # nothing in it before the objects pass writes its first block
-        layers = [self.semantic_layer(image, layout, data=shown("semantic")), instances]
+        layers = [self.semantic_layer(image, layout, data=shown("semantic")),
+                  self._hidden_until("objects", c.ROLE_INSTANCES, self.instances_layer, image, layout,
+                                     data=shown("instances"))]  # empty until the objects pass's first block
         accepted = self.paired(c.ROLE_ACCEPTED, image)
         if accepted is None or lb.is_lazy(accepted):  # one already in memory keeps its pixels
-            accepted = self.accepted_layer(image, layout, data=shown(ACCEPTED))
-            if accepted.multiscale:
-                self._browse_accepted(accepted, output_levels(root, ACCEPTED)[-1])
-            layers.append(accepted)
+            layers.append(self._accepted_of_store(image, layout, shown(ACCEPTED)))
         for layer in layers:
             lb.set_meta(layer, store=str(path))
         if "probabilities" in root:
@@ -263,23 +260,32 @@ class StoreJobs:
             self.notify("info", f"'{image.name}' is too big to show whole: its results are shown as pyramids; "
                                 "napari cannot paint on a pyramid, the Correct step's tools work (not undoable)")
 
-    def _browse_accepted(self, layer, coarsest) -> None:
-        """An accepted pyramid is filled, not outlined: napari outlines by a dilation and an erosion of the
-        whole tile it holds at every view move (150-300 ms at 2048-3072 px a side). While nothing is
-        accepted in the store (no chunk written) it is hidden; the first accept shows it."""
-        layer.contour = 0
-        if coarsest.nchunks_initialized == 0:  # every level is written by an accept: the coarsest lists fastest
-            self._hide_until(layer, ACCEPTED)
+    def _accepted_of_store(self, image: Image, layout, data) -> Labels:
+        """The accepted layer over the store's array. A pyramid is filled, not outlined: napari outlines by a
+        dilation and an erosion of the whole tile it holds at every view move (150-300 ms at 2048-3072 px a
+        side); while nothing is accepted in it (no chunk written) it is hidden, the first accept shows it."""
+        if not isinstance(data, list):
+            return self.accepted_layer(image, layout, data=data)
+        if data[-1].nchunks_initialized == 0:  # an accept writes every level: the coarsest lists fastest
+            layer = self._hidden_until(ACCEPTED, c.ROLE_ACCEPTED, self.accepted_layer, image, layout, data=data)
             self.accepted_changed.connect(self._show_accepted, unique=True)
+        else:
+            layer = self.accepted_layer(image, layout, data=data)
+        layer.contour = 0
+        return layer
 
-    def _hide_until(self, layer, event: str) -> None:
-        """Hide an empty store layer until `event` ("objects": the objects pass's first block; "accepted": the
-        first accept) writes into it: napari reads, colours and draws every visible layer's tile at every
-        view move, an empty one too (a uint32 tile of 2048-3072 px a side: about a third of a move's cost
-        under Xvfb's software OpenGL). One the user hid stays hidden."""
-        if layer.visible or lb.meta(layer).get("shown_when"):
+    def _hidden_until(self, event: str, role: str, make, image: Image, layout, data) -> Labels:
+        """The store layer `make(image, layout, data=data)` (the controller's layer for `role`), hidden until
+        `event` ("objects": the objects pass's first block; "accepted": the first accept) writes into it:
+        napari reads, colours and draws every visible layer's tile at every view move, an empty one too (a
+        uint32 tile of 2048-3072 px a side: about a third of a move's cost under Xvfb's software OpenGL). A new
+        layer is made hidden, so napari does not read it when it is added either. One the user hid stays hidden."""
+        before = self.paired(role, image)
+        layer = make(image, layout, data=data, visible=False)  # `visible` applies to a new layer only
+        if layer is not before or layer.visible or lb.meta(layer).get("shown_when"):
             layer.visible = False
             lb.set_meta(layer, shown_when=event)
+        return layer
 
     def _show_written(self, event: str, image: str | None = None) -> None:
         for layer in self.viewer.layers:
