@@ -34,6 +34,12 @@ with a canvas a user would have:
     xvfb-run -a -s "-screen 0 1920x1080x24" python3 benchmarks/event_loop_stall.py --store 16384 \
         --seconds 60 --window 1900 1060
 
+`--profile-click` adds a cProfile of the Predict click (the GUI thread's Python calls and the costliest
+functions) to the record; with a short run it measures the click alone:
+
+    xvfb-run -a -s "-screen 0 1920x1080x24" python3 benchmarks/event_loop_stall.py --store 16384 \
+        --seconds 5 --window 1900 1060 --profile-click --out /tmp/click.json
+
 `--package DIR` runs another commit's napari_unet under this benchmark (`git archive COMMIT | tar -x -C DIR`),
 for before/after pairs run back to back.
 
@@ -46,9 +52,11 @@ by layer, what is left (Qt's event handling and repaint of the window), and how 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import os
 import platform
+import pstats
 import sys
 import time
 from pathlib import Path
@@ -179,10 +187,21 @@ def settle(app, seconds: float) -> None:
         time.sleep(0.01)
 
 
+def click_profile(profiler, top: int = 25) -> dict:
+    """The Predict click's work on the GUI thread from cProfile: Python calls, seconds, and the `top` functions
+    by cumulative time (calls, cumulative ms). Call counts hardly change with the machine's load."""
+    stats = pstats.Stats(profiler)
+    rows = sorted(stats.stats.items(), key=lambda item: item[1][3], reverse=True)[:top]
+    return {"calls": stats.total_calls, "seconds": round(stats.total_tt, 3),
+            "top_cumulative": [[f"{Path(file).name}:{line}({name})", calls, round(cumulative * 1000, 1)]
+                               for (file, line, name), (_, calls, _, cumulative, _) in rows]}
+
+
 def measure_store(app, viewer, widget, size: int, seconds: float, browse: float, folder: Path,
-                  data_folder: Path | None = None) -> dict:
+                  data_folder: Path | None = None, profile: bool = False) -> dict:
     """Ticks of a 10 ms QTimer while the dock predicts a lazy size^2 plane into a store, the view moving.
-    `data_folder`: where the input is written, or reused when there already (default `folder`)."""
+    `data_folder`: where the input is written, or reused when there already (default `folder`); `profile`:
+    record the click's cProfile (`click_profile`)."""
     import dask.array as da
     import zarr
     from qtpy.QtCore import QEventLoop, QTimer
@@ -223,8 +242,13 @@ def measure_store(app, viewer, widget, size: int, seconds: float, browse: float,
     controller.prediction_finished.connect(lambda status: loop.quit())
     spans: list = []
     refreshes = timed_refreshes(controller, spans)
+    profiler = cProfile.Profile() if profile else None
     click = time.perf_counter()
+    if profiler:
+        profiler.enable()
     widget.predict_step.predict()
+    if profiler:
+        profiler.disable()
     click_ms = (time.perf_counter() - click) * 1000
     refreshes.clear()  # from here on
     spans.clear()
@@ -243,6 +267,7 @@ def measure_store(app, viewer, widget, size: int, seconds: float, browse: float,
     return {
         "run": f"store {size}^2",
         "predict_click_ms": round(click_ms, 1),
+        **({"predict_click_profile": click_profile(profiler)} if profiler else {}),
         "multiscale_layers": bool(layer.multiscale),
         "seconds": round(time.perf_counter() - start, 2),
         "blocks_done": [r[1:] for r in records][-1:] ,
@@ -285,6 +310,9 @@ def main(argv=None) -> int:
                         help="with --store: resize the viewer's window (the screen must be as big: xvfb-run -s)")
     parser.add_argument("--data", type=Path, default=None,
                         help="with --store: keep the generated input in this folder and reuse it (default: temporary)")
+    parser.add_argument("--profile-click", action="store_true",
+                        help="with --store: cProfile the Predict click (GUI thread) into the record; with a short "
+                             "--seconds for the click alone")
     parser.add_argument("--package", type=Path, default=None,
                         help="import napari_unet from this checkout instead (e.g. `git archive COMMIT | tar -x -C DIR`): "
                              "before/after pairs with this benchmark")
@@ -367,7 +395,8 @@ def store_main(args, argv) -> int:
     app = QApplication.instance()
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
-        result = measure_store(app, viewer, widget, args.store, args.seconds, args.browse, Path(tmp), args.data)
+        result = measure_store(app, viewer, widget, args.store, args.seconds, args.browse, Path(tmp), args.data,
+                               args.profile_click)
         viewer.close()
     print(f"event-loop stall while the dock predicts a {args.store}^2 lazy plane into a store "
           f"({os.cpu_count()} cores, load average before {load_before:.1f})")

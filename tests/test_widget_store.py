@@ -16,6 +16,7 @@ import zarr  # noqa: E402
 from synthetic import blobs  # noqa: E402
 
 from napari_unet.functionals.instances import InstanceParams  # noqa: E402
+from napari_unet.napari.layers import PAINT_OVERLAYS  # noqa: E402
 from napari_unet.nn.chunked import predict_to_zarr  # noqa: E402
 from napari_unet.nn.model import ModelConfig  # noqa: E402
 from napari_unet.nn.segmenter import Segmenter  # noqa: E402
@@ -302,3 +303,55 @@ def test_landed_blocks_redraw_only_the_layers_their_pass_writes(make_napari_view
         zoom_out(layer)  # napari read that level (empty) when the layer was made, and keeps it
         assert layer.data_level == 2 and np.array_equal(layer._slice.image.raw, np.asarray(layer.data[2]))
         assert layer._slice.image.raw.max() > 0
+
+
+def test_the_predict_click_adds_cheap_store_layers_and_leaves_the_work_to_the_worker(make_napari_viewer, qtbot, tmp_path):
+    viewer, widget, params = _dock_on_a_pyramid(make_napari_viewer, tmp_path)
+    controller = widget.controller
+    image = viewer.layers["big"]
+    viewer.layers.selection.active = image  # the user's selection
+    with qtbot.waitSignal(controller.prediction_finished, timeout=TIMEOUT) as finished:
+        controller.predict(params)
+        # the click returns with the layers there and the passes running in the worker
+        assert controller.is_predicting
+        semantic, instances, accepted = (viewer.layers[f"big {name}"] for name in ("semantic", "instances", "accepted"))
+        assert all(layer.multiscale for layer in (semantic, instances, accepted))
+        assert semantic.visible and not instances.visible and not accepted.visible  # empty ones made hidden
+        for layer in (semantic, instances, accepted):  # napari cannot paint on a pyramid: no brush visuals to build
+            assert not any(layer._overlays[key].visible for key in PAINT_OVERLAYS)
+        assert viewer.layers.selection.active is image  # adding them did not take the user's selection
+    assert finished.args[0] == "done"
+    qtbot.waitUntil(lambda: not controller.is_predicting, timeout=TIMEOUT)
+    assert instances.visible and not accepted.visible  # the objects pass showed its layer; nothing accepted yet
+
+    # predicting again: the old outputs leave the store at the click (renamed aside), the worker deletes them
+    store = tmp_path / "out" / "big_predictions.zarr"
+    with qtbot.waitSignal(controller.prediction_finished, timeout=TIMEOUT) as finished:
+        controller.predict(params)
+        assert semantic.data[0].nchunks_initialized == 0 and semantic is viewer.layers["big semantic"]
+    assert finished.args[0] == "done"
+    qtbot.waitUntil(lambda: not controller.is_predicting, timeout=TIMEOUT)
+    assert semantic.data[0].nchunks_initialized > 0
+    assert [p.name for p in store.parent.iterdir()] == [store.name]  # nothing set aside is left
+
+
+def test_an_earlier_predictions_outputs_are_set_aside_by_renames_and_deleted_later(tmp_path):
+    from napari_unet.nn.chunked import create_levelled, create_outputs, output_levels
+    from napari_unet.widgets.store_jobs import ACCEPTED, discard_set_aside, set_aside_outputs
+
+    path = tmp_path / "img_predictions.zarr"
+    assert set_aside_outputs(path) is None
+    root = create_outputs(path, (64, 64), 2, probabilities=True, block=32, coarsest=16)
+    create_levelled(root, ACCEPTED, (64, 64), np.uint32, 32, 16)
+    for name in ("semantic", "instances", ACCEPTED):
+        for level in output_levels(root, name):
+            level[...] = 7
+    aside = set_aside_outputs(path)
+    assert aside.parent == tmp_path and aside.name.startswith(".")  # hidden, beside the store
+    moved = [p for p in aside.rglob("*") if p.is_file() and "c" in p.relative_to(aside).parts]
+    assert len(moved) >= 4 + 4 + 1  # the chunks were moved, not deleted
+    root = create_outputs(path, (64, 64), 2, block=32, coarsest=16)  # the store's new, empty outputs
+    assert root["semantic"].nchunks_initialized == 0 and "probabilities" not in root
+    assert (output_levels(root, ACCEPTED)[0][...] == 7).all()  # the accepted objects stay
+    discard_set_aside(path)
+    assert not aside.exists() and path.exists()

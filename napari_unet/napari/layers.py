@@ -12,6 +12,8 @@ the channel / RGB axis, so one "plane" is one (H, W) slice of them.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 from napari.layers import Image, Labels, Layer, Shapes
 from napari.utils.colormaps import Colormap, DirectLabelColormap
@@ -422,6 +424,22 @@ def paired_labels(
         _drop_paint_overlays(layer)
     viewer.add_layer(layer)
     return layer
+
+
+@contextmanager
+def selection_kept(viewer):
+    """Layers added inside are not selected one after the other, as napari does with every layer it adds:
+    each selection change rebuilds the layer controls (about a sixth of adding a store's layers), and the
+    user's own selection (the layer being painted or corrected) stays."""
+    layers = viewer.layers
+    activate = getattr(layers, "_activate_on_insert", None)  # private napari API: without it, napari selects
+    if activate is not None:
+        layers._activate_on_insert = False
+    try:
+        yield
+    finally:
+        if activate is not None:
+            layers._activate_on_insert = activate
 
 
 PAINT_OVERLAYS = ("polygon", "brush_stroke")  # napari's overlays of a Labels layer that only painting shows

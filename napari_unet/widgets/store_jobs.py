@@ -32,6 +32,8 @@ network outputs, the uncertainty layer, Suggest next); above it, lazy or not, th
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import threading
 import time
 from collections import deque
@@ -50,7 +52,8 @@ from napari_unet.functionals.layout import LazyPlane
 from napari_unet.functionals.scale import AUTO
 from napari_unet.io.names import safe_name
 from napari_unet.napari import layers as lb
-from napari_unet.nn.chunked import create_levelled, create_outputs, fill_outputs, output_levels
+from napari_unet.nn.chunked import (OUTPUTS, PYRAMID, SCRATCH, create_levelled, create_outputs, fill_outputs,
+                                    output_levels)
 from napari_unet.nn.inference import Stopped
 from napari_unet.progress import relabel, yield_counts
 from napari_unet.widgets.workers import WorkerFailure, gui_friendly_threads
@@ -62,6 +65,7 @@ OBJECTS_HALO = 128  # pixels around a block the objects pass sees (and its objec
 STORE_COARSEST = 256  # the store pyramid's smallest level, pixels a side (napari colours it at every view move)
 REFRESH_SECONDS = 0.5  # the store layers are redrawn at most this often while blocks land
 ACCEPTED = "accepted"  # the store's array of accepted objects (kept across predictions)
+_ASIDE_PREFIX = ".old-outputs-of-"  # set_aside_outputs's folders beside a store: hidden, named after it
 
 
 @dataclass(frozen=True)
@@ -133,11 +137,36 @@ def _is_prediction_store(path: Path) -> bool:
         return False
 
 
+def set_aside_outputs(path: Path) -> Path | None:
+    """Move the outputs of an earlier prediction out of the store at `path` (one rename per array, nothing
+    deleted) into a hidden folder beside it, for the worker to delete (`discard_set_aside`): deleting every
+    chunk of every level on the GUI thread took 0.5 s at 16384^2. Other arrays (accepted objects) stay.
+    Returns the folder, None when there was nothing to move."""
+    names = [name for name in (*OUTPUTS, SCRATCH, *(f"{PYRAMID}/{name}" for name in OUTPUTS)) if (path / name).exists()]
+    if not names:
+        return None
+    aside = Path(tempfile.mkdtemp(prefix=f"{_ASIDE_PREFIX}{path.name}.", dir=path.parent))
+    for name in names:
+        (aside / name).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path / name, aside / name)
+    return aside
+
+
+def discard_set_aside(path: Path) -> None:
+    """Delete the outputs `set_aside_outputs` moved out of the store at `path` (also ones a closed session left)."""
+    for aside in path.parent.glob(f"{_ASIDE_PREFIX}{path.name}.*"):
+        shutil.rmtree(aside, ignore_errors=True)
+
+
 def store_generator(segmenter, image_name: str, view: LazyPlane, root, params: InstanceParams,
                     stop: threading.Event, tile_size: int, threads: int | None, diameter: float | None = None,
-                    flips: int = 1):
-    """Fill the store block by block; yields StoreProgress records; returns ("done"|"cancelled", objects)."""
+                    flips: int = 1, set_aside: Path | None = None):
+    """Fill the store block by block; yields StoreProgress records; returns ("done"|"cancelled", objects).
+    `set_aside`: the store whose earlier outputs `set_aside_outputs` moved out, deleted here first."""
     import torch
+
+    if set_aside is not None:
+        discard_set_aside(set_aside)
 
     torch.set_num_threads(threads or gui_friendly_threads())
     shape, block = tuple(view.shape[-2:]), int(root.attrs["block"])
@@ -197,6 +226,7 @@ class StoreJobs:
             raise UserInputError(f"{path} exists and is not a napari-unet prediction store: move or rename it")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            set_aside_outputs(path)
             root = create_outputs(path, layout.plane_shape, self.session.segmenter.config.n_classes,
                                   probabilities=probabilities, block=self.store_block, coarsest=self.store_coarsest)
             if ACCEPTED not in root:
@@ -217,7 +247,7 @@ class StoreJobs:
         view = LazyPlane(layout, lb.image_data(image))
         self._predict_worker = self.scheduler.start(
             store_generator, self.session.segmenter, image.name, view, root, params, self._predict_stop,
-            tile_size, self.train_threads, diameter, flips,
+            tile_size, self.train_threads, diameter, flips, path,
             stop=self._predict_stop,
             connect={
                 "yielded": self._on_store_progress,
@@ -234,7 +264,14 @@ class StoreJobs:
         """The image's result layers over the store's arrays (created or re-pointed; nothing is read),
         through their pyramids when the plane is too big to show whole."""
         pyramid = max(layout.plane_shape) > self.store_multiscale_above
+        with lb.selection_kept(self.viewer):
+            self._add_store_layers(image, layout, root, path, pyramid)
+        self._store_layers = (image.name, path)
+        if pyramid:
+            self.notify("info", f"'{image.name}' is too big to show whole: its results are shown as pyramids; "
+                                "napari cannot paint on a pyramid, the Correct step's tools work (not undoable)")
 
+    def _add_store_layers(self, image: Image, layout, root, path: Path, pyramid: bool) -> None:
         def shown(name: str):
             levels = output_levels(root, name)
             return levels if pyramid and len(levels) > 1 else levels[0]
@@ -255,10 +292,6 @@ class StoreJobs:
             for layer in lb.show_probabilities(self.viewer, image, layout, probabilities,
                                                self.session.segmenter.class_names):
                 lb.set_meta(layer, store=str(path))
-        self._store_layers = (image.name, path)
-        if pyramid:
-            self.notify("info", f"'{image.name}' is too big to show whole: its results are shown as pyramids; "
-                                "napari cannot paint on a pyramid, the Correct step's tools work (not undoable)")
 
     def _accepted_of_store(self, image: Image, layout, data) -> Labels:
         """The accepted layer over the store's array. A pyramid is filled, not outlined: napari outlines by a
