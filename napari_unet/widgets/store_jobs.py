@@ -314,9 +314,11 @@ class StoreJobs:
         uint32 tile of 2048-3072 px a side: about a third of a move's cost under Xvfb's software OpenGL). A new
         layer is made hidden, so napari does not read it when it is added either. One the user hid stays hidden."""
         before = self.paired(role, image)
+        if before is not None and (before.visible or lb.meta(before).get("shown_when")):
+            before.visible = False  # before it is re-pointed: napari reads only a visible layer's new data
+            lb.set_meta(before, shown_when=event)
         layer = make(image, layout, data=data, visible=False)  # `visible` applies to a new layer only
-        if layer is not before or layer.visible or lb.meta(layer).get("shown_when"):
-            layer.visible = False
+        if layer is not before:
             lb.set_meta(layer, shown_when=event)
         return layer
 
