@@ -310,8 +310,11 @@ def test_the_predict_click_adds_cheap_store_layers_and_leaves_the_work_to_the_wo
     controller = widget.controller
     image = viewer.layers["big"]
     viewer.layers.selection.active = image  # the user's selection
+    recount = widget.annotate_step._status_timer  # the annotated pixels' count: a scan of the whole plane
+    recount.stop()
     with qtbot.waitSignal(controller.prediction_finished, timeout=TIMEOUT) as finished:
         controller.predict(params)
+        assert not recount.isActive()  # result layers are not annotations: nothing to recount
         # the click returns with the layers there and the passes running in the worker
         assert controller.is_predicting
         semantic, instances, accepted = (viewer.layers[f"big {name}"] for name in ("semantic", "instances", "accepted"))
