@@ -17,7 +17,11 @@ thread). A block that lands off screen is read when the view moves there. The in
 until the objects pass writes its first block, the accepted one until the first accept: napari reads,
 colours and draws every visible layer's tile at every view move, empty ones too. Redraws go through
 `lb.refresh_pyramid`: napari keeps a pyramid's coarsest level once read, which would otherwise never fill in.
-No whole-array read happens on the GUI thread. A plane more than `store_multiscale_above`
+No whole-array read happens on the GUI thread, and the Predict click does little there: layers that start
+hidden are made hidden (napari does not read them when added), pyramids are made without the brush
+overlays napari builds vispy visuals for (`lb.paired_labels`), napari does not select each added layer
+(`lb.selection_kept`), and an earlier prediction's outputs are renamed aside for the worker to delete
+(`set_aside_outputs`). A plane more than `store_multiscale_above`
 pixels a side is shown through the store's pyramid (`nn.chunked.output_levels`): napari then
 reads only the level and the part of it on screen, so browsing stays memory-bounded however
 big the plane (a single-scale layer zoomed out reads, colours and contours the whole plane:
