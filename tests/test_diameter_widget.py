@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
-from dock_helpers import IMAGE, TIMEOUT  # noqa: E402
+from dock_helpers import IMAGE, predict  # noqa: E402
 
 from napari_unet import conventions as c  # noqa: E402
 from napari_unet.functionals.scale import AUTO  # noqa: E402
@@ -26,9 +26,7 @@ def _tiny_model(path, *, canonical=20.0, trained=10.0):
 
 
 def _predict(qtbot, widget):
-    with qtbot.waitSignal(widget.controller.prediction_finished, timeout=TIMEOUT) as blocker:
-        widget.predict_step.predict("plane")
-    assert blocker.args[0] == "done"
+    assert predict(qtbot, widget, "plane") == "done"
     instances = widget.controller.paired(c.ROLE_INSTANCES)
     entry = widget.controller.session.cache.get(IMAGE, ())
     return lb.meta(instances)["provenance"], entry.prediction.scale, widget.predict_step.instance_status.text()
