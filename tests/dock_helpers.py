@@ -1,7 +1,8 @@
-"""Driving the napari-unet dock in GUI tests: tiny training settings and waits on the dock's signals.
+"""Driving the napari-unet dock in GUI tests: tiny training settings, a tiny untrained model, and waits on the
+dock's signals.
 
 Every wait ends on a Qt signal (never a sleep); TIMEOUT is only a generous ceiling for a loaded
-2-core machine. Imported by the test_widget_* files and conftest's `nuclei_dock` fixture.
+2-core machine. Imported by the dock's GUI tests and by conftest's `nuclei_dock` fixture.
 """
 
 from __future__ import annotations
@@ -34,3 +35,14 @@ def predict(qtbot, widget, scope=None) -> str:
         widget.predict_step.predict(scope)
     return blocker.args[0]
 
+
+
+def load_untrained_model(widget, folder):
+    """Load a tiny untrained 1-channel model (background, cell) through the train step, as a user loads
+    a file; returns the model the dock predicts with."""
+    from napari_unet.nn.model import ModelConfig
+    from napari_unet.nn.segmenter import Segmenter
+
+    segmenter = Segmenter.create(ModelConfig(in_channels=1, n_classes=2, base_width=4, depth=2), ["background", "cell"])
+    widget.train_step.load_model(segmenter.save(folder / "m.pt"))
+    return widget.controller.session.segmenter

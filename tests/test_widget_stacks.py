@@ -13,15 +13,13 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
-from dock_helpers import TIMEOUT, predict, tiny_training, train  # noqa: E402
+from dock_helpers import TIMEOUT, load_untrained_model, predict, tiny_training, train  # noqa: E402
 from synthetic import blobs  # noqa: E402
 
 from napari_unet import conventions as c  # noqa: E402
 from napari_unet.functionals.instances import InstanceParams, instances_from_prediction  # noqa: E402
 from napari_unet.functionals.instances3d import instances_3d  # noqa: E402
 from napari_unet.napari import layers as lb  # noqa: E402
-from napari_unet.nn.model import ModelConfig  # noqa: E402
-from napari_unet.nn.segmenter import Segmenter  # noqa: E402
 from napari_unet.widgets import UNetWidget  # noqa: E402
 
 
@@ -52,8 +50,7 @@ def test_stack_objects_are_3d_and_time_series_objects_per_frame(make_napari_view
     viewer.add_image(stack, name="movie", axis_labels=("t", "y", "x"))
     widget = UNetWidget(viewer)
     viewer.window.add_dock_widget(widget)
-    model = Segmenter.create(ModelConfig(in_channels=1, n_classes=2, base_width=4, depth=2), ["background", "cell"])
-    widget.train_step.load_model(model.save(tmp_path / "m.pt"))
+    load_untrained_model(widget, tmp_path)
     cache = widget.controller.session.cache
     _predict_stack(qtbot, widget, "stack", InstanceParams())
     # an untrained model: its median foreground probability splits the pixels in two
