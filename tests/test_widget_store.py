@@ -16,7 +16,7 @@ import zarr  # noqa: E402
 from synthetic import blobs  # noqa: E402
 
 from napari_unet.functionals.instances import InstanceParams  # noqa: E402
-from napari_unet.napari.layers import PAINT_OVERLAYS  # noqa: E402
+from napari_unet.napari.cheap_layers import PAINT_OVERLAYS  # noqa: E402
 from napari_unet.nn.chunked import predict_to_zarr  # noqa: E402
 from napari_unet.nn.model import ModelConfig  # noqa: E402
 from napari_unet.nn.segmenter import Segmenter  # noqa: E402
@@ -305,7 +305,8 @@ def test_landed_blocks_redraw_only_the_layers_their_pass_writes(make_napari_view
         assert layer._slice.image.raw.max() > 0
 
 
-def test_the_predict_click_adds_cheap_store_layers_and_leaves_the_work_to_the_worker(make_napari_viewer, qtbot, tmp_path):
+def test_the_predict_click_adds_cheap_store_layers_and_leaves_the_work_to_the_worker(
+        make_napari_viewer, qtbot, tmp_path):
     from napari.utils import progress
 
     viewer, widget, params = _dock_on_a_pyramid(make_napari_viewer, tmp_path)
@@ -344,7 +345,11 @@ def test_the_predict_click_adds_cheap_store_layers_and_leaves_the_work_to_the_wo
 
 def test_an_earlier_predictions_outputs_are_set_aside_by_renames_and_deleted_later(tmp_path):
     from napari_unet.nn.chunked import create_levelled, create_outputs, output_levels
-    from napari_unet.widgets.store_jobs import ACCEPTED, discard_set_aside, set_aside_outputs
+    from napari_unet.widgets.store_jobs import (
+        ACCEPTED,
+        discard_set_aside,
+        set_aside_outputs,
+    )
 
     path = tmp_path / "img_predictions.zarr"
     assert set_aside_outputs(path) is None

@@ -12,8 +12,6 @@ the channel / RGB axis, so one "plane" is one (H, W) slice of them.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import numpy as np
 from napari.layers import Image, Labels, Layer, Shapes
 from napari.utils.colormaps import Colormap, DirectLabelColormap
@@ -21,6 +19,7 @@ from napari.utils.colormaps import Colormap, DirectLabelColormap
 from napari_unet import conventions as c
 from napari_unet.errors import UserInputError
 from napari_unet.io.pyramid import write_coarser_levels
+from napari_unet.napari.cheap_layers import without_paint_overlays
 from napari_unet.functionals.data import TrainingImage
 from napari_unet.functionals.data import training_items as items_of_image
 from napari_unet.functionals.layout import ImageLayout, Plane
@@ -421,38 +420,9 @@ def paired_labels(
         **layer_kwargs,
     )
     if isinstance(data, list):
-        _drop_paint_overlays(layer)
+        without_paint_overlays(layer)
     viewer.add_layer(layer)
     return layer
-
-
-@contextmanager
-def selection_kept(viewer):
-    """Layers added inside are not selected one after the other, as napari does with every layer it adds:
-    each selection change rebuilds the layer controls (about a sixth of adding a store's layers), and the
-    user's own selection (the layer being painted or corrected) stays."""
-    layers = viewer.layers
-    activate = getattr(layers, "_activate_on_insert", None)  # private napari API: without it, napari selects
-    if activate is not None:
-        layers._activate_on_insert = False
-    try:
-        yield
-    finally:
-        if activate is not None:
-            layers._activate_on_insert = activate
-
-
-PAINT_OVERLAYS = ("polygon", "brush_stroke")  # napari's overlays of a Labels layer that only painting shows
-
-
-def _drop_paint_overlays(layer: Labels) -> None:
-    """Switch off the brush and polygon overlays of a pyramid (napari cannot paint on one) before it is added:
-    napari builds a vispy visual, shaders and all, for every visible overlay of a layer it adds, and for the
-    store's pyramid layers that was about half of the Predict click (600k -> 277k Python calls for three)."""
-    overlays = getattr(layer, "_overlays", {})  # private napari API: if it moves, nothing is saved, nothing breaks
-    for key in PAINT_OVERLAYS:
-        if key in overlays:
-            overlays[key].visible = False
 
 
 def paint_probabilities(viewer, image: Image, layout: ImageLayout, plane: Plane, probabilities: np.ndarray,

@@ -19,8 +19,8 @@ colours and draws every visible layer's tile at every view move, empty ones too.
 `lb.refresh_pyramid`: napari keeps a pyramid's coarsest level once read, which would otherwise never fill in.
 No whole-array read happens on the GUI thread, and the Predict click does little there: layers that start
 hidden are made hidden (napari does not read them when added), pyramids are made without the brush
-overlays napari builds vispy visuals for (`lb.paired_labels`), napari does not select each added layer
-(`lb.selection_kept`), and an earlier prediction's outputs are renamed aside for the worker to delete
+overlays napari builds vispy visuals for (`napari/cheap_layers.py`), napari does not select each added
+layer, and an earlier prediction's outputs are renamed aside for the worker to delete
 (`set_aside_outputs`). A plane more than `store_multiscale_above`
 pixels a side is shown through the store's pyramid (`nn.chunked.output_levels`): napari then
 reads only the level and the part of it on screen, so browsing stays memory-bounded however
@@ -56,8 +56,16 @@ from napari_unet.functionals.layout import LazyPlane
 from napari_unet.functionals.scale import AUTO
 from napari_unet.io.names import safe_name
 from napari_unet.napari import layers as lb
-from napari_unet.nn.chunked import (OUTPUTS, PYRAMID, SCRATCH, create_levelled, create_outputs, fill_outputs,
-                                    output_levels)
+from napari_unet.napari.cheap_layers import selection_kept
+from napari_unet.nn.chunked import (
+    OUTPUTS,
+    PYRAMID,
+    SCRATCH,
+    create_levelled,
+    create_outputs,
+    fill_outputs,
+    output_levels,
+)
 from napari_unet.nn.inference import Stopped
 from napari_unet.progress import relabel, yield_counts
 from napari_unet.widgets.workers import WorkerFailure, gui_friendly_threads
@@ -270,7 +278,7 @@ class StoreJobs:
         """The image's result layers over the store's arrays (created or re-pointed; nothing is read),
         through their pyramids when the plane is too big to show whole."""
         pyramid = max(layout.plane_shape) > self.store_multiscale_above
-        with lb.selection_kept(self.viewer):
+        with selection_kept(self.viewer):
             self._add_store_layers(image, layout, root, path, pyramid)
         self._store_layers = (image.name, path)
         if pyramid:
