@@ -184,6 +184,9 @@ def _loop(start, image, truth, scribbles, config: TrainConfig, budget: str, *, s
     yield {"run": f"+ correct & accept suggested regions (>= {objects} objects) + {budget}",
            "corrected": corrected_objects, "regions": [list(r.key) for r in regions],
            "steps": corrected.history[-1]["steps"], "diameter": corrected.object_diameter,
+           # what it continued from (steps of every run behind it, oldest first) and its own seed: a round 2
+           # that restarted from the start model or ignored its seed would show here
+           "lineage": [run["steps"] for run in corrected.history], "train_seed": corrected.history[-1]["config"]["seed"],
            **_score(corrected, image, truth, params)}
     if not uncorrected:
         return
