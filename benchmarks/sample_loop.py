@@ -15,7 +15,8 @@ Images (`--images`): `sample` (the shipped nuclei sample and its scribbles), DSB
 `train:N`, N fluorescence `train` images like the sample (a fixed draw); DSB images are scribbled
 by the recipe that drew the sample's (resources/make_scribbles.nuclei_scribbles). `--set KEY=VALUE`
 overrides a TrainConfig field of the second rounds only (numbers; 0/1 for switches), so one
-cached first round (`--cache DIR`) serves every candidate setting of the correction round.
+cached first round (`--cache DIR`) serves every candidate setting of the correction round
+(`--seeds 2 --set seed=1`: seed 2's first round, its correction round trained with seed 1).
 """
 
 from __future__ import annotations
