@@ -34,7 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import annotation_effort as ae  # noqa: E402
-from common import machine, save  # noqa: E402
+from common import machine, save, shared_data  # noqa: E402
 from scribble_start import load  # noqa: E402
 
 from napari_unet.functionals.corrections import accept_region  # noqa: E402
@@ -49,7 +49,7 @@ from napari_unet.nn.training import TrainConfig  # noqa: E402
 def train_images(n: int, seed: int = 0) -> list[str]:
     """n DSB2018 fluorescence `train` images like the sample (>= 512 px high, >= 40 nuclei of median
     area 200-700 px; the sample: 520x696, 183 nuclei of 439 px), drawn with `seed`."""
-    with open(ae.DATA / "dsb2018-stage1-train" / "index.csv") as f:
+    with open(shared_data("dsb2018-stage1-train") / "index.csv") as f:
         ids = sorted(row["id"] for row in csv.DictReader(f)
                      if row["split"] == "train" and row["modality"] == "fluorescence" and int(row["height"]) >= 512
                      and int(row["objects"]) >= 40 and 200 <= float(row["median_area"]) <= 700)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
@@ -73,3 +74,14 @@ def test_correction_round_walks_suggested_regions_until_enough_objects_are_corre
         inside[r.slices] = True
     assert (accepted[inside] > 0).all() and not (accepted[~inside] > 0).any()
     assert (annotations[inside] == np.where(truth[inside] > 0, 2, 1)).all()
+
+
+def test_dsb_train_images_load_with_their_scribbles():
+    """`--images train:N` finds the DSB2018 images in the shared data folder (it once looked for a removed name)."""
+    from common import shared_data
+    if not (shared_data("dsb2018-stage1-train") / "index.csv").exists():
+        pytest.skip("DSB2018 is not in the shared data folder")
+    names = sample_loop._image_names(["train:2"])
+    image, truth, scribbles = sample_loop.load(names[0])
+    assert len(names) == 2 and image.shape[1:] == truth.shape == scribbles.shape and image.shape[1] >= 512
+    assert set(np.unique(scribbles)) == {0, 1, 2} and truth.max() >= 40
