@@ -32,7 +32,7 @@ from napari_unet.functionals.instances import InstanceParams
 from napari_unet.functionals.instances3d import instances_3d, split_fraction
 from napari_unet.functionals.metrics import instance_scores
 from napari_unet.functionals.prediction import Prediction
-from napari_unet.functionals.targets import boundary_target, distance_target
+from napari_unet.functionals.targets import ideal_prediction
 
 DSB = Path("/work/shared/data/dsb2018-stage1-train")
 
@@ -71,11 +71,7 @@ def synthetic_volume(shape=(32, 256, 256), n=300, radius=(6.0, 12.0), z_anisotro
 
 def ideal_predictions(labels: np.ndarray) -> list[Prediction]:
     """What a perfect 2D network says about each plane: isolates the 3D joining from the network."""
-    out = []
-    for plane in labels:
-        fg = (plane > 0).astype(np.float32)
-        out.append(Prediction(np.stack([1 - fg, fg]), boundary_target(plane), distance_target(plane)))
-    return out
+    return [ideal_prediction(plane) for plane in labels]
 
 
 def score(truth: np.ndarray, pred: np.ndarray) -> dict:

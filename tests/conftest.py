@@ -40,3 +40,19 @@ def napari_unet_plugin():
 def _private_settings(tmp_path, monkeypatch):
     """Each test starts from default dock settings and never touches the user's own."""
     monkeypatch.setenv("NAPARI_UNET_SETTINGS", str(tmp_path / "napari-unet-settings.ini"))
+
+
+@pytest.fixture
+def nuclei_dock(make_napari_viewer, napari_unet_plugin):
+    """(viewer, dock) on the nuclei sample (its image and scribbled annotations), with tiny training settings."""
+    from dock_helpers import tiny_training
+
+    from napari_unet.widgets import UNetWidget
+    from napari_unet.widgets.launch import MAIN_WIDGET
+
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-unet", "nuclei")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-unet", MAIN_WIDGET)
+    assert isinstance(widget, UNetWidget)
+    tiny_training(widget)
+    return viewer, widget

@@ -11,7 +11,7 @@ from napari_unet.functionals.block_instances import block_instances
 from napari_unet.functionals.instances import InstanceParams, instances_from_prediction
 from napari_unet.functionals.metrics import instance_scores
 from napari_unet.functionals.prediction import Prediction
-from napari_unet.functionals.targets import boundary_target, distance_target
+from napari_unet.functionals.targets import ideal_prediction
 
 
 def _same_objects(a: np.ndarray, b: np.ndarray) -> bool:
@@ -24,8 +24,7 @@ def _same_objects(a: np.ndarray, b: np.ndarray) -> bool:
 
 def test_blocks_with_tiny_chunks_equal_a_whole_image_pass(tmp_path):
     _, labels = blobs(160, n=40, radius=(4, 9), seed=3)
-    fg = (labels > 0).astype(np.float32)
-    whole = Prediction(np.stack([1 - fg, fg]), boundary_target(labels), distance_target(labels))
+    whole = ideal_prediction(labels)
     params = InstanceParams(min_size=5)
     expected = instances_from_prediction(whole, params)
     out = zarr.create_array(str(tmp_path / "inst.zarr"), shape=labels.shape, dtype=np.uint32, chunks=(24, 24),

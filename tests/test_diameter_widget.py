@@ -8,6 +8,8 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
+from dock_helpers import IMAGE, predict  # noqa: E402
+
 from napari_unet import conventions as c  # noqa: E402
 from napari_unet.functionals.scale import AUTO  # noqa: E402
 from napari_unet.napari import layers as lb  # noqa: E402
@@ -15,9 +17,6 @@ from napari_unet.nn.model import ModelConfig  # noqa: E402
 from napari_unet.nn.segmenter import Segmenter  # noqa: E402
 from napari_unet.widgets import UNetWidget  # noqa: E402
 from napari_unet.widgets.session import Session  # noqa: E402
-
-IMAGE = "nuclei (DSB2018)"
-TIMEOUT = 90_000
 
 
 def _tiny_model(path, *, canonical=20.0, trained=10.0):
@@ -27,9 +26,7 @@ def _tiny_model(path, *, canonical=20.0, trained=10.0):
 
 
 def _predict(qtbot, widget):
-    with qtbot.waitSignal(widget.controller.prediction_finished, timeout=TIMEOUT) as blocker:
-        widget.predict_step.predict("plane")
-    assert blocker.args[0] == "done"
+    assert predict(qtbot, widget, "plane") == "done"
     instances = widget.controller.paired(c.ROLE_INSTANCES)
     entry = widget.controller.session.cache.get(IMAGE, ())
     return lb.meta(instances)["provenance"], entry.prediction.scale, widget.predict_step.instance_status.text()

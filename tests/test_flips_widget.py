@@ -9,14 +9,13 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
+from dock_helpers import IMAGE, TIMEOUT  # noqa: E402
+
 from napari_unet import conventions as c  # noqa: E402
 from napari_unet.napari import layers as lb  # noqa: E402
 from napari_unet.nn.model import ModelConfig  # noqa: E402
 from napari_unet.nn.segmenter import Segmenter  # noqa: E402
 from napari_unet.widgets import UNetWidget  # noqa: E402
-
-IMAGE = "nuclei (DSB2018)"
-TIMEOUT = 90_000
 
 
 def _predicted(qtbot, widget, run):

@@ -4,6 +4,7 @@ import torch
 
 from napari_unet.functionals.instances import InstanceParams, instances_from_prediction
 from napari_unet.functionals.normalisation import Normalisation
+from napari_unet.functionals.targets import ideal_prediction
 from napari_unet.nn.inference import (
     Prediction,
     Stopped,
@@ -54,18 +55,11 @@ def test_stop_flag_interrupts():
                       tile_size=32, should_stop=lambda: True)
 
 
-def _prediction_from_labels(labels: np.ndarray) -> Prediction:
-    from napari_unet.functionals.targets import boundary_target, distance_target
-
-    fg = (labels > 0).astype(np.float32)
-    return Prediction(np.stack([1 - fg, fg]), boundary_target(labels), distance_target(labels))
-
-
 def test_touching_objects_are_split_by_the_distance_head():
     labels = np.zeros((30, 60), np.int32)
     labels[5:25, 5:30] = 1
     labels[5:25, 30:55] = 2
-    out = instances_from_prediction(_prediction_from_labels(labels), InstanceParams(min_size=5))
+    out = instances_from_prediction(ideal_prediction(labels), InstanceParams(min_size=5))
     assert out.max() == 2
     assert out.dtype == np.uint32
     assert len(np.unique(out[labels == 1])) == 1 and len(np.unique(out[labels == 2])) == 1
@@ -75,7 +69,7 @@ def test_fallback_without_instance_heads_and_min_size():
     labels = np.zeros((40, 40), np.int32)
     labels[5:15, 5:15] = 1
     labels[30:32, 30:32] = 2  # 4 pixels
-    pred = _prediction_from_labels(labels)
+    pred = ideal_prediction(labels)
     kept = instances_from_prediction(pred, InstanceParams(min_size=10), use_instance_heads=False)
     assert kept.max() == 1
     both = instances_from_prediction(pred, InstanceParams(min_size=1), use_instance_heads=False)
@@ -85,7 +79,7 @@ def test_fallback_without_instance_heads_and_min_size():
 def test_threshold_changes_result():
     labels = np.zeros((20, 20), np.int32)
     labels[5:15, 5:15] = 1
-    pred = _prediction_from_labels(labels)
+    pred = ideal_prediction(labels)
     pred.probabilities[1] *= 0.6
     pred.probabilities[0] = 1 - pred.probabilities[1]
     assert instances_from_prediction(pred, InstanceParams(threshold=0.5)).max() == 1
@@ -101,7 +95,7 @@ def _dumbbell_prediction() -> tuple[Prediction, np.ndarray]:
     labels[14:27, 18:29] = 1  # the neck
     labels[8:32, 50:70] = 2
     labels[8:32, 70:90] = 3
-    pred = _prediction_from_labels(labels)
+    pred = ideal_prediction(labels)
     lobes = np.zeros_like(labels)  # the distance head sees two blobs in object 1
     lobes[(yy - 20) ** 2 + (xx - 12) ** 2 <= 81] = 1
     lobes[(yy - 20) ** 2 + (xx - 34) ** 2 <= 81] = 2

@@ -10,16 +10,12 @@ from napari_unet.functionals.instances import InstanceParams, instances_from_pre
 from napari_unet.functionals.instances3d import instances_3d, split_fraction
 from napari_unet.functionals.metrics import instance_scores
 from napari_unet.functionals.prediction import Prediction
-from napari_unet.functionals.targets import boundary_target, distance_target
+from napari_unet.functionals.targets import ideal_prediction
 
 
 def _plane_predictions(labels: np.ndarray) -> list[Prediction]:
     """What a perfect 2D network says about each plane of a labelled stack."""
-    out = []
-    for plane in labels:
-        fg = (plane > 0).astype(np.float32)
-        out.append(Prediction(np.stack([1 - fg, fg]), boundary_target(plane), distance_target(plane)))
-    return out
+    return [ideal_prediction(plane) for plane in labels]
 
 
 @pytest.mark.parametrize("heads", [True, False])

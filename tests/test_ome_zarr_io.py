@@ -1,15 +1,15 @@
-"""OME-Zarr export/import core, on real zarr stores under tmp_path (no viewer)."""
+"""OME-Zarr export/import core: round trips, and other NGFF readers and writers, on real zarr stores under
+tmp_path (no viewer). Failed or stopped writes and corrupt stores: test_ome_zarr_atomic.py."""
 
 from __future__ import annotations
 
-import errno
 import json
-import os
 
 import dask.array as da
 import numpy as np
 import pytest
 import zarr
+from ome_zarr_samples import listing, random_annotations, simple_dataset
 
 import napari_unet
 from napari_unet.conventions import (
@@ -19,7 +19,6 @@ from napari_unet.conventions import (
     ROLE_SEMANTIC,
 )
 from napari_unet.errors import UserInputError
-from napari_unet.io import atomic
 from napari_unet.io import ome_zarr_dataset as io
 from napari_unet.io.ome_zarr_dataset import ImageEntry, LabelsEntry
 
@@ -39,26 +38,6 @@ def _image(shape, dtype, seed=0):
     return rng.integers(0, np.iinfo(dtype).max, shape, endpoint=True).astype(dtype)
 
 
-def _annotations(shape, seed=1):
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, 4, shape).astype(np.uint8)
-
-
-def _listing(tmp_path):
-    return sorted(p.name for p in tmp_path.iterdir())
-
-
-def _simple(tmp_path, value=7, name="ds.zarr", **kwargs):
-    image = np.full((40, 50), value, np.uint16)
-    ann = np.zeros((40, 50), np.uint8)
-    ann[5:10, 5:10] = 2
-    return io.write_dataset(
-        tmp_path / name, ImageEntry(image, name="img"),
-        [LabelsEntry(ann, "img annotations", role=ROLE_ANNOTATIONS, class_names=["background", "cell"])],
-        **kwargs,
-    )
-
-
 # --------------------------------------------------------------------------- round trips
 
 
@@ -74,7 +53,7 @@ def _simple(tmp_path, value=7, name="ds.zarr", **kwargs):
 )
 def test_round_trip_image_and_labels(tmp_path, shape, dtype, axes):
     image = _image(shape, dtype)
-    ann = _annotations(shape)
+    ann = random_annotations(shape)
     instances = np.zeros(shape, np.uint32)
     instances[..., 3:9, 3:9] = 70_000  # needs more than 16 bits
     instances[..., 20:30, 10:40] = 4_000_000_000
@@ -98,7 +77,7 @@ def test_round_trip_image_and_labels(tmp_path, shape, dtype, axes):
         provenance={"model": {"sha256": "deadbeef"}, "training": {"steps": 300}},
     )
     assert out == (tmp_path / "ds.zarr").absolute()
-    assert _listing(tmp_path) == ["ds.zarr"]
+    assert listing(tmp_path) == ["ds.zarr"]
 
     got, labels, provenance = io.read_dataset(out)
     assert got.name == "cells"
@@ -139,7 +118,7 @@ def test_round_trip_image_and_labels(tmp_path, shape, dtype, axes):
 
 def test_rgb_round_trip_is_stored_as_channels(tmp_path):
     image = _image((50, 60, 3), np.uint8)
-    ann = _annotations((50, 60))
+    ann = random_annotations((50, 60))
     out = io.write_dataset(tmp_path / "rgb.zarr", ImageEntry(image, name="photo", rgb=True),
                            [LabelsEntry(ann, "photo annotations", role=ROLE_ANNOTATIONS)])
     root = zarr.open_group(out, mode="r")
@@ -260,7 +239,7 @@ def test_unserialisable_metadata_is_left_out(tmp_path, caplog):
 
 def test_training_pairs(tmp_path):
     image = _image((32, 32), np.float32)
-    ann = _annotations((32, 32))
+    ann = random_annotations((32, 32))
     accepted = np.zeros((32, 32), np.uint32)  # 0 not accepted, 1 background, id + 1 objects
     accepted[:16] = 1
     accepted[2:6, 2:6] = 70_001
@@ -302,7 +281,7 @@ def test_invalid_inputs_are_user_errors(tmp_path):
         io.write_dataset(tmp_path / "a.zarr", image, [LabelsEntry(np.zeros((10, 12), np.uint8), "im")])
     with pytest.raises(UserInputError, match="RGB"):
         io.write_dataset(tmp_path / "a.zarr", ImageEntry(np.zeros((10, 12, 5), np.uint8), rgb=True))
-    assert _listing(tmp_path) == []
+    assert listing(tmp_path) == []
 
 
 # --------------------------------------------------------------------------- interop
@@ -312,7 +291,7 @@ def test_reference_reader_sees_image_with_labels(tmp_path):
     from ome_zarr.io import parse_url
     from ome_zarr.reader import Label, Multiscales, Reader
 
-    ann = _annotations((40, 50))
+    ann = random_annotations((40, 50))
     out = io.write_dataset(
         tmp_path / "ref.zarr", ImageEntry(_image((40, 50), np.uint16), name="img", scale=(0.3, 0.3)),
         [LabelsEntry(ann, "img annotations", role=ROLE_ANNOTATIONS,
@@ -357,7 +336,7 @@ def test_written_datasets_validate_against_the_ngff_spec(tmp_path, ngff, shape, 
         tmp_path / "spec.zarr",
         ImageEntry(image, name="img", axes=axes, rgb=rgb, channel_axis=channel_axis,
                    units=["micrometer"] * len(axes), translate=[1.5] * len(axes), contrast_limits=(0, 90)),
-        [LabelsEntry(_annotations(plane), "img annotations", role=ROLE_ANNOTATIONS,
+        [LabelsEntry(random_annotations(plane), "img annotations", role=ROLE_ANNOTATIONS,
                      class_names=["background", "cell", "debris"], colors=CLASS_COLORS),
          LabelsEntry(np.zeros(plane, np.uint32), "img instances", role=ROLE_INSTANCES)],
         ngff=ngff,
@@ -378,8 +357,8 @@ def test_written_datasets_validate_against_the_ngff_spec(tmp_path, ngff, shape, 
 
 def test_unknown_ngff_version_is_refused(tmp_path):
     with pytest.raises(UserInputError, match="0.5, 0.4"):
-        _simple(tmp_path, ngff="0.6")
-    assert _listing(tmp_path) == []
+        simple_dataset(tmp_path, ngff="0.6")
+    assert listing(tmp_path) == []
 
 
 def test_reads_ome_zarr_written_by_ome_zarr_library(tmp_path):
@@ -403,164 +382,3 @@ def test_reads_ome_zarr_written_by_ome_zarr_library(tmp_path):
     np.testing.assert_array_equal(np.asarray(entry.data), labels)
     assert entry.colors == {9: (1.0, 0.0, 0.0, 1.0)}
     assert entry.class_names == ["bg"]
-
-
-# --------------------------------------------------------------------------- atomicity
-
-
-def _assert_previous_intact(tmp_path, path, value=7):
-    assert _listing(tmp_path) == [path.name]  # no temporary or moved-aside folder left
-    got, labels, _ = io.read_dataset(path)
-    assert np.asarray(got.data).max() == value
-    assert labels[0].class_names == ["background", "cell"]
-
-
-def test_overwrite_requires_flag(tmp_path):
-    path = _simple(tmp_path, value=7)
-    with pytest.raises(UserInputError, match="--overwrite"):
-        _simple(tmp_path, value=9)
-    _assert_previous_intact(tmp_path, path, 7)
-    _simple(tmp_path, value=9, overwrite=True)
-    _assert_previous_intact(tmp_path, path, 9)
-
-
-def test_overwrite_never_replaces_a_non_zarr_folder(tmp_path):
-    folder = tmp_path / "notes.zarr"
-    folder.mkdir()
-    (folder / "thesis.docx").write_text("precious")
-    with pytest.raises(UserInputError, match="not a zarr dataset"):
-        _simple(tmp_path, name="notes.zarr", overwrite=True)
-    assert (folder / "thesis.docx").read_text() == "precious"
-    (tmp_path / "file.zarr").write_text("x")
-    with pytest.raises(UserInputError, match="is a file"):
-        _simple(tmp_path, name="file.zarr", overwrite=True)
-
-
-def test_stop_requested_mid_write_keeps_previous_dataset(tmp_path):
-    path = _simple(tmp_path, value=7)
-    big = np.full((1500, 1300), 9, np.uint16)  # several chunks and levels
-    calls = {"n": 0}
-
-    def should_stop():
-        calls["n"] += 1
-        return calls["n"] > 3
-
-    with pytest.raises(io.WriteStopped, match="unchanged"):
-        io.write_dataset(path, ImageEntry(big), [LabelsEntry(np.zeros(big.shape, np.uint8), "lab")],
-                         overwrite=True, should_stop=should_stop)
-    _assert_previous_intact(tmp_path, path, 7)
-
-    # a first write that stops leaves nothing at all
-    with pytest.raises(io.WriteStopped):
-        io.write_dataset(tmp_path / "new.zarr", ImageEntry(big), should_stop=lambda: True)
-    assert _listing(tmp_path) == [path.name]
-
-
-def test_full_disk_mid_write_keeps_previous_dataset(tmp_path, monkeypatch):
-    path = _simple(tmp_path, value=7)
-    real_set = zarr.storage.LocalStore.set
-    writes = {"n": 0}
-
-    async def failing_set(self, key, value):
-        writes["n"] += 1
-        if writes["n"] > 4:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return await real_set(self, key, value)
-
-    monkeypatch.setattr(zarr.storage.LocalStore, "set", failing_set)
-    big = np.full((1500, 1300), 9, np.uint16)
-    with pytest.raises(UserInputError, match="disk space"):
-        io.write_dataset(path, ImageEntry(big), [LabelsEntry(np.zeros(big.shape, np.uint8), "lab")],
-                         overwrite=True)
-    assert writes["n"] > 4
-    monkeypatch.undo()
-    _assert_previous_intact(tmp_path, path, 7)
-
-
-def test_interrupt_from_progress_callback_cleans_up(tmp_path):
-    path = _simple(tmp_path, value=7)
-
-    def progress(done, total):
-        if done >= 2:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        io.write_dataset(path, ImageEntry(np.full((1500, 1300), 9, np.uint16)), overwrite=True,
-                         progress=progress)
-    _assert_previous_intact(tmp_path, path, 7)
-
-
-def test_failed_swap_restores_previous_dataset(tmp_path, monkeypatch):
-    path = _simple(tmp_path, value=7)
-    real_replace = os.replace
-
-    def replace(src, dst):
-        if ".writing-" in str(src):  # moving the new dataset into place fails
-            raise OSError(errno.EIO, "I/O error")
-        return real_replace(src, dst)
-
-    monkeypatch.setattr(atomic.os, "replace", replace)
-    with pytest.raises(OSError):
-        _simple(tmp_path, value=9, overwrite=True)
-    monkeypatch.undo()
-    _assert_previous_intact(tmp_path, path, 7)
-
-
-def test_dataset_moved_aside_by_a_killed_write_is_restored(tmp_path):
-    path = _simple(tmp_path, value=7)
-    os.replace(path, tmp_path / f".{path.name}.replaced-1234abcd")  # killed right after this
-    assert not path.exists()
-    with pytest.raises(UserInputError, match="--overwrite"):  # the old dataset is back
-        _simple(tmp_path, value=9)
-    _assert_previous_intact(tmp_path, path, 7)
-
-
-# --------------------------------------------------------------------------- foreign / corrupt
-
-
-def test_foreign_and_corrupt_stores_give_user_errors(tmp_path):
-    with pytest.raises(UserInputError, match="does not exist"):
-        io.read_dataset(tmp_path / "missing.zarr")
-
-    plain = tmp_path / "plain.zarr"
-    zarr.open_group(str(plain), mode="w").create_array("x", shape=(4,), dtype="u1")
-    with pytest.raises(UserInputError, match="not an OME-Zarr image"):
-        io.read_dataset(plain)
-
-    array = tmp_path / "array.zarr"
-    zarr.create_array(str(array), shape=(4, 4), dtype="u1")
-    with pytest.raises(UserInputError, match="plain zarr array"):
-        io.read_dataset(array)
-
-    folder = tmp_path / "folder.zarr"
-    folder.mkdir()
-    (folder / "readme.txt").write_text("hi")
-    with pytest.raises(UserInputError, match="not a zarr"):
-        io.read_dataset(folder)
-
-    garbled = _simple(tmp_path, name="garbled.zarr")
-    (garbled / "zarr.json").write_text("{ not json")
-    with pytest.raises(UserInputError, match="damaged"):
-        io.read_dataset(garbled)
-
-    missing_level = _simple(tmp_path, name="missing_level.zarr")
-    import shutil
-
-    shutil.rmtree(missing_level / "s0")
-    with pytest.raises(UserInputError, match="damaged"):
-        io.read_dataset(missing_level)
-
-    missing_label = _simple(tmp_path, name="missing_label.zarr")
-    shutil.rmtree(missing_label / "labels" / "img_annotations")
-    with pytest.raises(UserInputError, match="damaged"):
-        io.read_dataset(missing_label)
-
-    bad_meta = _simple(tmp_path, name="bad_meta.zarr")
-    meta = json.loads((bad_meta / "zarr.json").read_text())
-    meta["attributes"]["ome"]["multiscales"][0]["datasets"] = "nonsense"
-    (bad_meta / "zarr.json").write_text(json.dumps(meta))
-    with pytest.raises(UserInputError, match="damaged"):
-        io.read_dataset(bad_meta)
-
-    for path in (plain, array, folder, garbled, tmp_path / "missing.zarr"):
-        assert not io.is_napari_unet_dataset(path)

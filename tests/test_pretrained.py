@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import tifffile
+from test_training import run_to_end
 
 from napari_unet.cli import main
 from napari_unet.errors import UserInputError
@@ -61,11 +62,7 @@ def test_nuclei_fine_tunes_to_another_class_list():
     config = TrainConfig(steps=2, patch_size=64, batch_size=2, device="cpu")
     trainer = Trainer([TrainingImage.from_scribbles(image[None], scribbles)], config, segmenter=segmenter,
                       class_names=["background", "cell", "debris"])
-    generator = trainer.run()
-    with pytest.raises(StopIteration) as done:
-        while True:
-            next(generator)
-    tuned = done.value.value
+    _, tuned = run_to_end(trainer)
     assert tuned.class_names == ["background", "cell", "debris"] and tuned.config.n_classes == 3
     assert tuned.canonical_diameter == segmenter.canonical_diameter
     assert len(tuned.history) == len(segmenter.history) + 1

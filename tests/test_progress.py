@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+from generators import drain
 
 from napari_unet.errors import UserInputError
 from napari_unet.progress import Count, relabel, yield_counts
@@ -21,18 +22,8 @@ def _counting(n: int, calls: list | None = None):
     return call
 
 
-def _drain(run) -> tuple[list, object]:
-    """Every record of a generator, and what it returned."""
-    records = []
-    while True:
-        try:
-            records.append(next(run))
-        except StopIteration as end:
-            return records, end.value
-
-
 def test_counts_are_yielded_in_order_and_the_result_returned():
-    records, result = _drain(yield_counts(_counting(5), interval=0.0))
+    records, result = drain(yield_counts(_counting(5), interval=0.0))
     assert result == "result"
     assert records and records[-1] == Count(5, 5) and records[-1].fraction == 1.0
     assert [r.done for r in records] == sorted(r.done for r in records)
@@ -73,6 +64,6 @@ def test_closing_early_stops_the_call_and_waits_for_it():
 
 
 def test_relabel_wraps_records_and_keeps_the_result():
-    records, result = _drain(relabel(yield_counts(_counting(3), interval=0.0), lambda count: ("file", count.done)))
+    records, result = drain(relabel(yield_counts(_counting(3), interval=0.0), lambda count: ("file", count.done)))
     assert result == "result"
     assert records[-1] == ("file", 3) and all(r[0] == "file" for r in records)

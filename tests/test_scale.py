@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pytest
 from synthetic import blobs
+from test_training import TINY, run_to_end
 
 from napari_unet.errors import UserInputError
 from napari_unet.functionals.data import TrainingImage
@@ -18,8 +19,6 @@ from napari_unet.functionals.scale import (
 from napari_unet.nn.model import ModelConfig
 from napari_unet.nn.segmenter import Segmenter
 from napari_unet.nn.training import TrainConfig, Trainer
-
-TINY = dict(patch_size=64, batch_size=4, device="cpu", seed=0)
 
 
 def _disks(radius: int, size: int = 200) -> np.ndarray:
@@ -66,12 +65,7 @@ def test_resample_keeps_labels_whole_and_intensities_in_range():
 
 def test_training_measures_the_diameter_and_prediction_returns_the_image_size():
     image, labels = blobs(128, n=10, radius=(5, 7))
-    trainer = Trainer([TrainingImage.from_instances(image[None], labels)], TrainConfig(steps=2, **TINY))
-    gen = trainer.run()
-    with pytest.raises(StopIteration) as done:
-        while True:
-            next(gen)
-    segmenter = done.value.value
+    _, segmenter = run_to_end(Trainer([TrainingImage.from_instances(image[None], labels)], TrainConfig(steps=2, **TINY)))
     assert segmenter.object_diameter == pytest.approx(object_diameter(labels), rel=0.01)
     assert 10 < segmenter.object_diameter < 15
     for diameter in (None, 40.0, AUTO):

@@ -8,33 +8,23 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
+from dock_helpers import TIMEOUT, predict, tiny_training, train  # noqa: E402
+
 from napari_unet import conventions as c  # noqa: E402
 from napari_unet.napari import layers as lb  # noqa: E402
 from napari_unet.widgets import UNetWidget  # noqa: E402
-
-TIMEOUT = 90_000  # ms; the waits end on signals
 
 
 def _dock(viewer, qtbot, steps: int = 3) -> UNetWidget:
     widget = UNetWidget(viewer)
     viewer.window.add_dock_widget(widget)
-    train = widget.train_step
-    train.patch_spin.setValue(64)
-    train.batch_spin.setValue(4)
-    train.steps_spin.setValue(steps)
-    train.budget_spin.setValue(60)
-    train.preview_spin.setValue(0)
-    train.autopredict_check.setChecked(False)
+    tiny_training(widget, steps)
     return widget
 
 
 def _train_and_predict(qtbot, widget, scope: str) -> None:
-    with qtbot.waitSignal(widget.controller.training_finished, timeout=TIMEOUT) as blocker:
-        widget.train()
-    assert blocker.args == [True]
-    with qtbot.waitSignal(widget.controller.prediction_finished, timeout=TIMEOUT) as blocker:
-        widget.predict_step.predict(scope)
-    assert blocker.args == ["done"]
+    assert train(qtbot, widget) is True
+    assert predict(qtbot, widget, scope) == "done"
 
 
 def _camera_centre_in_plane(viewer, image) -> np.ndarray:

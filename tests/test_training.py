@@ -3,6 +3,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+from generators import drain
 from synthetic import blobs
 
 from napari_unet.conventions import ACCEPTED_BACKGROUND
@@ -24,13 +25,8 @@ TINY = dict(patch_size=64, batch_size=4, device="cpu", seed=0)
 
 
 def run_to_end(trainer: Trainer, should_stop=None):
-    records = []
-    gen = trainer.run(should_stop)
-    while True:
-        try:
-            records.append(next(gen))
-        except StopIteration as done:
-            return records, done.value
+    """The trainer's progress records and the model it returns."""
+    return drain(trainer.run(should_stop))
 
 
 def test_progress_records_and_step_budget():

@@ -8,6 +8,8 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
+from dock_helpers import IMAGE, tiny_training, train  # noqa: E402
+
 from napari_unet.conventions import ACCEPTED_BACKGROUND  # noqa: E402
 from napari_unet.functionals.instance_tuning import InstanceTuning  # noqa: E402
 from napari_unet.functionals.instances import InstanceParams  # noqa: E402
@@ -17,9 +19,6 @@ from napari_unet.nn.model import ModelConfig  # noqa: E402
 from napari_unet.nn.segmenter import Segmenter  # noqa: E402
 from napari_unet.widgets import UNetWidget  # noqa: E402
 
-IMAGE = "nuclei (DSB2018)"
-TIMEOUT = 90_000
-
 
 def test_sliders_move_to_the_tuned_settings_of_a_trained_or_loaded_model(make_napari_viewer, napari_unet_plugin,
                                                                           qtbot, tmp_path):
@@ -27,19 +26,14 @@ def test_sliders_move_to_the_tuned_settings_of_a_trained_or_loaded_model(make_na
     viewer.open_sample("napari-unet", "nuclei")
     widget = UNetWidget(viewer)
     controller, step = widget.controller, widget.predict_step
-    for spin, value in ((widget.train_step.patch_spin, 64), (widget.train_step.batch_spin, 4),
-                        (widget.train_step.steps_spin, 3), (widget.train_step.preview_spin, 0)):
-        spin.setValue(value)
-    widget.train_step.autopredict_check.setChecked(False)
+    tiny_training(widget)
     image = viewer.layers[IMAGE]
     truth = np.asarray(read_tif(NUCLEI_INSTANCES)).astype(np.uint32)  # 125 nuclei, all accepted
     controller.accepted_layer(image, lb.layout_in(viewer, image), data=truth + ACCEPTED_BACKGROUND)
     step.border_slider.setValue(0.05)  # the user's own choice before training
     assert step.tuning_label.isHidden()
 
-    with qtbot.waitSignal(controller.training_finished, timeout=TIMEOUT) as blocker:
-        widget.train()
-    assert blocker.args[0]
+    assert train(qtbot, widget)
     tuning = controller.segmenter.instance_tuning
     assert tuning is not None and tuning.tuned and tuning.objects == 125
     assert step.border_slider.value() == pytest.approx(tuning.params.border_evidence)

@@ -9,12 +9,11 @@ pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
 import tifffile  # noqa: E402
+from dock_helpers import load_untrained_model  # noqa: E402
 from synthetic import blobs  # noqa: E402
 
 from napari_unet.functionals.instances import InstanceParams  # noqa: E402
 from napari_unet.functionals.layout import ImageLayout  # noqa: E402
-from napari_unet.nn.model import ModelConfig  # noqa: E402
-from napari_unet.nn.segmenter import Segmenter  # noqa: E402
 from napari_unet.nn.volume import predict_image  # noqa: E402
 from napari_unet.widgets import UNetWidget  # noqa: E402
 
@@ -25,9 +24,7 @@ def _dock(make_napari_viewer, tmp_path):
     viewer = make_napari_viewer()
     widget = UNetWidget(viewer)
     viewer.window.add_dock_widget(widget)
-    segmenter = Segmenter.create(ModelConfig(in_channels=1, n_classes=2, base_width=4, depth=2), ["background", "cell"])
-    widget.train_step.load_model(segmenter.save(tmp_path / "m.pt"))
-    return viewer, widget, widget.controller.session.segmenter
+    return viewer, widget, load_untrained_model(widget, tmp_path)
 
 
 def _run(qtbot, widget, start) -> list:

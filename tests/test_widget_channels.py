@@ -8,12 +8,11 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
+from dock_helpers import predict, tiny_training, train  # noqa: E402
 from synthetic import blobs  # noqa: E402
 
 from napari_unet.napari import layers as lb  # noqa: E402
 from napari_unet.widgets import UNetWidget  # noqa: E402
-
-TIMEOUT = 90_000
 
 
 def test_two_channel_layers_train_a_two_channel_model_and_predict(make_napari_viewer, qtbot):
@@ -25,11 +24,7 @@ def test_two_channel_layers_train_a_two_channel_model_and_predict(make_napari_vi
     widget = UNetWidget(viewer)
     viewer.window.add_dock_widget(widget)
     step = widget.annotate_step
-    widget.train_step.patch_spin.setValue(64)
-    widget.train_step.batch_spin.setValue(2)
-    widget.train_step.steps_spin.setValue(2)
-    widget.train_step.preview_spin.setValue(0)
-    widget.train_step.autopredict_check.setChecked(False)
+    tiny_training(widget, steps=2, batch=2)
     step.image_picker.set_layer(viewer.layers["cells"])
     messages = widget.controller.messages
     assert any("'cells', 'cells [1]' look like the channels of one image" in text for _, text in messages.log)
@@ -48,13 +43,9 @@ def test_two_channel_layers_train_a_two_channel_model_and_predict(make_napari_vi
     assert tuple(annotations.scale) == (0.5, 0.5) and tuple(annotations.translate) == (7, 3)
     annotations.data[truth == 0] = 1
     annotations.data[truth > 0] = 2
-    with qtbot.waitSignal(widget.controller.training_finished, timeout=TIMEOUT) as blocker:
-        widget.train()
-    assert blocker.args[0] is True, messages.errors()
+    assert train(qtbot, widget) is True, messages.errors()
     assert widget.controller.session.segmenter.config.in_channels == 2
-    with qtbot.waitSignal(widget.controller.prediction_finished, timeout=TIMEOUT) as blocker:
-        widget.predict_step.predict()
-    assert blocker.args[0] == "done", messages.errors()
+    assert predict(qtbot, widget) == "done", messages.errors()
     semantic = viewer.layers["cells (2 channels) semantic"]
     assert semantic.data.shape == (64, 64) and np.all(semantic.data > 0)
     assert tuple(semantic.translate) == (7, 3)

@@ -1,4 +1,9 @@
-"""The dock on stacks: a (Z, Y, X) stack's objects are 3D (one id across planes), a time series' per frame."""
+"""The dock on stacks and multichannel images (run under `xvfb-run -a`).
+
+A stack is trained and predicted plane by plane, accepted whole, cancelled midway; a (Z, Y, X) stack's
+objects are 3D (one id across planes), a time series' per frame; images with a channel axis and RGB
+images are annotated without their channels, and images of different channel counts cannot train one model.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +13,14 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
+from dock_helpers import TIMEOUT, load_untrained_model, predict, tiny_training, train  # noqa: E402
 from synthetic import blobs  # noqa: E402
 
+from napari_unet import conventions as c  # noqa: E402
 from napari_unet.functionals.instances import InstanceParams, instances_from_prediction  # noqa: E402
 from napari_unet.functionals.instances3d import instances_3d  # noqa: E402
-from napari_unet.nn.model import ModelConfig  # noqa: E402
-from napari_unet.nn.segmenter import Segmenter  # noqa: E402
+from napari_unet.napari import layers as lb  # noqa: E402
 from napari_unet.widgets import UNetWidget  # noqa: E402
-
-TIMEOUT = 90_000
 
 
 def _stack() -> np.ndarray:
@@ -46,8 +50,7 @@ def test_stack_objects_are_3d_and_time_series_objects_per_frame(make_napari_view
     viewer.add_image(stack, name="movie", axis_labels=("t", "y", "x"))
     widget = UNetWidget(viewer)
     viewer.window.add_dock_widget(widget)
-    model = Segmenter.create(ModelConfig(in_channels=1, n_classes=2, base_width=4, depth=2), ["background", "cell"])
-    widget.train_step.load_model(model.save(tmp_path / "m.pt"))
+    load_untrained_model(widget, tmp_path)
     cache = widget.controller.session.cache
     _predict_stack(qtbot, widget, "stack", InstanceParams())
     # an untrained model: its median foreground probability splits the pixels in two
@@ -80,3 +83,84 @@ def test_stack_objects_are_3d_and_time_series_objects_per_frame(make_napari_view
     movie = [cache.get("movie", (t,)).prediction for t in range(3)]
     assert np.array_equal(frames, np.stack([instances_from_prediction(p, params, use_instance_heads=False)
                                             for p in movie]))
+
+
+def test_stack_multichannel_and_rgb(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(0)
+    stack = rng.random((3, 64, 64)).astype(np.float32)
+    viewer.add_image(stack, name="stack")
+    widget = UNetWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    tiny_training(widget, steps=2)
+    qtbot.waitUntil(lambda: "stack annotations" in viewer.layers, timeout=5_000)
+    annotations = viewer.layers["stack annotations"]
+    assert annotations.data.shape == (3, 64, 64)
+    annotations.data[0, 5:10, 5:10] = 1
+    annotations.data[0, 30:35, 30:35] = 2
+    annotations.data[2, 40:45, 10:15] = 2
+    annotations.data[2, 50:55, 50:55] = 1
+    items = lb.training_items(viewer)
+    assert [i.name for i in items] == ["stack plane 0", "stack plane 2"]
+    assert [(i.source, i.plane) for i in items] == [("stack", (0,)), ("stack", (2,))]
+    assert all(i.image.shape == (1, 64, 64) for i in items)
+    # the plane on display follows the dims slider
+    viewer.dims.set_current_step(0, 2)
+    image = viewer.layers["stack"]
+    assert lb.current_plane(viewer, image, lb.layout_in(viewer, image)) == (2,)
+    assert train(qtbot, widget) is True
+    widget.predict_step.prob_check.setChecked(True)
+    assert predict(qtbot, widget, "stack") == "done"
+    semantic = viewer.layers["stack semantic"]
+    assert all(np.all(semantic.data[z] > 0) for z in range(3))
+    probability = viewer.layers["stack probability object"]  # one layer per class but background
+    assert probability.data.shape == (3, 64, 64) and 0 < probability.data.max() <= 1
+    assert lb.role_of(probability) == c.ROLE_PROBABILITIES
+    assert widget.annotate_step.image_picker.findText("stack probability object") < 0  # not offered as an image
+    # accept every predicted plane at once; training then uses all three planes
+    widget.correct_step.accept("image")
+    accepted = viewer.layers["stack accepted"]
+    assert all(np.all(accepted.data[z] > 0) for z in range(3))
+    assert len(lb.training_items(viewer)) == 3
+    widget.correct_step.clear_accepted("image")
+    assert not np.any(accepted.data)
+    # cancel: planes already done are kept, the rest is not predicted
+    semantic.data[:] = 0
+    with qtbot.waitSignal(widget.controller.prediction_finished, timeout=TIMEOUT) as blocker:
+        widget.predict_step.predict("stack")
+        widget.predict_step.cancel_prediction()
+    assert blocker.args == ["cancelled"] and not widget.controller.is_predicting
+    assert not np.all(semantic.data > 0)
+    # out of GPU memory while predicting: advice, not a traceback
+    import torch
+
+    def oom(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    widget.controller.session.segmenter.predict = oom
+    assert predict(qtbot, widget) == "failed"
+    assert "out of GPU memory" in widget.controller.messages.errors()[-1] and "tile size" in widget.controller.messages.errors()[-1]
+    del widget.controller.session.segmenter.predict
+
+    # a channel axis: (C, H, W) image, annotations without the channel axis
+    viewer.add_image(rng.random((2, 48, 48)).astype(np.float32), name="two channels")
+    widget.annotate_step.image_picker.set_layer(viewer.layers["two channels"])
+    widget.annotate_step.channel_combo.setCurrentIndex(widget.annotate_step.channel_combo.findData(0))
+    two = viewer.layers["two channels annotations"]
+    assert two.data.shape == (48, 48) and lb.meta(two)["channel_axis"] == 0
+    two.data[:5] = 1
+    two.data[-5:] = 2
+    # RGB
+    viewer.add_image((rng.random((40, 40, 3)) * 255).astype(np.uint8), name="rgb", rgb=True)
+    widget.annotate_step.image_picker.set_layer(viewer.layers["rgb"])
+    qtbot.waitUntil(lambda: "rgb annotations" in viewer.layers, timeout=5_000)
+    rgb = viewer.layers["rgb annotations"]
+    assert rgb.data.shape == (40, 40)
+    rgb.data[:4] = 1
+    rgb.data[-4:] = 2
+    shapes = sorted(i.image.shape for i in lb.training_items(viewer))
+    assert shapes == [(1, 64, 64)] * 3 + [(2, 48, 48), (3, 40, 40)]  # accepted planes are annotated now
+    # images with different channel counts cannot train one model: a notification says so
+    widget.train()
+    assert not widget.controller.is_training
+    assert "channel" in widget.controller.messages.errors()[-1]

@@ -70,7 +70,7 @@ def instances_from_prediction(
             distance = prediction.distance[halo].astype(np.float32)
             smoothed = ndimage.gaussian_filter(distance, sigma)[inner]
             elevation = prediction.boundary[box].astype(np.float32) - distance[inner]
-            seeds = _h_maxima(np.where(mask, smoothed, 0), params.seed_prominence) & mask
+            seeds = prominent_maxima(np.where(mask, smoothed, 0), params.seed_prominence) & mask
         else:
             # The nearest pixel outside the component is background: EDT of the component alone
             # equals the EDT of the whole foreground on it (padded so the crop edge is background).
@@ -150,7 +150,8 @@ def merge_weak_borders(labels: np.ndarray, n: int, boundary: np.ndarray, evidenc
     return new_ids[labels], int(new_ids.max())
 
 
-def _h_maxima(image: np.ndarray, prominence: float) -> np.ndarray:
+def prominent_maxima(image: np.ndarray, prominence: float) -> np.ndarray:
+    """The maxima standing at least `prominence` above their surroundings, in 2D or 3D (none on a flat image)."""
     if np.ptp(image) <= prominence:
         return np.zeros(image.shape, bool)
     return h_maxima(image, prominence) > 0

@@ -18,13 +18,13 @@ from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage
-from skimage.morphology import h_maxima
 from skimage.segmentation import watershed
 
 from napari_unet.functionals.instances import (
     InstanceParams,
     components_in_halos,
     paste_objects,
+    prominent_maxima,
     remove_small,
 )
 from napari_unet.functionals.prediction import Prediction
@@ -75,7 +75,7 @@ def instances_from_volumes(
         if use_instance_heads:
             smoothed = ndimage.gaussian_filter(distance[grown], sigma)[inner]
             elevation = boundary[box] - distance[box]
-            seeds = _h_maxima(np.where(component, smoothed, 0), params.seed_prominence) & component
+            seeds = prominent_maxima(np.where(component, smoothed, 0), params.seed_prominence) & component
         else:
             edt = ndimage.distance_transform_edt(np.pad(component, 1), sampling=sampling)[1:-1, 1:-1, 1:-1]
             elevation = -edt
@@ -106,12 +106,6 @@ def split_fraction(truth: np.ndarray, pred: np.ndarray, min_share: float = 0.1) 
 def _halo(sigma: tuple[float, ...]) -> tuple[int, ...]:
     """Voxels gaussian_filter reads around each voxel (truncate=4.0)."""
     return tuple(int(4.0 * s + 0.5) for s in sigma)
-
-
-def _h_maxima(volume: np.ndarray, prominence: float) -> np.ndarray:
-    if np.ptp(volume) <= prominence:
-        return np.zeros(volume.shape, bool)
-    return h_maxima(volume, prominence) > 0
 
 
 def _ellipsoid(radius: int, sampling: tuple[float, ...]) -> np.ndarray:

@@ -6,6 +6,8 @@ import numpy as np
 from scipy import ndimage
 from skimage.segmentation import find_boundaries
 
+from napari_unet.functionals.prediction import Prediction
+
 
 def boundary_target(instances: np.ndarray) -> np.ndarray:
     """1 on each object's inner border (so touching objects are separated), else 0."""
@@ -28,6 +30,13 @@ def distance_target(instances: np.ndarray) -> np.ndarray:
     # Objects too thin to have an inside still get a peak of 1 where they are.
     target[(instances > 0) & (peak[ids] == 0)] = 1.0
     return target
+
+
+def ideal_prediction(instances: np.ndarray) -> Prediction:
+    """What a perfect network outputs for these instance labels (its training targets): tests and
+    benchmarks of the instance extraction use it to leave the network out."""
+    foreground = (instances > 0).astype(np.float32)
+    return Prediction(np.stack([1 - foreground, foreground]), boundary_target(instances), distance_target(instances))
 
 
 def dense_ids(instances: np.ndarray) -> np.ndarray:
