@@ -15,7 +15,8 @@ Images (`--images`): `sample` (the shipped nuclei sample and its scribbles), DSB
 `train:N`, N fluorescence `train` images like the sample (a fixed draw); DSB images are scribbled
 by the recipe that drew the sample's (resources/make_scribbles.nuclei_scribbles). `--set KEY=VALUE`
 overrides a TrainConfig field of the second rounds only (numbers; 0/1 for switches), so one
-cached first round (`--cache DIR`) serves every candidate setting of the correction round.
+cached first round (`--cache DIR`) serves every candidate setting of the correction round
+(`--seeds 2 --set seed=1`: seed 2's first round, its correction round trained with seed 1).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import annotation_effort as ae  # noqa: E402
-from common import machine, save  # noqa: E402
+from common import machine, save, shared_data  # noqa: E402
 from scribble_start import load  # noqa: E402
 
 from napari_unet.functionals.corrections import accept_region  # noqa: E402
@@ -48,7 +49,7 @@ from napari_unet.nn.training import TrainConfig  # noqa: E402
 def train_images(n: int, seed: int = 0) -> list[str]:
     """n DSB2018 fluorescence `train` images like the sample (>= 512 px high, >= 40 nuclei of median
     area 200-700 px; the sample: 520x696, 183 nuclei of 439 px), drawn with `seed`."""
-    with open(ae.DATA / "dsb2018-stage1-train" / "index.csv") as f:
+    with open(shared_data("dsb2018-stage1-train") / "index.csv") as f:
         ids = sorted(row["id"] for row in csv.DictReader(f)
                      if row["split"] == "train" and row["modality"] == "fluorescence" and int(row["height"]) >= 512
                      and int(row["objects"]) >= 40 and 200 <= float(row["median_area"]) <= 700)
@@ -184,6 +185,9 @@ def _loop(start, image, truth, scribbles, config: TrainConfig, budget: str, *, s
     yield {"run": f"+ correct & accept suggested regions (>= {objects} objects) + {budget}",
            "corrected": corrected_objects, "regions": [list(r.key) for r in regions],
            "steps": corrected.history[-1]["steps"], "diameter": corrected.object_diameter,
+           # what it continued from (steps of every run behind it, oldest first) and its own seed: a round 2
+           # that restarted from the start model or ignored its seed would show here
+           "lineage": [run["steps"] for run in corrected.history], "train_seed": corrected.history[-1]["config"]["seed"],
            **_score(corrected, image, truth, params)}
     if not uncorrected:
         return

@@ -21,7 +21,7 @@ import tifffile
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import annotation_effort as ae
-from common import machine, save
+from common import machine, save, shared_data
 
 from napari_unet.functionals.metrics import average_precision
 from napari_unet.io.resources import (
@@ -43,7 +43,7 @@ def load(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return (tifffile.imread(resource_path(NUCLEI_IMAGE)).astype(np.float32)[None],
                 tifffile.imread(resource_path(NUCLEI_INSTANCES)).astype(np.int32),
                 tifffile.imread(resource_path(NUCLEI_SCRIBBLES)).astype(np.uint8))
-    root = ae.DATA / "dsb2018-stage1-train"
+    root = shared_data("dsb2018-stage1-train")
     truth = tifffile.imread(root / "labels" / f"{name}.tif").astype(np.int32)
     return ae._gray(tifffile.imread(root / "images" / f"{name}.tif")), truth, nuclei_scribbles(truth)
 

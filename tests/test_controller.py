@@ -154,6 +154,8 @@ def test_training_works_on_a_copy_of_the_model(make_napari_viewer, qtbot):
             controller.predict(None)
     assert finished.args == [True]
     assert controller.segmenter is not first and first.fingerprint() == weights
+    # the second round continued from the first one's model (what sample_loop's correction round measures)
+    assert controller.segmenter.history[:-1] == first.history and len(first.history) == 1
     assert controller.session.loss_offset == 4
 
 

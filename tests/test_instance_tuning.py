@@ -68,6 +68,14 @@ def test_without_outlined_objects_or_with_too_few_the_defaults_stay_and_say_why(
     assert f"fewer than {MIN_OBJECTS}" in few.reason and few.reason in few.describe()
 
 
+def test_a_correction_round_of_21_accepted_objects_is_tuned():
+    """The shipped sample's correction round accepts 21 whole objects and splits some of them (BENCHMARKS.md
+    section 6): tuning on them removes the splits, where a floor of 30 kept the defaults."""
+    prediction, wholes, _ = lobed_objects(rows=3, cols=7, neck_border=0.6)
+    tuning = tune_instance_params([TuningCase(prediction, wholes)], model_instances)
+    assert tuning.objects == 21 and tuning.tuned and tuning.params.border_evidence == 0.7
+
+
 def test_only_objects_inside_the_accepted_regions_are_judged():
     prediction, wholes, _ = lobed_objects(rows=8, neck_border=0.6)
     known = np.zeros(wholes.shape, bool)

@@ -1,4 +1,5 @@
-"""benchmarks/sample_loop.py: a cached first round serves every setting of the correction round."""
+"""benchmarks/sample_loop.py: a cached first round serves every setting of the correction round, which
+continues from it."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
@@ -31,7 +33,7 @@ def test_cached_first_round_is_reused_and_the_second_round_takes_its_own_setting
     cached = tmp_path / "round1.pt"
 
     def loop(second_steps: int) -> list[dict]:
-        second = TrainConfig(steps=second_steps, patch_size=32, batch_size=2, seed=0, device="cpu",
+        second = TrainConfig(steps=second_steps, patch_size=32, batch_size=2, seed=7, device="cpu",
                              validation_fraction=0.0)
         return list(sample_loop._loop(None, image, truth, scribbles, config, "2 steps", second=second,
                                       uncorrected=False, cached=cached, name="blobs"))
@@ -42,6 +44,9 @@ def test_cached_first_round_is_reused_and_the_second_round_takes_its_own_setting
     assert [r["run"] for r in first] == ["scribbles + 2 steps", "+ correct & accept suggested regions (>= 5 objects) + 2 steps"]
     assert first[0]["ap50"] == again[0]["ap50"]  # the same first-round model, read back
     assert (first[1]["steps"], again[1]["steps"]) == (1, 3)
+    # The correction round continues from the first round's model (not from the start model) with its own seed
+    assert (first[1]["lineage"], again[1]["lineage"]) == ([2, 1], [2, 3])
+    assert first[1]["train_seed"] == again[1]["train_seed"] == 7
 
 
 def test_table_counts_correction_rounds_below_their_first_round():
@@ -69,3 +74,14 @@ def test_correction_round_walks_suggested_regions_until_enough_objects_are_corre
         inside[r.slices] = True
     assert (accepted[inside] > 0).all() and not (accepted[~inside] > 0).any()
     assert (annotations[inside] == np.where(truth[inside] > 0, 2, 1)).all()
+
+
+def test_dsb_train_images_load_with_their_scribbles():
+    """`--images train:N` finds the DSB2018 images in the shared data folder (it once looked for a removed name)."""
+    from common import shared_data
+    if not (shared_data("dsb2018-stage1-train") / "index.csv").exists():
+        pytest.skip("DSB2018 is not in the shared data folder")
+    names = sample_loop._image_names(["train:2"])
+    image, truth, scribbles = sample_loop.load(names[0])
+    assert len(names) == 2 and image.shape[1:] == truth.shape == scribbles.shape and image.shape[1] >= 512
+    assert set(np.unique(scribbles)) == {0, 1, 2} and truth.max() >= 40

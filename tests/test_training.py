@@ -251,3 +251,10 @@ def test_each_source_image_is_recorded_at_the_size_it_was_trained_at():
     assert trainer.diameters["large"] > 2 * trainer.diameters["small"]
     # scribbles alone: the others' median, which is also the model's one training diameter
     assert trainer.diameters["scribbled"] == pytest.approx(segmenter.object_diameter, rel=0.01)
+
+
+def test_whole_number_settings_given_as_floats_become_ints():
+    """A seed from a benchmark's `--set seed=1` arrives as 1.0: numpy's generators refuse floats."""
+    config = TrainConfig(seed=1.0, threads=2.0, steps=3.0)
+    assert [(type(v), v) for v in (config.seed, config.threads, config.steps)] == [(int, 1), (int, 2), (int, 3)]
+    np.random.default_rng(config.seed)  # would raise TypeError on the float

@@ -22,7 +22,7 @@ from napari_unet.functionals.instances import InstanceParams
 from napari_unet.functionals.metrics import instance_counts
 from napari_unet.functionals.prediction import Prediction
 
-MIN_OBJECTS = 30  # fewer outlined objects than this: the defaults stay
+MIN_OBJECTS = 20  # fewer outlined objects than this: the defaults stay (20, not 30: BENCHMARKS.md section 6)
 MIN_GAIN = 0.01  # AP@0.5 a change must add (or one object's worth on few objects, whichever is more)
 # Searched one after the other from the defaults (coordinate search): border evidence, then the threshold.
 SEARCH: tuple[tuple[str, tuple[float, ...]], ...] = (

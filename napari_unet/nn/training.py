@@ -93,10 +93,10 @@ class TrainConfig:
         if self.seconds is not None:
             limits.real_number("seconds", self.seconds, 0.0, low_open=True)
         if self.seed is not None:
-            limits.whole_number("seed", self.seed, 0, 2**32 - 1)
+            self.seed = limits.whole_number("seed", self.seed, 0, 2**32 - 1)
         limits.real_number("boundary weight", self.boundary_pos_weight, 0.0, low_open=True)
         if self.threads is not None:
-            limits.whole_number("threads", self.threads, 1)
+            self.threads = limits.whole_number("threads", self.threads, 1)
         self.loader_workers = limits.whole_number("loader workers", self.loader_workers, 0, 64)
         limits.real_number("validation fraction", self.validation_fraction, 0.0, 1.0, high_open=True)
         limits.real_number("validation interval", self.validation_interval, 0.0, low_open=True)
