@@ -27,6 +27,15 @@ def shared_data(name: str) -> Path:
     return Path(__file__).resolve().parents[2] / "shared" / "data" / name
 
 
+def result_of(generator):
+    """Run a generator (a core job that yields progress records) to its end and return what it returns."""
+    while True:
+        try:
+            next(generator)
+        except StopIteration as done:
+            return done.value
+
+
 def machine(threads: int | None = None) -> str:
     """One line: CPU model, cores, torch version and threads (`threads`: what the workers were given)."""
     import torch

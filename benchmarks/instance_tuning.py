@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import save
+from common import result_of, save
 from generalisation import DATA, index, load, pick_selection, pick_training, score
 
 from napari_unet.functionals.data import TrainingImage
@@ -62,13 +62,7 @@ def main() -> None:
 
     items = [TrainingImage.from_instances(*load(args.data, e), name=e.id) for e in train]
     tick = time.perf_counter()
-    steps = tuning_steps(segmenter, items)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            picked = done.value
-            break
+    picked = result_of(tuning_steps(segmenter, items))
     tune_seconds = time.perf_counter() - tick
     print(f"tuning on the {len(items)} training images ({tune_seconds:.1f} s with their prediction): "
           f"{picked.describe()}", flush=True)

@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import annotation_effort as ae  # noqa: E402
 import sample_loop  # noqa: E402
+from common import result_of  # noqa: E402
 from scribble_start import load  # noqa: E402
 
 import napari_unet.functionals.instance_tuning as instance_tuning  # noqa: E402
@@ -37,12 +38,7 @@ from napari_unet.nn.training import TrainConfig  # noqa: E402
 def _tuned(segmenter: Segmenter, item: TrainingImage, floor: int) -> InstanceParams:
     shipped, instance_tuning.MIN_OBJECTS = instance_tuning.MIN_OBJECTS, floor
     try:
-        stages = tuning_steps(segmenter, [item])
-        while True:
-            try:
-                next(stages)
-            except StopIteration as done:
-                return done.value.params
+        return result_of(tuning_steps(segmenter, [item])).params
     finally:
         instance_tuning.MIN_OBJECTS = shipped
 

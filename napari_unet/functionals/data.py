@@ -70,8 +70,9 @@ class TrainingImage:
         accepted = np.asarray(accepted)
         if accepted.shape != annotations.shape:
             raise UserInputError(f"{name or 'image'}: accepted regions and annotations differ in shape")
-        instances = np.where(accepted > 0, accepted.astype(np.int64) - ACCEPTED_BACKGROUND, 0)
-        mask = (accepted > 0) & ~cut_objects(instances, accepted > 0)
+        known = accepted > 0
+        instances = np.where(known, accepted.astype(np.int64) - ACCEPTED_BACKGROUND, 0)
+        mask = known & ~cut_objects(instances, known)
         instances = np.where(mask, instances, 0)
         return cls(image=image, annotations=annotations, instances=instances, instance_mask=mask, name=name,
                    source=source, plane=plane)
