@@ -198,10 +198,11 @@ def click_profile(profiler, top: int = 25) -> dict:
 
 
 def measure_store(app, viewer, widget, size: int, seconds: float, browse: float, folder: Path,
-                  data_folder: Path | None = None, profile: bool = False) -> dict:
+                  data_folder: Path | None = None, profile: bool = False, predict: bool = True) -> dict:
     """Ticks of a 10 ms QTimer while the dock predicts a lazy size^2 plane into a store, the view moving.
     `data_folder`: where the input is written, or reused when there already (default `folder`); `profile`:
-    record the click's cProfile (`click_profile`)."""
+    record the click's cProfile (`click_profile`); `predict` False: the same view moves with no prediction
+    (napari's and the display's own floor)."""
     import dask.array as da
     import zarr
     from qtpy.QtCore import QEventLoop, QTimer
@@ -246,7 +247,8 @@ def measure_store(app, viewer, widget, size: int, seconds: float, browse: float,
     click = time.perf_counter()
     if profiler:
         profiler.enable()
-    widget.predict_step.predict()
+    if predict:
+        widget.predict_step.predict()
     if profiler:
         profiler.disable()
     click_ms = (time.perf_counter() - click) * 1000
@@ -255,7 +257,7 @@ def measure_store(app, viewer, widget, size: int, seconds: float, browse: float,
     timer.start()
     mover.start()
     start = time.perf_counter()
-    QTimer.singleShot(int(seconds * 1000), widget.predict_step.cancel_prediction)
+    QTimer.singleShot(int(seconds * 1000), widget.predict_step.cancel_prediction if predict else loop.quit)
     QTimer.singleShot(int((seconds + 300) * 1000), loop.quit)  # safety net
     loop.exec_()
     timer.stop()
@@ -263,12 +265,12 @@ def measure_store(app, viewer, widget, size: int, seconds: float, browse: float,
     gaps = np.diff(np.asarray(ticks)) * 1000.0
     stalls = np.maximum(gaps - TICK_MS, 0.0)
     worst = np.argsort(stalls)[::-1][:5]
-    layer = viewer.layers["big instances"] if "big instances" in viewer.layers else viewer.layers["big semantic"]
+    names = [name for name in ("big instances", "big semantic", "big") if name in viewer.layers]
     return {
-        "run": f"store {size}^2",
-        "predict_click_ms": round(click_ms, 1),
+        "run": f"store {size}^2" if predict else f"no prediction (view moves only), {size}^2",
+        "predict_click_ms": round(click_ms, 1) if predict else None,
         **({"predict_click_profile": click_profile(profiler)} if profiler else {}),
-        "multiscale_layers": bool(layer.multiscale),
+        "multiscale_layers": bool(viewer.layers[names[0]].multiscale),
         "seconds": round(time.perf_counter() - start, 2),
         "blocks_done": [r[1:] for r in records][-1:] ,
         "worst_stalls_at_s": [[round(float(ticks[i] - start), 2), round(float(stalls[i]), 1)] for i in worst],
@@ -310,6 +312,9 @@ def main(argv=None) -> int:
                         help="with --store: resize the viewer's window (the screen must be as big: xvfb-run -s)")
     parser.add_argument("--data", type=Path, default=None,
                         help="with --store: keep the generated input in this folder and reuse it (default: temporary)")
+    parser.add_argument("--no-predict", action="store_true",
+                        help="with --store: the same input and view moves, no prediction: the floor that napari and "
+                             "the display set on their own")
     parser.add_argument("--profile-click", action="store_true",
                         help="with --store: cProfile the Predict click (GUI thread) into the record; with a short "
                              "--seconds for the click alone")
@@ -396,7 +401,7 @@ def store_main(args, argv) -> int:
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         result = measure_store(app, viewer, widget, args.store, args.seconds, args.browse, Path(tmp), args.data,
-                               args.profile_click)
+                               args.profile_click, predict=not args.no_predict)
         viewer.close()
     print(f"event-loop stall while the dock predicts a {args.store}^2 lazy plane into a store "
           f"({os.cpu_count()} cores, load average before {load_before:.1f})")
