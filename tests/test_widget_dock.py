@@ -87,6 +87,25 @@ def test_every_step_fits_a_laptop_screen_without_scrolling(nuclei_dock):
         assert step.sizeHint().height() <= 600, widget.tabs.tabText(index)
 
 
+def test_every_step_fits_the_dock_of_a_shown_1280x800_window(make_napari_viewer, napari_unet_plugin, qtbot):
+    # Shown, napari's style sheet widens every control (a hidden dock measures smaller): each step must
+    # still fit the dock napari gives it at 1280x800, even with long image names and choices.
+    from napari_unet.widgets.launch import MAIN_WIDGET
+
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1280, 800)
+    viewer.open_sample("napari-unet", "nuclei")
+    viewer.layers[IMAGE].name = "a very long image name from the microscope, 2026-11-26 plate 3 well B7"
+    _, widget = viewer.window.add_plugin_dock_widget("napari-unet", MAIN_WIDGET)
+    qtbot.waitUntil(lambda: widget.isVisible(), timeout=5_000)
+    assert widget.width() <= 1280 // 3  # the canvas keeps the room
+    for index in range(widget.tabs.count()):
+        widget.tabs.setCurrentIndex(index)
+        scroll = widget.tabs.widget(index)
+        qtbot.waitUntil(lambda scroll=scroll: scroll.viewport().width() > 0, timeout=5_000)
+        assert scroll.widget().minimumSizeHint().width() <= scroll.viewport().width(), widget.tabs.tabText(index)
+
+
 def test_readme_lists_every_shortcut(repo_root):
     from napari_unet.widgets.dock import SHORTCUTS
 

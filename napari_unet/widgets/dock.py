@@ -29,6 +29,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_unet.widgets import ui
 from napari_unet.widgets.annotate_step import AnnotateStep
 from napari_unet.widgets.controller import controller_for, real_viewer
 from napari_unet.widgets.correct_step import CorrectStep
@@ -80,6 +81,7 @@ def _shortcut_label(key: str) -> str:
 
 def _scrolled(widget: QWidget) -> QScrollArea:
     """The step in a scroll area: on a very small screen it scrolls instead of being cut off."""
+    ui.narrow_combos(widget)
     scroll = QScrollArea()
     scroll.setWidgetResizable(True)
     scroll.setFrameShape(QFrame.NoFrame)

@@ -144,6 +144,7 @@ class PredictStep(QWidget):
         self.diameter_spin.setDecimals(0)
         self.diameter_spin.setValue(30.0)
         self.diameter_spin.setToolTip("Typical object diameter in this image, in pixels (used with 'this size')")
+        self.diameter_spin.setStyleSheet("min-width: 50px;")  # napari's 70 px (+ buttons) widened the step past the dock
         self.diameter_label = ui.label("Object diameter", "")
         form.addRow(self.diameter_label, ui.row((self.diameter_combo, 1), self.diameter_spin))
 
