@@ -204,7 +204,11 @@ class TrainStep(QWidget):
         for widget in (self.start_combo, self.preset_combo, self.device_combo):
             widget.setEnabled(not busy)
         self.save_button.setEnabled(has_model and not busy)
-        self.model_label.setText("Model: " + controller.session.model_summary())
+        if controller.is_training and not has_model:  # "no model yet" would read as if nothing happened
+            self.model_label.setText("Model: the first one is training; it becomes the model when training "
+                                     "ends (or you press Stop)")
+        else:
+            self.model_label.setText("Model: " + controller.session.model_summary())
         self._refresh_start_combo()
 
     def _refresh_start_combo(self) -> None:
@@ -325,11 +329,14 @@ class TrainStep(QWidget):
         self._last_ui_update = now
         self._show_progress(progress)
 
-    def _show_progress(self, progress) -> None:
+    def _show_progress(self, progress, *, ended: bool = False) -> None:
+        """The run's progress; once it `ended`, its last step and time without the time left."""
         if progress.fraction is not None:
             self.train_progress.setRange(0, 1000)
             self.train_progress.setValue(int(min(progress.fraction, 1.0) * 1000))
         left = f" · {progress.remaining:.0f} s left" if progress.remaining is not None else " · until stopped"
+        if ended:
+            left = ""
         self.train_progress.setFormat(progress.stage or f"step {progress.step}{left}")
         self.train_stats.setText(
             f"step {progress.step} · loss {progress.loss:.4f} · {progress.pixels_per_second / 1e3:,.0f} kpx/s"
@@ -340,10 +347,17 @@ class TrainStep(QWidget):
     def _on_finished(self, ok: bool) -> None:
         self._preview_timer.stop()
         if self.controller.last_progress is not None:
-            self._show_progress(self.controller.last_progress)
+            self._show_progress(self.controller.last_progress, ended=True)
         self.train_progress.setRange(0, 1000)
         self.train_progress.setValue(1000 if ok else 0)
-        self.train_progress.setFormat("done" if ok else "idle")
+        self.train_progress.setFormat(self._end_text(ok))
+
+    def _end_text(self, ok: bool) -> str:
+        """The progress bar's word once training ended: "stopped" after Stop, "done" at the budget's end."""
+        if not ok:
+            return "idle"
+        history = self.controller.segmenter.history if self.controller.segmenter is not None else []
+        return "stopped (model kept)" if history and history[-1].get("stopped") else "done"
 
     # --- model files ----------------------------------------------------------------------------
 
