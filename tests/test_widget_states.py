@@ -12,6 +12,7 @@ pytest.importorskip("pytestqt")
 from dock_helpers import TIMEOUT, load_untrained_model, predict  # noqa: E402
 
 from napari_unet import conventions as c  # noqa: E402
+from napari_unet.napari import layers as lb  # noqa: E402
 
 
 def _correct_tools(step):
@@ -65,3 +66,20 @@ def test_train_step_says_what_happens_while_training_and_after_stop(nuclei_dock,
     assert finished.args == [True]
     assert step.train_progress.format() == "done"
     assert "left" not in step.train_stats.text()
+
+
+def test_result_layers_do_not_take_the_brush_from_the_annotations(nuclei_dock, qtbot, tmp_path):
+    # napari makes every new layer the active one: the semantic, instances, uncertainty and accepted
+    # layers would take the layer controls, and the next strokes would not go into the annotations
+    viewer, widget = nuclei_dock
+    widget.annotate_step.annotate()
+    annotations = widget.controller.paired(c.ROLE_ANNOTATIONS)
+    assert viewer.layers.selection.active is annotations and annotations.mode == "paint"
+    load_untrained_model(widget, tmp_path)
+    assert predict(qtbot, widget, "plane") == "done"
+    for role in (c.ROLE_SEMANTIC, c.ROLE_INSTANCES, c.ROLE_UNCERTAINTY):
+        assert any(lb.role_of(layer) == role for layer in viewer.layers), role
+    assert viewer.layers.selection.active is annotations
+    widget.correct_step.accept("plane")
+    assert widget.controller.paired(c.ROLE_ACCEPTED) is not None
+    assert viewer.layers.selection.active is annotations and annotations.mode == "paint"
