@@ -4,12 +4,13 @@ after Stop and after a run that reached its budget."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
-from dock_helpers import TIMEOUT, load_untrained_model, predict  # noqa: E402
+from dock_helpers import IMAGE, TIMEOUT, load_untrained_model, predict  # noqa: E402
 
 from napari_unet import conventions as c  # noqa: E402
 from napari_unet.napari import layers as lb  # noqa: E402
@@ -83,3 +84,14 @@ def test_result_layers_do_not_take_the_brush_from_the_annotations(nuclei_dock, q
     widget.correct_step.accept("plane")
     assert widget.controller.paired(c.ROLE_ACCEPTED) is not None
     assert viewer.layers.selection.active is annotations and annotations.mode == "paint"
+
+
+def test_predict_offers_the_whole_stack_only_for_a_stack(nuclei_dock, qtbot):
+    viewer, widget = nuclei_dock
+    scope = widget.predict_step.scope_combo
+    assert not scope.isEnabled()  # one plane: "whole stack" means nothing
+    stack = viewer.add_image(np.random.default_rng(0).random((3, 32, 32)).astype(np.float32), name="stack")
+    widget.annotate_step.image_picker.set_layer(stack)
+    qtbot.waitUntil(scope.isEnabled, timeout=5_000)
+    widget.annotate_step.image_picker.set_layer(viewer.layers[IMAGE])
+    qtbot.waitUntil(lambda: not scope.isEnabled(), timeout=5_000)

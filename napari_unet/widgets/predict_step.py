@@ -226,6 +226,8 @@ class PredictStep(QWidget):
         for button in (self.open_images_button, self.folder_button):
             button.setEnabled(idle and controller.segmenter is not None)
         self.suggest_button.setEnabled(len(controller.session.cache) > 0)
+        _, layout, _ = controller.selected(required=False)
+        self.scope_combo.setEnabled(idle and layout is not None and len(layout.planes()) > 1)  # a stack to choose in
 
     def _on_image_or_plane(self) -> None:
         self.update_state()
