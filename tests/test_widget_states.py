@@ -81,6 +81,10 @@ def test_result_layers_do_not_take_the_brush_from_the_annotations(nuclei_dock, q
     for role in (c.ROLE_SEMANTIC, c.ROLE_INSTANCES, c.ROLE_UNCERTAINTY):
         assert any(lb.role_of(layer) == role for layer in viewer.layers), role
     assert viewer.layers.selection.active is annotations
+    # the message line moves on from the last message to what the prediction gave and what to do next
+    level, text = widget.controller.messages.log[-1]
+    assert level == "info" and f"'{IMAGE}'" in text and "objects in the plane on display" in text
+    assert "step 4" in text
     widget.correct_step.accept("plane")
     assert widget.controller.paired(c.ROLE_ACCEPTED) is not None
     assert viewer.layers.selection.active is annotations and annotations.mode == "paint"

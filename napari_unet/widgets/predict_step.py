@@ -97,6 +97,8 @@ class PredictStep(QWidget):
             "regions) and the best are kept with the model; the sliders move to them and you can still move them")
         layout.addWidget(self.tuning_label)
         self._tuned_model = None  # the model whose tuned settings the sliders were last moved to
+        self._scope = "plane"  # what the last Predict asked for
+        self._objects: int | None = None
         self.instance_status = ui.label("", "Objects in the instance layer of the plane on display")
         self.instance_status.setWordWrap(True)  # "N objects in this plane · predicted for objects of D px (source)"
         layout.addWidget(self.instance_status)
@@ -238,7 +240,8 @@ class PredictStep(QWidget):
     def predict(self, scope: str | None = None, flips: int | None = None) -> None:
         """Predict the plane on display (or the whole stack) of the selected image in a worker.
         `flips`: test-time flips (None: the dock's choice)."""
-        self.controller.predict(self.instance_params(), scope=scope or self.scope_combo.currentData(),
+        self._scope = scope or self.scope_combo.currentData()
+        self.controller.predict(self.instance_params(), scope=self._scope,
                                 tile_size=self.tile_spin.value(), probabilities=self.prob_check.isChecked(),
                                 uncertainty=self.uncertainty_check.isChecked(), diameter=self.object_diameter(),
                                 flips=flips or self.test_time_flips())
@@ -273,6 +276,12 @@ class PredictStep(QWidget):
     def _on_finished(self, status: str) -> None:
         self.predict_progress.setValue(1000 if status == "done" else 0)
         self.predict_progress.setFormat(status)
+        image = self.controller.image
+        if status == "done" and image is not None and self._objects is not None:
+            where = "every plane" if self._scope == "stack" else "the plane on display"
+            objects = f"{self._objects} object{'' if self._objects == 1 else 's'} in the plane on display"
+            self.notify("info", f"predicted {where} of '{image.name}': {objects}. Fix them in step 4 and "
+                                "accept, or paint where Suggest next (Shift+N) points")
 
     def update_status(self) -> None:
         controller = self.controller
@@ -280,6 +289,7 @@ class PredictStep(QWidget):
             return
         image, _, plane = controller.selected(required=False)
         layer = controller.paired(c.ROLE_INSTANCES)
+        self._objects = None  # objects in the plane on display, for the message at the end of a prediction
         if layer is None:
             self.instance_status.setText("no objects yet: predict first")
             return
@@ -291,6 +301,7 @@ class PredictStep(QWidget):
             n = len(np.unique(labels)) - (1 if labels.min() == 0 else 0)
         except Exception:  # a layer of another shape: check_pair reports it when it is used
             return
+        self._objects = n
         entry = controller.session.cache.get(image.name, plane)
         live = "" if entry is not None else " (predict this plane for live updates)"
         self.instance_status.setText(f"{n} object{'' if n == 1 else 's'} in this plane{live}"
