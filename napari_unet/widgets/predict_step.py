@@ -278,10 +278,11 @@ class PredictStep(QWidget):
         self.predict_progress.setFormat(status)
         image = self.controller.image
         if status == "done" and image is not None and self._objects is not None:
-            where = "every plane" if self._scope == "stack" else "the plane on display"
-            objects = f"{self._objects} object{'' if self._objects == 1 else 's'} in the plane on display"
-            self.notify("info", f"predicted {where} of '{image.name}': {objects}. Fix them in step 4 and "
-                                "accept, or paint where Suggest next (Shift+N) points")
+            objects = f"{self._objects} object{'' if self._objects == 1 else 's'}"
+            what = (f"every plane of '{image.name}': {objects} in the plane on display" if self._scope == "stack"
+                    else f"'{image.name}' (the plane on display): {objects}")
+            self.notify("info", f"predicted {what}. Fix them in step 4 and accept, or paint where "
+                                "Suggest next (Shift+N) points")
 
     def update_status(self) -> None:
         controller = self.controller

@@ -204,12 +204,19 @@ class TrainStep(QWidget):
         for widget in (self.start_combo, self.preset_combo, self.device_combo):
             widget.setEnabled(not busy)
         self.save_button.setEnabled(has_model and not busy)
-        if controller.is_training and not has_model:  # "no model yet" would read as if nothing happened
-            self.model_label.setText("Model: the first one is training; it becomes the model when training "
-                                     "ends (or you press Stop)")
-        else:
-            self.model_label.setText("Model: " + controller.session.model_summary())
+        self.model_label.setText("Model: " + self._model_text())
         self._refresh_start_combo()
+
+    def _model_text(self) -> str:
+        """The current model, or what Train will make when there is none yet."""
+        if self.controller.segmenter is not None:
+            return self.controller.session.model_summary()
+        if self.controller.is_training:  # "no model yet" would read as if nothing happened
+            return "the first one is training; it becomes the model when training ends (or you press Stop)"
+        if self._default_start():
+            return (f"none yet: Train fine-tunes the shipped '{DEFAULT_PRETRAINED}' model on your annotations "
+                    "(Start from: 'new model' trains one from scratch)")
+        return "none yet: Train makes a new one from your annotations, or choose a model in Start from"
 
     def _refresh_start_combo(self) -> None:
         items = ([START_CURRENT] if self.controller.segmenter is not None else []) + [START_NEW]
