@@ -73,6 +73,24 @@ def test_dock_layout_tooltips_and_shortcuts(nuclei_dock):
     assert sorted(called) == ["accept", "merge", "predict", "stop", "train"]
 
 
+def test_shortcuts_pressed_in_the_canvas_run_and_leave_napari_keys_working(nuclei_dock, qtbot):
+    # A real key press goes through napari's key handler, which reads every bound action's command
+    # name first: a command without one made every key press in the canvas raise (napari's own too).
+    from qtpy.QtCore import Qt
+    from qtpy.QtTest import QTest
+
+    viewer, widget = nuclei_dock
+    canvas = viewer.window._qt_viewer.canvas.native
+    annotations = widget.controller.paired(c.ROLE_ANNOTATIONS)
+    viewer.layers.selection.active = annotations
+    QTest.keyClick(canvas, Qt.Key_P)  # napari's own key: the brush of the active Labels layer
+    assert annotations.mode == "paint"
+    errors = len(widget.controller.messages.errors())
+    QTest.keyClick(canvas, Qt.Key_R, Qt.ShiftModifier)  # Predict, with no model yet: the dock says so
+    assert len(widget.controller.messages.errors()) == errors + 1
+    assert "no model" in widget.controller.messages.errors()[-1]
+
+
 def test_every_step_fits_a_laptop_screen_without_scrolling(nuclei_dock):
     # At 1366x768 napari gives a right-hand dock about 410 x 600 px below the dock's header; in a
     # 1200 px wide window it gives the dock its minimum width, 360 px, and a step gets ~346 of them

@@ -63,6 +63,10 @@ def test_train_step_says_what_happens_while_training_and_after_stop(nuclei_dock,
     assert step.train_progress.format() == "stopped (model kept)"
     assert "left" not in step.train_stats.text() and step.train_stats.text().startswith("step ")
     assert "depth" in step.model_label.text()
+    # the worker's last records can reach the dock after the end: they do not bring the time left back
+    qtbot.wait(200)  # past the 10-a-second limit on label updates
+    widget.controller.training_progress.emit(widget.controller.last_progress)
+    assert step.train_progress.format() == "stopped (model kept)" and "left" not in step.train_stats.text()
     # a run that reaches its step limit is "done", with no time left either
     step.steps_spin.setValue(2)
     with qtbot.waitSignal(widget.controller.training_finished, timeout=TIMEOUT) as finished:

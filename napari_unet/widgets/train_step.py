@@ -330,6 +330,8 @@ class TrainStep(QWidget):
 
     def _on_progress(self, progress) -> None:
         self.loss_plot.add(self._run_offset + progress.step, progress.loss)
+        if not self.controller.is_training:  # a record that arrives after the end: the bar says stopped or done
+            return
         now = time.perf_counter()
         if now - self._last_ui_update < 0.1 and progress.preview is None:
             return  # at most 10 label updates a second, whatever the step rate
