@@ -343,9 +343,8 @@ class TrainStep(QWidget):
         if progress.fraction is not None:
             self.train_progress.setRange(0, 1000)
             self.train_progress.setValue(int(min(progress.fraction, 1.0) * 1000))
-        left = f" · {progress.remaining:.0f} s left" if progress.remaining is not None else " · until stopped"
-        if ended:
-            left = ""
+        left = ("" if ended else f" · {progress.remaining:.0f} s left" if progress.remaining is not None
+                else " · until stopped")
         self.train_progress.setFormat(progress.stage or f"step {progress.step}{left}")
         self.train_stats.setText(
             f"step {progress.step} · loss {progress.loss:.4f} · {progress.pixels_per_second / 1e3:,.0f} kpx/s"
