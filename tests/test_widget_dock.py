@@ -18,6 +18,8 @@ from qtpy.QtWidgets import (  # noqa: E402
     QAbstractSpinBox,
     QComboBox,
     QLineEdit,
+    QStyle,
+    QStyleOptionComboBox,
     QTabBar,
     QTableWidget,
 )
@@ -122,6 +124,12 @@ def test_every_step_fits_the_dock_of_a_shown_1280x800_window(make_napari_viewer,
         scroll = widget.tabs.widget(index)
         qtbot.waitUntil(lambda scroll=scroll: scroll.viewport().width() > 0, timeout=5_000)
         assert scroll.widget().minimumSizeHint().width() <= scroll.viewport().width(), widget.tabs.tabText(index)
+        for combo in scroll.widget().findChildren(QComboBox):  # the choice shown whole, not elided
+            if combo.isVisible() and combo is not widget.annotate_step.image_picker:  # a name can be any length
+                option = QStyleOptionComboBox()
+                combo.initStyleOption(option)
+                field = combo.style().subControlRect(QStyle.CC_ComboBox, option, QStyle.SC_ComboBoxEditField, combo)
+                assert combo.fontMetrics().horizontalAdvance(combo.currentText()) <= field.width(), combo.currentText()
 
 
 def test_readme_lists_every_shortcut(repo_root):

@@ -138,7 +138,7 @@ class AnnotateStep(QWidget):
         elif lb.is_channel_stack(image):
             self.channel_combo.addItem(f"{len(lb.meta(image)['channel_layers'])} channel layers", 0)
         else:
-            self.channel_combo.addItem("none (single channel)", None)
+            self.channel_combo.addItem("none (1 channel)", None)
             shape = lb.image_data(image).shape
             for axis in range(len(shape) - 2):
                 self.channel_combo.addItem(f"axis {axis} ({shape[axis]} channels)", axis)
