@@ -177,7 +177,16 @@ class AnnotateStep(QWidget):
                                  "(Ctrl+click), then press Combine")
         combined = ch.combine_channels(self.viewer, layers)
         self.image_picker.set_layer(combined)
+        self._remove_empty_annotations(layers)
         self.notify("info", f"'{combined.name}': {', '.join(layer.name for layer in layers)} as one image's channels")
+
+    def _remove_empty_annotations(self, channels: list) -> None:
+        """The channels' own annotations layers, made when one was picked before combining: gone when
+        nothing is painted in them (the combined image has its own), so that one layer is painted."""
+        for channel in channels:
+            layer = self.controller.paired(c.ROLE_ANNOTATIONS, channel)
+            if layer is not None and not lb.is_lazy(layer) and not np.any(np.asarray(layer.data)):
+                self.viewer.layers.remove(layer)
 
     @guarded
     def _on_channel_changed(self) -> None:
