@@ -53,6 +53,25 @@ def test_two_channel_layers_train_a_two_channel_model_and_predict(make_napari_vi
     assert instances.data.shape == (64, 64) and lb.meta(instances)["image"] == "cells (2 channels)"
 
 
+def test_combining_leaves_one_annotations_layer_to_paint(make_napari_viewer, qtbot):
+    # Picking one channel layer first gives it an annotations layer; after Combine the combined image
+    # has its own, and the channel's empty one goes (two layers named "... annotations" confuse the brush)
+    viewer = make_napari_viewer()
+    nuclei, _ = blobs(48, n=4, noise=0.05)
+    viewer.add_image(np.stack([nuclei, nuclei[::-1]]), channel_axis=0, name="cells")
+    widget = UNetWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    step = widget.annotate_step
+    step.image_picker.set_layer(viewer.layers["cells"])
+    qtbot.waitUntil(lambda: "cells annotations" in viewer.layers, timeout=5_000)
+    viewer.layers.selection.clear()
+    step.combine_button.click()
+    qtbot.waitUntil(lambda: "cells (2 channels) annotations" in viewer.layers, timeout=5_000)
+    assert "cells annotations" not in viewer.layers
+    assert [layer.name for layer in viewer.layers if layer.name.endswith("annotations")] == [
+        "cells (2 channels) annotations"]
+
+
 def test_combining_layers_of_different_shapes_says_why(make_napari_viewer):
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((32, 32), np.float32), name="dapi")

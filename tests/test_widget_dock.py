@@ -18,6 +18,8 @@ from qtpy.QtWidgets import (  # noqa: E402
     QAbstractSpinBox,
     QComboBox,
     QLineEdit,
+    QStyle,
+    QStyleOptionComboBox,
     QTabBar,
     QTableWidget,
 )
@@ -73,6 +75,24 @@ def test_dock_layout_tooltips_and_shortcuts(nuclei_dock):
     assert sorted(called) == ["accept", "merge", "predict", "stop", "train"]
 
 
+def test_shortcuts_pressed_in_the_canvas_run_and_leave_napari_keys_working(nuclei_dock, qtbot):
+    # A real key press goes through napari's key handler, which reads every bound action's command
+    # name first: a command without one made every key press in the canvas raise (napari's own too).
+    from qtpy.QtCore import Qt
+    from qtpy.QtTest import QTest
+
+    viewer, widget = nuclei_dock
+    canvas = viewer.window._qt_viewer.canvas.native
+    annotations = widget.controller.paired(c.ROLE_ANNOTATIONS)
+    viewer.layers.selection.active = annotations
+    QTest.keyClick(canvas, Qt.Key_P)  # napari's own key: the brush of the active Labels layer
+    assert annotations.mode == "paint"
+    errors = len(widget.controller.messages.errors())
+    QTest.keyClick(canvas, Qt.Key_R, Qt.ShiftModifier)  # Predict, with no model yet: the dock says so
+    assert len(widget.controller.messages.errors()) == errors + 1
+    assert "no model" in widget.controller.messages.errors()[-1]
+
+
 def test_every_step_fits_a_laptop_screen_without_scrolling(nuclei_dock):
     # At 1366x768 napari gives a right-hand dock about 410 x 600 px below the dock's header; in a
     # 1200 px wide window it gives the dock its minimum width, 360 px, and a step gets ~346 of them
@@ -85,6 +105,31 @@ def test_every_step_fits_a_laptop_screen_without_scrolling(nuclei_dock):
         step = widget.tabs.widget(index).widget()
         assert step.minimumSizeHint().width() <= 340, widget.tabs.tabText(index)
         assert step.sizeHint().height() <= 600, widget.tabs.tabText(index)
+
+
+def test_every_step_fits_the_dock_of_a_shown_1280x800_window(make_napari_viewer, napari_unet_plugin, qtbot):
+    # Shown, napari's style sheet widens every control (a hidden dock measures smaller): each step must
+    # still fit the dock napari gives it at 1280x800, even with long image names and choices.
+    from napari_unet.widgets.launch import MAIN_WIDGET
+
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1280, 800)
+    viewer.open_sample("napari-unet", "nuclei")
+    viewer.layers[IMAGE].name = "a very long image name from the microscope, 2026-11-26 plate 3 well B7"
+    _, widget = viewer.window.add_plugin_dock_widget("napari-unet", MAIN_WIDGET)
+    qtbot.waitUntil(lambda: widget.isVisible(), timeout=5_000)
+    assert widget.width() <= 1280 // 3  # the canvas keeps the room
+    for index in range(widget.tabs.count()):
+        widget.tabs.setCurrentIndex(index)
+        scroll = widget.tabs.widget(index)
+        qtbot.waitUntil(lambda scroll=scroll: scroll.viewport().width() > 0, timeout=5_000)
+        assert scroll.widget().minimumSizeHint().width() <= scroll.viewport().width(), widget.tabs.tabText(index)
+        for combo in scroll.widget().findChildren(QComboBox):  # the choice shown whole, not elided
+            if combo.isVisible() and combo is not widget.annotate_step.image_picker:  # a name can be any length
+                option = QStyleOptionComboBox()
+                combo.initStyleOption(option)
+                field = combo.style().subControlRect(QStyle.CC_ComboBox, option, QStyle.SC_ComboBoxEditField, combo)
+                assert combo.fontMetrics().horizontalAdvance(combo.currentText()) <= field.width(), combo.currentText()
 
 
 def test_readme_lists_every_shortcut(repo_root):

@@ -138,7 +138,7 @@ class AnnotateStep(QWidget):
         elif lb.is_channel_stack(image):
             self.channel_combo.addItem(f"{len(lb.meta(image)['channel_layers'])} channel layers", 0)
         else:
-            self.channel_combo.addItem("none (single channel)", None)
+            self.channel_combo.addItem("none (1 channel)", None)
             shape = lb.image_data(image).shape
             for axis in range(len(shape) - 2):
                 self.channel_combo.addItem(f"axis {axis} ({shape[axis]} channels)", axis)
@@ -177,7 +177,16 @@ class AnnotateStep(QWidget):
                                  "(Ctrl+click), then press Combine")
         combined = ch.combine_channels(self.viewer, layers)
         self.image_picker.set_layer(combined)
+        self._remove_empty_annotations(layers)
         self.notify("info", f"'{combined.name}': {', '.join(layer.name for layer in layers)} as one image's channels")
+
+    def _remove_empty_annotations(self, channels: list) -> None:
+        """The channels' own annotations layers, made when one was picked before combining: gone when
+        nothing is painted in them (the combined image has its own), so that one layer is painted."""
+        for channel in channels:
+            layer = self.controller.paired(c.ROLE_ANNOTATIONS, channel)
+            if layer is not None and not lb.is_lazy(layer) and not np.any(np.asarray(layer.data)):
+                self.viewer.layers.remove(layer)
 
     @guarded
     def _on_channel_changed(self) -> None:

@@ -24,6 +24,7 @@ from napari_unet import conventions as c
 from napari_unet.errors import UserInputError
 from napari_unet.functionals.suggestions import SuggestionWalk
 from napari_unet.napari import layers as lb
+from napari_unet.napari.cheap_layers import selection_kept
 from napari_unet.napari.session import Session
 from napari_unet.nn.device import pick_device
 from napari_unet.nn.segmenter import Segmenter
@@ -341,7 +342,9 @@ class Controller(TrainingJobs, PredictionJobs, StoreJobs, BatchJobs, SuggestionJ
 
     def semantic_layer(self, image: Image, layout, data=None) -> Labels:
         created = self.paired(c.ROLE_SEMANTIC, image) is None
-        layer = lb.paired_labels(self.viewer, image, c.ROLE_SEMANTIC, layout, dtype=np.uint8, opacity=0.35, data=data)
+        with selection_kept(self.viewer):  # the layer the user paints stays active, not the new result
+            layer = lb.paired_labels(self.viewer, image, c.ROLE_SEMANTIC, layout, dtype=np.uint8, opacity=0.35,
+                                     data=data)
         if created:
             self._follow_corrections(layer, image)
             colors = lb.class_colors_of(self.paired(c.ROLE_ANNOTATIONS, image), max(len(self.class_names), 2))
@@ -352,8 +355,9 @@ class Controller(TrainingJobs, PredictionJobs, StoreJobs, BatchJobs, SuggestionJ
 
     def instances_layer(self, image: Image, layout, data=None, **layer_kwargs) -> Labels:
         created = self.paired(c.ROLE_INSTANCES, image) is None
-        layer = lb.paired_labels(self.viewer, image, c.ROLE_INSTANCES, layout, dtype=np.uint32, opacity=0.55, data=data,
-                                **layer_kwargs)
+        with selection_kept(self.viewer):
+            layer = lb.paired_labels(self.viewer, image, c.ROLE_INSTANCES, layout, dtype=np.uint32, opacity=0.55,
+                                     data=data, **layer_kwargs)
         if created:
             self._follow_corrections(layer, image)
             self.keep_annotations_on_top(image)
@@ -381,8 +385,9 @@ class Controller(TrainingJobs, PredictionJobs, StoreJobs, BatchJobs, SuggestionJ
 
     def accepted_layer(self, image: Image, layout, data=None, **layer_kwargs) -> Labels:
         created = self.paired(c.ROLE_ACCEPTED, image) is None
-        layer = lb.paired_labels(self.viewer, image, c.ROLE_ACCEPTED, layout, dtype=np.uint32, opacity=0.6, data=data,
-                                **layer_kwargs)
+        with selection_kept(self.viewer):
+            layer = lb.paired_labels(self.viewer, image, c.ROLE_ACCEPTED, layout, dtype=np.uint32, opacity=0.6,
+                                     data=data, **layer_kwargs)
         if created:
             layer.contour = 1
             layer.editable = False

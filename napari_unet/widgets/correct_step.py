@@ -24,6 +24,7 @@ from napari_unet.functionals.corrections import (
     split_object_by_seeds,
 )
 from napari_unet.napari import layers as lb
+from napari_unet.napari.layer_events import LayerListWatch
 from napari_unet.napari.linked_undo import LinkedUndo
 from napari_unet.widgets import ui
 from napari_unet.widgets.controller import Controller
@@ -51,6 +52,9 @@ class CorrectStep(QWidget):
         self._undo_links = LinkedUndo(on_change=self._after_linked_undo)
         layout = ui.step_layout(self, "Fix the objects (napari's brush, eraser and fill work too), "
                                       "then accept a region as training data")
+        self.predict_first = ui.hint("Predict first (step 3, Shift+R): these tools edit the predicted objects, "
+                                     "and Accept keeps them as training data.")
+        layout.addWidget(self.predict_first)
         form = ui.form()
         self.ids_edit = QLineEdit()
         self.ids_edit.setPlaceholderText("object ids, e.g. 4, 9")
@@ -125,7 +129,28 @@ class CorrectStep(QWidget):
         layout.addStretch(1)
         ui.listen(controller.image_changed, self.update_status)
         ui.listen(controller.accepted_changed, self.update_status)
+        for signal in (controller.image_changed, controller.accepted_changed, controller.busy_changed):
+            ui.listen(signal, self.update_state)
+        self._layers_watch = LayerListWatch(self.viewer, lambda: ui.later(self.update_state))  # deleted, re-added
         self.update_status()
+        self.update_state()
+
+    def update_state(self) -> None:
+        """Enable the tools that can work now: object edits need the image's instance layer, Accept its
+        predictions, Clear accepted an accepted layer; the hint on top says to predict first."""
+        if self.controller.closed:
+            return
+        has_image = self.controller.image is not None
+        has_objects = self.controller.paired(c.ROLE_INSTANCES) is not None
+        predicted = has_objects and self.controller.paired(c.ROLE_SEMANTIC) is not None
+        for widget in (self.ids_edit, self.pick_button, self.merge_button, self.split_button, self.parts_spin,
+                       self.draw_line_button, self.split_line_button, self.remove_small_button, self.small_spin,
+                       self.relabel_button):
+            widget.setEnabled(has_objects)
+        for widget in (self.region_combo, self.draw_rect_button, self.accept_button):
+            widget.setEnabled(predicted)
+        self.clear_accepted_button.setEnabled(self.controller.paired(c.ROLE_ACCEPTED) is not None)
+        self.predict_first.setVisible(has_image and not has_objects)
 
     def notify(self, level: str, text: str) -> None:
         self.controller.notify(level, text)
@@ -379,6 +404,7 @@ class CorrectStep(QWidget):
         self.accepted_status.setText(f"{int(np.count_nonzero(layer.data)):,} accepted pixels in '{image.name}'")
 
     def shutdown(self) -> None:
+        self._layers_watch.disconnect()
         try:
             if self._on_pick_click in self.viewer.mouse_drag_callbacks:
                 self.viewer.mouse_drag_callbacks.remove(self._on_pick_click)

@@ -14,7 +14,6 @@ mistakes become napari notifications, never tracebacks.
 from __future__ import annotations
 
 import weakref
-from functools import partial
 
 from napari.components import ViewerModel
 from napari.utils.action_manager import action_manager
@@ -29,6 +28,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_unet.widgets import ui
 from napari_unet.widgets.annotate_step import AnnotateStep
 from napari_unet.widgets.controller import controller_for, real_viewer
 from napari_unet.widgets.correct_step import CorrectStep
@@ -59,9 +59,20 @@ def register_shortcuts() -> None:
         name = f"napari-unet:{action}"
         if name in action_manager._actions:  # registered by an earlier dock of this session
             continue
-        action_manager.register_action(name=name, command=partial(_run_action, action),
+        action_manager.register_action(name=name, command=_action_command(action),
                                        description=f"napari-unet: {description}", keymapprovider=ViewerModel)
         action_manager.bind_shortcut(name, key)
+
+
+def _action_command(action: str):
+    """The command of a napari action: a named function, since napari reads every bound command's
+    `__name__` at each key press in the canvas (a functools.partial has none: every key press raised)."""
+
+    def command(viewer) -> None:
+        _run_action(action, viewer)
+
+    command.__name__ = command.__qualname__ = f"napari_unet_{action}"
+    return command
 
 
 def _run_action(action: str, viewer) -> None:
@@ -80,6 +91,7 @@ def _shortcut_label(key: str) -> str:
 
 def _scrolled(widget: QWidget) -> QScrollArea:
     """The step in a scroll area: on a very small screen it scrolls instead of being cut off."""
+    ui.narrow_combos(widget)
     scroll = QScrollArea()
     scroll.setWidgetResizable(True)
     scroll.setFrameShape(QFrame.NoFrame)

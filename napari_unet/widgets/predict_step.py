@@ -97,6 +97,8 @@ class PredictStep(QWidget):
             "regions) and the best are kept with the model; the sliders move to them and you can still move them")
         layout.addWidget(self.tuning_label)
         self._tuned_model = None  # the model whose tuned settings the sliders were last moved to
+        self._scope = "plane"  # what the last Predict asked for
+        self._objects: int | None = None
         self.instance_status = ui.label("", "Objects in the instance layer of the plane on display")
         self.instance_status.setWordWrap(True)  # "N objects in this plane · predicted for objects of D px (source)"
         layout.addWidget(self.instance_status)
@@ -144,6 +146,7 @@ class PredictStep(QWidget):
         self.diameter_spin.setDecimals(0)
         self.diameter_spin.setValue(30.0)
         self.diameter_spin.setToolTip("Typical object diameter in this image, in pixels (used with 'this size')")
+        self.diameter_spin.setStyleSheet("min-width: 50px;")  # napari's 70 px (+ buttons) widened the step past the dock
         self.diameter_label = ui.label("Object diameter", "")
         form.addRow(self.diameter_label, ui.row((self.diameter_combo, 1), self.diameter_spin))
 
@@ -225,6 +228,8 @@ class PredictStep(QWidget):
         for button in (self.open_images_button, self.folder_button):
             button.setEnabled(idle and controller.segmenter is not None)
         self.suggest_button.setEnabled(len(controller.session.cache) > 0)
+        _, layout, _ = controller.selected(required=False)
+        self.scope_combo.setEnabled(idle and layout is not None and len(layout.planes()) > 1)  # a stack to choose in
 
     def _on_image_or_plane(self) -> None:
         self.update_state()
@@ -235,7 +240,8 @@ class PredictStep(QWidget):
     def predict(self, scope: str | None = None, flips: int | None = None) -> None:
         """Predict the plane on display (or the whole stack) of the selected image in a worker.
         `flips`: test-time flips (None: the dock's choice)."""
-        self.controller.predict(self.instance_params(), scope=scope or self.scope_combo.currentData(),
+        self._scope = scope or self.scope_combo.currentData()
+        self.controller.predict(self.instance_params(), scope=self._scope,
                                 tile_size=self.tile_spin.value(), probabilities=self.prob_check.isChecked(),
                                 uncertainty=self.uncertainty_check.isChecked(), diameter=self.object_diameter(),
                                 flips=flips or self.test_time_flips())
@@ -270,6 +276,13 @@ class PredictStep(QWidget):
     def _on_finished(self, status: str) -> None:
         self.predict_progress.setValue(1000 if status == "done" else 0)
         self.predict_progress.setFormat(status)
+        image = self.controller.image
+        if status == "done" and image is not None and self._objects is not None:
+            objects = f"{self._objects} object{'' if self._objects == 1 else 's'}"
+            what = (f"every plane of '{image.name}': {objects} in the plane on display" if self._scope == "stack"
+                    else f"'{image.name}' (the plane on display): {objects}")
+            self.notify("info", f"predicted {what}. Fix them in step 4 and accept, or paint where "
+                                "Suggest next (Shift+N) points")
 
     def update_status(self) -> None:
         controller = self.controller
@@ -277,6 +290,7 @@ class PredictStep(QWidget):
             return
         image, _, plane = controller.selected(required=False)
         layer = controller.paired(c.ROLE_INSTANCES)
+        self._objects = None  # objects in the plane on display, for the message at the end of a prediction
         if layer is None:
             self.instance_status.setText("no objects yet: predict first")
             return
@@ -288,6 +302,7 @@ class PredictStep(QWidget):
             n = len(np.unique(labels)) - (1 if labels.min() == 0 else 0)
         except Exception:  # a layer of another shape: check_pair reports it when it is used
             return
+        self._objects = n
         entry = controller.session.cache.get(image.name, plane)
         live = "" if entry is not None else " (predict this plane for live updates)"
         self.instance_status.setText(f"{n} object{'' if n == 1 else 's'} in this plane{live}"

@@ -17,6 +17,7 @@ from napari_unet.functionals.instances3d import instances_3d
 from napari_unet.functionals.scale import AUTO, diameter_at
 from napari_unet.napari import guidance
 from napari_unet.napari import layers as lb
+from napari_unet.napari.cheap_layers import selection_kept
 from napari_unet.napari.session import CachedPlane
 from napari_unet.widgets.messages import report_worker_error
 from napari_unet.widgets.workers import (
@@ -132,8 +133,9 @@ class PredictionJobs:
                             result.uncertainty)
         self.session.cache.put(result.image, result.plane, entry)
         if self._uncertainty:
-            guidance.paint_uncertainty(guidance.uncertainty_layer(self.viewer, image, layout), result.plane,
-                                       result.uncertainty)
+            with selection_kept(self.viewer):
+                uncertainty = guidance.uncertainty_layer(self.viewer, image, layout)
+            guidance.paint_uncertainty(uncertainty, result.plane, result.uncertainty)
             self.keep_annotations_on_top(image)
         if self._probabilities:
             lb.paint_probabilities(self.viewer, image, layout, result.plane, result.prediction.probabilities,

@@ -204,8 +204,19 @@ class TrainStep(QWidget):
         for widget in (self.start_combo, self.preset_combo, self.device_combo):
             widget.setEnabled(not busy)
         self.save_button.setEnabled(has_model and not busy)
-        self.model_label.setText("Model: " + controller.session.model_summary())
+        self.model_label.setText("Model: " + self._model_text())
         self._refresh_start_combo()
+
+    def _model_text(self) -> str:
+        """The current model, or what Train will make when there is none yet."""
+        if self.controller.segmenter is not None:
+            return self.controller.session.model_summary()
+        if self.controller.is_training:  # "no model yet" would read as if nothing happened
+            return "the first one is training; it becomes the model when training ends (or you press Stop)"
+        if self._default_start():
+            return (f"none yet: Train fine-tunes the shipped '{DEFAULT_PRETRAINED}' model on your annotations "
+                    "(Start from: 'new model' trains one from scratch)")
+        return "none yet: Train makes a new one from your annotations, or choose a model in Start from"
 
     def _refresh_start_combo(self) -> None:
         items = ([START_CURRENT] if self.controller.segmenter is not None else []) + [START_NEW]
@@ -319,17 +330,21 @@ class TrainStep(QWidget):
 
     def _on_progress(self, progress) -> None:
         self.loss_plot.add(self._run_offset + progress.step, progress.loss)
+        if not self.controller.is_training:  # a record that arrives after the end: the bar says stopped or done
+            return
         now = time.perf_counter()
         if now - self._last_ui_update < 0.1 and progress.preview is None:
             return  # at most 10 label updates a second, whatever the step rate
         self._last_ui_update = now
         self._show_progress(progress)
 
-    def _show_progress(self, progress) -> None:
+    def _show_progress(self, progress, *, ended: bool = False) -> None:
+        """The run's progress; once it `ended`, its last step and time without the time left."""
         if progress.fraction is not None:
             self.train_progress.setRange(0, 1000)
             self.train_progress.setValue(int(min(progress.fraction, 1.0) * 1000))
-        left = f" · {progress.remaining:.0f} s left" if progress.remaining is not None else " · until stopped"
+        left = ("" if ended else f" · {progress.remaining:.0f} s left" if progress.remaining is not None
+                else " · until stopped")
         self.train_progress.setFormat(progress.stage or f"step {progress.step}{left}")
         self.train_stats.setText(
             f"step {progress.step} · loss {progress.loss:.4f} · {progress.pixels_per_second / 1e3:,.0f} kpx/s"
@@ -340,10 +355,17 @@ class TrainStep(QWidget):
     def _on_finished(self, ok: bool) -> None:
         self._preview_timer.stop()
         if self.controller.last_progress is not None:
-            self._show_progress(self.controller.last_progress)
+            self._show_progress(self.controller.last_progress, ended=True)
         self.train_progress.setRange(0, 1000)
         self.train_progress.setValue(1000 if ok else 0)
-        self.train_progress.setFormat("done" if ok else "idle")
+        self.train_progress.setFormat(self._end_text(ok))
+
+    def _end_text(self, ok: bool) -> str:
+        """The progress bar's word once training ended: "stopped" after Stop, "done" at the budget's end."""
+        if not ok:
+            return "idle"
+        history = self.controller.segmenter.history if self.controller.segmenter is not None else []
+        return "stopped (model kept)" if history and history[-1].get("stopped") else "done"
 
     # --- model files ----------------------------------------------------------------------------
 

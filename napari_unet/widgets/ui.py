@@ -6,6 +6,7 @@ import weakref
 
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
+    QComboBox,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -73,6 +74,16 @@ def form() -> QFormLayout:
     layout.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
     layout.setLabelAlignment(Qt.AlignRight)
     return layout
+
+
+def narrow_combos(widget: QWidget, characters: int = 10) -> None:
+    """Let every combo box in `widget` be narrower than its longest entry (the open list still shows it
+    whole): a long choice ("pretrained: nuclei-stained", an image's name) never widens the dock past
+    its width on a 1280-pixel screen, where the step would be cut off on the right."""
+    for combo in widget.findChildren(QComboBox):
+        if max((len(combo.itemText(i)) for i in range(combo.count())), default=0) > characters:
+            combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(characters)
 
 
 def button(text: str, tooltip: str, slot, *, checkable: bool = False) -> QPushButton:
