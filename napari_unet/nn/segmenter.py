@@ -271,7 +271,8 @@ class Segmenter:
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic.write_file(path, lambda tmp: tmp.write_bytes(buffer.getbuffer()))
         except OSError as error:
-            raise UserInputError(f"could not save the model to {path}: {error.strerror or error}") from error
+            raise atomic.disk_error(error, path, "save") or UserInputError(
+                f"could not save the model to {path}: {error.strerror or error}") from error
         return path
 
     @classmethod

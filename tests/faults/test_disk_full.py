@@ -1,0 +1,55 @@
+"""A full disk while writing outputs and models: the message names the user's file and says what to do.
+
+A full disk cannot be made here without root (no tmpfs mount), so the one OS-level write is
+replaced by one that raises OSError(ENOSPC), as a full disk does; everything around it is real.
+"""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+import pytest
+from cli_fixtures import FAST, assert_clean_failure, make_files
+
+from napari_unet.errors import UserInputError
+from napari_unet.io import images
+from napari_unet.nn.segmenter import Segmenter
+
+
+def _full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.fixture
+def files(tmp_path):
+    return make_files(tmp_path)
+
+
+def test_predict_on_a_full_disk_names_the_output_not_its_staged_copy(files, capsys, monkeypatch):
+    monkeypatch.setitem(images._WRITERS, ".tif", _full)
+    out = files / "inst.tif"
+    err = assert_clean_failure(
+        ["predict", "--model", str(files / "m.pt"), "--image", str(files / "img.tif"), "--instances", str(out),
+         "--device", "cpu", "--quiet"], capsys, files)
+    assert f"Not enough disk space to write {out.name}" in err and f"Nothing was changed at {out}." in err
+    assert "staged" not in err
+
+
+def test_train_on_a_full_disk_says_so_in_one_line(files, capsys, monkeypatch):
+    monkeypatch.setattr(Path, "write_bytes", _full)
+    out = files / "new.pt"
+    err = assert_clean_failure(
+        ["train", "--image", str(files / "img.tif"), "--instances", str(files / "lbl.tif"), "--out", str(out), *FAST],
+        capsys, files)
+    assert f"Not enough disk space to save {out.name}" in err and "free some space" in err
+
+
+def test_saving_a_model_on_a_full_disk_keeps_nothing_half_written(files, monkeypatch):
+    model = Segmenter.load(files / "m.pt")
+    monkeypatch.setattr(Path, "write_bytes", _full)
+    with pytest.raises(UserInputError, match="Not enough disk space to save m.pt"):
+        model.save(files / "m.pt")
+    monkeypatch.undo()
+    assert [p.name for p in files.iterdir() if p.name.startswith(".")] == []
+    Segmenter.load(files / "m.pt")  # the old model is still whole
