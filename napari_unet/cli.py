@@ -280,6 +280,9 @@ def _predict(args) -> int:
 
     if args.out_dir or args.into_zarr or len(args.image) > 1 or is_plate(args.image[0]):
         return _predict_batch(args)  # a plate is a batch of fields
+    folder = Path(args.image[0])
+    if folder.is_dir() and folder.suffix.lower() != ".zarr":
+        raise UserInputError(f"{folder} is a folder: give --out-dir to predict every image in it")
     if args.out_zarr:
         return _predict_to_zarr(args)
     from tqdm import tqdm

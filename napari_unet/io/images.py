@@ -110,6 +110,11 @@ def _read(path: str | os.PathLike, palette_indices: bool = False) -> np.ndarray 
     path = Path(path)
     is_file_type = path.suffix.lower() in SUPPORTED_EXTENSIONS and path.suffix.lower() != ".zarr"
     zarr_parts = None if is_file_type else _zarr_root(path)
+    if not zarr_parts and path.is_dir():
+        raise UserInputError(f"{path} is a folder, not an image: give an image file "
+                             f"({', '.join(SUPPORTED_EXTENSIONS)})")
+    if not zarr_parts and not path.suffix and not path.exists():  # a mistyped path, not an unknown file type
+        raise UserInputError(f"file not found: {path}")
     ext = ".zarr" if zarr_parts else _extension(path)
     if not (zarr_parts[0] if zarr_parts else path).exists():
         raise UserInputError(f"file not found: {path}")
