@@ -20,7 +20,7 @@ from napari_unet.errors import UserInputError
 from napari_unet.functionals.instances import InstanceParams
 from napari_unet.functionals.scale import AUTO
 from napari_unet.io.pretrained import available_models, describe, model_card, resolve
-from napari_unet.nn.device import DEVICE_CHOICES
+from napari_unet.nn.device import DEVICE_CHOICES, is_out_of_memory
 from napari_unet.nn.inference import DEFAULT_FLIPS, FLIP_CHOICES
 
 EXIT_USER_ERROR = 2
@@ -208,6 +208,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # a bug or an environment problem: still one line unless --debug
         if args.debug:
             raise
+        if is_out_of_memory(error):  # the user can fix it: smaller tiles, or the CPU
+            print("napari-unet: error: out of GPU memory: lower --tile-size (and --block with --out-zarr) or use "
+                  "--device cpu", file=sys.stderr)
+            return EXIT_USER_ERROR
         gist = (str(error).strip().splitlines() or [""])[0]
         print(f"napari-unet: unexpected error: {type(error).__name__}: {gist} (rerun with --debug for details)",
               file=sys.stderr)

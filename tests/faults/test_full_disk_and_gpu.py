@@ -1,7 +1,8 @@
-"""A full disk while writing outputs and models: the message names the user's file and says what to do.
+"""A full disk or a full GPU: the message names the user's file or setting and says what to do.
 
 A full disk cannot be made here without root (no tmpfs mount), so the one OS-level write is
-replaced by one that raises OSError(ENOSPC), as a full disk does; everything around it is real.
+replaced by one that raises OSError(ENOSPC), as a full disk does; there is no GPU either, so the
+network call raises torch's OutOfMemoryError. Everything around them is real.
 """
 
 from __future__ import annotations
@@ -53,3 +54,17 @@ def test_saving_a_model_on_a_full_disk_keeps_nothing_half_written(files, monkeyp
     monkeypatch.undo()
     assert [p.name for p in files.iterdir() if p.name.startswith(".")] == []
     Segmenter.load(files / "m.pt")  # the old model is still whole
+
+
+def test_predict_out_of_gpu_memory_says_what_to_lower(files, capsys, monkeypatch):
+    """CUDA cannot run here: the network call raises what torch raises when the GPU is full."""
+    import torch
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(Segmenter, "predict", out_of_memory)
+    err = assert_clean_failure(
+        ["predict", "--model", str(files / "m.pt"), "--image", str(files / "img.tif"), "--instances",
+         str(files / "inst.tif"), "--quiet"], capsys, files)
+    assert "out of GPU memory: lower --tile-size" in err and "--device cpu" in err
