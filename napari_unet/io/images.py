@@ -257,6 +257,8 @@ def write_array(path: str | os.PathLike, array: np.ndarray, *, overwrite: bool =
     ext = _extension(path)
     if path.exists() and not overwrite:
         raise UserInputError(f"{path} already exists; choose another name or allow overwriting")
+    if path.is_dir() and ext != ".zarr":  # the swap would replace the folder, and all in it, by the file
+        raise UserInputError(f"{named} is a folder: give a file name for the output")
     array = np.asarray(array)
     if ext == ".png":
         array = _png_ready(named, array)

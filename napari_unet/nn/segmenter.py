@@ -265,6 +265,8 @@ class Segmenter:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the checkpoint atomically: a failed write never leaves a truncated model behind."""
         path = Path(path)
+        if path.is_dir():  # the swap would replace the folder, and all in it, by the model file
+            raise UserInputError(f"{path} is a folder: give a file name for the model, such as model.pt")
         buffer = io.BytesIO()
         torch.save(self.to_checkpoint(), buffer)
         try:
