@@ -463,6 +463,11 @@ def _gui(args) -> int:
 
 
 def _check_overwrite(overwrite: bool, *paths: str) -> None:
+    from napari_unet.io.ome_zarr_write import looks_like_zarr
+
     for path in paths:
         if Path(path).exists() and not overwrite:
             raise UserInputError(f"{path} already exists: pass --overwrite to replace it")
+        if Path(path).is_dir() and any(Path(path).iterdir()) and not looks_like_zarr(Path(path)):
+            raise UserInputError(f"{path} is a folder that is not a zarr store: choose another name "
+                                 "(--overwrite would delete all it holds)")
