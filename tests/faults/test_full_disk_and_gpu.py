@@ -57,3 +57,16 @@ def test_predict_out_of_gpu_memory_says_what_to_lower(files, capsys, monkeypatch
         ["predict", "--model", str(files / "m.pt"), "--image", str(files / "img.tif"), "--instances",
          str(files / "inst.tif"), "--quiet"], capsys, files)
     assert "out of GPU memory: lower --tile-size" in err and "--device cpu" in err
+
+
+def test_an_output_its_format_cannot_hold_is_named_not_its_staged_copy(tmp_path):
+    """Outputs are staged under hidden names; a PNG that cannot hold the ids must still name the user's file."""
+    import numpy as np
+
+    from napari_unet.errors import UserInputError
+    from napari_unet.io.outputs import write_outputs
+
+    with pytest.raises(UserInputError, match=r"^cannot write .*/ids\.png: PNG holds values 0 to 65535") as error:
+        write_outputs({tmp_path / "ids.png": np.full((4, 4), 70_000, np.uint32)})
+    assert "staged" not in str(error.value)
+    assert list(tmp_path.iterdir()) == []
