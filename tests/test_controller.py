@@ -139,7 +139,6 @@ def test_training_works_on_a_copy_of_the_model(make_napari_viewer, qtbot):
     with qtbot.waitSignal(controller.training_finished, timeout=TIMEOUT):
         controller.train(config)
         worker = controller._train_worker
-    # napari's activity dock showed it: a bar of the step budget, filled, with the loss
     # napari's activity dock showed it: a bar of the step budget, with the step and loss (napari
     # closes the bar from the worker thread at the end, so the last record may not reach it)
     assert worker.pbar.total == 1000 and worker.pbar.n >= 500

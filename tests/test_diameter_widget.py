@@ -13,10 +13,10 @@ from dock_helpers import IMAGE, predict  # noqa: E402
 from napari_unet import conventions as c  # noqa: E402
 from napari_unet.functionals.scale import AUTO  # noqa: E402
 from napari_unet.napari import layers as lb  # noqa: E402
+from napari_unet.napari.session import Session  # noqa: E402
 from napari_unet.nn.model import ModelConfig  # noqa: E402
 from napari_unet.nn.segmenter import Segmenter  # noqa: E402
 from napari_unet.widgets import UNetWidget  # noqa: E402
-from napari_unet.widgets.session import Session  # noqa: E402
 
 
 def _tiny_model(path, *, canonical=20.0, trained=10.0):

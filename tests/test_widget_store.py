@@ -13,13 +13,12 @@ pytest.importorskip("pytestqt")
 import dask.array as da  # noqa: E402
 import torch  # noqa: E402
 import zarr  # noqa: E402
+from dock_helpers import load_untrained_model  # noqa: E402
 from synthetic import blobs  # noqa: E402
 
 from napari_unet.functionals.instances import InstanceParams  # noqa: E402
 from napari_unet.napari.cheap_layers import PAINT_OVERLAYS  # noqa: E402
 from napari_unet.nn.chunked import predict_to_zarr  # noqa: E402
-from napari_unet.nn.model import ModelConfig  # noqa: E402
-from napari_unet.nn.segmenter import Segmenter  # noqa: E402
 from napari_unet.widgets import UNetWidget  # noqa: E402
 
 TIMEOUT = 90_000
@@ -37,8 +36,7 @@ def _dock_on_big_image(make_napari_viewer, tmp_path, array):
     widget = UNetWidget(viewer)
     viewer.window.add_dock_widget(widget)
     torch.manual_seed(1)  # an untrained model: some initialisations make no objects at all
-    segmenter = Segmenter.create(ModelConfig(in_channels=1, n_classes=2, base_width=4, depth=2), ["background", "cell"])
-    widget.train_step.load_model(segmenter.save(tmp_path / "m.pt"))
+    segmenter = load_untrained_model(widget, tmp_path)
     controller = widget.controller
     controller.store_above_pixels, controller.store_block, controller.store_folder = 1000, 32, tmp_path / "out"
     return viewer, widget, segmenter
@@ -140,13 +138,9 @@ def test_a_big_lazy_image_is_predicted_into_a_store_shown_lazily_and_corrected_i
 def test_a_folder_in_the_stores_place_that_is_not_a_prediction_store_is_never_overwritten(make_napari_viewer, tmp_path):
     from napari_unet.errors import UserInputError
 
-    viewer = make_napari_viewer()
-    viewer.add_image(da.zeros((64, 64), dtype=np.float32, chunks=16), name="big")
-    widget = UNetWidget(viewer)
-    segmenter = Segmenter.create(ModelConfig(in_channels=1, n_classes=2, base_width=4, depth=2), ["background", "cell"])
-    widget.train_step.load_model(segmenter.save(tmp_path / "m.pt"))
+    viewer, widget, _ = _dock_on_big_image(make_napari_viewer, tmp_path, da.zeros((64, 64), dtype=np.float32, chunks=16))
     controller = widget.controller
-    controller.store_above_pixels, controller.store_folder = 1000, tmp_path
+    controller.store_folder = tmp_path
     mine = tmp_path / "big_predictions.zarr"
     mine.mkdir()
     (mine / "notes.txt").write_text("mine")

@@ -63,6 +63,7 @@ def instances_from_prediction(
     # Smooth the distance map over one of the network's pixels: peaks mean the same at every object size.
     sigma = float(np.clip(1.0 / prediction.scale, 0.5, 8.0))
     halo_size = int(np.ceil(4 * sigma))  # gaussian_filter reads 4 sigma around each pixel (truncate=4.0)
+    merge_seeds = _disk(params.seed_spacing // 2) if params.seed_spacing > 1 else None  # closer than seed_spacing
     labels = np.zeros(foreground.shape, np.uint32)
     next_id = 1
     for box, mask, halo, inner in components_in_halos(foreground, params.min_size, (halo_size, halo_size)):
@@ -77,7 +78,7 @@ def instances_from_prediction(
             distance = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1].astype(np.float32)
             elevation = -distance
             seeds = _peaks(distance, mask, params.seed_spacing)
-        local, n = _split(elevation, seeds, mask, params)
+        local, n = seeded_watershed(elevation, seeds, mask, merge_seeds)
         if use_instance_heads:
             boundary = prediction.boundary[box]
             local, n = merge_weak_borders(local, n, boundary, params.border_evidence * edge_level(mask, boundary))
@@ -157,13 +158,13 @@ def prominent_maxima(image: np.ndarray, prominence: float) -> np.ndarray:
     return h_maxima(image, prominence) > 0
 
 
-def _split(elevation: np.ndarray, seeds: np.ndarray, mask: np.ndarray, params: InstanceParams):
-    """Watershed of one component from its seeds (merged when closer than `seed_spacing`); (labels, count).
-
-    A component without seeds is one object.
+def seeded_watershed(elevation: np.ndarray, seeds: np.ndarray, mask: np.ndarray,
+                     merge_footprint: np.ndarray | None) -> tuple[np.ndarray, int]:
+    """Watershed of one component (2D or 3D) from its seeds; (labels, count). Seeds that a dilation by
+    `merge_footprint` joins are one seed (None: no merging). A component without seeds is one object.
     """
-    if params.seed_spacing > 1 and seeds.any():
-        seeds = ndimage.binary_dilation(seeds, _disk(params.seed_spacing // 2)) & mask
+    if merge_footprint is not None and seeds.any():
+        seeds = ndimage.binary_dilation(seeds, merge_footprint) & mask
     markers, n = ndimage.label(seeds)
     if n == 0:
         return mask.astype(np.int32), 1

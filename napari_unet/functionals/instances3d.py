@@ -18,7 +18,6 @@ from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage
-from skimage.segmentation import watershed
 
 from napari_unet.functionals.instances import (
     InstanceParams,
@@ -26,6 +25,7 @@ from napari_unet.functionals.instances import (
     paste_objects,
     prominent_maxima,
     remove_small,
+    seeded_watershed,
 )
 from napari_unet.functionals.prediction import Prediction
 
@@ -69,6 +69,8 @@ def instances_from_volumes(
     sampling = (float(z_anisotropy), 1.0, 1.0)
     sigma = (1.0 / max(z_anisotropy, 1e-6), 1.0, 1.0)
     halo = _halo(sigma)
+    spacing = params.seed_spacing
+    merge_seeds = _ellipsoid(spacing // 2, sampling) if spacing > 1 else None  # closer than seed_spacing
     labels = np.zeros(mask.shape, np.uint32)
     next_id = 1
     for box, component, grown, inner in components_in_halos(mask, params.min_size, halo):
@@ -80,7 +82,7 @@ def instances_from_volumes(
             edt = ndimage.distance_transform_edt(np.pad(component, 1), sampling=sampling)[1:-1, 1:-1, 1:-1]
             elevation = -edt
             seeds = _peaks(edt, component, params.seed_spacing, sampling)
-        local, n = _split(elevation, seeds, component, params.seed_spacing, sampling)
+        local, n = seeded_watershed(elevation, seeds, component, merge_seeds)
         next_id = paste_objects(labels, box, component, remove_small(local, params.min_size), n, next_id)
     return labels
 
@@ -120,13 +122,3 @@ def _peaks(distance: np.ndarray, mask: np.ndarray, spacing: int, sampling: tuple
     footprint = _ellipsoid(max(spacing, 1), sampling)
     smoothed = ndimage.gaussian_filter(distance, tuple(1.0 / s for s in sampling))
     return (smoothed == ndimage.maximum_filter(smoothed, footprint=footprint)) & mask & (distance > 1)
-
-
-def _split(elevation, seeds, mask, spacing: int, sampling) -> tuple[np.ndarray, int]:
-    """Watershed of one component from its seeds (merged when closer than `spacing`); (labels, count)."""
-    if spacing > 1 and seeds.any():
-        seeds = ndimage.binary_dilation(seeds, _ellipsoid(spacing // 2, sampling)) & mask
-    markers, n = ndimage.label(seeds)
-    if n == 0:
-        return mask.astype(np.int32), 1
-    return watershed(elevation, markers, mask=mask), n

@@ -11,13 +11,10 @@ from napari_unet import conventions as c
 from napari_unet.functionals.layout import ImageLayout, Plane
 from napari_unet.functionals.suggestions import Region
 from napari_unet.functionals.uncertainty import UNCERTAINTY_MAX
-from napari_unet.napari.layers import (
-    camera_of,
-    canvas_size,
-    find_paired,
-    labels_scale_translate,
-    plane_index,
-)
+from napari_unet.napari.layers.layout import labels_scale_translate
+from napari_unet.napari.layers.pixels import plane_index
+from napari_unet.napari.layers.roles import find_paired
+from napari_unet.napari.layers.view import camera_of, canvas_size
 
 NEWEST = (1.0, 0.85, 0.0, 1.0)  # the region just suggested
 EARLIER = (1.0, 1.0, 1.0, 0.35)  # regions suggested before

@@ -24,13 +24,13 @@ from napari_unet import conventions as c
 from napari_unet.errors import UserInputError
 from napari_unet.functionals.suggestions import SuggestionWalk
 from napari_unet.napari import layers as lb
+from napari_unet.napari.session import Session
 from napari_unet.nn.device import pick_device
 from napari_unet.nn.segmenter import Segmenter
 from napari_unet.nn.training import Trainer
 from napari_unet.widgets.batch_jobs import BatchJobs
 from napari_unet.widgets.messages import Messages
 from napari_unet.widgets.prediction_jobs import PredictionJobs
-from napari_unet.widgets.session import Session
 from napari_unet.widgets.store_jobs import StoreJobs
 from napari_unet.widgets.suggestion_jobs import SuggestionJobs
 from napari_unet.widgets.training_jobs import TrainingJobs

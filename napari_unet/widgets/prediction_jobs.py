@@ -17,8 +17,8 @@ from napari_unet.functionals.instances3d import instances_3d
 from napari_unet.functionals.scale import AUTO, diameter_at
 from napari_unet.napari import guidance
 from napari_unet.napari import layers as lb
+from napari_unet.napari.session import CachedPlane
 from napari_unet.widgets.messages import report_worker_error
-from napari_unet.widgets.session import CachedPlane
 from napari_unet.widgets.workers import (
     PlaneResult,
     StackObjects,
