@@ -300,7 +300,9 @@ class Segmenter:
         except KeyError as error:
             raise UserInputError(f"{path} is a damaged napari-unet checkpoint: it has no {error} field") from error
         except (TypeError, ValueError, AttributeError, RuntimeError) as error:
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            lines = [line.strip() for line in str(error).strip().splitlines()] or [type(error).__name__]
+            reason = " ".join(lines[:2] if lines[0].endswith(":") else lines[:1])  # torch's "...for UNet:" + the keys
+            reason = reason if len(reason) <= 200 else reason[:199] + "…"
             raise UserInputError(f"{path} is a damaged or incompatible napari-unet checkpoint: {reason}") from error
         return segmenter.to(device) if device is not None else segmenter
 

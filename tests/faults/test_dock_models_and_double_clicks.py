@@ -48,3 +48,19 @@ def test_pressing_train_and_predict_twice_or_out_of_turn(nuclei_dock, qtbot, tmp
         widget.train()
         assert log[-1][0] == "error" and "a prediction is running" in log[-1][1]
     assert finished.args == ["done"]
+
+
+def test_a_checkpoint_with_missing_weights_says_which(tmp_path):
+    """torch's message starts "Error(s) in loading state_dict for UNet:" and names the keys on the next line."""
+    import pytest
+
+    from napari_unet.errors import UserInputError
+
+    model = Segmenter.create(ModelConfig(base_width=4, depth=2), ["background", "cell"])
+    checkpoint = model.to_checkpoint()
+    first = next(iter(checkpoint["state_dict"]))
+    del checkpoint["state_dict"][first]
+    torch.save(checkpoint, tmp_path / "cut.pt")
+    with pytest.raises(UserInputError, match="damaged or incompatible") as error:
+        Segmenter.load(tmp_path / "cut.pt")
+    assert "Missing key(s)" in str(error.value) and first in str(error.value) and "\n" not in str(error.value)
