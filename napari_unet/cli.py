@@ -243,12 +243,28 @@ def _train(args) -> int:
     warm = Segmenter.load(resolve(args.resume)) if args.resume else None
     trainer = Trainer(items, config, segmenter=warm, class_names=args.classes)
     segmenter = _run_training(trainer, config, args.quiet)
-    path = segmenter.save(args.out)
+    path = _save_or_rescue(segmenter, args.out)
     last = segmenter.history[-1]
     print(f"saved {path} ({last['steps']} steps in {last['seconds']:.0f} s, loss {last['loss']})")
     if trainer.tuning is not None:
         print(trainer.tuning.describe())
     return 0
+
+
+def _save_or_rescue(segmenter, out: str) -> Path:
+    """Save the trained model to `out`; if that fails (a disk filled up while training), keep it in the
+    temporary folder and say where, so the training run is not lost."""
+    import tempfile
+
+    try:
+        return segmenter.save(out)
+    except UserInputError as error:
+        rescue = Path(tempfile.gettempdir()) / f"napari-unet-unsaved-{os.getpid()}-{Path(out).name}"
+        try:
+            segmenter.save(rescue)
+        except UserInputError:
+            raise error from None
+        raise UserInputError(f"{error} The trained model was kept in {rescue}: move it where you want it") from error
 
 
 def _run_training(trainer, config, quiet: bool):

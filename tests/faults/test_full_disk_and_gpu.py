@@ -37,12 +37,33 @@ def test_predict_on_a_full_disk_names_the_output_not_its_staged_copy(files, caps
 
 
 def test_train_on_a_full_disk_says_so_in_one_line(files, capsys, monkeypatch):
-    monkeypatch.setattr(Path, "write_bytes", _full)
+    monkeypatch.setattr(Path, "write_bytes", _full)  # every disk full: the temporary folder too
     out = files / "new.pt"
     err = assert_clean_failure(
         ["train", "--image", str(files / "img.tif"), "--instances", str(files / "lbl.tif"), "--out", str(out), *FAST],
         capsys, files)
     assert f"Not enough disk space to save {out.name}" in err and "free some space" in err
+
+
+def test_a_model_trained_onto_a_full_disk_is_kept_in_the_temporary_folder(files, capsys, monkeypatch,
+                                                                          tmp_path_factory):
+    rescue = tmp_path_factory.mktemp("temporary")
+    monkeypatch.setattr("tempfile.gettempdir", lambda: str(rescue))
+    write_bytes = Path.write_bytes
+
+    def full_here(path, data):
+        if path.parent == files:  # only the destination's disk is full
+            _full()
+        return write_bytes(path, data)
+
+    monkeypatch.setattr(Path, "write_bytes", full_here)
+    err = assert_clean_failure(
+        ["train", "--image", str(files / "img.tif"), "--instances", str(files / "lbl.tif"), "--out",
+         str(files / "new.pt"), *FAST], capsys, files)
+    kept = [p for p in rescue.iterdir() if p.name.endswith("new.pt")]
+    assert len(kept) == 1 and f"The trained model was kept in {kept[0]}" in err
+    monkeypatch.undo()
+    assert Segmenter.load(kept[0]).history[-1]["steps"] == 1
 
 
 def test_predict_out_of_gpu_memory_says_what_to_lower(files, capsys, monkeypatch):
