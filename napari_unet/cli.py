@@ -20,7 +20,7 @@ from napari_unet.errors import UserInputError
 from napari_unet.functionals.instances import InstanceParams
 from napari_unet.functionals.scale import AUTO
 from napari_unet.io.pretrained import available_models, describe, model_card, resolve
-from napari_unet.nn.device import DEVICE_CHOICES
+from napari_unet.nn.device import DEVICE_CHOICES, is_out_of_memory
 from napari_unet.nn.inference import DEFAULT_FLIPS, FLIP_CHOICES
 
 EXIT_USER_ERROR = 2
@@ -208,6 +208,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # a bug or an environment problem: still one line unless --debug
         if args.debug:
             raise
+        if is_out_of_memory(error):  # the user can fix it: smaller tiles, or the CPU
+            print("napari-unet: error: out of GPU memory: lower --tile-size (and --block with --out-zarr) or use "
+                  "--device cpu", file=sys.stderr)
+            return EXIT_USER_ERROR
         gist = (str(error).strip().splitlines() or [""])[0]
         print(f"napari-unet: unexpected error: {type(error).__name__}: {gist} (rerun with --debug for details)",
               file=sys.stderr)
@@ -239,12 +243,28 @@ def _train(args) -> int:
     warm = Segmenter.load(resolve(args.resume)) if args.resume else None
     trainer = Trainer(items, config, segmenter=warm, class_names=args.classes)
     segmenter = _run_training(trainer, config, args.quiet)
-    path = segmenter.save(args.out)
+    path = _save_or_rescue(segmenter, args.out)
     last = segmenter.history[-1]
     print(f"saved {path} ({last['steps']} steps in {last['seconds']:.0f} s, loss {last['loss']})")
     if trainer.tuning is not None:
         print(trainer.tuning.describe())
     return 0
+
+
+def _save_or_rescue(segmenter, out: str) -> Path:
+    """Save the trained model to `out`; if that fails (a disk filled up while training), keep it in the
+    temporary folder and say where, so the training run is not lost."""
+    import tempfile
+
+    try:
+        return segmenter.save(out)
+    except UserInputError as error:
+        rescue = Path(tempfile.gettempdir()) / f"napari-unet-unsaved-{os.getpid()}-{Path(out).name}"
+        try:
+            segmenter.save(rescue)
+        except UserInputError:
+            raise error from None
+        raise UserInputError(f"{error} The trained model was kept in {rescue}: move it where you want it") from error
 
 
 def _run_training(trainer, config, quiet: bool):
@@ -280,6 +300,9 @@ def _predict(args) -> int:
 
     if args.out_dir or args.into_zarr or len(args.image) > 1 or is_plate(args.image[0]):
         return _predict_batch(args)  # a plate is a batch of fields
+    folder = Path(args.image[0])
+    if folder.is_dir() and folder.suffix.lower() != ".zarr":
+        raise UserInputError(f"{folder} is a folder: give --out-dir to predict every image in it")
     if args.out_zarr:
         return _predict_to_zarr(args)
     from tqdm import tqdm
@@ -456,6 +479,11 @@ def _gui(args) -> int:
 
 
 def _check_overwrite(overwrite: bool, *paths: str) -> None:
+    from napari_unet.io.ome_zarr_write import looks_like_zarr
+
     for path in paths:
         if Path(path).exists() and not overwrite:
             raise UserInputError(f"{path} already exists: pass --overwrite to replace it")
+        if Path(path).is_dir() and any(Path(path).iterdir()) and not looks_like_zarr(Path(path)):
+            raise UserInputError(f"{path} is a folder that is not a zarr store: choose another name "
+                                 "(--overwrite would delete all it holds)")

@@ -38,9 +38,12 @@ def _file_items(image_path: str, kind: str, labels, channel_axis: int | None) ->
     name = Path(image_path).name
     image = read_image(image_path)
     layout = layout_of_file(tuple(image.shape), channel_axis, name)
+    if tuple(labels.shape) != layout.labels_shape and _singles_dropped(labels.shape) == _singles_dropped(
+            layout.labels_shape):  # a one-frame stack with 2D labels, or the reverse: the same pixels
+        labels = labels.reshape(layout.labels_shape)
     if tuple(labels.shape) != layout.labels_shape:
         raise UserInputError(f"{name} is {tuple(image.shape)} but its labels are {tuple(labels.shape)}: "
-                             f"they must have the same height and width (and planes), {layout.labels_shape}")
+                             f"they must have the same height and width (and planes): {layout.labels_shape}")
     if kind == "scribbles" and layout.stack_shape:
         return training_items(image, layout, labels, name=name)  # the annotated planes
     if kind == "scribbles":
@@ -48,6 +51,14 @@ def _file_items(image_path: str, kind: str, labels, channel_axis: int | None) ->
     return [TrainingImage.from_instances(np.array(layout.image_plane(image, plane)), np.array(labels[plane]),
                                          name=f"{name} {plane_label(plane)}".strip())
             for plane in layout.planes()]
+
+
+def _singles_dropped(shape) -> tuple[int, ...]:
+    """`shape` without its leading axes of length 1 (a stack of one plane is that plane)."""
+    shape = tuple(shape)
+    while len(shape) > 2 and shape[0] == 1:
+        shape = shape[1:]
+    return shape
 
 
 def _dataset_items(paths: list[str]) -> list:

@@ -60,7 +60,7 @@ def test_failed_save_keeps_previous_model(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("napari_unet.nn.segmenter.os.replace", broken_replace)
-    with pytest.raises(UserInputError, match="No space left"):
+    with pytest.raises(UserInputError, match="Not enough disk space to save model.pt: free some space"):
         seg.save(path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]

@@ -110,6 +110,11 @@ def _read(path: str | os.PathLike, palette_indices: bool = False) -> np.ndarray 
     path = Path(path)
     is_file_type = path.suffix.lower() in SUPPORTED_EXTENSIONS and path.suffix.lower() != ".zarr"
     zarr_parts = None if is_file_type else _zarr_root(path)
+    if not zarr_parts and path.is_dir():
+        raise UserInputError(f"{path} is a folder, not an image: give an image file "
+                             f"({', '.join(SUPPORTED_EXTENSIONS)})")
+    if not zarr_parts and not path.suffix and not path.exists():  # a mistyped path, not an unknown file type
+        raise UserInputError(f"file not found: {path}")
     ext = ".zarr" if zarr_parts else _extension(path)
     if not (zarr_parts[0] if zarr_parts else path).exists():
         raise UserInputError(f"file not found: {path}")
@@ -238,22 +243,27 @@ _WRITERS: dict[str, Callable[[Path, np.ndarray], None]] = {
 }
 
 
-def write_array(path: str | os.PathLike, array: np.ndarray, *, overwrite: bool = True) -> None:
+def write_array(path: str | os.PathLike, array: np.ndarray, *, overwrite: bool = True,
+                shown_as: str | os.PathLike | None = None) -> None:
     """Write `array` to `path` in the format its extension names, atomically.
 
     TIFF is zlib-compressed and takes any dtype; PNG takes 2D 8/16-bit integers
     (other integer types are narrowed when their values fit) or 8-bit RGB(A);
-    zarr writes a v3 array chunked in 1024x1024 tiles.
+    zarr writes a v3 array chunked in 1024x1024 tiles. `shown_as`: the file the user
+    asked for, named in error messages when `path` is a staged copy of it.
     """
     path = Path(path)
+    named = Path(shown_as) if shown_as is not None else path
     ext = _extension(path)
     if path.exists() and not overwrite:
         raise UserInputError(f"{path} already exists; choose another name or allow overwriting")
+    if path.is_dir() and ext != ".zarr":  # the swap would replace the folder, and all in it, by the file
+        raise UserInputError(f"{named} is a folder: give a file name for the output")
     array = np.asarray(array)
     if ext == ".png":
-        array = _png_ready(path, array)
+        array = _png_ready(named, array)
     try:
         atomic.write_file(path, lambda temp: _WRITERS[ext](temp, array))
     except OSError as error:
-        raise atomic.disk_error(error, path, "write") or UserInputError(
-            f"could not write {path}: {_one_line(error)}") from error
+        raise atomic.disk_error(error, named, "write") or UserInputError(
+            f"could not write {named}: {_one_line(error)}") from error

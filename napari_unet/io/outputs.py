@@ -82,7 +82,7 @@ def write_outputs(outputs: Mapping[str | os.PathLike, np.ndarray]) -> None:
         for path, array in outputs.items():
             path = Path(path)
             stage = path.with_name(f".{path.name}.{tag}{path.suffix}")  # the extension names the format
-            write_array(stage, array)
+            write_array(stage, array, shown_as=path)
             staged[path] = stage
         _swap_all(staged)
     finally:

@@ -265,13 +265,16 @@ class Segmenter:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the checkpoint atomically: a failed write never leaves a truncated model behind."""
         path = Path(path)
+        if path.is_dir():  # the swap would replace the folder, and all in it, by the model file
+            raise UserInputError(f"{path} is a folder: give a file name for the model, such as model.pt")
         buffer = io.BytesIO()
         torch.save(self.to_checkpoint(), buffer)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic.write_file(path, lambda tmp: tmp.write_bytes(buffer.getbuffer()))
         except OSError as error:
-            raise UserInputError(f"could not save the model to {path}: {error.strerror or error}") from error
+            raise atomic.disk_error(error, path, "save") or UserInputError(
+                f"could not save the model to {path}: {error.strerror or error}") from error
         return path
 
     @classmethod
@@ -297,7 +300,9 @@ class Segmenter:
         except KeyError as error:
             raise UserInputError(f"{path} is a damaged napari-unet checkpoint: it has no {error} field") from error
         except (TypeError, ValueError, AttributeError, RuntimeError) as error:
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            lines = [line.strip() for line in str(error).strip().splitlines()] or [type(error).__name__]
+            reason = " ".join(lines[:2] if lines[0].endswith(":") else lines[:1])  # torch's "...for UNet:" + the keys
+            reason = reason if len(reason) <= 200 else reason[:199] + "…"
             raise UserInputError(f"{path} is a damaged or incompatible napari-unet checkpoint: {reason}") from error
         return segmenter.to(device) if device is not None else segmenter
 

@@ -131,6 +131,8 @@ class BatchJobs:
                        tile_size: int = 512, diameter: float | str | None = AUTO, flips: int = 1) -> None:
         """Predict every image file of `folder` into `out_dir` (<name>_instances.tif, _semantic.tif) as one job."""
         model = self._check_can_batch()
+        if not os.path.isdir(folder):  # moved or deleted since it was chosen
+            raise UserInputError(f"the folder {folder} does not exist (any more): choose it again")
         inputs = collect_inputs([str(folder)])
         try:
             os.makedirs(out_dir, exist_ok=True)
@@ -182,6 +184,9 @@ class BatchJobs:
             return
         self._predict_status = "cancelled" if self._predict_stop.is_set() else "done"
         if not self.closed:
+            if self._batch_out:  # a folder's failures are not reported one by one as they happen (open images' are)
+                for name, message in summary.failed:
+                    self.notify("warning", f"skipped '{os.path.basename(name)}': {message}")
             where = f" into {self._batch_out}" if self._batch_out else ""
             self.notify("warning" if summary.failed else "info", f"batch{where}: {summary.line()}")
 

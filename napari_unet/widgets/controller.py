@@ -108,6 +108,7 @@ class Controller(TrainingJobs, PredictionJobs, StoreJobs, BatchJobs, SuggestionJ
         self._predict_stop = threading.Event()
         self._predict_status = "done"
         self._predicting_image: str | None = None
+        self._job_names: dict[str, str] = {}  # image renamed while a job ran: its name then -> its name now
         self._probabilities = False
         self._uncertainty = True  # paint the uncertainty layer with the predictions
         self._diameter: float | str | None = None  # object diameter of the running prediction (Session.diameter_for)
@@ -231,6 +232,21 @@ class Controller(TrainingJobs, PredictionJobs, StoreJobs, BatchJobs, SuggestionJ
             if other is not layer and lb.meta(other).get("image") == old:
                 lb.set_meta(other, image=layer.name)
         self.session.rename_image(old, layer.name)
+        if self.is_training or self.is_predicting:  # its results still carry the name it started with
+            started = next((then for then, now in self._job_names.items() if now == old), old)
+            self._job_names[started] = layer.name
+            if self._predicting_image == old:
+                self._predicting_image = layer.name
+            if old in self._train_images:
+                self._train_images = (self._train_images - {old}) | {layer.name}
+
+    def name_now(self, started: str) -> str:
+        """The current name of an image a running job started on as `started` (renamed since, or not)."""
+        return self._job_names.get(started, started)
+
+    def _forget_job_names(self) -> None:
+        if not (self.is_training or self.is_predicting):
+            self._job_names.clear()
 
     def _on_paint(self, event=None) -> None:
         if not self.closed:

@@ -117,7 +117,7 @@ class PredictionJobs:
             self._on_plane_predicted(record)
 
     def _on_plane_predicted(self, result: PlaneResult) -> None:
-        image = lb.get_layer(self.viewer, result.image, Image)
+        image = lb.get_layer(self.viewer, self.name_now(result.image), Image)
         if image is None:
             return
         layout = lb.layout_in(self.viewer, image)
@@ -131,7 +131,7 @@ class PredictionJobs:
         lb.set_meta(instances, provenance=provenance)
         entry = CachedPlane(result.prediction, result.use_instance_heads, result.model_version, result.params,
                             result.uncertainty)
-        self.session.cache.put(result.image, result.plane, entry)
+        self.session.cache.put(image.name, result.plane, entry)
         if self._uncertainty:
             with selection_kept(self.viewer):
                 uncertainty = guidance.uncertainty_layer(self.viewer, image, layout)
@@ -144,7 +144,7 @@ class PredictionJobs:
 
     def _paint_stack_objects(self, result: StackObjects) -> None:
         """Replace the per-plane objects of a whole stack by its 3D objects (one id across planes)."""
-        image = lb.get_layer(self.viewer, result.image, Image)
+        image = lb.get_layer(self.viewer, self.name_now(result.image), Image)
         if image is None:
             return
         instances = self.instances_layer(image, lb.layout_in(self.viewer, image))
@@ -175,6 +175,7 @@ class PredictionJobs:
 
     def _on_predict_finished(self) -> None:
         self._predict_worker = None
+        self._forget_job_names()
         if self.closed:
             return
         if self._predict_status == "cancelled":

@@ -355,9 +355,9 @@ class StoreJobs:
         self.store_progress.emit(record)
         self._store_landed.extend(record.regions)
         if record.ended or time.monotonic() - self._store_refreshed >= REFRESH_SECONDS:
-            self._redraw_landed(record.image, ended=record.ended)
+            self._redraw_landed(self.name_now(record.image), ended=record.ended)
         if any(stage == "objects" for stage, _ in record.regions):
-            self._show_written("objects", record.image)
+            self._show_written("objects", self.name_now(record.image))
 
     def _redraw_landed(self, name: str, ended: tuple[str, ...] = ()) -> None:
         """Redraw the store layers of image `name` that a block landed in since the last redraw (when napari
@@ -375,6 +375,7 @@ class StoreJobs:
         if self.closed:
             return
         name, path = self._store_layers
+        name = self.name_now(name)
         if status != "done":
             self._redraw_landed(name)  # the blocks that landed before the cancel
             return

@@ -36,8 +36,9 @@ class SuggestionJobs:
             n = len(self.suggestions.suggested)
             self.suggestions.reset()
             region = self.suggestions.next(planes)
-            self.notify("info", f"all {n} open regions of the predicted planes were suggested once: starting over "
-                                "(predict other planes or images for new ones)")
+            if region is not None:  # with nothing left open, "starting over" would be a false promise
+                self.notify("info", f"all {n} open regions of the predicted planes were suggested once: starting "
+                                    "over (predict other planes or images for new ones)")
         if region is None:
             raise UserInputError("every predicted region is already annotated or accepted: predict another "
                                  "plane or image")

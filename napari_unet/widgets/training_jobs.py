@@ -109,7 +109,8 @@ class TrainingJobs:
         if segmenter is None:
             return
         first = self.session.segmenter is None
-        diameters = {} if self._trainer is None else self._trainer.diameters
+        diameters = {} if self._trainer is None else {self.name_now(name): value
+                                                       for name, value in self._trainer.diameters.items()}
         self.session.set_model(segmenter, trained_on=self._train_images, diameters=diameters)
         run = segmenter.history[-1] if segmenter.history else {}
         self.session.loss_offset += int(run.get("steps", 0))
@@ -134,6 +135,7 @@ class TrainingJobs:
     def _on_train_finished(self) -> None:
         self._train_worker = None
         self._trainer = None
+        self._forget_job_names()
         self._preview_pending = False
         if self.closed:
             return
@@ -171,7 +173,7 @@ class TrainingJobs:
 
     def _paint_preview(self, tag, prediction) -> None:
         image_name, plane, rows, cols = tag
-        image = lb.get_layer(self.viewer, image_name, Image)
+        image = lb.get_layer(self.viewer, self.name_now(image_name), Image)
         if image is None:
             return
         try:

@@ -13,6 +13,7 @@ import subprocess
 import numpy as np
 import pytest
 import tifffile
+import zarr
 from cli_fixtures import FAST, assert_clean_failure, make_files, snapshot
 
 from napari_unet.cli import main
@@ -60,7 +61,7 @@ def test_a_failed_second_output_keeps_the_existing_first(files, capsys):
 
 def test_overwrite_replaces_every_output_together(files, capsys):
     d = files
-    (d / "old.zarr").mkdir()
+    zarr.create_array(str(d / "old.zarr"), shape=(3, 3), dtype="u1")  # an earlier run's output
     (d / "old.zarr" / "junk").write_text("old")
     argv = _predict(d, "--semantic", str(d / "keep.tif"), "--probabilities", str(d / "old.zarr"), "--overwrite")
     assert main(argv) == 0, capsys.readouterr().err
