@@ -130,7 +130,7 @@ class Guide:
     def open_sample(self) -> None:
         self.viewer.open_sample("napari-unet", "nuclei")
         self.docks["main"], self.dock = self.viewer.window.add_plugin_dock_widget(
-            "napari-unet", "U-Net human-in-the-loop segmentation")
+            "napari-unet", "U-Net segmentation")
         self.tab(1)
         self.narrow_left_docks()  # before fitting the image to the canvas
         self.viewer.reset_view()

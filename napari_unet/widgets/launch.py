@@ -10,7 +10,7 @@ from qtpy.QtCore import QTimer
 from napari_unet.io.ome_zarr_dataset import is_napari_unet_dataset
 
 PLUGIN = "napari-unet"
-MAIN_WIDGET = "U-Net human-in-the-loop segmentation"
+MAIN_WIDGET = "U-Net segmentation"
 EXPORT_WIDGET = "Export dataset (OME-Zarr)"
 
 
