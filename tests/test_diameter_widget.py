@@ -105,3 +105,22 @@ def test_object_diameter_control_sets_the_scale_of_predictions(make_napari_viewe
     assert again.predict_step.diameter_combo.currentText() == "this size"
     assert again.predict_step.object_diameter() == 25.0
     again.shutdown()
+
+
+def test_the_model_line_tells_the_steps_trained_here_from_those_a_shipped_model_came_with():
+    session = Session()
+    shipped = Segmenter.create(ModelConfig(depth=2, base_width=4), ["bg", "fg"])
+    shipped.history = [{"steps": 40_000}, {"steps": 881}]
+    session.set_model(shipped, new=True)  # loaded: all its steps are from elsewhere
+    assert "40,881 steps" in session.model_summary() and "here" not in session.model_summary()
+    shipped.history.append({"steps": 3})  # fine-tuned here (the dock's training returns it with one more run)
+    session.set_model(shipped, trained_on=["a"])
+    assert "40,884 steps (3 of them here)" in session.model_summary()
+    shipped.history.append({"steps": 97})
+    session.set_model(shipped, trained_on=["a"])
+    assert "40,981 steps (100 of them here)" in session.model_summary()
+    scratch = Segmenter.create(ModelConfig(depth=2, base_width=4), ["bg", "fg"])
+    scratch.history = [{"steps": 50}]
+    session.set_model(None, new=True)
+    session.set_model(scratch, trained_on=["a"])  # a new model trained here: every step is the user's
+    assert "50 steps" in session.model_summary() and "here" not in session.model_summary()
