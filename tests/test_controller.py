@@ -13,6 +13,8 @@ pytest.importorskip("pytestqt")
 
 from napari_unet import conventions as c  # noqa: E402
 from napari_unet.errors import UserInputError  # noqa: E402
+from napari_unet.nn.model import ModelConfig  # noqa: E402
+from napari_unet.nn.segmenter import Segmenter  # noqa: E402
 from napari_unet.nn.training import TrainConfig  # noqa: E402
 from napari_unet.widgets.controller import controller_for  # noqa: E402
 from napari_unet.widgets.workers import (  # noqa: E402
@@ -42,10 +44,11 @@ def test_one_controller_per_viewer_and_a_new_one_after_shutdown_keeps_the_model(
     controller = controller_for(viewer)
     assert controller_for(viewer) is controller
     assert controller_for(make_napari_viewer()) is not controller
-    controller.session.set_model("a model")  # any object: the session only holds it
+    model = Segmenter.create(ModelConfig(depth=2, base_width=4), ["background", "cell"])
+    controller.session.set_model(model, new=True)
     controller.shutdown()
     again = controller_for(viewer)
-    assert again is not controller and not again.closed and again.session.segmenter == "a model"
+    assert again is not controller and not again.closed and again.session.segmenter is model
 
 
 def test_scheduler_joins_every_job_and_reports_errors(qtbot):
