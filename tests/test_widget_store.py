@@ -16,6 +16,7 @@ import zarr  # noqa: E402
 from dock_helpers import load_untrained_model  # noqa: E402
 from synthetic import blobs  # noqa: E402
 
+from napari_unet import conventions as c  # noqa: E402
 from napari_unet.functionals.instances import InstanceParams  # noqa: E402
 from napari_unet.napari.cheap_layers import PAINT_OVERLAYS  # noqa: E402
 from napari_unet.nn.chunked import predict_to_zarr  # noqa: E402
@@ -361,3 +362,24 @@ def test_an_earlier_predictions_outputs_are_set_aside_by_renames_and_deleted_lat
     assert (output_levels(root, ACCEPTED)[0][...] == 7).all()  # the accepted objects stay
     discard_set_aside(path)
     assert not aside.exists() and path.exists()
+
+
+def test_an_image_renamed_while_it_is_predicted_into_a_store_gets_its_objects_shown(make_napari_viewer, qtbot,
+                                                                                       tmp_path):
+    """The store job's records carry the name the image had at the click: after a rename its layers are still
+    found, shown when the objects pass writes and redrawn (they stayed hidden and empty before)."""
+    viewer, widget, params = _dock_on_a_pyramid(make_napari_viewer, tmp_path)
+    controller = widget.controller
+
+    def rename_once(record) -> None:  # the user renames the image as the first blocks land
+        controller.store_progress.disconnect(rename_once)
+        viewer.layers["big"].name = "renamed"
+
+    controller.store_progress.connect(rename_once)
+    with qtbot.waitSignal(controller.prediction_finished, timeout=TIMEOUT) as finished:
+        controller.predict(params)
+    assert finished.args[0] == "done"
+    qtbot.waitUntil(lambda: not controller.is_predicting, timeout=TIMEOUT)
+    instances = controller.paired(c.ROLE_INSTANCES, viewer.layers["renamed"])
+    assert instances is not None and instances.visible
+    assert instances._slice.image.raw.max() > 0
