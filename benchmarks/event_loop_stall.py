@@ -403,7 +403,8 @@ def store_main(args, argv) -> int:
         result = measure_store(app, viewer, widget, args.store, args.seconds, args.browse, Path(tmp), args.data,
                                args.profile_click, predict=not args.no_predict)
         viewer.close()
-    print(f"event-loop stall while the dock predicts a {args.store}^2 lazy plane into a store "
+    doing = "with no prediction, the view moving over" if args.no_predict else "while the dock predicts into a store"
+    print(f"event-loop stall {doing} a {args.store}^2 lazy plane "
           f"({os.cpu_count()} cores, load average before {load_before:.1f})")
     print(json.dumps(result, indent=1))
     out = args.out or RESULTS / "event_loop_stall_store.json"
