@@ -90,11 +90,12 @@ class Session:
 
     segmenter: Segmenter | None = None
     model_version: int = 0
-    loss_offset: int = 0  # steps of earlier runs, so the loss curve continues across warm starts
+    # steps of the model's runs in this session: the loss curve continues across warm starts from there, and a
+    # shipped model's own steps (it comes with tens of thousands) are told apart from the user's
+    loss_offset: int = 0
     cache: PredictionCache = field(default_factory=PredictionCache)
     trained_on: set[str] = field(default_factory=set)  # images (by name) the model was trained on here
     trained_diameters: dict[str, float] = field(default_factory=dict)  # of those, the object size each was trained at
-    steps_here: int = 0  # training steps of the model's runs in this session (a shipped model comes with its own)
 
     def set_model(self, segmenter: Segmenter | None, *, new: bool = False, trained_on=(),
                   diameters: dict[str, float] | None = None) -> None:
@@ -106,9 +107,8 @@ class Session:
             self.loss_offset = 0
             self.trained_on = set()
             self.trained_diameters = {}
-            self.steps_here = 0
         elif segmenter is not None and segmenter.history:  # trained here: its last run is this session's
-            self.steps_here += int(segmenter.history[-1].get("steps", 0))
+            self.loss_offset += int(segmenter.history[-1].get("steps", 0))
         self.trained_on |= set(trained_on)
         self.trained_diameters.update(diameters or {})
 
@@ -152,7 +152,7 @@ class Session:
             return "no model yet: train one (step 2) or load a saved one"
         steps = int(sum(run.get("steps", 0) for run in seg.history))
         # a fine-tuned shipped model has tens of thousands of steps: say which of them are the user's
-        here = f" ({self.steps_here:,} of them here)" if 0 < self.steps_here < steps else ""
+        here = f" ({self.loss_offset:,} of them here)" if 0 < self.loss_offset < steps else ""
         loss = seg.history[-1].get("loss") if seg.history else None
         arch = f"depth {seg.config.depth}, width {seg.config.base_width}"
         loss_text = f", loss {loss:.3f}" if isinstance(loss, (int, float)) else ""

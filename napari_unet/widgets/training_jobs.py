@@ -113,7 +113,6 @@ class TrainingJobs:
                                                        for name, value in self._trainer.diameters.items()}
         self.session.set_model(segmenter, trained_on=self._train_images, diameters=diameters)
         run = segmenter.history[-1] if segmenter.history else {}
-        self.session.loss_offset += int(run.get("steps", 0))
         self._train_ok = True
         how = "stopped" if run.get("stopped") else "finished"
         loss = run.get("loss")
