@@ -23,6 +23,7 @@ of AP@0.5 against effort and against compute minutes (--plot; needs matplotlib).
 from __future__ import annotations
 
 import argparse
+import ast
 import copy
 import csv
 import sys
@@ -414,6 +415,8 @@ def main(argv=None) -> int:
     p.add_argument("--restart", action="store_true",
                    help="each round fine-tunes a fresh copy of --start on all annotations so far (no drift)")
     p.add_argument("--preset", default="fast")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="TrainConfig overrides, e.g. learning_rate=3e-4 hold_classes=1 freeze_norm=1")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: fair on a shared, loaded CPU)")
     p.add_argument("--name", default="", help="suffix of the result files")
@@ -434,7 +437,8 @@ def main(argv=None) -> int:
     else:
         pool, val = isbi_samples(list(range(args.pool))), isbi_samples(list(range(10, 10 + args.val)))
     config = TrainConfig(preset=args.preset, seconds=None if args.steps else args.seconds, steps=args.steps,
-                         seed=args.seed, threads=args.threads)
+                         seed=args.seed, threads=args.threads,
+                         **{key: ast.literal_eval(value) for key, value in (kv.split("=", 1) for kv in args.set)})
     print(f"machine: {machine(args.threads)}\n{HEADER}", flush=True)
     records = []
     for picker in args.pickers:
