@@ -416,7 +416,7 @@ def main(argv=None) -> int:
                    help="each round fine-tunes a fresh copy of --start on all annotations so far (no drift)")
     p.add_argument("--preset", default="fast")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="TrainConfig overrides, e.g. learning_rate=3e-4 hold_classes=1 freeze_norm=1")
+                   help="TrainConfig overrides, e.g. learning_rate=3e-4 object_diameter=12.3")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: fair on a shared, loaded CPU)")
     p.add_argument("--name", default="", help="suffix of the result files")

@@ -18,7 +18,7 @@ from napari_unet.nn.training import (
     Progress,
     TrainConfig,
     Trainer,
-    _hold_start_outputs,
+    _hold_instance_heads,
 )
 
 TINY = dict(patch_size=64, batch_size=4, device="cpu", seed=0)
@@ -223,7 +223,7 @@ def test_held_instance_targets_are_the_start_models_outputs_only_where_none_are_
     prepared = prepare(item, start.normalisation, margin=0)
     known, boundary = prepared.instance_valid.copy(), prepared.boundary.copy()
     assert (known == item.instance_mask).all() and known[:30].any() and not known[32:].any()
-    _hold_start_outputs(start, prepared, torch.device("cpu"))
+    _hold_instance_heads(start, prepared, torch.device("cpu"))
     own = start.predict(image[None])  # the same normalisation, no resampling: the same outputs
     assert prepared.instance_valid.all()
     np.testing.assert_array_equal(prepared.boundary[known], boundary[known])
@@ -258,65 +258,3 @@ def test_whole_number_settings_given_as_floats_become_ints():
     config = TrainConfig(seed=1.0, threads=2.0, steps=3.0)
     assert [(type(v), v) for v in (config.seed, config.threads, config.steps)] == [(int, 1), (int, 2), (int, 3)]
     np.random.default_rng(config.seed)  # would raise TypeError on the float
-
-
-def test_held_class_targets_are_the_start_models_probabilities_and_count_only_where_unannotated():
-    from napari_unet.functionals.data import IGNORE
-    from napari_unet.nn.training import _held_class_loss
-
-    image, labels = blobs(64, n=5)
-    scribbles = np.zeros(labels.shape, np.uint8)
-    scribbles[labels == 1] = 2
-    item = TrainingImage.from_scribbles(image[None], scribbles)
-    torch.manual_seed(0)
-    start = Segmenter.create(TrainConfig(**TINY).model_config(1, 2), ["background", "object"])
-    prepared = prepare(item, start.normalisation, margin=0)
-    _hold_start_outputs(start, prepared, torch.device("cpu"), heads=False, classes=True)
-    own = start.predict(image[None])  # the same normalisation, no resampling: the same outputs
-    np.testing.assert_allclose(prepared.held, own.probabilities, atol=1e-4)
-
-    logits = torch.randn(1, 2, 8, 8, requires_grad=True)
-    held = torch.softmax(torch.randn(1, 2, 8, 8), dim=1)
-    held[..., :, 6:] = 0  # padding: no start output there
-    semantic = torch.full((1, 8, 8), IGNORE)
-    semantic[0, :4] = 1  # annotated: the annotation teaches these pixels, not the start model
-    _held_class_loss(logits, held, semantic).backward()
-    grad = logits.grad.abs().sum(dim=1)[0]
-    assert (grad[:4] == 0).all() and (grad[:, 6:] == 0).all() and (grad[4:, :6] > 0).all()
-
-
-@pytest.mark.slow
-def test_holding_the_start_classes_keeps_unannotated_pixels_as_the_start_predicted_them():
-    """A few strokes that contradict the start model change the classes elsewhere less when they are held."""
-    image, labels = blobs(96, n=8)
-    _, start = run_to_end(Trainer([TrainingImage.from_instances(image[None], labels)], TrainConfig(steps=40, **TINY)))
-    before = start.predict(image[None]).probabilities[1]
-    strokes = np.zeros(labels.shape, np.uint8)
-    strokes[labels == 1] = 1  # one object painted as background: a correction the start model disagrees with
-    strokes[:3] = 1
-    away = labels > 1  # the other objects: nobody painted them
-    drift, learned = {}, {}
-    for hold in (0.0, 1.0):
-        config = TrainConfig(steps=30, learning_rate=1e-2, hold_classes=hold, **TINY)
-        _, tuned = run_to_end(Trainer([TrainingImage.from_scribbles(image[None], strokes)], config,
-                                      segmenter=copy.deepcopy(start)))
-        after = tuned.predict(image[None]).probabilities[1]
-        drift[hold] = float(np.abs(after - before)[away].mean())
-        learned[hold] = float(after[labels == 1].mean())
-    assert drift[0.0] > 0.05 and drift[1.0] < 0.5 * drift[0.0]
-    assert learned[1.0] < 0.5  # the painted correction is still learned
-
-
-def test_a_warm_start_with_frozen_norm_keeps_the_start_models_batch_norm_statistics():
-    image, labels = blobs(64, n=5)
-    item = TrainingImage.from_instances(image[None], labels)
-    _, start = run_to_end(Trainer([item], TrainConfig(steps=2, **TINY)))
-    bright = TrainingImage.from_instances(image[None] * 3 + 1, labels)
-
-    def running_mean(segmenter):
-        return segmenter.net.encoders[0][1].running_mean.detach().clone()
-
-    for frozen in (True, False):
-        _, tuned = run_to_end(Trainer([bright], TrainConfig(steps=3, freeze_norm=frozen, **TINY),
-                                      segmenter=copy.deepcopy(start)))
-        assert torch.equal(running_mean(tuned), running_mean(start)) == frozen

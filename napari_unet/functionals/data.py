@@ -235,9 +235,6 @@ class PreparedImage:
     boundary: np.ndarray  # (h, w) float32
     distance: np.ndarray  # (h, w) float32
     instance_valid: np.ndarray  # (h, w) bool
-    # A warm start's own class probabilities (K, h, w): the targets of the pixels nobody annotated
-    # (`training._hold_start_outputs`), so a few strokes do not move the classes everywhere else.
-    held: np.ndarray | None = None
 
 
 def prepare(item: TrainingImage, normalisation: Normalisation, margin: int, factor: float = 1.0) -> PreparedImage:
@@ -281,7 +278,6 @@ class Batch:
     boundary: np.ndarray
     distance: np.ndarray
     instance_valid: np.ndarray
-    held: np.ndarray | None = None  # (B, K, P, P) the start model's class probabilities; zeros where padded
 
 
 @dataclass
@@ -348,8 +344,6 @@ class PatchSampler:
             prepared.distance[window],
             prepared.instance_valid[window],
         ]
-        if prepared.held is not None:
-            parts.append(prepared.held[(slice(None), *window)])
         if q != p:
             parts = _zoom_parts(parts, p / q)
         parts = _pad_to(parts, p)
@@ -384,7 +378,7 @@ class PatchSampler:
 
 def _zoom_parts(parts: list[np.ndarray], zoom: float) -> list[np.ndarray]:
     """Resample a patch and its targets: linear for the image and soft targets, nearest for labels and masks."""
-    image, semantic, boundary, distance, valid, *held = parts
+    image, semantic, boundary, distance, valid = parts
     shape = scaled_shape(semantic.shape, zoom)
     return [
         resample(image, shape),
@@ -392,7 +386,6 @@ def _zoom_parts(parts: list[np.ndarray], zoom: float) -> list[np.ndarray]:
         resample(boundary, shape),
         resample(distance, shape),
         resample(valid, shape, labels=True),
-        *(resample(part, shape) for part in held),
     ]
 
 
@@ -405,5 +398,5 @@ def _pad_to(parts: list[np.ndarray], size: int) -> list[np.ndarray]:
     image_mode = "reflect" if h > 1 and w > 1 and size - h < h and size - w < w else "edge"
     image = np.pad(parts[0], ((0, 0), *pad), mode=image_mode)
     semantic = np.pad(parts[1], pad, constant_values=IGNORE)
-    rest = [np.pad(part, ((0, 0),) * (part.ndim - 2) + pad) for part in parts[2:]]
+    rest = [np.pad(part, pad) for part in parts[2:]]
     return [image, semantic, *rest]

@@ -76,13 +76,6 @@ class TrainConfig:
     # Warm start from a model with trained instance heads: where no instance targets are known (scribbles),
     # its own boundary/distance outputs are the targets, so the heads do not drift (BENCHMARKS.md section 6).
     keep_instance_heads: bool = True
-    # Warm start: weight of the start model's own class probabilities as targets where nothing is annotated
-    # (0: those pixels teach nothing, as before).
-    hold_classes: float = 0.0
-    # Warm start: keep the start model's batch-norm statistics (a few images' patches would replace them).
-    freeze_norm: bool = False
-    # Warm start: L2 pull of the weights toward the start model's (L2-SP); 0: none.
-    anchor: float = 0.0
     loader_workers: int = 0  # processes drawing patches on a GPU (ignored on the CPU, where the network is slower)
     tune_instances: bool = True  # after training, pick instance settings on the outlined objects (instance_tuning)
 
@@ -102,8 +95,6 @@ class TrainConfig:
         if self.seed is not None:
             self.seed = limits.whole_number("seed", self.seed, 0, 2**32 - 1)
         limits.real_number("boundary weight", self.boundary_pos_weight, 0.0, low_open=True)
-        limits.real_number("class hold weight", self.hold_classes, 0.0)
-        limits.real_number("anchor weight", self.anchor, 0.0)
         if self.threads is not None:
             self.threads = limits.whole_number("threads", self.threads, 1)
         self.loader_workers = limits.whole_number("loader workers", self.loader_workers, 0, 64)
@@ -156,7 +147,6 @@ class Trainer:
         # The object diameter each source image (TrainingImage.source) was trained at: predicting it at
         # that size again is "as trained", also when the images' objects differ in size.
         self.diameters: dict[str, float] = {}
-        self._frozen_norm = False  # set per run: a warm start with `freeze_norm`
 
     def request_preview(self, image, tag: object = None) -> None:
         """Ask for a prediction of `image` (C, H, W) with the current weights; the latest request wins."""
@@ -180,26 +170,20 @@ class Trainer:
         self.diameters = _diameters_by_source(held_out.train, factors, segmenter.canonical_diameter)
         prepared = [prepare(item, segmenter.normalisation, margin, f) for item, f in zip(held_out.train, factors)]
         trains_instances = any(p.instance_valid.any() for p in prepared)
-        warm = self.segmenter is not None
-        hold_heads = warm and config.keep_instance_heads and segmenter.instance_heads_trained
-        hold_classes = warm and config.hold_classes > 0 and segmenter.config.n_classes == self.n_classes
-        if hold_heads or hold_classes:
+        if self.segmenter is not None and config.keep_instance_heads and segmenter.instance_heads_trained:
             for p in prepared:
-                _hold_start_outputs(segmenter, p, device, heads=hold_heads, classes=hold_classes)
-        self._frozen_norm = warm and config.freeze_norm
-        anchor = _Anchor(net, config.anchor) if warm and config.anchor > 0 else None
+                _hold_instance_heads(segmenter, p, device)
         workers = config.loader_workers if device.type != "cpu" else 0
         stream = batches(prepared, config.patch_size, config.batch_size, rng, config.seed, workers)
         optimizer = torch.optim.AdamW(net.parameters(), lr=peak_rate, weight_decay=config.weight_decay)
         amp = autocast_dtype(device)
         scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
         pos_weight = torch.tensor(config.boundary_pos_weight, device=device)
-        weights = _LossWeights(pos_weight, config.hold_classes, anchor)
         batch_size = config.batch_size
         start = time.perf_counter()
         step, loss_ema, speed_ema, last_loss = 0, None, None, math.nan
         stopped, scores, last_scored = False, None, start
-        self._train_mode(net)
+        net.train()
         try:
             while True:
                 elapsed = time.perf_counter() - start
@@ -214,7 +198,7 @@ class Trainer:
                 tick = time.perf_counter()
                 batch = next(stream)
                 try:
-                    last_loss = _train_step(net, optimizer, scaler, batch, device, amp, weights)
+                    last_loss = _train_step(net, optimizer, scaler, batch, device, amp, pos_weight)
                 except Exception as error:
                     if not is_out_of_memory(error):
                         raise
@@ -325,17 +309,9 @@ class Trainer:
             fractions.append(elapsed / max(self.config.seconds, 1e-9))
         return max(fractions) if fractions else None
 
-    def _train_mode(self, net: torch.nn.Module) -> None:
-        """Training mode; with `freeze_norm` on a warm start the batch-norm layers keep the start's statistics."""
-        net.train()
-        if self._frozen_norm:
-            for module in net.modules():
-                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-                    module.eval()
-
     def _validate(self, segmenter: Segmenter, items: list[TrainingImage]) -> dict[str, float]:
         scores = validation.score(segmenter, items)
-        self._train_mode(segmenter.net)
+        segmenter.net.train()
         return scores
 
     def _record(self, step, loss, speed, device, elapsed, fraction, message: str = "", validation=None,
@@ -355,7 +331,7 @@ class Trainer:
         if request is None:
             return None
         prediction = segmenter.predict(request.image)
-        self._train_mode(segmenter.net)
+        segmenter.net.train()
         return request.tag, prediction
 
 
@@ -396,28 +372,7 @@ def _learning_rate(base: float, step: int, fraction: float | None) -> float:
     return base * warm * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(fraction, 1.0))))
 
 
-@dataclass
-class _LossWeights:
-    """What the loss weighs besides the annotations: border pixels, held classes, the pull to the start."""
-
-    pos_weight: torch.Tensor
-    hold_classes: float = 0.0
-    anchor: _Anchor | None = None
-
-
-class _Anchor:
-    """L2-SP: a pull of the weights toward the start model's, so sparse labels cannot drag it far."""
-
-    def __init__(self, net: torch.nn.Module, weight: float) -> None:
-        self.weight = weight
-        self.start = [p.detach().clone() for p in net.parameters()]
-        self.params = list(net.parameters())
-
-    def penalty(self) -> torch.Tensor:
-        return 0.5 * self.weight * sum(((p - p0) ** 2).sum() for p, p0 in zip(self.params, self.start))
-
-
-def _train_step(net, optimizer, scaler, batch: Batch, device, amp, weights: _LossWeights) -> float:
+def _train_step(net, optimizer, scaler, batch: Batch, device, amp, pos_weight) -> float:
     image = torch.from_numpy(batch.image).to(device, non_blocking=True)
     semantic = torch.from_numpy(batch.semantic).to(device, non_blocking=True)
     boundary = torch.from_numpy(batch.boundary).to(device, non_blocking=True)
@@ -427,12 +382,7 @@ def _train_step(net, optimizer, scaler, batch: Batch, device, amp, weights: _Los
     with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
         logits = net(image)
     logits = logits.float()
-    loss = _loss(logits, semantic, boundary, distance, valid, net.config.n_classes, weights.pos_weight)
-    if batch.held is not None and weights.hold_classes > 0:
-        held = torch.from_numpy(batch.held).to(device, non_blocking=True)
-        loss = loss + weights.hold_classes * _held_class_loss(logits[:, : net.config.n_classes], held, semantic)
-    if weights.anchor is not None:
-        loss = loss + weights.anchor.penalty()
+    loss = _loss(logits, semantic, boundary, distance, valid, net.config.n_classes, pos_weight)
     if scaler is not None:
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -462,36 +412,18 @@ def _loss(logits, semantic, boundary, distance, valid, n_classes: int, pos_weigh
     return loss
 
 
-def _held_class_loss(logits: torch.Tensor, held: torch.Tensor, semantic: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy against the start model's class probabilities on the pixels nobody annotated."""
-    mask = ((semantic == IGNORE) & (held.sum(dim=1) > 0)).float()
-    count = mask.sum()
-    if count == 0:
-        return logits.sum() * 0.0
-    per_pixel = -(held * F.log_softmax(logits, dim=1)).sum(dim=1)
-    return (per_pixel * mask).sum() / count
-
-
-def _hold_start_outputs(
-    segmenter: Segmenter, prepared: PreparedImage, device: torch.device, *, heads: bool = True, classes: bool = False
-) -> None:
-    """Make the starting model's own outputs the targets wherever `prepared` has none.
+def _hold_instance_heads(segmenter: Segmenter, prepared: PreparedImage, device: torch.device) -> None:
+    """Make the starting model's own instance outputs the targets wherever `prepared` has none.
 
     Scribbles train only the semantic head; the shared layers they change would otherwise
     move the boundary and distance heads unchecked (the shipped `nuclei` model fell from
-    AP@0.5 0.81 to 0.47 on its sample in 341 steps). With `classes`, its class probabilities
-    become the targets of the unannotated pixels too (`TrainConfig.hold_classes` weighs them).
-    One prediction per image, before training.
+    AP@0.5 0.81 to 0.47 on its sample in 341 steps). One prediction per image, before training.
     """
     channels = prepared.image.shape[0]
     identity = np.tile(np.array([0.0, 1.0], np.float32), (channels, 1))
     segmenter.net.eval()
     teacher = predict_tiled(segmenter.net, prepared.image, identity, device=device, batch_size=1)
     segmenter.net.train()
-    if classes:
-        prepared.held = teacher.probabilities.astype(np.float32)
-    if not heads:
-        return
     known = prepared.instance_valid
     prepared.boundary = np.where(known, prepared.boundary, teacher.boundary).astype(np.float32)
     prepared.distance = np.where(known, prepared.distance, teacher.distance).astype(np.float32)
