@@ -438,7 +438,7 @@ def main(argv=None) -> int:
         pool, val = isbi_samples(list(range(args.pool))), isbi_samples(list(range(10, 10 + args.val)))
     config = TrainConfig(preset=args.preset, seconds=None if args.steps else args.seconds, steps=args.steps,
                          seed=args.seed, threads=args.threads,
-                         **{key: ast.literal_eval(value) for key, value in (kv.split("=", 1) for kv in args.set)})
+                         **overrides(args.set))
     print(f"machine: {machine(args.threads)}\n{HEADER}", flush=True)
     records = []
     for picker in args.pickers:
@@ -452,6 +452,17 @@ def main(argv=None) -> int:
     if args.plot:
         print(f"plot: {plot(records, RESULTS / f'{name}.png', _title(vars(args), len(val)))}")
     return 0
+
+
+def overrides(pairs: list[str]) -> dict:
+    """TrainConfig fields from `--set KEY=VALUE` pairs (values as Python literals: 3e-4, 12.3, True)."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--set takes KEY=VALUE, not {pair!r}")
+        out[key] = ast.literal_eval(value)
+    return out
 
 
 def _title(args: dict, n_val: int) -> str:
