@@ -436,9 +436,9 @@ def main(argv=None) -> int:
         pool, val = dsb_samples("train", args.pool, args.seed), dsb_samples("val", args.val, args.seed)
     else:
         pool, val = isbi_samples(list(range(args.pool))), isbi_samples(list(range(10, 10 + args.val)))
-    config = TrainConfig(preset=args.preset, seconds=None if args.steps else args.seconds, steps=args.steps,
-                         seed=args.seed, threads=args.threads,
-                         **overrides(args.set))
+    settings = dict(preset=args.preset, seconds=None if args.steps else args.seconds, steps=args.steps,
+                    seed=args.seed, threads=args.threads)
+    config = TrainConfig(**{**settings, **overrides(args.set)})  # --set seed=S: another training seed, same images
     print(f"machine: {machine(args.threads)}\n{HEADER}", flush=True)
     records = []
     for picker in args.pickers:
