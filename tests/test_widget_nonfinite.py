@@ -37,7 +37,7 @@ def test_nan_in_an_in_memory_image_is_said_at_the_click_and_only_where_a_job_wou
 
     widget.train()  # annotated plane 1 holds the NaN: refused at the click, no job
     assert not widget.controller.is_training
-    assert "'img plane 1' has 2 NaN or infinite values: replace them" in messages.errors()[-1]
+    assert "'img' plane 1 has 2 NaN or infinite values: replace them" in messages.errors()[-1]
 
     load_untrained_model(widget, tmp_path)
     viewer.dims.set_point(0, 0)

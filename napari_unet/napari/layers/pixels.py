@@ -26,15 +26,16 @@ def is_lazy(layer) -> bool:
 FINITE_CHECK_MAX = 1 << 27
 
 
-def check_finite(values, where: str) -> None:
-    """A clear error when in-memory `values` hold NaN or infinity (integers cannot), before a job that
-    would stop on them starts; `where` names them for the user ("'cells' plane 3")."""
+def check_finite(values, image_name: str, plane: Plane = ()) -> None:
+    """A clear error when in-memory `values` (of the image's plane) hold NaN or infinity (integers cannot),
+    before a job that would stop on them starts."""
     values = np.asarray(values)
     if values.dtype.kind not in "fc":
         return
     finite = np.isfinite(values)
     if not finite.all():
         count = finite.size - int(np.count_nonzero(finite))
+        where = " ".join(filter(None, [f"'{image_name}'", plane_label(plane)]))
         raise UserInputError(f"{where} has {count} NaN or infinite value{'' if count == 1 else 's'}: "
                              "replace them (e.g. with numpy.nan_to_num) first")
 
@@ -44,8 +45,7 @@ def check_planes_finite(image: Image, layout: ImageLayout, planes: list[Plane]) 
     if is_lazy(image) or image.data.size > FINITE_CHECK_MAX:
         return
     for plane in planes:
-        check_finite(layout.image_plane(image.data, plane), " ".join(filter(None, [f"'{image.name}'",
-                                                                                     plane_label(plane)])))
+        check_finite(layout.image_plane(image.data, plane), image.name, plane)
 
 
 def read_plane(layer: Labels, plane: Plane, region: tuple[slice, slice] | None = None) -> np.ndarray:

@@ -35,7 +35,7 @@ def training_items(viewer) -> list[TrainingImage]:
             "the annotations layers are empty: paint a few strokes of background (label 1) and of a class (label 2+)"
         )
     for item in items:  # copies read at the click: a NaN stops here, not in the job
-        check_finite(item.image, f"'{item.name}'")
+        check_finite(item.image, item.source, item.plane)
         if item.stats_sample is not None:
-            check_finite(item.stats_sample, f"'{item.name}'")
+            check_finite(item.stats_sample, item.source, item.plane)
     return items
