@@ -77,13 +77,14 @@ def form() -> QFormLayout:
 
 
 def narrow_combos(widget: QWidget, characters: int = 10) -> None:
-    """Let every combo box in `widget` be narrower than its longest entry (the open list still shows it
-    whole): a long choice ("pretrained: nuclei-stained", an image's name) never widens the dock past
-    its width on a 1280-pixel screen, where the step would be cut off on the right."""
+    """Let every combo box in `widget` be narrower than its longest entry, now and for entries added later
+    (the open list still shows them whole): a long choice ("pretrained: nuclei-stained", an image's name,
+    a channel axis filled in when an image is picked) never widens the dock past its width on a
+    1280-pixel screen, where the step would be cut off on the right. Each asks for room for
+    `characters` characters (or more, if it asked for more itself), and grows with its row."""
     for combo in widget.findChildren(QComboBox):
-        if max((len(combo.itemText(i)) for i in range(combo.count())), default=0) > characters:
-            combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
-            combo.setMinimumContentsLength(characters)
+        combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        combo.setMinimumContentsLength(max(characters, combo.minimumContentsLength()))
 
 
 def button(text: str, tooltip: str, slot, *, checkable: bool = False) -> QPushButton:
