@@ -132,27 +132,28 @@ def test_every_step_fits_the_dock_of_a_shown_1280x800_window(make_napari_viewer,
                 assert combo.fontMetrics().horizontalAdvance(combo.currentText()) <= field.width(), combo.currentText()
 
 
-def test_entries_added_after_the_dock_opened_do_not_widen_it(make_napari_viewer, napari_unet_plugin, qtbot):
-    # The dock opens on an empty viewer (its pickers hold placeholders), then a file with a long name is
-    # opened: no drop-down may widen its step past the dock, whatever entry it gets later.
-    from napari_unet.widgets.launch import MAIN_WIDGET
-
+def test_entries_added_after_the_dock_was_built_do_not_widen_it(make_napari_viewer, qtbot):
+    # The dock is built on an empty viewer (its channel drop-down holds "—"), then a file with a long name
+    # is opened and the drop-downs filled from the data get long entries before Qt first shows them (a
+    # drop-down sizes itself to its entries when first shown): no step may grow past the narrowest dock.
     viewer = make_napari_viewer(show=True)
     viewer.window._qt_window.resize(1280, 800)
-    _, widget = viewer.window.add_plugin_dock_widget("napari-unet", MAIN_WIDGET)
-    qtbot.waitUntil(lambda: widget.isVisible(), timeout=5_000)
+    widget = UNetWidget(viewer)
     long_name = "a_very_long_file_name_from_the_microscope_2026-11-26_plate3_wellB7_stack_c0.tif"
     viewer.add_image(np.zeros((3, 64, 64), np.float32), name=long_name)
     qtbot.waitUntil(lambda: widget.controller.image is not None, timeout=5_000)
     assert widget.annotate_step.channel_combo.count() == 2  # filled in for this image: none, axis 0
-    for combo in widget.findChildren(QComboBox):  # any later entry, as long as a file name
+    for combo in (widget.annotate_step.channel_combo, widget.train_step.start_combo):
         combo.addItem(long_name)
+    viewer.window.add_dock_widget(widget, area="right")
+    qtbot.waitUntil(lambda: widget.isVisible(), timeout=5_000)
     assert widget.width() <= 1280 // 3
     for index in range(widget.tabs.count()):
         widget.tabs.setCurrentIndex(index)
         scroll = widget.tabs.widget(index)
         qtbot.waitUntil(lambda scroll=scroll: scroll.viewport().width() > 0, timeout=5_000)
-        assert scroll.widget().minimumSizeHint().width() <= scroll.viewport().width(), widget.tabs.tabText(index)
+        narrowest = widget.minimumWidth() - (widget.width() - scroll.viewport().width())  # the dock at its minimum
+        assert scroll.widget().minimumSizeHint().width() <= narrowest, widget.tabs.tabText(index)
 
 
 def test_the_shortcuts_take_one_line_and_are_one_click_away(nuclei_dock, qtbot):

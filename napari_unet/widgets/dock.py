@@ -117,7 +117,8 @@ class UNetWidget(ClosesWithViewer, QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.setSpacing(4)
-        intro = QLabel("<b>napari-unet</b> · paint, train, correct, accept, repeat")
+        intro = QLabel("Paint, train, correct, accept, repeat")  # the dock's title names napari-unet
+        intro.setWordWrap(True)  # never wider than the dock: on a narrow one it takes a second line
         intro.setToolTip("Paint a few strokes per class, train, predict, correct the objects, accept them as "
                          "training data, train again")
         self.shortcuts_button = self._shortcuts_menu()
@@ -149,7 +150,8 @@ class UNetWidget(ClosesWithViewer, QWidget):
         """One button for the viewer shortcuts: its tooltip lists them, its menu lists and runs them."""
         listing = "\n".join(f"{_shortcut_label(k)}: {v[1]}" for k, v in SHORTCUTS.items())
         button = QToolButton()
-        button.setText("Shortcuts")
+        button.setText("Shortcuts ▾")
+        button.setStyleSheet("QToolButton::menu-indicator { image: none; width: 0px; }")  # the ▾ says it
         button.setToolTip(f"Viewer shortcuts (click for the list; napari's Preferences > Shortcuts changes them):\n{listing}")
         button.setPopupMode(QToolButton.InstantPopup)
         menu = QMenu(button)
