@@ -54,7 +54,7 @@ def test_uncertainty_layer_and_suggestions_walk_unannotated_regions(make_napari_
     assert widget.predict_step.suggest_button.isEnabled()
     # added hidden: a heat map over the image would hide the objects the user predicted for
     assert not uncertainty.visible and viewer.layers["img instances"].visible
-    assert "shows the hidden uncertainty layer" in widget.controller.messages.log[-1][1]
+    assert "Suggest next (Shift+N) points (and shows the uncertainty)" in widget.controller.messages.log[-1][1]
 
     from napari.components import ViewerModel
 

@@ -172,6 +172,16 @@ def test_the_shortcuts_take_one_line_and_are_one_click_away(nuclei_dock, qtbot):
     assert called == ["suggest"]
 
 
+def test_idle_progress_bars_say_so_and_label_counts_wrap_between_classes(nuclei_dock):
+    from qtpy.QtWidgets import QProgressBar
+
+    _, widget = nuclei_dock
+    bars = widget.findChildren(QProgressBar)
+    assert len(bars) >= 2 and all(bar.text() == "idle" for bar in bars)  # a bar never set showed no text
+    status = widget.annotate_step.annotation_status.text()  # "1 background: 1,409 px; 2 nucleus: 523 px"
+    assert "1\u00a0background:\u00a0" in status and "\u00a0px; 2\u00a0nucleus" in status  # never "2 | nucleus"
+
+
 def test_readme_lists_every_shortcut(repo_root):
     from napari_unet.widgets.dock import SHORTCUTS
 

@@ -284,8 +284,8 @@ class PredictStep(QWidget):
             what = (f"every plane of '{image.name}': {objects} in the plane on display" if self._scope == "stack"
                     else f"'{image.name}' (the plane on display): {objects}")
             uncertainty = lb.find_paired(self.controller.viewer, image.name, c.ROLE_UNCERTAINTY, Image)
-            shows = " (it shows the hidden uncertainty layer too)" if uncertainty and not uncertainty.visible else ""
-            self.notify("info", f"predicted {what}. Fix them in step 4 and accept, or paint where "
+            shows = " (and shows the uncertainty)" if uncertainty and not uncertainty.visible else ""
+            self.notify("info", f"predicted {what}. Fix and accept them in step 4, or paint where "
                                 f"Suggest next (Shift+N) points{shows}")
 
     def update_status(self) -> None:

@@ -141,6 +141,7 @@ def progress_bar(tooltip: str) -> QProgressBar:
     """A progress bar in thousandths that says "idle" until a job reports."""
     bar = QProgressBar()
     bar.setRange(0, 1000)
+    bar.setValue(0)  # a bar never set shows no text at all: "idle" says it is waiting
     bar.setTextVisible(True)
     bar.setFormat("idle")
     bar.setToolTip(tooltip)
