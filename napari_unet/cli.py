@@ -469,6 +469,10 @@ def _evaluate(args) -> int:
 
 
 def _gui(args) -> int:
+    from napari_unet.napari.rendering import ASYNC_ENVIRONMENT
+
+    # napari reads big images' tiles off the GUI thread (napari/rendering.py); a user's own choice wins
+    os.environ.setdefault(ASYNC_ENVIRONMENT, "1")
     from napari_unet.widgets.launch import launch  # napari and Qt load only here
 
     launch(None if args.sample == "none" else args.sample, args.images)

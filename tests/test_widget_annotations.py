@@ -109,5 +109,6 @@ def test_undo_after_accept_also_takes_back_the_accepted_region(make_napari_viewe
     np.testing.assert_array_equal(annotations.data, painted)
     assert not accepted.data.any()
     assert widget.correct_step.accepted_status.text().startswith("0 accepted pixels")
-    annotations.redo()
+    with qtbot.waitSignal(controller.accepted_changed, timeout=5_000):  # with napari's async slicing: a turn later
+        annotations.redo()
     assert accepted.data[2, 10, 10] == 5 + c.ACCEPTED_BACKGROUND

@@ -14,11 +14,13 @@ import dask.array as da  # noqa: E402
 import torch  # noqa: E402
 import zarr  # noqa: E402
 from dock_helpers import load_untrained_model  # noqa: E402
+from napari.settings import get_settings  # noqa: E402
 from synthetic import blobs  # noqa: E402
 
 from napari_unet import conventions as c  # noqa: E402
 from napari_unet.functionals.instances import InstanceParams  # noqa: E402
 from napari_unet.napari.cheap_layers import PAINT_OVERLAYS  # noqa: E402
+from napari_unet.napari.rendering import ASYNC_HINT  # noqa: E402
 from napari_unet.nn.chunked import predict_to_zarr  # noqa: E402
 from napari_unet.widgets import UNetWidget  # noqa: E402
 
@@ -326,8 +328,12 @@ def test_the_predict_click_adds_cheap_store_layers_and_leaves_the_work_to_the_wo
     assert finished.args[0] == "done"
     qtbot.waitUntil(lambda: not controller.is_predicting, timeout=TIMEOUT)
     assert instances.visible and not accepted.visible  # the objects pass showed its layer; nothing accepted yet
+    hints = [text for _, text in controller.messages.log if text == ASYNC_HINT]
+    assert len(hints) == 1  # napari reads the pyramid on the GUI thread: the dock says where to change that
 
-    # predicting again: the old outputs leave the store at the click (renamed aside), the worker deletes them
+    # predicting again: the old outputs leave the store at the click (renamed aside), the worker deletes them;
+    # the user turned napari's asynchronous reading on, so no hint
+    get_settings().experimental.async_ = True
     store = tmp_path / "out" / "big_predictions.zarr"
     with qtbot.waitSignal(controller.prediction_finished, timeout=TIMEOUT) as finished:
         controller.predict(params)
@@ -336,6 +342,8 @@ def test_the_predict_click_adds_cheap_store_layers_and_leaves_the_work_to_the_wo
     qtbot.waitUntil(lambda: not controller.is_predicting, timeout=TIMEOUT)
     assert semantic.data[0].nchunks_initialized > 0
     assert [p.name for p in store.parent.iterdir()] == [store.name]  # nothing set aside is left
+    assert [text for _, text in controller.messages.log if text == ASYNC_HINT] == hints
+    qtbot.wait(100)  # napari's slices still in flight on its own thread would hold the viewer at teardown
 
 
 def test_an_earlier_predictions_outputs_are_set_aside_by_renames_and_deleted_later(tmp_path):

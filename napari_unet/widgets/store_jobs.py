@@ -57,6 +57,7 @@ from napari_unet.functionals.scale import AUTO
 from napari_unet.io.names import safe_name
 from napari_unet.napari import layers as lb
 from napari_unet.napari.cheap_layers import selection_kept
+from napari_unet.napari.rendering import ASYNC_HINT, reads_asynchronously
 from napari_unet.nn.chunked import (
     OUTPUTS,
     PYRAMID,
@@ -272,6 +273,8 @@ class StoreJobs:
             # timer ticked 490 -> 110 times in 5 s (16384^2 input shown, Xvfb's software OpenGL, load 7.5)
         )
         self.notify("info", f"'{image.name}' is big: its outputs are written block by block to {path}")
+        if not reads_asynchronously():
+            self.notify("info", ASYNC_HINT)
         self.busy_changed.emit()
 
     def _show_store(self, image: Image, layout, root, path: Path) -> None:
