@@ -134,7 +134,8 @@ def train_and_predict(job: dict) -> dict:
     steps, tick = 0, time.perf_counter()
     if job["steps"] > 0:
         rate = {"learning_rate": job["learning_rate"]} if job.get("learning_rate") else {}  # else the default
-        config = TrainConfig(steps=job["steps"], seed=job["seed"], threads=job.get("threads"), **rate)
+        config = TrainConfig(steps=job["steps"], seed=job["seed"], threads=job.get("threads"), **rate,
+                             **job.get("config", {}))
         segmenter = run_training(Trainer(items, config, segmenter=segmenter))
         steps = segmenter.history[-1]["steps"]
     train_seconds = time.perf_counter() - tick

@@ -113,8 +113,9 @@ def test_read_labels_rejects_colour_and_fractional_values(tmp_path):
 
 
 def test_missing_unreadable_and_unsupported_files(tmp_path):
-    with pytest.raises(UserInputError, match="^file not found: .*nope.tif$"):
-        read_image(tmp_path / "nope.tif")
+    for missing in ("nope.tif", "nope", "nope.zarr/0"):  # a known type, no extension, inside a store
+        with pytest.raises(UserInputError, match=f"^file not found: .*{missing}$"):
+            read_image(tmp_path / missing)
     (tmp_path / "junk.tif").write_bytes(b"not a tiff at all")
     with pytest.raises(UserInputError, match="^could not read .*junk.tif as an image: "):
         read_image(tmp_path / "junk.tif")

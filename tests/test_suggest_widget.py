@@ -52,6 +52,9 @@ def test_uncertainty_layer_and_suggestions_walk_unannotated_regions(make_napari_
     assert uncertainty.data.max() > 0  # painted: a 3-step model is unsure somewhere
     assert widget.annotate_step.image_picker.findText("img uncertainty") < 0  # not an image to segment
     assert widget.predict_step.suggest_button.isEnabled()
+    # added hidden: a heat map over the image would hide the objects the user predicted for
+    assert not uncertainty.visible and viewer.layers["img instances"].visible
+    assert "Suggest next (Shift+N) points (and shows the uncertainty)" in widget.controller.messages.log[-1][1]
 
     from napari.components import ViewerModel
 
@@ -63,6 +66,7 @@ def test_uncertainty_layer_and_suggestions_walk_unannotated_regions(make_napari_
         else:
             widget.predict_step.suggest_button.click()
         region = widget.controller.suggestions.suggested[-1]
+        assert uncertainty.visible  # asked where the model is unsure: shown
         assert region.top >= 128, "suggested an annotated region"
         assert np.allclose(_camera_centre_in_plane(viewer, image), region.centre, atol=1.0)
         seen.append(region.key)
@@ -75,6 +79,9 @@ def test_uncertainty_layer_and_suggestions_walk_unannotated_regions(make_napari_
     assert viewer.layers.selection.active is not outlines  # painting goes on in the layer the user had
     widget.suggest()  # every open region shown: it says so and starts over
     assert "starting over" in " ".join(text for _, text in widget.controller.messages.log[-2:])
+    uncertainty.visible = False  # hidden again by the user: predicting again leaves it as it is
+    assert predict(qtbot, widget, "plane") == "done"
+    assert viewer.layers["img uncertainty"] is uncertainty and not uncertainty.visible
 
 
 def test_suggestions_move_through_a_multichannel_stack_and_to_other_images(make_napari_viewer, qtbot):

@@ -87,3 +87,33 @@ def test_combining_layers_of_different_shapes_says_why(make_napari_viewer):
     assert widget.controller.messages.errors()[-1] == \
         "'gfp' has shape (32, 40) but 'dapi' has (32, 32): channels of one image must have the same shape"
     assert not any(lb.is_channel_stack(layer) for layer in viewer.layers)  # nothing combined
+
+
+def test_export_offers_the_combined_image_not_its_channels_even_after_a_channel_is_renamed(
+        make_napari_viewer, napari_unet_plugin, qtbot):
+    # After Combine, the user trains on one multichannel image: that is what Export offers. Renaming a
+    # channel layer (say "cells [1]" -> "membrane") left it out of the combined image's list, so it came
+    # back as an image of its own in the image picker and in Export.
+    from napari_unet.widgets.launch import EXPORT_WIDGET, MAIN_WIDGET
+
+    viewer = make_napari_viewer()
+    nuclei, _ = blobs(48, n=4, noise=0.05)
+    viewer.add_image(np.stack([nuclei, nuclei[::-1]]), channel_axis=0, name="cells")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-unet", MAIN_WIDGET)
+    _, export = viewer.window.add_plugin_dock_widget("napari-unet", EXPORT_WIDGET, tabify=True)
+    step = widget.annotate_step
+    step.image_picker.set_layer(viewer.layers["cells"])
+    viewer.layers.selection.clear()
+    step.combine_button.click()
+    qtbot.waitUntil(lambda: "cells (2 channels) annotations" in viewer.layers, timeout=5_000)
+
+    def offered():
+        pickable = [step.image_picker.itemText(i) for i in range(step.image_picker.count())]
+        return pickable, [image for image, _ in export.tree._structure]
+
+    assert offered() == (["cells (2 channels)"], ["cells (2 channels)"])
+    viewer.layers["cells [1]"].name = "membrane"
+    viewer.layers["cells"].name = "nuclei"
+    assert offered() == (["cells (2 channels)"], ["cells (2 channels)"])
+    combined = viewer.layers["cells (2 channels)"]
+    assert lb.meta(combined)["channel_layers"] == ["nuclei", "membrane"]

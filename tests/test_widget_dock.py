@@ -132,6 +132,56 @@ def test_every_step_fits_the_dock_of_a_shown_1280x800_window(make_napari_viewer,
                 assert combo.fontMetrics().horizontalAdvance(combo.currentText()) <= field.width(), combo.currentText()
 
 
+def test_entries_added_after_the_dock_was_built_do_not_widen_it(make_napari_viewer, qtbot):
+    # The dock is built on an empty viewer (its channel drop-down holds "—"), then a file with a long name
+    # is opened and the drop-downs filled from the data get long entries before Qt first shows them (a
+    # drop-down sizes itself to its entries when first shown): no step may grow past the narrowest dock.
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1280, 800)
+    widget = UNetWidget(viewer)
+    long_name = "a_very_long_file_name_from_the_microscope_2026-11-26_plate3_wellB7_stack_c0.tif"
+    viewer.add_image(np.zeros((3, 64, 64), np.float32), name=long_name)
+    qtbot.waitUntil(lambda: widget.controller.image is not None, timeout=5_000)
+    assert widget.annotate_step.channel_combo.count() == 2  # filled in for this image: none, axis 0
+    for combo in (widget.annotate_step.channel_combo, widget.train_step.start_combo):
+        combo.addItem(long_name)
+    viewer.window.add_dock_widget(widget, area="right")
+    qtbot.waitUntil(lambda: widget.isVisible(), timeout=5_000)
+    assert widget.width() <= 1280 // 3
+    for index in range(widget.tabs.count()):
+        widget.tabs.setCurrentIndex(index)
+        scroll = widget.tabs.widget(index)
+        qtbot.waitUntil(lambda scroll=scroll: scroll.viewport().width() > 0, timeout=5_000)
+        narrowest = widget.minimumWidth() - (widget.width() - scroll.viewport().width())  # the dock at its minimum
+        assert scroll.widget().minimumSizeHint().width() <= narrowest, widget.tabs.tabText(index)
+
+
+def test_the_shortcuts_take_one_line_and_are_one_click_away(nuclei_dock, qtbot):
+    from napari_unet.widgets.dock import SHORTCUTS
+
+    _, widget = nuclei_dock
+    header = widget.layout().itemAt(0)  # the title line and the Shortcuts button
+    assert header.sizeHint().height() < 2 * widget.fontMetrics().lineSpacing()
+    button = widget.shortcuts_button
+    assert all(key.replace("-", "+") in button.toolTip() for key in SHORTCUTS)  # hovered: every shortcut
+    actions = button.menu().actions()  # clicked: a menu that lists them with their keys, and runs them
+    assert [action.text().split("\t")[1] for action in actions] == [k.replace("-", "+") for k in SHORTCUTS]
+    called = []
+    widget.suggest = lambda: called.append("suggest")
+    next(action for action in actions if action.text().endswith("Shift+N")).trigger()
+    assert called == ["suggest"]
+
+
+def test_idle_progress_bars_say_so_and_label_counts_wrap_between_classes(nuclei_dock):
+    from qtpy.QtWidgets import QProgressBar
+
+    _, widget = nuclei_dock
+    bars = widget.findChildren(QProgressBar)
+    assert len(bars) >= 2 and all(bar.text() == "idle" for bar in bars)  # a bar never set showed no text
+    status = widget.annotate_step.annotation_status.text()  # "1 background: 1,409 px; 2 nucleus: 523 px"
+    assert "1\u00a0background:\u00a0" in status and "\u00a0px; 2\u00a0nucleus" in status  # never "2 | nucleus"
+
+
 def test_readme_lists_every_shortcut(repo_root):
     from napari_unet.widgets.dock import SHORTCUTS
 

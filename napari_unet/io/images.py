@@ -113,11 +113,11 @@ def _read(path: str | os.PathLike, palette_indices: bool = False) -> np.ndarray 
     if not zarr_parts and path.is_dir():
         raise UserInputError(f"{path} is a folder, not an image: give an image file "
                              f"({', '.join(SUPPORTED_EXTENSIONS)})")
-    if not zarr_parts and not path.suffix and not path.exists():  # a mistyped path, not an unknown file type
+    # Missing: "not found", unless its extension is the problem (a mistyped path has none, or a known one).
+    known_type = zarr_parts or not path.suffix or path.suffix.lower() in SUPPORTED_EXTENSIONS
+    if known_type and not (zarr_parts[0] if zarr_parts else path).exists():
         raise UserInputError(f"file not found: {path}")
     ext = ".zarr" if zarr_parts else _extension(path)
-    if not (zarr_parts[0] if zarr_parts else path).exists():
-        raise UserInputError(f"file not found: {path}")
     try:
         if zarr_parts:
             return _read_zarr(*zarr_parts)

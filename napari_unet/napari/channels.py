@@ -105,6 +105,15 @@ def combine_channels(viewer, layers: list[Image], name: str | None = None) -> Im
     return combined
 
 
+def follow_rename(viewer, old: str, new: str) -> None:
+    """A channel layer renamed `old` -> `new`: the combined images that stack it list it by its new name,
+    so it stays one of their channels (not an image of its own again, in the pickers and the export)."""
+    for layer in viewer.layers:
+        names = lb.meta(layer).get("channel_layers") if lb.is_channel_stack(layer) else None
+        if names and old in names:
+            lb.set_meta(layer, channel_layers=[new if name == old else name for name in names])
+
+
 def _lazy(data) -> da.Array:
     """A channel's data as dask, without reading it: a dask or zarr array keeps its chunks, an
     in-memory one gets a chunk per (H, W) plane (a plane read touches one chunk per channel)."""

@@ -22,7 +22,10 @@ VIEW_FILL = 0.8  # the suggested region fills this much of the canvas
 
 
 def uncertainty_layer(viewer, image: Image, layout: ImageLayout, *, create: bool = True) -> Image | None:
-    """The image's uncertainty Image layer (uint8, 0 certain .. 255 unsure), created empty when missing."""
+    """The image's uncertainty Image layer (uint8, 0 certain .. 255 unsure), created empty when missing.
+
+    Created hidden: a heat map over the whole image would hide the predictions a user predicted for (and
+    alarm a new one); Suggest next shows it (`show_uncertainty`), as does its eye in the layer list."""
     layer = find_paired(viewer, image.name, c.ROLE_UNCERTAINTY, Image)
     if layer is not None and tuple(layer.data.shape) == layout.labels_shape:
         return layer
@@ -34,10 +37,17 @@ def uncertainty_layer(viewer, image: Image, layout: ImageLayout, *, create: bool
     return viewer.add_image(
         np.zeros(layout.labels_shape, np.uint8), name=c.layer_name(image.name, c.ROLE_UNCERTAINTY),
         scale=scale, translate=translate, colormap="inferno", contrast_limits=(0, UNCERTAINTY_MAX),
-        blending="additive", opacity=0.5,
+        blending="additive", opacity=0.5, visible=False,
         metadata={c.METADATA_KEY: {"role": c.ROLE_UNCERTAINTY, "image": image.name,
                                    "meaning": "entropy of the class probabilities, 0 certain .. 255 unsure"}},
     )
+
+
+def show_uncertainty(viewer, image: Image, layout: ImageLayout) -> None:
+    """Show the image's uncertainty layer, if it has one: the user asked where the model is unsure."""
+    layer = uncertainty_layer(viewer, image, layout, create=False)
+    if layer is not None:
+        layer.visible = True
 
 
 def paint_uncertainty(layer: Image, plane: Plane, values: np.ndarray, region: tuple[slice, slice] | None = None) -> None:

@@ -257,7 +257,7 @@ class AnnotateStep(QWidget):
         for value in range(1, len(counts)):
             if counts[value]:
                 name = names[c.class_index(value)] if c.class_index(value) < len(names) else "?"
-                parts.append(f"{value} {name}: {counts[value]:,} px")
+                parts.append(f"{value}\u00a0{name}:\u00a0{counts[value]:,}\u00a0px")  # wraps between classes only
         where = f" ({plane_label(plane)})" if plane else ""
         text = "; ".join(parts) if parts else "nothing painted yet"
         if len(parts) == 1:

@@ -23,6 +23,7 @@ from psygnal import Signal
 from napari_unet import conventions as c
 from napari_unet.errors import UserInputError
 from napari_unet.functionals.suggestions import SuggestionWalk
+from napari_unet.napari import channels
 from napari_unet.napari import layers as lb
 from napari_unet.napari.cheap_layers import selection_kept
 from napari_unet.napari.session import Session
@@ -228,6 +229,7 @@ class Controller(TrainingJobs, PredictionJobs, StoreJobs, BatchJobs, SuggestionJ
         self._layer_names[layer] = layer.name
         if not old or old == layer.name or not isinstance(layer, Image) or lb.role_of(layer) is not None:
             return
+        channels.follow_rename(self.viewer, old, layer.name)
         for other in self.viewer.layers:  # keep paired layers paired
             if other is not layer and lb.meta(other).get("image") == old:
                 lb.set_meta(other, image=layer.name)

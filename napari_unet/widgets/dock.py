@@ -22,8 +22,10 @@ from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QFrame,
     QLabel,
+    QMenu,
     QScrollArea,
     QTabWidget,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -115,13 +117,12 @@ class UNetWidget(ClosesWithViewer, QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.setSpacing(4)
-        intro = QLabel(
-            "<b>napari-unet</b> · paint a few strokes, train, correct, accept, repeat. "
-            "Shortcuts: " + ", ".join(f"{_shortcut_label(k)} {v[0]}" for k, v in SHORTCUTS.items())
-        )
-        intro.setWordWrap(True)
-        intro.setToolTip("\n".join(f"{_shortcut_label(k)}: {v[1]}" for k, v in SHORTCUTS.items()))
-        layout.addWidget(intro)
+        intro = QLabel("Paint, train, correct, accept, repeat")  # the dock's title names napari-unet
+        intro.setWordWrap(True)  # never wider than the dock: on a narrow one it takes a second line
+        intro.setToolTip("Paint a few strokes per class, train, predict, correct the objects, accept them as "
+                         "training data, train again")
+        self.shortcuts_button = self._shortcuts_menu()
+        layout.addLayout(ui.row((intro, 1), self.shortcuts_button))
         self.message_label = MessageLine(self.controller.messages,
                                           "The latest napari-unet message (also shown as a napari notification)")
         layout.addWidget(self.message_label)
@@ -144,6 +145,21 @@ class UNetWidget(ClosesWithViewer, QWidget):
         self.destroyed.connect(lambda *_, controller=self.controller: controller.shutdown())
         _docks[id(self.viewer)] = self
         register_shortcuts()
+
+    def _shortcuts_menu(self) -> QToolButton:
+        """One button for the viewer shortcuts: its tooltip lists them, its menu lists and runs them."""
+        listing = "\n".join(f"{_shortcut_label(k)}: {v[1]}" for k, v in SHORTCUTS.items())
+        button = QToolButton()
+        button.setText("Shortcuts ▾")
+        button.setStyleSheet("QToolButton::menu-indicator { image: none; width: 0px; }")  # the ▾ says it
+        button.setToolTip(f"Viewer shortcuts (click for the list; napari's Preferences > Shortcuts changes them):\n{listing}")
+        button.setPopupMode(QToolButton.InstantPopup)
+        menu = QMenu(button)
+        for key, (action, description) in SHORTCUTS.items():  # after the tab: Qt's shortcut column
+            menu.addAction(f"{description[0].upper()}{description[1:]}\t{_shortcut_label(key)}",
+                           lambda action=action: getattr(self, action)())
+        button.setMenu(menu)
+        return button
 
     # --- the steps' main actions, for the shortcuts --------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from napari.layers import Image
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QSpinBox, QWidget
 from superqt import QLabeledDoubleSlider
@@ -34,11 +35,12 @@ class PredictStep(QWidget):
         self.prob_check = QCheckBox("add per-class probability layers")
         self.prob_check.setToolTip("Also add one Image layer per class with its probability (0..1)")
         form.addRow(self.prob_check)
-        self.uncertainty_check = QCheckBox("add an uncertainty layer")
+        self.uncertainty_check = QCheckBox("add a hidden uncertainty layer")
         self.uncertainty_check.setChecked(True)
         self.uncertainty_check.setToolTip(
-            "Also show where the model is unsure (entropy of the class probabilities: dark = sure, bright = "
-            "unsure); 'Suggest next' ranks regions by it either way"
+            "Also add a layer of where the model is unsure (entropy of the class probabilities: dark = sure, "
+            "bright = unsure), hidden so that it does not cover the predictions: 'Suggest next' shows it (and "
+            "ranks regions by the uncertainty either way), or click its eye in the layer list"
         )
         form.addRow(self.uncertainty_check)
         self.tile_spin = QSpinBox()
@@ -281,8 +283,10 @@ class PredictStep(QWidget):
             objects = f"{self._objects} object{'' if self._objects == 1 else 's'}"
             what = (f"every plane of '{image.name}': {objects} in the plane on display" if self._scope == "stack"
                     else f"'{image.name}' (the plane on display): {objects}")
-            self.notify("info", f"predicted {what}. Fix them in step 4 and accept, or paint where "
-                                "Suggest next (Shift+N) points")
+            uncertainty = lb.find_paired(self.controller.viewer, image.name, c.ROLE_UNCERTAINTY, Image)
+            shows = " (and shows the uncertainty)" if uncertainty and not uncertainty.visible else ""
+            self.notify("info", f"predicted {what}. Fix and accept them in step 4, or paint where "
+                                f"Suggest next (Shift+N) points{shows}")
 
     def update_status(self) -> None:
         controller = self.controller

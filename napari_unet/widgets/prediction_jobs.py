@@ -69,6 +69,7 @@ class PredictionJobs:
                 f"the model takes {segmenter.config.in_channels} channel(s) but '{image.name}' has "
                 f"{layout.n_channels}: set 'Channels' in step 1 or train a model for this image"
             )
+        lb.check_planes_finite(image, layout, planes)
         if self.predicts_to_store(layout):  # too big for memory: into a zarr store (store_jobs)
             self.predict_to_store(image, layout, params, tile_size=tile_size, probabilities=probabilities,
                                   diameter=diameter, flips=flips)

@@ -46,6 +46,7 @@ class SuggestionJobs:
         layout = lb.layout_in(self.viewer, image)
         guidance.show_region(self.viewer, image, layout, region)
         guidance.outline_suggestion(self.viewer, image, layout, region)
+        guidance.show_uncertainty(self.viewer, image, layout)  # why here: brightest where the model is unsure
         where = ", ".join(filter(None, [f"'{image.name}'", plane_label(region.plane)]))
         self.notify("info", f"annotate here next: {where}, rows {region.top}-{region.bottom}, columns "
                             f"{region.left}-{region.right} (uncertainty {region.score:.2f})")

@@ -77,13 +77,20 @@ def form() -> QFormLayout:
 
 
 def narrow_combos(widget: QWidget, characters: int = 10) -> None:
-    """Let every combo box in `widget` be narrower than its longest entry (the open list still shows it
-    whole): a long choice ("pretrained: nuclei-stained", an image's name) never widens the dock past
-    its width on a 1280-pixel screen, where the step would be cut off on the right."""
+    """Let every combo box in `widget` that holds an entry longer than `characters` be narrower than it
+    (the open list still shows it whole), now and whenever entries are added later: a long choice
+    ("pretrained: nuclei-stained", an image's name, a channel axis filled in when an image is picked)
+    never widens the dock past its width on a 1280-pixel screen, where the step would be cut off on the
+    right. Combos of short entries keep their natural width."""
     for combo in widget.findChildren(QComboBox):
-        if max((len(combo.itemText(i)) for i in range(combo.count())), default=0) > characters:
-            combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
-            combo.setMinimumContentsLength(characters)
+        _narrow_if_long(combo, characters)
+        combo.model().rowsInserted.connect(lambda *_, combo=combo: _narrow_if_long(combo, characters))
+
+
+def _narrow_if_long(combo: QComboBox, characters: int) -> None:
+    if max((len(combo.itemText(i)) for i in range(combo.count())), default=0) > characters:
+        combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        combo.setMinimumContentsLength(max(characters, combo.minimumContentsLength()))
 
 
 def button(text: str, tooltip: str, slot, *, checkable: bool = False) -> QPushButton:
@@ -134,6 +141,7 @@ def progress_bar(tooltip: str) -> QProgressBar:
     """A progress bar in thousandths that says "idle" until a job reports."""
     bar = QProgressBar()
     bar.setRange(0, 1000)
+    bar.setValue(0)  # a bar never set shows no text at all: "idle" says it is waiting
     bar.setTextVisible(True)
     bar.setFormat("idle")
     bar.setToolTip(tooltip)

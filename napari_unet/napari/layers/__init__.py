@@ -28,6 +28,7 @@ from napari_unet.napari.layers.layout import (
 )
 from napari_unet.napari.layers.paired import paired_labels
 from napari_unet.napari.layers.pixels import (
+    check_planes_finite,
     is_lazy,
     plane_index,
     read_plane,
@@ -59,7 +60,7 @@ from napari_unet.napari.layers.view import (
 )
 
 __all__ = [
-    "camera_of", "canvas_size", "channel_layer_names", "check_pair", "class_colormap", "class_colors_of",
+    "camera_of", "canvas_size", "channel_layer_names", "check_pair", "check_planes_finite", "class_colormap", "class_colors_of",
     "class_names_of", "current_plane", "default_channel_axis", "displays_plane", "find_paired", "get_layer",
     "image_data", "image_layers", "image_plane", "is_channel_stack", "is_lazy", "is_segmentable",
     "labels_scale_translate", "last_shape", "layout_in", "layout_of", "meta", "paint_probabilities",

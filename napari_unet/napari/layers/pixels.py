@@ -4,10 +4,10 @@ through napari's undo history where it should be undoable, into every level of a
 from __future__ import annotations
 
 import numpy as np
-from napari.layers import Labels
+from napari.layers import Image, Labels
 
 from napari_unet.errors import UserInputError
-from napari_unet.functionals.layout import Plane
+from napari_unet.functionals.layout import ImageLayout, Plane, plane_label
 from napari_unet.io.pyramid import write_coarser_levels
 from napari_unet.napari.layers.layout import image_data
 
@@ -19,6 +19,33 @@ def plane_index(plane: Plane, region: tuple[slice, slice] | None = None) -> tupl
 def is_lazy(layer) -> bool:
     """True when the layer's data is not in memory (a zarr or dask array): never read it whole."""
     return not isinstance(layer.data, np.ndarray)
+
+
+# An in-memory image up to this many values is checked for NaN / infinity at a Predict click (one pass, ~0.1 s);
+# a bigger or lazy one is checked by the job as it reads each tile.
+FINITE_CHECK_MAX = 1 << 27
+
+
+def check_finite(values, image_name: str, plane: Plane = ()) -> None:
+    """A clear error when in-memory `values` (of the image's plane) hold NaN or infinity (integers cannot),
+    before a job that would stop on them starts."""
+    values = np.asarray(values)
+    if values.dtype.kind not in "fc":
+        return
+    finite = np.isfinite(values)
+    if not finite.all():
+        count = finite.size - int(np.count_nonzero(finite))
+        where = " ".join(filter(None, [f"'{image_name}'", plane_label(plane)]))
+        raise UserInputError(f"{where} has {count} NaN or infinite value{'' if count == 1 else 's'}: "
+                             "replace them (e.g. with numpy.nan_to_num) first")
+
+
+def check_planes_finite(image: Image, layout: ImageLayout, planes: list[Plane]) -> None:
+    """`check_finite` on the planes of an in-memory image a job is about to read (lazy or huge: skipped)."""
+    if is_lazy(image) or image.data.size > FINITE_CHECK_MAX:
+        return
+    for plane in planes:
+        check_finite(layout.image_plane(image.data, plane), image.name, plane)
 
 
 def read_plane(layer: Labels, plane: Plane, region: tuple[slice, slice] | None = None) -> np.ndarray:

@@ -7,6 +7,7 @@ from napari_unet.errors import UserInputError
 from napari_unet.functionals.data import TrainingImage
 from napari_unet.functionals.data import training_items as items_of_image
 from napari_unet.napari.layers.layout import check_pair, image_data, layout_in
+from napari_unet.napari.layers.pixels import check_finite
 from napari_unet.napari.layers.roles import find_paired, image_layers
 
 
@@ -33,4 +34,8 @@ def training_items(viewer) -> list[TrainingImage]:
         raise UserInputError(
             "the annotations layers are empty: paint a few strokes of background (label 1) and of a class (label 2+)"
         )
+    for item in items:  # copies read at the click: a NaN stops here, not in the job
+        check_finite(item.image, item.source, item.plane)
+        if item.stats_sample is not None:
+            check_finite(item.stats_sample, item.source, item.plane)
     return items
