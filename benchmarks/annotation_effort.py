@@ -23,6 +23,7 @@ of AP@0.5 against effort and against compute minutes (--plot; needs matplotlib).
 from __future__ import annotations
 
 import argparse
+import ast
 import copy
 import csv
 import sys
@@ -414,6 +415,8 @@ def main(argv=None) -> int:
     p.add_argument("--restart", action="store_true",
                    help="each round fine-tunes a fresh copy of --start on all annotations so far (no drift)")
     p.add_argument("--preset", default="fast")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="TrainConfig overrides, e.g. learning_rate=3e-4 object_diameter=12.3")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: fair on a shared, loaded CPU)")
     p.add_argument("--name", default="", help="suffix of the result files")
@@ -433,8 +436,9 @@ def main(argv=None) -> int:
         pool, val = dsb_samples("train", args.pool, args.seed), dsb_samples("val", args.val, args.seed)
     else:
         pool, val = isbi_samples(list(range(args.pool))), isbi_samples(list(range(10, 10 + args.val)))
-    config = TrainConfig(preset=args.preset, seconds=None if args.steps else args.seconds, steps=args.steps,
-                         seed=args.seed, threads=args.threads)
+    settings = dict(preset=args.preset, seconds=None if args.steps else args.seconds, steps=args.steps,
+                    seed=args.seed, threads=args.threads)
+    config = TrainConfig(**{**settings, **overrides(args.set)})  # --set seed=S: another training seed, same images
     print(f"machine: {machine(args.threads)}\n{HEADER}", flush=True)
     records = []
     for picker in args.pickers:
@@ -448,6 +452,17 @@ def main(argv=None) -> int:
     if args.plot:
         print(f"plot: {plot(records, RESULTS / f'{name}.png', _title(vars(args), len(val)))}")
     return 0
+
+
+def overrides(pairs: list[str]) -> dict:
+    """TrainConfig fields from `--set KEY=VALUE` pairs (values as Python literals: 3e-4, 12.3, True)."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--set takes KEY=VALUE, not {pair!r}")
+        out[key] = ast.literal_eval(value)
+    return out
 
 
 def _title(args: dict, n_val: int) -> str:

@@ -90,3 +90,10 @@ def test_summary_gives_the_strokes_each_picker_needed_and_the_ratio():
     assert "| random | 0.50 (8) | 0.70 (20) | 0.81 (40) | 40 |" in text
     assert "| oracle | 0.50 (8) | 0.60 (12) | - | not reached |" in text
     assert "uncertainty / random: 0.35" in text  # 14 / 40
+
+
+def test_set_overrides_become_train_config_fields():
+    config = TrainConfig(**ae.overrides(["learning_rate=3e-4", "object_diameter=12.3"]))
+    assert config.learning_rate == 3e-4 and config.object_diameter == 12.3
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        ae.overrides(["learning_rate"])
