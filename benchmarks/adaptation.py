@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from common import machine, save
+from common import machine, overrides, save
 from generalisation import DATA, index, load, pick_validation, score, train_and_predict
 
 
@@ -43,7 +43,7 @@ def main() -> None:
     val = pick_validation(index(data), args.modality, args.val)
     truths = {e.id: load(data, e)[1] for e in val}
     common = {"data": str(data), "threads": args.threads, "diameters": ["auto"], "workers": args.workers,
-              "start": start, "config": dict(_setting(item) for item in args.set)}
+              "start": start, "config": overrides(args.set)}
     before = train_and_predict({**common, "train": [], "val": [e.id for e in val], "steps": 0, "seed": 0})
     before = dict(zip((e.id for e in val), before["preds"]["auto"]))
     rows = []
@@ -69,17 +69,6 @@ def main() -> None:
     print(f"mean AP@0.5 {np.mean([r['before']['ap50'] for r in rows]):.3f} -> "
           f"{np.mean([r['after']['ap50'] for r in rows]):.3f} (gain {min(gains):+.3f} to {max(gains):+.3f})")
     print(f"machine: {machine(args.threads)}\nwrote {path}")
-
-
-def _setting(item: str) -> tuple[str, object]:
-    """KEY=VALUE with VALUE read as a number where it is one (0/1 for flags)."""
-    key, _, value = item.partition("=")
-    for kind in (int, float):
-        try:
-            return key, kind(value)
-        except ValueError:
-            pass
-    return key, value
 
 
 if __name__ == "__main__":

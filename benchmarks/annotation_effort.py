@@ -23,7 +23,6 @@ of AP@0.5 against effort and against compute minutes (--plot; needs matplotlib).
 from __future__ import annotations
 
 import argparse
-import ast
 import copy
 import csv
 import sys
@@ -39,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # resources/make_scribbles.py: the helpers that drew the sample scribbles
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # common.py
 
-from common import shared_data  # noqa: E402
+from common import overrides, shared_data  # noqa: E402
 
 from napari_unet.functionals.corrections import accept_region  # noqa: E402
 from napari_unet.functionals.data import TrainingImage  # noqa: E402
@@ -452,17 +451,6 @@ def main(argv=None) -> int:
     if args.plot:
         print(f"plot: {plot(records, RESULTS / f'{name}.png', _title(vars(args), len(val)))}")
     return 0
-
-
-def overrides(pairs: list[str]) -> dict:
-    """TrainConfig fields from `--set KEY=VALUE` pairs (values as Python literals: 3e-4, 12.3, True)."""
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"--set takes KEY=VALUE, not {pair!r}")
-        out[key] = ast.literal_eval(value)
-    return out
 
 
 def _title(args: dict, n_val: int) -> str:

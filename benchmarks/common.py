@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import platform
@@ -88,3 +89,14 @@ def save(name: str, payload: dict) -> Path:
     payload = {"date": date.today().isoformat(), "machine": machine(), **payload}
     path.write_text(json.dumps(payload, indent=2))
     return path
+
+
+def overrides(pairs: list[str]) -> dict:
+    """TrainConfig fields from `--set KEY=VALUE` pairs (values as Python literals: 3e-4, 12.3, True)."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--set takes KEY=VALUE, not {pair!r}")
+        out[key] = ast.literal_eval(value)
+    return out
