@@ -35,7 +35,8 @@ with a canvas a user would have:
         --seconds 60 --window 1900 1060
 
 `--profile-click` adds a cProfile of the Predict click (the GUI thread's Python calls and the costliest
-functions) to the record; with a short run it measures the click alone:
+functions) to the record, and one of the first second after it (the turns that finish its work); with a short
+run it measures the click alone:
 
     xvfb-run -a -s "-screen 0 1920x1080x24" python3 benchmarks/event_loop_stall.py --store 16384 \
         --seconds 5 --window 1900 1060 --profile-click --out /tmp/click.json
@@ -257,6 +258,10 @@ def measure_store(app, viewer, widget, size: int, seconds: float, browse: float,
     timer.start()
     mover.start()
     start = time.perf_counter()
+    after = cProfile.Profile() if profile else None  # the event-loop turns that follow the click, for 1 s
+    if after:
+        after.enable()
+        QTimer.singleShot(1000, after.disable)
     QTimer.singleShot(int(seconds * 1000), widget.predict_step.cancel_prediction if predict else loop.quit)
     QTimer.singleShot(int((seconds + 300) * 1000), loop.quit)  # safety net
     loop.exec_()
@@ -269,7 +274,8 @@ def measure_store(app, viewer, widget, size: int, seconds: float, browse: float,
     return {
         "run": f"store {size}^2" if predict else f"no prediction (view moves only), {size}^2",
         "predict_click_ms": round(click_ms, 1) if predict else None,
-        **({"predict_click_profile": click_profile(profiler)} if profiler else {}),
+        **({"predict_click_profile": click_profile(profiler),
+            "first_second_after_click_profile": click_profile(after)} if profiler else {}),
         "multiscale_layers": bool(viewer.layers[names[0]].multiscale),
         "seconds": round(time.perf_counter() - start, 2),
         "blocks_done": [r[1:] for r in records][-1:] ,

@@ -267,14 +267,18 @@ def test_landed_blocks_redraw_only_the_layers_their_pass_writes(make_napari_view
     events = []  # ("progress", passes with blocks in the record, passes it ended) and ("redraw", layer role)
     controller.store_progress.connect(
         lambda record: events.append(("progress", {name for name, _ in record.regions}, set(record.ended))))
+
+    def follow(event) -> None:  # the click makes the semantic layer, the next event-loop turns the others
+        layer, name = event.value, event.value.name.removeprefix("big ")
+        layer.events.set_data.connect(lambda event, name=name: events.append(("redraw", name)))
+        events.append(("visible", name, layer.visible))
+        layer.events.visible.connect(lambda event, name=name, layer=layer: events.append(("visible", name, layer.visible)))
+
+    viewer.layers.events.inserted.connect(follow)
     with qtbot.waitSignal(controller.prediction_finished, timeout=TIMEOUT) as finished:
         controller.predict(params)
-        for name in ("semantic", "instances", "accepted"):  # the layers exist once the click returns
-            layer = viewer.layers[f"big {name}"]
-            layer.events.set_data.connect(lambda event, name=name: events.append(("redraw", name)))
-            events.append(("visible", name, layer.visible))
-            layer.events.visible.connect(lambda event, name=name, layer=layer: events.append(("visible", name, layer.visible)))
     assert finished.args[0] == "done"
+    assert {event[1] for event in events if event[0] == "visible"} >= {"semantic", "instances", "accepted"}
     qtbot.waitUntil(lambda: not controller.is_predicting, timeout=TIMEOUT)
 
     records = [(i, event[1], event[2]) for i, event in enumerate(events) if event[0] == "progress"]
@@ -315,19 +319,24 @@ def test_the_predict_click_adds_cheap_store_layers_and_leaves_the_work_to_the_wo
     with qtbot.waitSignal(controller.prediction_finished, timeout=TIMEOUT) as finished:
         controller.predict(params)
         assert not recount.isActive()  # result layers are not annotations: nothing to recount
-        # the click returns with the layers there and the passes running in the worker
+        # the click returns with the semantic layer there and the passes running in the worker; napari builds
+        # the other layers' visuals in event-loop turns of their own, one each
         assert controller.is_predicting
+        assert not controller.messages.toast_info()  # its notes go to the message line: a toast costs ~100 ms
+        assert [layer.name for layer in viewer.layers] == ["big", "big semantic"]
+        assert viewer.layers.selection.active is image  # adding it did not take the user's selection
+        qtbot.waitUntil(lambda: "big accepted" in viewer.layers, timeout=TIMEOUT)
         semantic, instances, accepted = (viewer.layers[f"big {name}"] for name in ("semantic", "instances", "accepted"))
         assert all(layer.multiscale for layer in (semantic, instances, accepted))
         assert semantic.visible and not instances.visible and not accepted.visible  # empty ones made hidden
         for layer in (semantic, instances, accepted):  # napari cannot paint on a pyramid: no brush visuals to build
             assert not any(layer._overlays[key].visible for key in PAINT_OVERLAYS)
-        assert viewer.layers.selection.active is image  # adding them did not take the user's selection
         bars = [bar for bar in progress._all_instances if "big" in str(bar.desc)]
         assert not bars  # no napari activity bar: while shown, its animation repaints the whole window
     assert finished.args[0] == "done"
     qtbot.waitUntil(lambda: not controller.is_predicting, timeout=TIMEOUT)
     assert instances.visible and not accepted.visible  # the objects pass showed its layer; nothing accepted yet
+    assert controller.messages.toast_info()  # the result's message pops up
     hints = [text for _, text in controller.messages.log if text == ASYNC_HINT]
     assert len(hints) == 1  # napari reads the pyramid on the GUI thread: the dock says where to change that
 

@@ -85,11 +85,15 @@ class Controller(TrainingJobs, PredictionJobs, StoreJobs, BatchJobs, SuggestionJ
 
     def __init__(self, viewer, call_soon: Callable[[Callable], None] | None = None) -> None:
         self.viewer = viewer
-        self.messages = Messages(toast_info=lambda: not self.is_training)
+        # information toasts over the canvas only while no training or store prediction runs: each costs the
+        # GUI thread ~100 ms to build and its animation repaints the canvas (the dock's message line shows it)
+        self.messages = Messages(toast_info=lambda: not (self.is_training or self._filling_store))
         self.scheduler = Scheduler()
         self.session = Session()
         # Defers work to the next event-loop turn (the dock passes a Qt single-shot timer).
         self.call_soon: Callable[[Callable], None] = call_soon or (lambda func: func())
+        # Defers work by some milliseconds, letting the viewer paint and handle input first (the dock: a timer).
+        self.call_later: Callable[[int, Callable], None] = lambda ms, func: func()
         self.image: Image | None = None
         self.class_names: list[str] = list(c.DEFAULT_CLASS_NAMES)
         self.class_colors: list[tuple] = [c.class_color(i) for i in range(len(self.class_names))]
@@ -109,6 +113,7 @@ class Controller(TrainingJobs, PredictionJobs, StoreJobs, BatchJobs, SuggestionJ
         self._predict_stop = threading.Event()
         self._predict_status = "done"
         self._predicting_image: str | None = None
+        self._filling_store = False  # a prediction into a store runs (StoreJobs)
         self._job_names: dict[str, str] = {}  # image renamed while a job ran: its name then -> its name now
         self._probabilities = False
         self._uncertainty = True  # paint the uncertainty layer with the predictions

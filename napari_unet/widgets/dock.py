@@ -110,6 +110,7 @@ class UNetWidget(ClosesWithViewer, QWidget):
         self.controller = controller_for(napari_viewer)
         self.viewer = self.controller.viewer
         self.controller.call_soon = lambda func: QTimer.singleShot(0, func)
+        self.controller.call_later = QTimer.singleShot
         self._closed = False
         self.watch_viewer_close()
 

@@ -176,6 +176,7 @@ class PredictionJobs:
 
     def _on_predict_finished(self) -> None:
         self._predict_worker = None
+        self._filling_store = False
         self._forget_job_names()
         if self.closed:
             return

@@ -21,7 +21,9 @@ No whole-array read happens on the GUI thread, and the Predict click does little
 hidden are made hidden (napari does not read them when added), pyramids are made without the brush
 overlays napari builds vispy visuals for (`napari/cheap_layers.py`), napari does not select each added
 layer, and an earlier prediction's outputs are renamed aside for the worker to delete
-(`set_aside_outputs`). A plane more than `store_multiscale_above`
+(`set_aside_outputs`). The click makes the semantic layer; the others follow 50 ms apart, each costing
+what napari's own adding of one layer costs here, and the worker starts once they are made; while it
+runs, information goes to the dock's message line instead of toasts (each ~100 ms to build). A plane more than `store_multiscale_above`
 pixels a side is shown through the store's pyramid (`nn.chunked.output_levels`): napari then
 reads only the level and the part of it on screen, so browsing stays memory-bounded however
 big the plane (a single-scale layer zoomed out reads, colours and contours the whole plane:
@@ -76,6 +78,7 @@ STORE_BLOCK = 1024  # block (and chunk) edge of the store
 STORE_MULTISCALE_ABOVE = 2048  # planes more than this a side are shown through the store's pyramid
 OBJECTS_HALO = 128  # pixels around a block the objects pass sees (and its objects may reach)
 STORE_COARSEST = 256  # the store pyramid's smallest level, pixels a side (napari colours it at every view move)
+LAYER_GAP_MS = 50  # between the store layers the Predict click makes (StoreJobs._make_in_turns)
 REFRESH_SECONDS = 0.5  # the store layers are redrawn at most this often while blocks land
 ACCEPTED = "accepted"  # the store's array of accepted objects (kept across predictions)
 _ASIDE_PREFIX = ".old-outputs-of-"  # set_aside_outputs's folders beside a store: hidden, named after it
@@ -173,13 +176,19 @@ def discard_set_aside(path: Path) -> None:
 
 def store_generator(segmenter, image_name: str, view: LazyPlane, root, params: InstanceParams,
                     stop: threading.Event, tile_size: int, threads: int | None, diameter: float | None = None,
-                    flips: int = 1, set_aside: Path | None = None):
+                    flips: int = 1, set_aside: Path | None = None, ready: threading.Event | None = None):
     """Fill the store block by block; yields StoreProgress records; returns ("done"|"cancelled", objects).
-    `set_aside`: the store whose earlier outputs `set_aside_outputs` moved out, deleted here first."""
+    `set_aside`: the store whose earlier outputs `set_aside_outputs` moved out, deleted here first. `ready`:
+    set when the GUI thread has made the store's layers; waited for first, so the worker does not take the
+    GIL from napari building them (that doubled each layer's cost)."""
     import torch
 
+    while ready is not None and not ready.wait(0.05) and not stop.is_set():
+        pass
     if set_aside is not None:
         discard_set_aside(set_aside)
+    if stop.is_set():
+        return "cancelled", 0
 
     torch.set_num_threads(threads or gui_friendly_threads())
     shape, block = tuple(view.shape[-2:]), int(root.attrs["block"])
@@ -247,11 +256,17 @@ class StoreJobs:
         except OSError as error:
             raise UserInputError(f"cannot write the prediction store {path}: {error}") from error
         diameter = self.session.diameter_for(image.name, diameter)
+        notes = [f"'{image.name}' is big: its outputs are written block by block to {path}"]
         if diameter == AUTO:
             diameter = None
-            self.notify("info", "objects of a plane this big are not measured (that needs a pass over all of it): "
-                                "predicting for the training images' object size; choose a size in 'Object diameter'")
-        self._show_store(image, layout, root, path)
+            notes.append("objects of a plane this big are not measured (that needs a pass over all of it): "
+                         "predicting for the training images' object size; choose a size in 'Object diameter'")
+        layers_made = threading.Event()
+        if self._show_store(image, layout, root, path, then=layers_made.set):
+            notes.append(f"'{image.name}' is too big to show whole: its results are shown as pyramids; "
+                         "napari cannot paint on a pyramid, the Correct step's tools work (not undoable)")
+        if not reads_asynchronously():
+            notes.append(ASYNC_HINT)
         self._predict_stop.clear()
         self._predict_status = "done"
         self._predicting_image = image.name
@@ -260,7 +275,7 @@ class StoreJobs:
         view = LazyPlane(layout, lb.image_data(image))
         self._predict_worker = self.scheduler.start(
             store_generator, self.session.segmenter, image.name, view, root, params, self._predict_stop,
-            tile_size, self.train_threads, diameter, flips, path,
+            tile_size, self.train_threads, diameter, flips, path, layers_made,
             stop=self._predict_stop,
             connect={
                 "yielded": self._on_store_progress,
@@ -272,43 +287,69 @@ class StoreJobs:
             # indicator repaints the window (GL canvas included) many times a second: the GUI thread's 10 ms
             # timer ticked 490 -> 110 times in 5 s (16384^2 input shown, Xvfb's software OpenGL, load 7.5)
         )
-        self.notify("info", f"'{image.name}' is big: its outputs are written block by block to {path}")
-        if not reads_asynchronously():
-            self.notify("info", ASYNC_HINT)
+        self._filling_store = True  # from here information goes to the dock's message line, not toasts
+        for text in notes:
+            self.notify("info", text)
         self.busy_changed.emit()
 
-    def _show_store(self, image: Image, layout, root, path: Path) -> None:
+    def _show_store(self, image: Image, layout, root, path: Path, then=lambda: None) -> bool:
         """The image's result layers over the store's arrays (created or re-pointed; nothing is read),
-        through their pyramids when the plane is too big to show whole."""
+        through their pyramids when the plane is too big to show whole (then True); `then()` once they are."""
         pyramid = max(layout.plane_shape) > self.store_multiscale_above
-        with selection_kept(self.viewer):
-            self._add_store_layers(image, layout, root, path, pyramid)
+        self._make_in_turns(image, self._store_layer_steps(image, layout, root, path, pyramid), then)
         self._store_layers = (image.name, path)
-        if pyramid:
-            self.notify("info", f"'{image.name}' is too big to show whole: its results are shown as pyramids; "
-                                "napari cannot paint on a pyramid, the Correct step's tools work (not undoable)")
+        return pyramid
 
-    def _add_store_layers(self, image: Image, layout, root, path: Path, pyramid: bool) -> None:
+    def _make_in_turns(self, image: Image, steps: list, then) -> None:
+        """Run the first of `steps` (each makes or re-points layers) now and each next one `LAYER_GAP_MS` later
+        (`call_later`), so the viewer paints and answers input between them: napari builds a new layer's visuals
+        and controls in 100-250 ms here, and the three of a store at once held the Predict click 280-350 ms
+        (steps a 0 ms timer apart still ran back to back). Steps for an image no longer open are dropped.
+        `then()` after the last one."""
+        if not steps or self.closed or image not in self.viewer.layers:
+            then()
+            return
+        try:
+            with selection_kept(self.viewer):
+                steps[0]()
+        except BaseException:
+            then()
+            raise
+        self.call_later(LAYER_GAP_MS, lambda: self._make_in_turns(image, steps[1:], then))
+
+    def _store_layer_steps(self, image: Image, layout, root, path: Path, pyramid: bool) -> list:
+        """The steps that show the store: semantic layer, instances layer, accepted layer, probability layers.
+        The arrays are opened now, before the worker starts: zarr's metadata reads wait on its event-loop
+        thread, which competes with the worker for the GIL (~10 ms an output alone, ~100 ms beside the worker
+        in a cProfile of the click)."""
+        arrays = {name: output_levels(root, name) for name in (*OUTPUTS, ACCEPTED) if name in root}
+
         def shown(name: str):
-            levels = output_levels(root, name)
+            levels = arrays[name]
             return levels if pyramid and len(levels) > 1 else levels[0]
 
-        layers = [self.semantic_layer(image, layout, data=shown("semantic")),
-                  self._hidden_until("objects", c.ROLE_INSTANCES, self.instances_layer, image, layout,
-                                     data=shown("instances"))]  # empty until the objects pass's first block
-        accepted = self.paired(c.ROLE_ACCEPTED, image)
-        if accepted is None or lb.is_lazy(accepted):  # one already in memory keeps its pixels
-            layers.append(self._accepted_of_store(image, layout, shown(ACCEPTED)))
-        for layer in layers:
-            lb.set_meta(layer, store=str(path))
-        if "probabilities" in root:
+        def tagged(*layers) -> None:
+            for layer in layers:
+                lb.set_meta(layer, store=str(path))
+
+        def accepted() -> None:
+            layer = self.paired(c.ROLE_ACCEPTED, image)
+            if layer is None or lb.is_lazy(layer):  # one already in memory keeps its pixels
+                tagged(self._accepted_of_store(image, layout, shown(ACCEPTED)))
+
+        def probabilities() -> None:
             import dask.array as da
 
-            levels = [da.from_zarr(level) for level in output_levels(root, "probabilities")]
-            probabilities = levels if pyramid and len(levels) > 1 else levels[0]
-            for layer in lb.show_probabilities(self.viewer, image, layout, probabilities,
-                                               self.session.segmenter.class_names):
-                lb.set_meta(layer, store=str(path))
+            levels = [da.from_zarr(level) for level in arrays["probabilities"]]
+            tagged(*lb.show_probabilities(self.viewer, image, layout, levels if pyramid and len(levels) > 1
+                                          else levels[0], self.session.segmenter.class_names))
+
+        steps = [lambda: tagged(self.semantic_layer(image, layout, data=shown("semantic"))),
+                 # empty until the objects pass's first block
+                 lambda: tagged(self._hidden_until("objects", c.ROLE_INSTANCES, self.instances_layer, image, layout,
+                                                   data=shown("instances"))),
+                 accepted]
+        return steps + [probabilities] if "probabilities" in root else steps
 
     def _accepted_of_store(self, image: Image, layout, data) -> Labels:
         """The accepted layer over the store's array. A pyramid is filled, not outlined: napari outlines by a
@@ -375,6 +416,7 @@ class StoreJobs:
     def _on_store_returned(self, result) -> None:
         status, objects = result
         self._predict_status = status
+        self._filling_store = False  # the result's message may pop up again
         if self.closed:
             return
         name, path = self._store_layers
@@ -384,6 +426,7 @@ class StoreJobs:
             return
         for layer in self._store_layers_of(name):
             lb.set_meta(layer, objects=int(objects))
+        self._show_written("objects", name)  # also when a layer was made after the pass's first block
         self._redraw_landed(name, ended=("objects",))  # the instances' coarser levels are written after the pass
         self.instances_updated.emit()
         self.notify("info", f"{objects} objects in '{name}'; outputs saved in {path}")
