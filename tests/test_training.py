@@ -195,6 +195,28 @@ def test_a_batch_without_annotated_pixels_gives_zero_gradient_not_an_error():
 
 
 @pytest.mark.slow
+def test_blending_with_the_start_model_moves_weights_back_by_the_fraction_asked():
+    image, labels = blobs(64, n=5)
+    item = TrainingImage.from_instances(image[None], labels)
+    _, start = run_to_end(Trainer([item], TrainConfig(steps=2, **TINY)))
+    before = {k: v.clone() for k, v in start.net.state_dict().items()}
+    settings = dict(steps=3, tune_instances=False, **TINY)
+    _, plain = run_to_end(Trainer([item], TrainConfig(**settings), segmenter=copy.deepcopy(start)))
+    _, half = run_to_end(Trainer([item], TrainConfig(blend_with_start=0.5, **settings),
+                                 segmenter=copy.deepcopy(start)))
+    _, whole = run_to_end(Trainer([item], TrainConfig(blend_with_start=1.0, **settings),
+                                  segmenter=copy.deepcopy(start)))
+    plain_weights, half_weights = plain.net.state_dict(), half.net.state_dict()
+    for name, value in whole.net.state_dict().items():
+        if value.is_floating_point():
+            assert torch.allclose(value, before[name])
+            assert torch.allclose(half_weights[name], (before[name] + plain_weights[name]) / 2, atol=1e-6)
+    assert not torch.equal(plain.net.encoders[0][0].weight, before["encoders.0.0.weight"])
+    assert half.history[-1]["blended_with_start"] == 0.5 and "blended_with_start" not in plain.history[-1]
+    with pytest.raises(UserInputError, match="blend"):
+        TrainConfig(blend_with_start=1.5)
+
+
 def test_warm_start_on_scribbles_keeps_the_instance_heads_it_started_with():
     """Scribbles give the instance heads no targets: a warm start's own outputs hold them in place."""
     image, labels = blobs(96, n=8)

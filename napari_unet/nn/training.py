@@ -78,6 +78,9 @@ class TrainConfig:
     keep_instance_heads: bool = True
     loader_workers: int = 0  # processes drawing patches on a GPU (ignored on the CPU, where the network is slower)
     tune_instances: bool = True  # after training, pick instance settings on the outlined objects (instance_tuning)
+    # After a warm start with the same classes, move the weights this fraction of the way back to the start
+    # model's (weight-space ensembling, WiSE-FT): keeps more of what it knew about images unlike the user's.
+    blend_with_start: float = 0.0
 
     def __post_init__(self) -> None:
         """Refuse settings that would train forever, not at all, or fail later with a traceback."""
@@ -100,6 +103,7 @@ class TrainConfig:
         self.loader_workers = limits.whole_number("loader workers", self.loader_workers, 0, 64)
         limits.real_number("validation fraction", self.validation_fraction, 0.0, 1.0, high_open=True)
         limits.real_number("validation interval", self.validation_interval, 0.0, low_open=True)
+        self.blend_with_start = limits.real_number("blend with start", self.blend_with_start, 0.0, 1.0)
 
     def model_config(self, in_channels: int, n_classes: int) -> ModelConfig:
         if self.preset not in PRESETS:
@@ -164,6 +168,7 @@ class Trainer:
         peak_rate = self.learning_rate()
         segmenter = self._initial_segmenter().to(device)
         net = segmenter.net
+        start_weights = _start_weights(net) if config.blend_with_start > 0 and segmenter is self.segmenter else None
         margin = config.patch_size // 2
         held_out = validation.split(self.items, config.validation_fraction)
         factors = _scale_factors(held_out.train, segmenter, config.object_diameter)
@@ -249,6 +254,9 @@ class Trainer:
                 }
             )
             self.segmenter = segmenter
+        if start_weights is not None and step > 0:
+            _blend(net, start_weights, config.blend_with_start)
+            segmenter.history[-1]["blended_with_start"] = config.blend_with_start
         if config.tune_instances and step > 0:
             stages = tuning_steps(segmenter, self.items, config.object_diameter)
             while True:
@@ -428,6 +436,19 @@ def _hold_instance_heads(segmenter: Segmenter, prepared: PreparedImage, device: 
     prepared.boundary = np.where(known, prepared.boundary, teacher.boundary).astype(np.float32)
     prepared.distance = np.where(known, prepared.distance, teacher.distance).astype(np.float32)
     prepared.instance_valid = np.ones_like(known)
+
+
+def _start_weights(net: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the floating-point weights and statistics a warm start begins from (a few MB)."""
+    return {k: v.detach().clone() for k, v in net.state_dict().items() if v.is_floating_point()}
+
+
+@torch.no_grad()
+def _blend(net: torch.nn.Module, start: dict[str, torch.Tensor], fraction: float) -> None:
+    """Move every floating-point weight and statistic `fraction` of the way back to `start`."""
+    for name, value in net.state_dict().items():
+        if name in start:
+            value.lerp_(start[name], fraction)
 
 
 def _free_device_memory(device: torch.device) -> None:
