@@ -17,6 +17,7 @@ by the recipe that drew the sample's (resources/make_scribbles.nuclei_scribbles)
 overrides a TrainConfig field of the second rounds only (numbers; 0/1 for switches), so one
 cached first round (`--cache DIR`) serves every candidate setting of the correction round
 (`--seeds 2 --set seed=1`: seed 2's first round, its correction round trained with seed 1).
+`--set-all KEY=VALUE` (Python literals) overrides a field of every round, e.g. `blend_with_start=0.5`.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import annotation_effort as ae  # noqa: E402
-from common import machine, save, shared_data  # noqa: E402
+from common import machine, overrides, save, shared_data  # noqa: E402
 from scribble_start import load  # noqa: E402
 
 from napari_unet.functionals.corrections import accept_region  # noqa: E402
@@ -76,16 +77,17 @@ def main(argv=None) -> int:
     p.add_argument("--learning-rate", type=float, default=None,
                    help="peak rate of every round (default: the trainer's, 1e-3 for these warm starts)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="TrainConfig overrides, second rounds")
+    p.add_argument("--set-all", nargs="*", default=[], metavar="KEY=VALUE", help="TrainConfig overrides, all rounds")
     p.add_argument("--cache", type=Path, default=None, help="folder keeping first-round models between runs")
     p.add_argument("--no-uncorrected", action="store_true", help="skip the round that accepts the regions uncorrected")
     p.add_argument("--objects", type=int, default=5,
                    help="the correction round walks Suggest next until this many objects are corrected")
     p.add_argument("--name", default="", help="suffix of the result file")
     args = p.parse_args(argv)
-    overrides = {key: float(value) for key, value in (kv.split("=", 1) for kv in args.set)}
-    overrides = {k: int(v) if k == "steps" else v for k, v in overrides.items()}
+    second_rounds = {key: float(value) for key, value in (kv.split("=", 1) for kv in args.set)}
+    second_rounds = {k: int(v) if k == "steps" else v for k, v in second_rounds.items()}
     budget = f"{args.steps} steps" if args.steps else f"{args.seconds:g} s"
-    print(f"machine: {machine()}\nsecond rounds: {overrides or 'defaults'}", flush=True)
+    print(f"machine: {machine()}\nsecond rounds: {second_rounds or 'defaults'}", flush=True)
     runs = []
     for name in _image_names(args.images):
         image, truth, scribbles = load(name)
@@ -95,12 +97,13 @@ def main(argv=None) -> int:
             print(f"{name} | {runs[-1]['run']} | {runs[-1]['ap50']:.3f}", flush=True)
         for seed in args.seeds:
             config = TrainConfig(seconds=None if args.steps else args.seconds, steps=args.steps, seed=seed,
-                                 threads=args.threads, learning_rate=args.learning_rate)
+                                 threads=args.threads, learning_rate=args.learning_rate, **overrides(args.set_all))
             cached = None
             if args.cache:
                 rate = f"_lr{args.learning_rate:g}" if args.learning_rate else ""
+                rate += "".join(f"_{pair}" for pair in args.set_all)
                 cached = args.cache / f"{name}_{args.start or 'new'}_{budget.replace(' ', '')}{rate}_seed{seed}.pt"
-            second = replace(config, **overrides)
+            second = replace(config, **second_rounds)
             for row in _loop(ae._load_start(args.start), image, truth, scribbles, config, budget, second=second,
                              uncorrected=not args.no_uncorrected, cached=cached, name=name, objects=args.objects):
                 runs.append({"image": name, "seed": seed, **row})

@@ -92,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=_whole(1, limits.MAX_BATCH_SIZE), help="patches per step (default 4)")
     train.add_argument("--learning-rate", type=_real(0.0, 1.0, low_open=True),
                        help="peak learning rate (default 0.003 for a new model, 0.001 to fine-tune --resume)")
+    train.add_argument("--blend-with-start", type=_real(0.0, 1.0), help="after fine-tuning --resume, move the weights this "
+                       "fraction back to its (default 0.5 for a model trained on more images than these, else 0)")
     train.add_argument("--seed", type=_whole(0, 2**32 - 1), default=0)
     train.add_argument("--loader-workers", type=_whole(0, 64), default=0,
                        help="processes drawing training patches on a GPU, which one core cannot keep busy (default 0)")
@@ -229,7 +231,8 @@ def _train(args) -> int:
     check_destination(args.out)  # before training: a model trained for an hour is never lost to a bad path
     _check_overwrite(args.overwrite, args.out)
     items = training_items_of(args)
-    tuning = {"patch_size": args.patch_size, "batch_size": args.batch_size, "learning_rate": args.learning_rate}
+    tuning = {"patch_size": args.patch_size, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
+              "blend_with_start": args.blend_with_start}
     config = TrainConfig(
         preset=args.preset,
         **{name: value for name, value in tuning.items() if value is not None},

@@ -7,6 +7,7 @@ import tifffile
 from synthetic import blobs
 
 from napari_unet.cli import main
+from napari_unet.nn.segmenter import Segmenter
 
 
 @pytest.fixture
@@ -34,7 +35,8 @@ def test_train_predict_evaluate_round_trip(files, capsys):
     assert tifffile.imread(d / "inst.tif").shape == (96, 96)
     assert np.load(d / "prob.npy").shape == (2, 96, 96)
     assert main(["train", "--image", str(d / "img.tif"), "--instances", str(d / "lbl.tif"),
-                 "--out", str(d / "m2.pt"), "--resume", str(d / "m.pt"), *FAST]) == 0
+                 "--out", str(d / "m2.pt"), "--resume", str(d / "m.pt"), "--blend-with-start", "0.25", *FAST]) == 0
+    assert Segmenter.load(d / "m2.pt").history[-1]["blended_with_start"] == 0.25
     capsys.readouterr()
     assert main(["evaluate", "--truth", str(d / "lbl.tif"), "--pred", str(d / "inst.tif")]) == 0
     table = capsys.readouterr().out

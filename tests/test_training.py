@@ -12,6 +12,7 @@ from napari_unet.functionals.data import TrainingImage, prepare
 from napari_unet.functionals.metrics import average_precision
 from napari_unet.nn.segmenter import Segmenter
 from napari_unet.nn.training import (
+    BLEND_WITH_START,
     LEARNING_RATE,
     WARM_START_LEARNING_RATE,
     WARMUP_STEPS,
@@ -215,6 +216,12 @@ def test_blending_with_the_start_model_moves_weights_back_by_the_fraction_asked(
     assert half.history[-1]["blended_with_start"] == 0.5 and "blended_with_start" not in plain.history[-1]
     with pytest.raises(UserInputError, match="blend"):
         TrainConfig(blend_with_start=1.5)
+    # unset, a start model that learnt from more images than these (a pretrained one) is blended half-way
+    pretrained = copy.deepcopy(start)
+    pretrained.history[-1]["images"] = 400
+    _, auto = run_to_end(Trainer([item], TrainConfig(**settings), segmenter=pretrained))
+    assert auto.history[-1]["blended_with_start"] == BLEND_WITH_START
+    assert torch.allclose(auto.net.encoders[0][0].weight, half.net.encoders[0][0].weight)
 
 
 def test_warm_start_on_scribbles_keeps_the_instance_heads_it_started_with():
