@@ -159,6 +159,12 @@ def test_training_works_on_a_copy_of_the_model(make_napari_viewer, qtbot):
     # the second round continued from the first one's model (what sample_loop's correction round measures)
     assert controller.segmenter.history[:-1] == first.history and len(first.history) == 1
     assert controller.session.loss_offset == 4
+    assert "back to the start" not in controller.messages.log[-1][1]  # a model of the user's own images: not blended
+    controller.segmenter.history[-1]["images"] = 400  # as if it were a pretrained model: its run is blended
+    with qtbot.waitSignal(controller.training_finished, timeout=TIMEOUT):
+        controller.train(config)
+    assert controller.segmenter.history[-1]["blended_with_start"] == 0.5
+    assert "moved 50% back to the start model's" in controller.messages.log[-1][1]
 
 
 def test_deleted_annotations_are_kept_and_adoption_is_forgotten_with_the_layer(make_napari_viewer, qtbot):
