@@ -20,16 +20,10 @@ import napari
 import numpy as np
 import zarr
 from common import save
+from event_loop_stall import settle
 from qtpy.QtWidgets import QApplication
 
 from napari_unet.nn.chunked import create_levelled, output_levels
-
-
-def settle(app, seconds: float) -> None:
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        app.processEvents()
-        time.sleep(0.005)
 
 
 def main() -> None:

@@ -14,10 +14,10 @@ instance settings (as the earlier tables) and with the model's own tuned ones (t
 Images (`--images`): `sample` (the shipped nuclei sample and its scribbles), DSB2018 image ids, or
 `train:N`, N fluorescence `train` images like the sample (a fixed draw); DSB images are scribbled
 by the recipe that drew the sample's (resources/make_scribbles.nuclei_scribbles). `--set KEY=VALUE`
-overrides a TrainConfig field of the second rounds only (numbers; 0/1 for switches), so one
+overrides a TrainConfig field of the second rounds only (Python literals: 3e-4, 0/1 or True), so one
 cached first round (`--cache DIR`) serves every candidate setting of the correction round
 (`--seeds 2 --set seed=1`: seed 2's first round, its correction round trained with seed 1).
-`--set-all KEY=VALUE` (Python literals) overrides a field of every round, e.g. `blend_with_start=0.5`.
+`--set-all KEY=VALUE` overrides a field of every round, e.g. `blend_with_start=0.5`.
 """
 
 from __future__ import annotations
@@ -84,8 +84,7 @@ def main(argv=None) -> int:
                    help="the correction round walks Suggest next until this many objects are corrected")
     p.add_argument("--name", default="", help="suffix of the result file")
     args = p.parse_args(argv)
-    second_rounds = {key: float(value) for key, value in (kv.split("=", 1) for kv in args.set)}
-    second_rounds = {k: int(v) if k == "steps" else v for k, v in second_rounds.items()}
+    second_rounds = overrides(args.set)
     budget = f"{args.steps} steps" if args.steps else f"{args.seconds:g} s"
     print(f"machine: {machine()}\nsecond rounds: {second_rounds or 'defaults'}", flush=True)
     runs = []
