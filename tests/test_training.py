@@ -224,6 +224,29 @@ def test_blending_with_the_start_model_moves_weights_back_by_the_fraction_asked(
     assert torch.allclose(auto.net.encoders[0][0].weight, half.net.encoders[0][0].weight)
 
 
+@pytest.mark.slow
+def test_later_rounds_blend_back_to_the_model_the_rounds_began_from_also_after_a_save(tmp_path):
+    """Blending each round to the round before would let the rounds' drift add up (BENCHMARKS.md section 5)."""
+    image, labels = blobs(64, n=5)
+    item = TrainingImage.from_instances(image[None], labels)
+    _, start = run_to_end(Trainer([item], TrainConfig(steps=2, **TINY)))
+    before = {k: v.clone() for k, v in start.net.state_dict().items() if v.is_floating_point()}
+    settings = dict(steps=3, tune_instances=False, **TINY)
+    _, first = run_to_end(Trainer([item], TrainConfig(blend_with_start=0.5, **settings), segmenter=start))
+    assert not torch.equal(first.net.encoders[0][0].weight, before["encoders.0.0.weight"])
+    first.save(tmp_path / "round1.pt")
+    again = Segmenter.load(tmp_path / "round1.pt")
+    _, second = run_to_end(Trainer([item], TrainConfig(blend_with_start=1.0, **settings), segmenter=again))
+    for name, value in second.net.state_dict().items():
+        if name in before:
+            assert torch.allclose(value, before[name])  # the first round's start, not the first round's end
+    checkpoint = torch.load(tmp_path / "round1.pt", weights_only=True)
+    checkpoint["anchor"]["encoders.0.0.weight"] = torch.zeros(3)
+    torch.save(checkpoint, tmp_path / "bad.pt")
+    with pytest.raises(UserInputError, match="blend anchor"):
+        Segmenter.load(tmp_path / "bad.pt")
+
+
 def test_warm_start_on_scribbles_keeps_the_instance_heads_it_started_with():
     """Scribbles give the instance heads no targets: a warm start's own outputs hold them in place."""
     image, labels = blobs(96, n=8)

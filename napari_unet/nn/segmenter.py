@@ -57,6 +57,9 @@ class Segmenter:
     canonical_diameter: float | None = None  # object size the network works at; None: no resampling
     object_diameter: float | None = None  # typical object size in the training images, in their pixels
     instance_tuning: InstanceTuning | None = None  # instance settings picked on its annotations; None: defaults
+    # The weights of the model a run of fine-tuning rounds began from, which each round blends back to
+    # (WiSE-FT's anchor): blending to the previous round instead lets the rounds' drift add up.
+    anchor: dict | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def create(cls, config: ModelConfig, class_names: list[str], **kwargs) -> Segmenter:
@@ -233,6 +236,7 @@ class Segmenter:
             "history": self.history,
             "model_card": self.model_card(),
             "state_dict": state,
+            "anchor": None if self.anchor is None else {k: v.detach().cpu() for k, v in self.anchor.items()},
         }
 
     @classmethod
@@ -260,6 +264,7 @@ class Segmenter:
             history=list(checkpoint["history"]),
             **checkpoint.get("scale", {}),  # absent before object scale was stored: no resampling
             instance_tuning=None if tuning is None else InstanceTuning.from_dict(tuning),
+            anchor=_anchor(checkpoint.get("anchor"), net),  # absent before fine-tuning rounds kept one
         )
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -336,3 +341,15 @@ def _table(checkpoint: dict, key: str, kind: type) -> dict:
         raise UserInputError(f"its {key} fields {sorted(map(str, value))} are not those this napari-unet knows")
     return value
 
+
+def _anchor(saved, net: UNet) -> dict[str, torch.Tensor] | None:
+    """The stored blend anchor, checked against the network it belongs to (checkpoints are user files)."""
+    if saved is None:
+        return None
+    state = net.state_dict()
+    if not isinstance(saved, dict) or any(
+        name not in state or not isinstance(value, torch.Tensor) or value.shape != state[name].shape
+        for name, value in saved.items()
+    ):
+        raise UserInputError("its blend anchor (the weights fine-tuning rounds return to) does not fit its network")
+    return dict(saved)

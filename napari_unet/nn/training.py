@@ -174,7 +174,7 @@ class Trainer:
         segmenter = self._initial_segmenter().to(device)
         net = segmenter.net
         blend = self.blend_with_start() if segmenter is self.segmenter else 0.0  # not when the classes changed
-        start_weights = _start_weights(net) if blend > 0 else None
+        start_weights = (segmenter.anchor or _start_weights(net)) if blend > 0 else None
         margin = config.patch_size // 2
         held_out = validation.split(self.items, config.validation_fraction)
         factors = _scale_factors(held_out.train, segmenter, config.object_diameter)
@@ -262,6 +262,7 @@ class Trainer:
             self.segmenter = segmenter
         if start_weights is not None and step > 0:
             _blend(net, start_weights, blend)
+            segmenter.anchor = start_weights
             segmenter.history[-1]["blended_with_start"] = blend
         if config.tune_instances and step > 0:
             stages = tuning_steps(segmenter, self.items, config.object_diameter)
@@ -464,7 +465,7 @@ def _blend(net: torch.nn.Module, start: dict[str, torch.Tensor], fraction: float
     """Move every floating-point weight and statistic `fraction` of the way back to `start`."""
     for name, value in net.state_dict().items():
         if name in start:
-            value.lerp_(start[name], fraction)
+            value.lerp_(start[name].to(value.device), fraction)
 
 
 def _free_device_memory(device: torch.device) -> None:

@@ -121,7 +121,8 @@ class TrainingJobs:
                                 + ("" if first else " (continued from the previous model)"))
         if run.get("blended_with_start"):
             self._finish_message += (f"; its weights were moved {run['blended_with_start']:.0%} back to the start "
-                                     "model's, which learnt from more images: it stays good on your other images")
+                                     "model's (the one these rounds began from), which learnt from more images: "
+                                     "it stays good on your other images")
         tuning = None if self._trainer is None else self._trainer.tuning
         if tuning is not None:  # what the Predict step's sliders now show, or why they did not move
             self._finish_message += f"; {tuning.describe()}"
