@@ -222,6 +222,16 @@ def test_blending_with_the_start_model_moves_weights_back_by_the_fraction_asked(
     _, auto = run_to_end(Trainer([item], TrainConfig(**settings), segmenter=pretrained))
     assert auto.history[-1]["blended_with_start"] == BLEND_WITH_START
     assert torch.allclose(auto.net.encoders[0][0].weight, half.net.encoders[0][0].weight)
+    # the dock's default class name is not the pretrained model's: renamed, the class is still blended back
+    _, renamed = run_to_end(Trainer([item], TrainConfig(**settings), segmenter=copy.deepcopy(pretrained),
+                                    class_names=["background", "renamed"]))
+    assert renamed.class_names == ["background", "renamed"]
+    assert renamed.history[-1]["blended_with_start"] == BLEND_WITH_START
+    _, back = run_to_end(Trainer([item], TrainConfig(blend_with_start=1.0, **settings),
+                                 segmenter=copy.deepcopy(start), class_names=["background", "renamed"]))
+    for name, value in back.net.state_dict().items():
+        if value.is_floating_point():
+            assert torch.allclose(value, before[name])  # its class row came from the start's one class
 
 
 @pytest.mark.slow
@@ -245,6 +255,10 @@ def test_later_rounds_blend_back_to_the_model_the_rounds_began_from_also_after_a
     torch.save(checkpoint, tmp_path / "bad.pt")
     with pytest.raises(UserInputError, match="blend anchor"):
         Segmenter.load(tmp_path / "bad.pt")
+    # renaming a class keeps the anchor (its rows follow the class); a class that starts fresh drops it
+    renamed = first.adapt_classes(["background", "renamed"])
+    assert torch.equal(renamed.anchor["head.weight"], first.anchor["head.weight"])
+    assert first.adapt_classes(["background", "cell", "membrane"]).anchor is None
 
 
 def test_warm_start_on_scribbles_keeps_the_instance_heads_it_started_with():

@@ -79,31 +79,33 @@ class Segmenter:
         self.net.to(device)
         return self
 
-    def adapt_classes(self, class_names: list[str]) -> Segmenter:
-        """A copy for another class list that keeps what transfers: a starting point for fine-tuning.
+    def class_sources(self, class_names: list[str]) -> list[int | None]:
+        """For each of `class_names`, the class of this model whose output it starts from (None: fresh).
 
-        The encoder, decoder and instance heads are kept; each class's output comes from the
-        old class of the same name (case-insensitive), else from an old class no new name
-        claimed, in order (so "nucleus" becomes the user's "cell"), else starts fresh.
-        Background (the first class) always comes from background.
+        The old class of the same name (case-insensitive), else an old class no new name claimed,
+        in order (so "nucleus" becomes the user's "cell"), else none. Background (the first class)
+        always comes from background.
         """
         old = [name.lower() for name in self.class_names]
         sources = [old.index(name.lower()) if name.lower() in old else None for name in class_names]
         sources[0] = 0
         spare = [i for i in range(1, len(old)) if i not in sources]
-        sources = [s if s is not None or not spare else spare.pop(0) for s in sources]
-        n_old, n_new = self.config.n_classes, len(class_names)
-        net = UNet(ModelConfig(**{**self.config.to_dict(), "n_classes": n_new}))
-        state = net.state_dict()
-        for name, tensor in self.net.state_dict().items():
-            if not name.startswith("head."):
-                state[name] = tensor
-                continue
-            for new, source in enumerate(sources):
-                if source is not None:
-                    state[name][new] = tensor[source]
-            state[name][n_new:] = tensor[n_old:]
-        net.load_state_dict(state)
+        return [s if s is not None or not spare else spare.pop(0) for s in sources]
+
+    def adapt_classes(self, class_names: list[str]) -> Segmenter:
+        """A copy for another class list that keeps what transfers: a starting point for fine-tuning.
+
+        The encoder, decoder and instance heads are kept; each class's output comes from its
+        `class_sources`, else starts fresh. The blend anchor follows the same mapping, unless a
+        class starts fresh (blending its output back to a random start would undo its training).
+        """
+        sources = self.class_sources(class_names)
+        net = UNet(ModelConfig(**{**self.config.to_dict(), "n_classes": len(class_names)}))
+        net.load_state_dict(_map_classes(self.net.state_dict(), net.state_dict(), sources, self.config.n_classes))
+        anchor = None
+        if self.anchor is not None and None not in sources:  # every row of the template is overwritten
+            template = {k: v.clone() for k, v in net.state_dict().items() if k in self.anchor}
+            anchor = _map_classes(self.anchor, template, sources, self.config.n_classes)
         return Segmenter(
             net=net.to(self.device),
             class_names=list(class_names),
@@ -114,6 +116,7 @@ class Segmenter:
             canonical_diameter=self.canonical_diameter,
             object_diameter=self.object_diameter,
             instance_tuning=self.instance_tuning,
+            anchor=anchor,
         )
 
     # --- prediction -------------------------------------------------------------------------
@@ -353,3 +356,18 @@ def _anchor(saved, net: UNet) -> dict[str, torch.Tensor] | None:
     ):
         raise UserInputError("its blend anchor (the weights fine-tuning rounds return to) does not fit its network")
     return dict(saved)
+
+
+def _map_classes(old: dict[str, torch.Tensor], new: dict[str, torch.Tensor], sources: list[int | None],
+                 n_old: int) -> dict[str, torch.Tensor]:
+    """`new` with the shared layers of `old` and each class row of the heads from its source (None: kept)."""
+    n_new = len(sources)
+    for name, tensor in old.items():
+        if not name.startswith("head."):
+            new[name] = tensor
+            continue
+        for row, source in enumerate(sources):
+            if source is not None:
+                new[name][row] = tensor[source]
+        new[name][n_new:] = tensor[n_old:]
+    return new

@@ -81,7 +81,7 @@ class TrainConfig:
     keep_instance_heads: bool = True
     loader_workers: int = 0  # processes drawing patches on a GPU (ignored on the CPU, where the network is slower)
     tune_instances: bool = True  # after training, pick instance settings on the outlined objects (instance_tuning)
-    # After a warm start with the same classes, move the weights this fraction of the way back to the start
+    # After a warm start whose classes all come from the start model's (renamed or not), move the weights this fraction of the way back to the start
     # model's (weight-space ensembling, WiSE-FT): it keeps what it learnt from other images. The start is the
     # model the rounds began from (Segmenter.anchor), so round after round does not drift. None: BLEND_WITH_START
     # when the start model learnt from more images than this run trains on (a pretrained one), else 0.
@@ -174,7 +174,7 @@ class Trainer:
         peak_rate = self.learning_rate()
         segmenter = self._initial_segmenter().to(device)
         net = segmenter.net
-        blend = self.blend_with_start() if segmenter is self.segmenter else 0.0  # not when the classes changed
+        blend = self.blend_with_start() if self._keeps_start_classes(segmenter) else 0.0
         start_weights = (segmenter.anchor or _start_weights(net)) if blend > 0 else None
         margin = config.patch_size // 2
         held_out = validation.split(self.items, config.validation_fraction)
@@ -298,6 +298,11 @@ class Trainer:
             return 0.0
         seen = max((run.get("images") or 0 for run in self.segmenter.history), default=0)
         return BLEND_WITH_START if seen > len(self.items) else 0.0
+
+    def _keeps_start_classes(self, segmenter: Segmenter) -> bool:
+        """Whether every class output of `segmenter` comes from the start model's: the same classes, or renamed
+        ("nucleus" as the dock's default "object"). A class that starts fresh has nothing to be blended back to."""
+        return self.segmenter is not None and None not in self.segmenter.class_sources(segmenter.class_names)
 
     # --- helpers --------------------------------------------------------------------------------
 
