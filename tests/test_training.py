@@ -271,12 +271,13 @@ def test_warm_start_on_scribbles_keeps_the_instance_heads_it_started_with():
     scribbles[:3] = 1
     drift = {}
     for keep in (True, False):
-        config = TrainConfig(steps=30, learning_rate=3e-2, keep_instance_heads=keep, **TINY)
+        # 1e-2: at 3e-2 the 30 steps were chaotic, and the order of the two drifts changed with the CPU model
+        config = TrainConfig(steps=30, learning_rate=1e-2, keep_instance_heads=keep, **TINY)
         _, tuned = run_to_end(Trainer([TrainingImage.from_scribbles(image[None], scribbles)], config,
                                       segmenter=copy.deepcopy(start)))
         assert tuned.instance_heads_trained
         drift[keep] = float(np.abs(tuned.predict(image[None]).distance - before).mean())
-    assert drift[False] > 0.05 and drift[True] < 0.75 * drift[False]  # measured 0.13 against 0.19
+    assert drift[False] > 0.05 and drift[True] < 0.6 * drift[False]  # seeds 0-2, Intel Xeon: 0.024-0.034 vs 0.085-0.103
 
 
 def test_held_instance_targets_are_the_start_models_outputs_only_where_none_are_known():
