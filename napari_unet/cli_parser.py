@@ -84,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--learning-rate", type=_real(0.0, 1.0, low_open=True),
                        help="peak learning rate (default 0.003 for a new model, 0.001 to fine-tune --resume)")
     train.add_argument("--blend-with-start", type=_real(0.0, 1.0), help="after fine-tuning, move the weights this fraction "
-                       "back to the --resume model's (default 0.5 if it learnt from more images than these, else 0)")
+                       "back to the --resume model's, or to the model it was itself blended back to (default 0.5 if "
+                       "it learnt from more images than these, else 0)")
     train.add_argument("--seed", type=_whole(0, 2**32 - 1), default=0)
     train.add_argument("--loader-workers", type=_whole(0, 64), default=0,
                        help="processes drawing training patches on a GPU, which one core cannot keep busy (default 0)")
