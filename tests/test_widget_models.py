@@ -39,6 +39,29 @@ def test_a_one_channel_image_starts_from_the_shipped_nuclei_model_unless_new_is_
     assert widget.controller.session.segmenter.history[-1]["config"]["learning_rate"] == LEARNING_RATE
 
 
+def test_the_users_own_image_with_the_default_class_name_is_blended_back_to_nuclei(make_napari_viewer, qtbot):
+    """The dock names a user's class 'object', nuclei's is 'nucleus': a rename, so the blend still applies."""
+    from dock_helpers import tiny_training
+    from synthetic import blobs
+
+    viewer = make_napari_viewer()
+    image, labels = blobs(96, n=8)
+    layer = viewer.add_image(image, name="mine")
+    widget = UNetWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    tiny_training(widget)
+    widget.controller.select_image(layer)
+    annotations = widget.controller.annotations_layer()
+    assert widget.controller.class_names == list(c.DEFAULT_CLASS_NAMES)
+    annotations.data = np.where(labels > 0, c.FIRST_CLASS, c.BACKGROUND).astype(annotations.data.dtype)
+    assert widget.train_step.start_combo.currentText() == "pretrained: nuclei"
+    assert train(qtbot, widget) is True
+    model = widget.controller.session.segmenter
+    assert model.class_names == list(c.DEFAULT_CLASS_NAMES) and model.history[-1]["blended_with_start"] == 0.5
+    assert model.anchor is not None
+    assert "moved 50% back to the start model's" in widget.controller.messages.log[-1][1]
+
+
 def test_start_from_a_pretrained_model_and_from_a_new_one(make_napari_viewer, monkeypatch, tmp_path):
     from napari_unet.nn.model import ModelConfig
     from napari_unet.nn.segmenter import Segmenter
