@@ -81,10 +81,11 @@ class TrainConfig:
     keep_instance_heads: bool = True
     loader_workers: int = 0  # processes drawing patches on a GPU (ignored on the CPU, where the network is slower)
     tune_instances: bool = True  # after training, pick instance settings on the outlined objects (instance_tuning)
-    # After a warm start whose classes all come from the start model's (renamed or not), move the weights this fraction of the way back to the start
-    # model's (weight-space ensembling, WiSE-FT): it keeps what it learnt from other images. The start is the
-    # model the rounds began from (Segmenter.anchor), so round after round does not drift. None: BLEND_WITH_START
-    # when the start model learnt from more images than this run trains on (a pretrained one), else 0.
+    # After a warm start whose classes all come from the start model's (renamed or not), move the weights this
+    # fraction of the way back to the start model's (weight-space ensembling, WiSE-FT): it keeps what it learnt
+    # from other images. The start is the model the rounds began from (Segmenter.anchor), so round after round
+    # does not drift. None: BLEND_WITH_START when the start model learnt from more images than this run trains
+    # on (a pretrained one), else 0.
     blend_with_start: float | None = None
 
     def __post_init__(self) -> None:
