@@ -76,11 +76,13 @@ def _gray(image: np.ndarray) -> np.ndarray:
     return (image[..., :3].mean(axis=-1) if image.ndim == 3 else image)[None]
 
 
-def dsb_samples(split: str, n: int, seed: int, modality: str = "fluorescence") -> list[Sample]:
-    """n images of one modality and split of the DSB2018 stage-1 set, drawn with `seed`."""
+def dsb_samples(split: str, n: int, seed: int, modality: str = "fluorescence", min_area: float = 0) -> list[Sample]:
+    """n images of one modality and split of the DSB2018 stage-1 set, drawn with `seed`; with `min_area`, only
+    images whose median object area is at least that (pixels)."""
     root = shared_data("dsb2018-stage1-train")
     with open(root / "index.csv") as f:
-        ids = sorted(row["id"] for row in csv.DictReader(f) if row["split"] == split and row["modality"] == modality)
+        ids = sorted(row["id"] for row in csv.DictReader(f) if row["split"] == split and row["modality"] == modality
+                     and float(row["median_area"]) >= min_area)
     chosen = np.random.default_rng(seed).choice(len(ids), size=min(n, len(ids)), replace=False)
     return [Sample(ids[i], _gray(tifffile.imread(root / "images" / f"{ids[i]}.tif")),
                    tifffile.imread(root / "labels" / f"{ids[i]}.tif").astype(np.int32)) for i in sorted(chosen)]
@@ -405,6 +407,8 @@ def main(argv=None) -> int:
     p.add_argument("--dataset", choices=("dsb", "isbi"), default="dsb")
     p.add_argument("--pool", type=int, default=4, help="images the simulated user annotates")
     p.add_argument("--val", type=int, default=20, help="val images scored after each round")
+    p.add_argument("--min-area", type=float, default=0,
+                   help="dsb: only images whose median object area is at least this (700: nuclei of 30 px and more)")
     p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--seconds", type=float, default=30.0, help="training per round (warm start)")
     p.add_argument("--steps", type=int, default=None, help="training steps per round instead of seconds")
@@ -432,7 +436,8 @@ def main(argv=None) -> int:
         return merge(args.merge, name, args.plot)
 
     if args.dataset == "dsb":
-        pool, val = dsb_samples("train", args.pool, args.seed), dsb_samples("val", args.val, args.seed)
+        pool, val = (dsb_samples(split, n, args.seed, min_area=args.min_area)
+                     for split, n in (("train", args.pool), ("val", args.val)))
     else:
         pool, val = isbi_samples(list(range(args.pool))), isbi_samples(list(range(10, 10 + args.val)))
     settings = dict(preset=args.preset, seconds=None if args.steps else args.seconds, steps=args.steps,
