@@ -76,13 +76,16 @@ def _gray(image: np.ndarray) -> np.ndarray:
     return (image[..., :3].mean(axis=-1) if image.ndim == 3 else image)[None]
 
 
-def dsb_samples(split: str, n: int, seed: int, modality: str = "fluorescence", min_area: float = 0) -> list[Sample]:
+def dsb_samples(split: str, n: int, seed: int, modality: str = "fluorescence", min_area: float = 0,
+                shape: str | None = None) -> list[Sample]:
     """n images of one modality and split of the DSB2018 stage-1 set, drawn with `seed`; with `min_area`, only
-    images whose median object area is at least that (pixels)."""
+    images whose median object area is at least that (pixels); with `shape` ("360x360"), only images of that
+    size: in DSB2018 a size is mostly one experiment, as a user's own images are."""
     root = shared_data("dsb2018-stage1-train")
     with open(root / "index.csv") as f:
         ids = sorted(row["id"] for row in csv.DictReader(f) if row["split"] == split and row["modality"] == modality
-                     and float(row["median_area"]) >= min_area)
+                     and float(row["median_area"]) >= min_area
+                     and shape in (None, f"{row['height']}x{row['width']}"))
     chosen = np.random.default_rng(seed).choice(len(ids), size=min(n, len(ids)), replace=False)
     return [Sample(ids[i], _gray(tifffile.imread(root / "images" / f"{ids[i]}.tif")),
                    tifffile.imread(root / "labels" / f"{ids[i]}.tif").astype(np.int32)) for i in sorted(chosen)]
@@ -409,6 +412,8 @@ def main(argv=None) -> int:
     p.add_argument("--val", type=int, default=20, help="val images scored after each round")
     p.add_argument("--min-area", type=float, default=0,
                    help="dsb: only images whose median object area is at least this (700: nuclei of 30 px and more)")
+    p.add_argument("--shape", default=None, metavar="HxW",
+                   help="dsb: only images of this size, e.g. 360x360 (one experiment: a user's own images)")
     p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--seconds", type=float, default=30.0, help="training per round (warm start)")
     p.add_argument("--steps", type=int, default=None, help="training steps per round instead of seconds")
@@ -436,7 +441,7 @@ def main(argv=None) -> int:
         return merge(args.merge, name, args.plot)
 
     if args.dataset == "dsb":
-        pool, val = (dsb_samples(split, n, args.seed, min_area=args.min_area)
+        pool, val = (dsb_samples(split, n, args.seed, min_area=args.min_area, shape=args.shape)
                      for split, n in (("train", args.pool), ("val", args.val)))
     else:
         pool, val = isbi_samples(list(range(args.pool))), isbi_samples(list(range(10, 10 + args.val)))

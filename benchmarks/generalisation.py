@@ -159,7 +159,12 @@ def train_and_predict(job: dict) -> dict:
 
 
 def predict_one(segmenter, data: Path, entry: Entry, diameter, scaled: bool = True, flips: int = 1) -> np.ndarray:
-    image, _ = load(data, entry)
+    """Instances of one val image; diameter "truth": at its true objects' median diameter (what `auto` aims at)."""
+    image, labels = load(data, entry)
+    if diameter == "truth":
+        from napari_unet.functionals.scale import object_diameter
+
+        diameter = object_diameter(labels)
     prediction = segmenter.predict(image, diameter=diameter, **({"flips": flips} if flips > 1 else {})) \
         if scaled else segmenter.predict(image)
     return segmenter.instances(prediction)
@@ -238,7 +243,8 @@ def main() -> None:
     parser.add_argument("--keep-models", type=Path, help="save each trained model in this folder")
     parser.add_argument("--rescore", type=Path, nargs="+", help="score these saved models instead of training")
     parser.add_argument("--diameters", nargs="+", default=["auto"],
-                        help="object diameter(s) at prediction, each scored: auto, none (the stored one) or pixels")
+                        help="object diameter(s) at prediction, each scored: auto, none (the stored one), truth "
+                             "(each image's true one: the bound of auto) or pixels")
     parser.add_argument("--flips", type=int, nargs="+", default=[1], choices=[1, 2, 4, 8],
                         help="test-time flips at prediction, each scored (default 1: off)")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
@@ -288,7 +294,7 @@ def main() -> None:
 
 def plan(args, entries: list[Entry], val: list[Entry], start: str | None) -> list[tuple[str, int, int, dict]]:
     """(label, seed, steps, job) per model, seed by seed, so a run cut short has whole comparisons."""
-    diameters = [None if d == "none" else d if d == "auto" else float(d) for d in args.diameters]
+    diameters = [None if d == "none" else d if d in ("auto", "truth") else float(d) for d in args.diameters]
     common = {"data": str(args.data), "val": [e.id for e in val], "threads": args.threads, "diameters": diameters,
               "workers": args.workers, "flips": args.flips}
     if args.rescore:
