@@ -86,6 +86,8 @@ def dsb_samples(split: str, n: int, seed: int, modality: str = "fluorescence", m
         ids = sorted(row["id"] for row in csv.DictReader(f) if row["split"] == split and row["modality"] == modality
                      and float(row["median_area"]) >= min_area
                      and shape in (None, f"{row['height']}x{row['width']}"))
+    if not ids:
+        raise SystemExit(f"no {modality} {split} images with median object area >= {min_area} and size {shape}")
     chosen = np.random.default_rng(seed).choice(len(ids), size=min(n, len(ids)), replace=False)
     return [Sample(ids[i], _gray(tifffile.imread(root / "images" / f"{ids[i]}.tif")),
                    tifffile.imread(root / "labels" / f"{ids[i]}.tif").astype(np.int32)) for i in sorted(chosen)]
