@@ -41,7 +41,7 @@ def run_measured(command: list[str], stderr_path: Path) -> tuple[float, float, i
 
 
 def cli_scaling(model: Path, sizes: list[int], folder: Path, repeats: int, diameter: str = "auto") -> dict:
-    """`diameter`: "auto" (the CLI's default: up to 3 passes), "trained" (one pass at the model's
+    """`diameter`: "auto" (the CLI's default: up to 4 passes), "trained" (one pass at the model's
     training diameter) or "canonical" (one pass, no resampling: the pixels releases before the
     scale-aware recipe predicted, to compare the code's speed alone)."""
     base = [sys.executable, "-m", "napari_unet", "predict", "--model", str(model), "--device", "cpu",

@@ -26,9 +26,7 @@ from napari_unet.functionals.normalisation import Normalisation
 from napari_unet.functionals.prediction import Prediction
 from napari_unet.functionals.scale import (
     AUTO,
-    AUTO_MAX_PASSES,
-    best_auto_pass,
-    next_auto_factor,
+    auto_passes,
     object_diameter,
     resample_prediction,
     scale_factor,
@@ -173,16 +171,12 @@ class Segmenter:
         factor = scale_factor(first, self.canonical_diameter)
         if diameter != AUTO or self.canonical_diameter is None:
             return run(factor)
-        passes, predictions = [], []  # (factor used, factor its objects call for), and its prediction
-        while factor is not None and len(passes) < AUTO_MAX_PASSES:
-            predictions.append(run(factor))
-            measured = object_diameter(self.instances(predictions[-1]))
-            if measured is None:  # no objects to measure: the earlier passes (if any) are better
-                passes.append((factor, math.inf))
-                break
-            passes.append((factor, scale_factor(measured, self.canonical_diameter)))
-            factor = next_auto_factor(passes)
-        return predictions[best_auto_pass(passes)]
+
+        def target(prediction: Prediction) -> float:
+            measured = object_diameter(self.instances(prediction))
+            return math.inf if measured is None else scale_factor(measured, self.canonical_diameter)
+
+        return auto_passes(factor, run, target)
 
     @property
     def instance_params(self) -> InstanceParams:

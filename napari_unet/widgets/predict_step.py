@@ -183,7 +183,7 @@ class PredictStep(QWidget):
             "objects look the size of the ones it learnt from: a wrong diameter splits large objects and merges "
             "small ones.\n"
             "auto: on images the model was not trained on (a shipped model, a new image, another magnification) "
-            "measure the objects from a first pass and predict again at the right scale (up to 3 passes); "
+            "measure the objects from a first pass and predict again at the right scale (up to 4 passes); "
             "on the images it was trained on here, the size each was trained at (one pass).\n"
             f"as trained: always the training diameter ({trained}), one pass.\n"
             "this size: the diameter you set."
