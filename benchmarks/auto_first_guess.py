@@ -20,8 +20,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from annotation_effort import _load_start, dsb_samples  # noqa: E402
+from annotation_effort import _load_start  # noqa: E402
 from common import machine, save  # noqa: E402
+from effort_samples import dsb_samples  # noqa: E402
 
 from napari_unet.functionals.metrics import average_precision  # noqa: E402
 from napari_unet.functionals.scale import AUTO  # noqa: E402

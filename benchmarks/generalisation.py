@@ -161,7 +161,7 @@ def train_and_predict(job: dict) -> dict:
 def predict_one(segmenter, data: Path, entry: Entry, diameter, scaled: bool = True, flips: int = 1) -> np.ndarray:
     """Instances of one val image; diameter "truth": at its true objects' median diameter (what `auto` aims at)."""
     image, labels = load(data, entry)
-    if diameter == "truth":
+    if diameter == "truth":  # imported here: `--previous` runs this file on releases without functionals.scale
         from napari_unet.functionals.scale import object_diameter
 
         diameter = object_diameter(labels)

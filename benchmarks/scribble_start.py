@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import annotation_effort as ae
 from common import machine, save, shared_data
+from effort_samples import gray
 
 from napari_unet.functionals.metrics import average_precision
 from napari_unet.io.resources import (
@@ -45,7 +46,7 @@ def load(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
                 tifffile.imread(resource_path(NUCLEI_SCRIBBLES)).astype(np.uint8))
     root = shared_data("dsb2018-stage1-train")
     truth = tifffile.imread(root / "labels" / f"{name}.tif").astype(np.int32)
-    return ae._gray(tifffile.imread(root / "images" / f"{name}.tif")), truth, nuclei_scribbles(truth)
+    return gray(tifffile.imread(root / "images" / f"{name}.tif")), truth, nuclei_scribbles(truth)
 
 
 def main(argv=None) -> int:

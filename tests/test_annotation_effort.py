@@ -11,6 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import annotation_effort as ae  # noqa: E402
+import effort_samples  # noqa: E402
 from synthetic import blobs  # noqa: E402
 
 from napari_unet.nn.training import TrainConfig  # noqa: E402
@@ -99,7 +100,7 @@ def test_set_overrides_become_train_config_fields():
         ae.overrides(["learning_rate"])
 
 
-@pytest.mark.skipif(not (ae.shared_data("dsb2018-stage1-train") / "index.csv").is_file(),
+@pytest.mark.skipif(not (effort_samples.shared_data("dsb2018-stage1-train") / "index.csv").is_file(),
                     reason="needs shared/data/dsb2018-stage1-train")
 def test_min_area_and_shape_draw_only_images_with_objects_that_large_or_of_that_size():
     from napari_unet.functionals.scale import object_diameter
