@@ -60,6 +60,18 @@ def test_where_the_lobes_are_the_objects_the_defaults_stay():
     assert "the defaults" in tuning.describe()
 
 
+def test_the_search_starts_from_the_models_own_settings():
+    """A fine-tuned shipped model starts from the settings picked for it, not from the package defaults:
+    where nothing beats them by the margin they stay, whole, and the line names every one that differs."""
+    prediction, _, lobes = lobed_objects(neck_border=0.6)
+    start = InstanceParams(seed_prominence=0.2, min_size=20, threshold=0.4)
+    tuning = tune_instance_params([TuningCase(prediction, lobes)], model_instances, start)
+    assert tuning.tuned and tuning.params == start and tuning.ap50 == tuning.default_ap50 == 1.0
+    assert "threshold 0.4, min size 20, seed prominence 0.2" in tuning.describe()
+    shipped = InstanceTuning(start, True, 0.877, 0.854, 8000, 100, source="100 DSB2018 images")
+    assert shipped.describe().startswith("tuned on 100 DSB2018 images: ") and "before 0.854" in shipped.describe()
+
+
 def test_without_outlined_objects_or_with_too_few_the_defaults_stay_and_say_why():
     assert not tune_instance_params([], model_instances).tuned
     prediction, wholes, _ = lobed_objects(rows=1, cols=MIN_OBJECTS - 1)
@@ -87,8 +99,10 @@ def test_only_objects_inside_the_accepted_regions_are_judged():
 
 
 def test_round_trip_through_a_table_and_damaged_tables_are_refused():
-    tuning = InstanceTuning(InstanceParams(border_evidence=0.7), True, 0.81, 0.78, 412, 12)
+    tuning = InstanceTuning(InstanceParams(border_evidence=0.7), True, 0.81, 0.78, 412, 12, source="a shipped set")
     assert InstanceTuning.from_dict(tuning.to_dict()) == tuning
+    older = {k: v for k, v in tuning.to_dict().items() if k != "source"}  # saved before `source` existed
+    assert InstanceTuning.from_dict(older).source == ""
     with pytest.raises(TypeError):
         InstanceTuning.from_dict({"tuned": True})
     with pytest.raises(Exception, match="border evidence"):

@@ -8,6 +8,7 @@ from test_training import run_to_end
 from napari_unet.cli import main
 from napari_unet.errors import UserInputError
 from napari_unet.functionals.data import TrainingImage
+from napari_unet.functionals.instances import InstanceParams
 from napari_unet.functionals.metrics import average_precision
 from napari_unet.io.pretrained import available_models, model_card, model_path, resolve
 from napari_unet.io.resources import NUCLEI_IMAGE, NUCLEI_INSTANCES, read_tif
@@ -54,6 +55,21 @@ def test_nuclei_segments_the_shipped_sample_without_training():
     assert average_precision([truth], [labels], thresholds=[0.5])[0.5] >= 0.75
 
 
+@pytest.mark.parametrize("name", ["nuclei", "nuclei-stained"])
+def test_shipped_instance_settings_are_the_ones_its_card_reports(name):
+    """Settings picked on the model's `train` images (benchmarks/pretrained_instance_grid.py --ship) are what
+    the CLI, the dock's sliders and a fine-tune's tuning start from."""
+    segmenter, card = Segmenter.load(model_path(name)), model_card(name)
+    settings = card.get("instance_settings")
+    if settings is None:  # nothing was picked for it: the package defaults
+        assert segmenter.instance_params == InstanceParams()
+        return
+    assert segmenter.instance_params == InstanceParams(**{k: settings[k] for k in InstanceParams().to_dict()})
+    tuning = segmenter.instance_tuning
+    assert tuning.tuned and "DSB2018 images it learnt from" in tuning.describe()
+    assert settings["val_ap50"] >= settings["val_ap50_defaults"]  # the pick held on images it never saw
+
+
 def test_nuclei_fine_tunes_to_another_class_list():
     segmenter = Segmenter.load(model_path("nuclei"))
     image, truth = read_tif(NUCLEI_IMAGE)[:128, :128], read_tif(NUCLEI_INSTANCES)[:128, :128]
@@ -73,6 +89,7 @@ def test_cli_lists_predicts_and_resumes_by_name(tmp_path, capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "nuclei" in out and "Caicedo" in out and "expected object diameter" in out
+    assert "instance settings (picked on its `train` images): threshold 0.4" in out
     image = read_tif(NUCLEI_IMAGE)[:160, :160]
     truth = read_tif(NUCLEI_INSTANCES)[:160, :160]
     tifffile.imwrite(tmp_path / "x.tif", image)

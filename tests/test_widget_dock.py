@@ -198,6 +198,7 @@ def test_settings_persist_across_launches(make_napari_viewer):
     first.predict_step.threshold_slider.setValue(0.7)
     first.predict_step.min_size_spin.setValue(44)
     first.predict_step.border_slider.setValue(0.3)
+    first.predict_step.prominence_slider.setValue(0.25)
     first.shutdown()
     again = UNetWidget(make_napari_viewer())  # a new launch: same settings file
     assert again.train_step.budget_spin.value() == 123
@@ -206,6 +207,7 @@ def test_settings_persist_across_launches(make_napari_viewer):
     assert again.predict_step.instance_params().threshold == pytest.approx(0.7)
     assert again.predict_step.min_size_spin.value() == 44
     assert again.predict_step.instance_params().border_evidence == pytest.approx(0.3)
+    assert again.predict_step.instance_params().seed_prominence == pytest.approx(0.25)
 
 
 def test_user_mistakes_give_notifications(make_napari_viewer, qtbot):

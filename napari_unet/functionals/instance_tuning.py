@@ -29,7 +29,8 @@ SEARCH: tuple[tuple[str, tuple[float, ...]], ...] = (
     ("border_evidence", (0.0, 0.3, 0.5, 0.7, 0.9)),
     ("threshold", (0.4, 0.5, 0.6)),
 )
-TUNED_NAMES = {"border_evidence": "border evidence", "threshold": "threshold"}
+SETTING_NAMES = {"threshold": "threshold", "min_size": "min size", "seed_spacing": "seed spacing",
+                 "seed_prominence": "seed prominence", "border_evidence": "border evidence"}
 
 
 @dataclass(frozen=True)
@@ -54,21 +55,22 @@ class InstanceTuning:
     params: InstanceParams
     tuned: bool  # False: the defaults were kept (`reason` says why)
     ap50: float | None = None  # AP@0.5 on the annotations with `params`
-    default_ap50: float | None = None  # ... and with the defaults
+    default_ap50: float | None = None  # ... and with the settings the search started from
     objects: int = 0
     images: int = 0
     reason: str = ""
+    source: str = ""  # what the annotations were, for a shipped model's settings; "": the user's own
 
     def describe(self) -> str:
         """One line for people: what was picked, on what, or why nothing was."""
         if not self.tuned:
             return f"instance settings: defaults ({self.reason})"
         defaults = InstanceParams()
-        changed = [f"{TUNED_NAMES[name]} {getattr(self.params, name):g}" for name in TUNED_NAMES
+        changed = [f"{SETTING_NAMES[name]} {getattr(self.params, name):g}" for name in SETTING_NAMES
                    if getattr(self.params, name) != getattr(defaults, name)]
         picked = ", ".join(changed) if changed else "the defaults"
-        return (f"tuned on your annotations: {picked} (AP@0.5 {self.ap50:.3f}, defaults {self.default_ap50:.3f}; "
-                f"{self.objects} objects in {self.images} image(s))")
+        return (f"tuned on {self.source or 'your annotations'}: {picked} (AP@0.5 {self.ap50:.3f}, "
+                f"before {self.default_ap50:.3f}; {self.objects} objects in {self.images} image(s))")
 
     def to_dict(self) -> dict:
         return {**asdict(self), "params": self.params.to_dict()}
@@ -85,13 +87,15 @@ class InstanceTuning:
 def tune_instance_params(
     cases: Sequence[TuningCase],
     instances: Callable[[Prediction, InstanceParams], np.ndarray],
+    start: InstanceParams = InstanceParams(),
 ) -> InstanceTuning:
-    """The InstanceParams with the best AP@0.5 on `cases`, searched from the defaults.
+    """The InstanceParams with the best AP@0.5 on `cases`, searched from `start`.
 
-    `instances(prediction, params)` is the model's instance step. Each change must add more
-    than `MIN_GAIN` (or one object's share of AP on few objects); ties keep the defaults.
+    `start` is the model's own settings: a fine-tuned shipped model starts from the settings
+    picked for it (BENCHMARKS.md), not from the package defaults. `instances(prediction, params)`
+    is the model's instance step. Each change must add more than `MIN_GAIN` (or one object's
+    share of AP on few objects); ties keep `start`.
     """
-    defaults = InstanceParams()
     objects = sum(case.objects() for case in cases)
     refused = too_few(objects, len(cases))
     if refused is not None:
@@ -105,7 +109,7 @@ def tune_instance_params(
             tp, fp_fn = tp + counts[0], fp_fn + counts[1] + counts[2]
         return tp / (tp + fp_fn) if tp + fp_fn else 1.0
 
-    best, best_score = defaults, ap50(defaults)
+    best, best_score = start, ap50(start)
     default_score = best_score
     for name, values in SEARCH:
         for value in values:

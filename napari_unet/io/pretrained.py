@@ -67,7 +67,8 @@ def resolve(name_or_path: str) -> Path:
 
 
 def describe(card: dict) -> str:
-    """A few lines for people: name, what it segments, expected object size, val scores, data and citation."""
+    """A few lines for people: name, what it segments, expected object size, val scores, instance settings,
+    data and citation."""
     lines = [card["name"]]
     if "description" in card:
         lines.append(f"  {card['description']}")
@@ -79,6 +80,11 @@ def describe(card: dict) -> str:
     if scores:
         lines.append(f"  val ({scores['images']} unseen images): AP@0.5 {scores['ap50']:.3f}, "
                      f"DSB score {scores['dsb_score']:.3f}")
+    settings = card.get("instance_settings")
+    if settings:
+        lines.append(f"  instance settings (picked on its `train` images): threshold {settings['threshold']:g}, "
+                     f"min size {settings['min_size']}, seed prominence {settings['seed_prominence']:g}, "
+                     f"border evidence {settings['border_evidence']:g}")
     for key in ("data", "licence", "citation"):
         if card.get(key):
             lines.append(f"  {key}: {card[key]}")

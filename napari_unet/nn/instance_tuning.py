@@ -55,7 +55,7 @@ def tuning_steps(
         known = None if item.instance_mask is None or item.instance_mask.all() else item.instance_mask
         cases.append(TuningCase(prediction, np.asarray(item.instances), known))
     yield f"tuning instance settings: comparing settings on {objects} objects"
-    return tune_instance_params(cases, segmenter.instances)
+    return tune_instance_params(cases, segmenter.instances, segmenter.instance_params)
 
 
 def _objects(item: TrainingImage) -> int:

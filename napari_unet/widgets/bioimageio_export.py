@@ -49,6 +49,8 @@ def instance_params() -> InstanceParams:
             threshold=float(settings.load("threshold", defaults.threshold)),
             min_size=int(float(settings.load("min_size", defaults.min_size))),
             seed_spacing=int(float(settings.load("seed_spacing", defaults.seed_spacing))),
+            seed_prominence=float(settings.load("seed_prominence", defaults.seed_prominence)),
+            border_evidence=float(settings.load("border_evidence", defaults.border_evidence)),
         )
     except (TypeError, ValueError):  # a hand-edited settings file: the package still gets valid ones
         return defaults

@@ -86,6 +86,11 @@ class PredictStep(QWidget):
         self.spacing_spin.setSuffix(" px")
         self.spacing_spin.setToolTip("Closest distance between two object centres: raise it if objects are split too often")
         inst_form.addRow(ui.label("Seed spacing", self.spacing_spin.toolTip()), self.spacing_spin)
+        self.prominence_slider = _fraction_slider(
+            0.0, defaults.seed_prominence,
+            "How far a peak of the model's distance map must stand out from its surroundings to start an "
+            "object of its own: raise it if objects are split too often, lower it if touching objects merge")
+        inst_form.addRow(ui.label("Seed prominence", self.prominence_slider.toolTip()), self.prominence_slider)
         self.border_slider = _fraction_slider(
             0.0, defaults.border_evidence,
             "Two touching objects stay apart only where the model marks the line between them at least this "
@@ -109,7 +114,8 @@ class PredictStep(QWidget):
         for widget, key in ((self.tile_spin, "tile_size"), (self.prob_check, "probability_layers"),
                             (self.uncertainty_check, "uncertainty_layer"),
                             (self.threshold_slider, "threshold"), (self.min_size_spin, "min_size"),
-                            (self.spacing_spin, "seed_spacing"), (self.border_slider, "border_evidence"),
+                            (self.spacing_spin, "seed_spacing"), (self.prominence_slider, "seed_prominence"),
+                            (self.border_slider, "border_evidence"),
                             (self.diameter_combo, "object_diameter"),
                             (self.diameter_spin, "object_diameter_px"), (self.flips_combo, "test_time_flips")):
             settings.persist(widget, key)
@@ -117,7 +123,8 @@ class PredictStep(QWidget):
         self._instance_timer.setSingleShot(True)
         self._instance_timer.setInterval(150)
         self._instance_timer.timeout.connect(lambda: controller.update_instances(self.instance_params()))
-        for widget in (self.threshold_slider, self.min_size_spin, self.spacing_spin, self.border_slider):
+        for widget in (self.threshold_slider, self.min_size_spin, self.spacing_spin, self.prominence_slider,
+                       self.border_slider):
             widget.valueChanged.connect(lambda _: self._instance_timer.start())
         ui.listen(controller.prediction_progress, self._show_tile_progress)
         ui.listen(controller.store_progress, self._show_store_progress)
@@ -207,6 +214,7 @@ class PredictStep(QWidget):
         self.threshold_slider.setValue(params.threshold)
         self.min_size_spin.setValue(params.min_size)
         self.spacing_spin.setValue(params.seed_spacing)
+        self.prominence_slider.setValue(params.seed_prominence)
         self.border_slider.setValue(params.border_evidence)
 
     def notify(self, level: str, text: str) -> None:
@@ -217,6 +225,7 @@ class PredictStep(QWidget):
             threshold=round(float(self.threshold_slider.value()), 4),
             min_size=int(self.min_size_spin.value()),
             seed_spacing=int(self.spacing_spin.value()),
+            seed_prominence=round(float(self.prominence_slider.value()), 4),
             border_evidence=round(float(self.border_slider.value()), 4),
         )
 
