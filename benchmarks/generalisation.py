@@ -92,7 +92,12 @@ def pick_validation(entries: list[Entry], modality: str, limit: int | None) -> l
 
 def score(truths: list[np.ndarray], preds: list[np.ndarray], areas: list[float]) -> dict:
     """AP at 0.5/0.7/0.9 (summed counts), DSB score, per-image AP@0.5 spread, AP@0.5 per size tercile."""
-    counts = [instance_counts(t, p, THRESHOLDS) for t, p in zip(truths, preds)]
+    return score_counts([instance_counts(t, p, THRESHOLDS) for t, p in zip(truths, preds)], areas)
+
+
+def score_counts(counts: list[dict[float, tuple[int, int, int]]], areas: list[float]) -> dict:
+    """`score` from each image's (TP, FP, FN) at the DSB thresholds: scripts that score many settings
+    keep counts, not label images."""
 
     def ap(subset, thr):
         tp = sum(c[thr][0] for c in subset)
