@@ -6,9 +6,10 @@ cells want fewer splits than touching nuclei (BENCHMARKS.md headline). So after 
 model's outputs on the images whose objects the user outlined (dense instance labels, accepted
 regions) are computed once and only the instance step is repeated over a small grid, keeping
 the settings with the best AP@0.5 there. Scribbles say nothing about where one object ends
-and the next begins: without outlined objects the defaults stay, and the result says why.
-A candidate must beat the defaults by more than chance on that many objects: the model was
-trained on these very annotations, so small differences there do not carry to new images.
+and the next begins: without outlined objects the model's settings stay, and the result says
+why. A candidate must beat the model's current settings (the defaults, or those picked for a
+shipped model) by more than chance on that many objects: the model was trained on these very
+annotations, so small differences there do not carry to new images.
 """
 
 from __future__ import annotations
