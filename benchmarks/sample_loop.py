@@ -156,7 +156,9 @@ def _score(segmenter, image, truth, params: InstanceParams | None = None) -> dic
     own = float(average_precision([truth], [segmenter.instances(prediction)], (0.5,))[0.5])
     semantic = prediction.semantic()
     one_class = float(max(np.mean(semantic == v) for v in np.unique(semantic)))
-    return {"ap50": round(ap, 3), "ap50_own": round(own, 3), "largest_class_fraction": round(one_class, 3)}
+    tuning = segmenter.instance_tuning
+    return {"ap50": round(ap, 3), "ap50_own": round(own, 3), "largest_class_fraction": round(one_class, 3),
+            "own_settings": None if tuning is None else tuning.describe()}
 
 
 def _loop(start, image, truth, scribbles, config: TrainConfig, budget: str, *, second: TrainConfig | None = None,

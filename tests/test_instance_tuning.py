@@ -7,6 +7,7 @@ import pytest
 
 from napari_unet.functionals.instance_tuning import (
     MIN_OBJECTS,
+    OVERRIDE_OBJECTS,
     InstanceTuning,
     TuningCase,
     tune_instance_params,
@@ -61,15 +62,30 @@ def test_where_the_lobes_are_the_objects_the_defaults_stay():
 
 
 def test_the_search_starts_from_the_models_own_settings():
-    """A fine-tuned shipped model starts from the settings picked for it, not from the package defaults:
-    where nothing beats them by the margin they stay, whole, and the line names every one that differs."""
+    """A fine-tuned model starts from the settings picked for it, not from the package defaults: where
+    nothing beats them by the margin they stay, whole, and the line names every one that differs."""
     prediction, _, lobes = lobed_objects(neck_border=0.6)
     start = InstanceParams(seed_prominence=0.2, min_size=20, threshold=0.4)
-    tuning = tune_instance_params([TuningCase(prediction, lobes)], model_instances, start)
+    tuning = tune_instance_params([TuningCase(prediction, lobes)], model_instances,
+                                  InstanceTuning(start, True, 0.8, 0.7, 60, 2))
     assert tuning.tuned and tuning.params == start and tuning.ap50 == tuning.default_ap50 == 1.0
     assert "threshold 0.4, min size 20, seed prominence 0.2" in tuning.describe()
     shipped = InstanceTuning(start, True, 0.877, 0.854, 8000, 100, source="100 DSB2018 images")
     assert shipped.describe().startswith("tuned on 100 DSB2018 images: ") and "before 0.854" in shipped.describe()
+
+
+def test_settings_picked_on_many_objects_give_way_only_to_as_many():
+    """A shipped model's settings (picked on thousands of objects) stay against 21 accepted objects, where
+    a one-object gain is chance, and say so; 100 outlined objects may change them."""
+    shipped = InstanceTuning(InstanceParams(seed_prominence=0.2), True, 0.877, 0.854, 3739, 100, source="DSB2018")
+    prediction, wholes, _ = lobed_objects(rows=3, cols=7, neck_border=0.6)
+    kept = tune_instance_params([TuningCase(prediction, wholes)], model_instances, shipped)
+    assert not kept.tuned and kept.params == shipped.params and kept.objects == 21
+    assert kept.describe() == ("instance settings: kept, seed prominence 0.2 (21 outlined objects, fewer than "
+                               f"{OVERRIDE_OBJECTS} to change settings picked on 3739)")
+    prediction, wholes, _ = lobed_objects(rows=5, cols=OVERRIDE_OBJECTS // 5, neck_border=0.6)
+    changed = tune_instance_params([TuningCase(prediction, wholes)], model_instances, shipped)
+    assert changed.tuned and changed.params == InstanceParams(seed_prominence=0.2, border_evidence=0.7)
 
 
 def test_without_outlined_objects_or_with_too_few_the_defaults_stay_and_say_why():

@@ -45,7 +45,7 @@ def tuning_steps(
         chosen.append(item)
         pixels += size
     objects = sum(_objects(item) for item in chosen)
-    refused = too_few(objects, len(chosen))
+    refused = too_few(objects, len(chosen), segmenter.instance_tuning)
     if refused is not None:
         return refused
     cases = []
@@ -55,7 +55,7 @@ def tuning_steps(
         known = None if item.instance_mask is None or item.instance_mask.all() else item.instance_mask
         cases.append(TuningCase(prediction, np.asarray(item.instances), known))
     yield f"tuning instance settings: comparing settings on {objects} objects"
-    return tune_instance_params(cases, segmenter.instances, segmenter.instance_params)
+    return tune_instance_params(cases, segmenter.instances, segmenter.instance_tuning)
 
 
 def _objects(item: TrainingImage) -> int:
