@@ -53,7 +53,7 @@ GRIDS = {
 _WORKER: dict = {}
 
 
-def _start_worker(model: str, data: str, diameter: str, grid: str) -> None:
+def _start_worker(model: str, data: str, diameter: str | float, grid: str) -> None:
     import torch
 
     from napari_unet.io.pretrained import resolve
@@ -72,7 +72,8 @@ def _counts_of_one_image(name: str) -> list[dict]:
     return [instance_counts(labels, segmenter.instances(prediction, params), THRESHOLDS) for params in _WORKER["grid"]]
 
 
-def grid_scores(model: str, data: Path, entries: list, diameter: str, grid: str, workers: int) -> tuple[list, int]:
+def grid_scores(model: str, data: Path, entries: list, diameter: str | float, grid: str,
+                workers: int) -> tuple[list, int]:
     """Each setting's `score` over these images, and how many true objects they hold."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -86,6 +87,7 @@ def grid_scores(model: str, data: Path, entries: list, diameter: str, grid: str,
 
 
 def spread_over_size(entries: list, modality: str, n: int, leave_out: list) -> list:
+    """`n` `train` images of the modality, not in `leave_out`, spread evenly from the smallest objects up."""
     held = {e.id for e in leave_out}
     pool = sorted((e for e in entries if e.split == "train" and e.modality == modality and e.id not in held),
                   key=lambda e: e.median_area)
@@ -100,7 +102,8 @@ def main() -> None:
     parser.add_argument("--outside-seed", type=int,
                         help="a model trained on the K = 12 `train` images of this seed: pick on other images")
     parser.add_argument("--val", type=int, help="val images to check on (default: all)")
-    parser.add_argument("--diameter", default="auto")
+    parser.add_argument("--diameter", default="auto", type=lambda text: text if text == "auto" else float(text),
+                        help="auto, or the objects' diameter in pixels for every image")
     parser.add_argument("--grid", choices=sorted(GRIDS), default="coarse")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--ship", action="store_true", help="store the pick in the shipped model named --model")
@@ -117,7 +120,8 @@ def main() -> None:
     tick = time.perf_counter()
     found, objects = {}, {}
     for split, chosen in splits.items():
-        found[split], objects[split] = grid_scores(args.model, args.data, chosen, args.diameter, args.grid, args.workers)
+        found[split], objects[split] = grid_scores(args.model, args.data, chosen, args.diameter, args.grid,
+                                                   args.workers)
     grid = GRIDS[args.grid]
     rows = [{"params": asdict(params), "train": found["train"][i], "val": found["val"][i]}
             for i, params in enumerate(grid)]
@@ -131,7 +135,8 @@ def main() -> None:
               f"{p['min_size']} | {row['train']['ap50']:.3f}{mark} | {row['val']['ap50']:.3f} | "
               f"{row['val']['dsb']:.3f} |")
     path = save(args.name, {"command": " ".join(sys.argv), "machine": machine(1), "model": args.model,
-                            "diameter": args.diameter, "grid": args.grid, "seconds": round(time.perf_counter() - tick, 1),
+                            "diameter": args.diameter, "grid": args.grid,
+                            "seconds": round(time.perf_counter() - tick, 1),
                             "images": {s: [e.id for e in chosen] for s, chosen in splits.items()},
                             "objects": objects, "picked": rows[best]["params"], "rows": rows})
     print(f"picked on train: {rows[best]['params']}; wrote {path}")
