@@ -59,11 +59,7 @@ def test_nuclei_segments_the_shipped_sample_without_training():
 def test_shipped_instance_settings_are_the_ones_its_card_reports(name):
     """Settings picked on the model's `train` images (benchmarks/pretrained_instance_grid.py --ship) are what
     the CLI, the dock's sliders and a fine-tune's tuning start from."""
-    segmenter, card = Segmenter.load(model_path(name)), model_card(name)
-    settings = card.get("instance_settings")
-    if settings is None:  # nothing was picked for it: the package defaults
-        assert segmenter.instance_params == InstanceParams()
-        return
+    segmenter, settings = Segmenter.load(model_path(name)), model_card(name)["instance_settings"]
     assert segmenter.instance_params == InstanceParams(**{k: settings[k] for k in InstanceParams().to_dict()})
     tuning = segmenter.instance_tuning
     assert tuning.tuned and "DSB2018 images it learnt from" in tuning.describe()

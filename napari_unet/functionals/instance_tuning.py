@@ -23,13 +23,13 @@ from napari_unet.functionals.instances import InstanceParams
 from napari_unet.functionals.metrics import instance_counts
 from napari_unet.functionals.prediction import Prediction
 
-MIN_OBJECTS = 20  # fewer outlined objects than this: the defaults stay (20, not 30: BENCHMARKS.md section 6)
+MIN_OBJECTS = 20  # fewer outlined objects than this: the model's settings stay (20, not 30: BENCHMARKS.md section 6)
 # Settings picked on at least this many objects (a shipped model's) give way only to as many: on 21
 # accepted objects one seed of the sample's loop traded them for border evidence 0.9 and lost 0.017 on
 # the whole image (BENCHMARKS.md headline); below 100 objects AP@0.5 moves by chance more than 0.03.
 OVERRIDE_OBJECTS = 100
 MIN_GAIN = 0.01  # AP@0.5 a change must add (or one object's worth on few objects, whichever is more)
-# Searched one after the other from the defaults (coordinate search): border evidence, then the threshold.
+# Searched one after the other from the model's settings (coordinate search): border evidence, then the threshold.
 SEARCH: tuple[tuple[str, tuple[float, ...]], ...] = (
     ("border_evidence", (0.0, 0.3, 0.5, 0.7, 0.9)),
     ("threshold", (0.4, 0.5, 0.6)),
@@ -58,7 +58,7 @@ class InstanceTuning:
     """What tuning picked and why: stored in the checkpoint, shown in the dock and the CLI."""
 
     params: InstanceParams
-    tuned: bool  # False: the defaults were kept (`reason` says why)
+    tuned: bool  # False: the model's settings (or the defaults) were kept (`reason` says why)
     ap50: float | None = None  # AP@0.5 on the annotations with `params`
     default_ap50: float | None = None  # ... and with the settings the search started from
     objects: int = 0
