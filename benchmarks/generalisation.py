@@ -75,19 +75,21 @@ def pick_training(entries: list[Entry], modality: str, k: int, seed: int) -> lis
 def pick_selection(entries: list[Entry], seed: int, k: int, n: int) -> list[Entry]:
     """`n` fluorescence `train` images outside the K training images of `seed`, spread over object size."""
     held = {e.id for e in pick_training(entries, "fluorescence", k, seed)}
-    pool = sorted((e for e in entries if e.split == "train" and e.modality == "fluorescence" and e.id not in held),
-                  key=lambda e: e.median_area)
-    picks = np.unique(np.linspace(0, len(pool) - 1, n).round().astype(int))
-    return [pool[i] for i in picks]
+    return spread_over_size([e for e in entries if e.split == "train" and e.modality == "fluorescence"
+                             and e.id not in held], n)
 
 
 def pick_validation(entries: list[Entry], modality: str, limit: int | None) -> list[Entry]:
     """Every val image of the modality, or `limit` of them spread evenly over object size."""
-    pool = sorted((e for e in entries if e.split == "val" and e.modality == modality), key=lambda e: e.median_area)
-    if limit is None or limit >= len(pool):
+    return spread_over_size([e for e in entries if e.split == "val" and e.modality == modality], limit)
+
+
+def spread_over_size(pool: list[Entry], n: int | None) -> list[Entry]:
+    """`n` of `pool` spread evenly from the smallest objects to the largest (None: all), sorted by object size."""
+    pool = sorted(pool, key=lambda e: e.median_area)
+    if n is None or n >= len(pool):
         return pool
-    picks = np.unique(np.linspace(0, len(pool) - 1, limit).round().astype(int))
-    return [pool[i] for i in picks]
+    return [pool[i] for i in np.unique(np.linspace(0, len(pool) - 1, n).round().astype(int))]
 
 
 def score(truths: list[np.ndarray], preds: list[np.ndarray], areas: list[float]) -> dict:

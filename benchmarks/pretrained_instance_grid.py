@@ -30,9 +30,17 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 from common import machine, save
-from generalisation import DATA, THRESHOLDS, index, load, pick_training, pick_validation, score_counts
+from generalisation import (
+    DATA,
+    THRESHOLDS,
+    index,
+    load,
+    pick_training,
+    pick_validation,
+    score_counts,
+    spread_over_size,
+)
 
 from napari_unet.functionals.instances import InstanceParams
 from napari_unet.functionals.metrics import instance_counts
@@ -86,14 +94,6 @@ def grid_scores(model: str, data: Path, entries: list, diameter: str | float, gr
     return [score_counts([image[i] for image in per_image], areas) for i in range(len(GRIDS[grid]))], objects
 
 
-def spread_over_size(entries: list, modality: str, n: int, leave_out: list) -> list:
-    """`n` `train` images of the modality, not in `leave_out`, spread evenly from the smallest objects up."""
-    held = {e.id for e in leave_out}
-    pool = sorted((e for e in entries if e.split == "train" and e.modality == modality and e.id not in held),
-                  key=lambda e: e.median_area)
-    return [pool[i] for i in np.unique(np.linspace(0, len(pool) - 1, n).round().astype(int))]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="nuclei", help="a shipped model's name or a checkpoint file")
@@ -115,7 +115,9 @@ def main() -> None:
         return ship(args.model, args.ship_from)
     entries = index(args.data)
     held = [] if args.outside_seed is None else pick_training(entries, args.modality, 12, args.outside_seed)
-    splits = {"train": spread_over_size(entries, args.modality, args.train, held),
+    held_ids = {e.id for e in held}  # a new model's own 12 images
+    train = [e for e in entries if e.split == "train" and e.modality == args.modality and e.id not in held_ids]
+    splits = {"train": spread_over_size(train, args.train),
               "val": pick_validation(entries, args.modality, args.val)}
     tick = time.perf_counter()
     found, objects = {}, {}

@@ -105,8 +105,8 @@ def test_set_overrides_become_train_config_fields():
 def test_min_area_and_shape_draw_only_images_with_objects_that_large_or_of_that_size():
     from napari_unet.functionals.scale import object_diameter
 
-    large = ae.dsb_samples("val", 3, seed=0, min_area=700)
+    large = effort_samples.dsb_samples("val", 3, seed=0, min_area=700)
     assert len(large) == 3
     assert all(object_diameter(s.truth) >= 28 for s in large)  # median area 700 px: about 30 px across
-    assert {s.name for s in large} != {s.name for s in ae.dsb_samples("val", 3, seed=0)}
-    assert all(s.truth.shape == (360, 360) for s in ae.dsb_samples("train", 3, seed=0, shape="360x360"))
+    assert {s.name for s in large} != {s.name for s in effort_samples.dsb_samples("val", 3, seed=0)}
+    assert all(s.truth.shape == (360, 360) for s in effort_samples.dsb_samples("train", 3, seed=0, shape="360x360"))

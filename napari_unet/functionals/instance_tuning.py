@@ -68,8 +68,9 @@ class InstanceTuning:
 
     def describe(self) -> str:
         """One line for people: what was picked, on what, or why nothing was."""
+        defaults = InstanceParams()
         changed = [f"{SETTING_NAMES[name]} {getattr(self.params, name):g}" for name in SETTING_NAMES
-                   if getattr(self.params, name) != getattr(InstanceParams(), name)]
+                   if getattr(self.params, name) != getattr(defaults, name)]
         picked = ", ".join(changed) if changed else "the defaults"
         if not self.tuned:
             return f"instance settings: {'defaults' if not changed else 'kept, ' + picked} ({self.reason})"
@@ -88,6 +89,11 @@ class InstanceTuning:
         return cls(params=InstanceParams(**table["params"]), **{k: v for k, v in table.items() if k in fields})
 
 
+def settings_in_use(tuning: InstanceTuning | None) -> InstanceParams:
+    """A model's instance settings: the ones tuning picked, else the defaults."""
+    return tuning.params if tuning is not None and tuning.tuned else InstanceParams()
+
+
 def tune_instance_params(
     cases: Sequence[TuningCase],
     instances: Callable[[Prediction, InstanceParams], np.ndarray],
@@ -100,7 +106,7 @@ def tune_instance_params(
     change must add more than `MIN_GAIN` (or one object's share of AP on few objects); ties keep
     the current settings.
     """
-    start = current.params if current is not None and current.tuned else InstanceParams()
+    start = settings_in_use(current)
     objects = sum(case.objects() for case in cases)
     refused = too_few(objects, len(cases), current)
     if refused is not None:
@@ -130,7 +136,7 @@ def tune_instance_params(
 def too_few(objects: int, images: int, current: InstanceTuning | None = None) -> InstanceTuning | None:
     """The current settings (or the defaults), with the reason, when `objects` outlined objects are
     too few to tune on or to outweigh the objects the current settings were picked on; else None."""
-    kept = current.params if current is not None and current.tuned else InstanceParams()
+    kept = settings_in_use(current)
     picked_on = current.objects if current is not None and current.tuned else 0
     if objects == 0:
         return InstanceTuning(kept, False, reason="no outlined objects to tune on (scribbles only)")

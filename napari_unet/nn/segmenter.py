@@ -20,7 +20,7 @@ import torch
 
 from napari_unet import __version__, limits
 from napari_unet.errors import UserInputError
-from napari_unet.functionals.instance_tuning import InstanceTuning
+from napari_unet.functionals.instance_tuning import InstanceTuning, settings_in_use
 from napari_unet.functionals.instances import InstanceParams, instances_from_prediction
 from napari_unet.functionals.normalisation import Normalisation
 from napari_unet.functionals.prediction import Prediction
@@ -181,8 +181,7 @@ class Segmenter:
     @property
     def instance_params(self) -> InstanceParams:
         """Its instance settings: the ones tuned on its training annotations, else the defaults."""
-        tuning = self.instance_tuning
-        return tuning.params if tuning is not None and tuning.tuned else InstanceParams()
+        return settings_in_use(self.instance_tuning)
 
     def instances(self, prediction: Prediction, params: InstanceParams | None = None) -> np.ndarray:
         """Objects in `prediction` with `params` (None: the model's own `instance_params`)."""
