@@ -24,15 +24,19 @@ DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(0.5 + 0.05 * i, 2) for i in 
 
 
 class InstanceOverlap(NamedTuple):
-    """IoU of every overlapping (true, predicted) object pair.
+    """IoU of every overlapping (true, predicted) object pair, and the areas behind it.
 
-    `iou[i, j]` is the IoU of objects `true_ids[i]` and `pred_ids[j]`; pairs that do
-    not overlap are not stored (sparse), so thousands of objects stay cheap.
+    `iou[i, j]` is the IoU of objects `true_ids[i]` and `pred_ids[j]` and `intersection[i, j]`
+    their shared pixels; pairs that do not overlap are not stored (sparse), so thousands of
+    objects stay cheap. `true_area` and `pred_area` are each object's pixel count.
     """
 
     true_ids: np.ndarray
     pred_ids: np.ndarray
     iou: sparse.csr_array
+    intersection: sparse.csr_array
+    true_area: np.ndarray
+    pred_area: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -134,7 +138,7 @@ def match_instances(truth: np.ndarray, pred: np.ndarray) -> InstanceOverlap:
     iou = sparse.csr_array(
         (inter.data / union, inter.indices, inter.indptr), shape=(n_true, n_pred)
     )
-    return InstanceOverlap(true_ids, pred_ids, iou)
+    return InstanceOverlap(true_ids, pred_ids, iou, inter, true_area, pred_area)
 
 
 def _check_thresholds(thresholds: Sequence[float]) -> None:
@@ -142,22 +146,28 @@ def _check_thresholds(thresholds: Sequence[float]) -> None:
         raise UserInputError(f"IoU thresholds must lie in (0, 1], got {list(thresholds)}")
 
 
-def _counts(overlap: InstanceOverlap, thr: float) -> tuple[int, int, int]:
-    """One-to-one TP/FP/FN at one threshold.
+def matched_pairs(overlap: InstanceOverlap, thr: float) -> tuple[np.ndarray, np.ndarray]:
+    """One-to-one matches at IoU >= thr: their indices into `true_ids` and `pred_ids`.
 
     StarDist's optimal assignment first maximises the number of pairs with
-    IoU >= thr (scores only break ties), so TP is the size of a maximum matching
+    IoU >= thr (scores only break ties), so the matches are a maximum matching
     in the graph of such pairs, found here sparsely (Hopcroft-Karp). Above 0.5 the
     pairs are already one-to-one and the matching is trivial.
     """
-    iou = overlap.iou
-    candidates = sparse.csr_array(iou >= thr, dtype=np.int8)
+    candidates = sparse.csr_array(overlap.iou >= thr, dtype=np.int8)
     if thr > 0.5:
-        tp = candidates.nnz
-    else:
-        match = maximum_bipartite_matching(candidates, perm_type="column")
-        tp = int(np.count_nonzero(match >= 0))
-    n_true, n_pred = iou.shape
+        pairs = candidates.tocoo()
+        kept = pairs.data != 0
+        return pairs.row[kept], pairs.col[kept]
+    match = maximum_bipartite_matching(candidates, perm_type="column")
+    rows = np.flatnonzero(match >= 0)
+    return rows, match[rows]
+
+
+def _counts(overlap: InstanceOverlap, thr: float) -> tuple[int, int, int]:
+    """One-to-one TP/FP/FN at one threshold."""
+    tp = matched_pairs(overlap, thr)[0].size
+    n_true, n_pred = overlap.iou.shape
     return tp, n_pred - tp, n_true - tp
 
 

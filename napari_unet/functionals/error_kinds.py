@@ -1,0 +1,94 @@
+"""Why AP@0.5 is lost: each object without a match, sorted by the kind of mistake behind it.
+
+AP@0.5 counts a missed nucleus, one cut in two and two fused into one the same way, but they
+call for different remedies (a lower threshold, a higher seed prominence or border evidence,
+more training on crowded images). Every true object without a match at IoU 0.5 is
+
+- *missed*: predicted objects cover less than half of it;
+- *split*: two or more predicted objects lie mostly (more than half) inside it;
+- *merged*: a predicted object over it also covers most of another true object;
+- *misshapen*: otherwise (it is found, but the outline is too far off);
+
+and every predicted object without a match is *false* when less than half of it lies on true
+objects (something that is not in the ground truth), else *on objects* (the pieces and fusions
+counted above, from the other side). AP@0.5 = matched / (matched + unmatched true + unmatched
+predicted), the counts summed over images as `metrics.instance_scores` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+from napari_unet.functionals.metrics import match_instances, matched_pairs
+
+MATCH_IOU = 0.5
+
+
+@dataclass(frozen=True)
+class ErrorKinds:
+    """Counts of true objects (matched / missed / split / merged / misshapen) and of unmatched
+    predicted ones (false / on objects)."""
+
+    matched: int = 0
+    missed: int = 0
+    split: int = 0
+    merged: int = 0
+    misshapen: int = 0
+    false: int = 0
+    on_objects: int = 0
+
+    def __add__(self, other: ErrorKinds) -> ErrorKinds:
+        return ErrorKinds(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
+
+    @property
+    def ap50(self) -> float:
+        unmatched = self.missed + self.split + self.merged + self.misshapen + self.false + self.on_objects
+        total = self.matched + unmatched
+        return self.matched / total if total else 1.0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def error_kinds(truth: np.ndarray, pred: np.ndarray) -> ErrorKinds:
+    """The kinds of mistake in one image's predicted instances (see the module docstring)."""
+    overlap = match_instances(truth, pred)
+    inter = overlap.intersection.tocoo()
+    rows, cols, shared = inter.row, inter.col, inter.data
+    true_index, pred_index = matched_pairs(overlap, MATCH_IOU)
+    true_matched = np.zeros(overlap.true_ids.size, bool)
+    pred_matched = np.zeros(overlap.pred_ids.size, bool)
+    true_matched[true_index] = True
+    pred_matched[pred_index] = True
+
+    true_covered = np.bincount(rows, shared, minlength=true_matched.size)
+    pred_on_truth = np.bincount(cols, shared, minlength=pred_matched.size)
+    piece = shared * 2 > overlap.pred_area[cols]  # the predicted object lies mostly inside this true one
+    pieces = np.bincount(rows[piece], minlength=true_matched.size)
+    holds_most = shared * 2 > overlap.true_area[rows]  # the predicted object covers most of this true one
+    fused = np.bincount(cols[holds_most], minlength=pred_matched.size) >= 2
+    in_fusion = np.zeros(true_matched.size, bool)
+    in_fusion[rows[fused[cols] & holds_most]] = True
+
+    unmatched = ~true_matched
+    missed = unmatched & (true_covered * 2 < overlap.true_area)
+    split = unmatched & ~missed & (pieces >= 2)
+    merged = unmatched & ~missed & ~split & in_fusion
+    false = ~pred_matched & (pred_on_truth * 2 < overlap.pred_area)
+    return ErrorKinds(
+        matched=int(true_matched.sum()),
+        missed=int(missed.sum()),
+        split=int(split.sum()),
+        merged=int(merged.sum()),
+        misshapen=int((unmatched & ~missed & ~split & ~merged).sum()),
+        false=int(false.sum()),
+        on_objects=int((~pred_matched & ~false).sum()),
+    )
+
+
+def total_error_kinds(pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> ErrorKinds:
+    """`error_kinds` summed over (truth, prediction) image pairs."""
+    return sum((error_kinds(truth, pred) for truth, pred in pairs), ErrorKinds())
