@@ -287,6 +287,7 @@ def _predict_batch(args) -> int:
 
 
 def _evaluate(args) -> int:
+    from napari_unet.functionals.error_kinds import total_error_kinds
     from napari_unet.functionals.metrics import instance_scores
     from napari_unet.io.images import read_labels
 
@@ -298,6 +299,7 @@ def _evaluate(args) -> int:
         if t.shape != p.shape:
             raise UserInputError(f"{tp} is {t.shape} but {pp} is {p.shape}: they must have the same shape")
     print(instance_scores(truths, preds).table())
+    print(total_error_kinds(zip(truths, preds)).report())
     return 0
 
 

@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("models", help="list the shipped pretrained models with their model cards")
 
-    evaluate = sub.add_parser("evaluate", help="instance AP of predictions against ground truth")
+    evaluate = sub.add_parser("evaluate", help="instance AP of predictions against ground truth, and the kinds of mistake")
     evaluate.add_argument("--truth", action="append", required=True, help="ground-truth instance labels")
     evaluate.add_argument("--pred", action="append", required=True, help="predicted instance labels")
     return parser

@@ -41,6 +41,7 @@ def test_train_predict_evaluate_round_trip(files, capsys):
     assert main(["evaluate", "--truth", str(d / "lbl.tif"), "--pred", str(d / "inst.tif")]) == 0
     table = capsys.readouterr().out
     assert "0.50" in table and "0.90" in table and "mean" in table
+    assert "true objects:" in table and "missed" in table and "merged" in table
 
 
 def _error(argv, capsys) -> str:

@@ -56,3 +56,10 @@ def test_agrees_with_the_metric_on_random_labels():
         n_true = np.unique(truth).size - 1
         assert kinds.matched + kinds.missed + kinds.split + kinds.merged + kinds.misshapen == n_true
         assert kinds.ap50 == pytest.approx(average_precision([truth], [pred], (0.5,))[0.5])
+
+
+def test_report_names_the_most_common_mistake_and_its_remedy():
+    report = ErrorKinds(matched=10, missed=1, merged=4, false=2, on_objects=2).report()
+    assert "of 15 true objects: 10 matched, 1 missed, 0 split, 4 merged" in report
+    assert "Most common: merged (4)" in report and "seed prominence" in report
+    assert "Most common" not in ErrorKinds(matched=3).report()

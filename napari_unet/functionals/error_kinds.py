@@ -25,6 +25,15 @@ import numpy as np
 from napari_unet.functionals.metrics import match_instances, matched_pairs
 
 MATCH_IOU = 0.5
+# What to try against each kind, in the words of the dock's sliders and the CLI's options.
+REMEDIES = {
+    "missed": "a lower threshold (--threshold) keeps fainter objects",
+    "split": "a higher seed prominence or border evidence (--seed-prominence, --border-evidence) keeps objects whole",
+    "merged": "a lower seed prominence or border evidence separates touching objects",
+    "misshapen": "more training, or corrections on such objects, sharpen the outlines",
+    "false": "a higher threshold or min size (--threshold, --min-size) drops faint specks; "
+             "or annotate such places as background",
+}
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,21 @@ class ErrorKinds:
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
+
+    def report(self) -> str:
+        """A few lines for people: the counts, and what to try against the most common mistake."""
+        true_total = self.matched + self.missed + self.split + self.merged + self.misshapen
+        lines = [
+            f"At IoU 0.5, of {true_total} true objects: {self.matched} matched, {self.missed} missed, "
+            f"{self.split} split, {self.merged} merged, {self.misshapen} misshapen;",
+            f"predicted objects without a match: {self.false} off every true object (false), "
+            f"{self.on_objects} pieces or fusions of the above.",
+        ]
+        counts = {kind: getattr(self, kind) for kind in REMEDIES}
+        worst = max(counts, key=counts.get)
+        if counts[worst]:
+            lines.append(f"Most common: {worst} ({counts[worst]}): {REMEDIES[worst]}.")
+        return "\n".join(lines)
 
 
 def error_kinds(truth: np.ndarray, pred: np.ndarray) -> ErrorKinds:
