@@ -6,7 +6,7 @@ more training on crowded images). Every true object without a match at IoU 0.5 i
 
 - *missed*: predicted objects cover less than half of it;
 - *split*: two or more predicted objects lie mostly (more than half) inside it;
-- *merged*: a predicted object over it also covers most of another true object;
+- *merged*: a predicted object that covers most of it covers most of another true object too;
 - *misshapen*: otherwise (it is found, but the outline is too far off);
 
 and every predicted object without a match is *false* when less than half of it lies on true
