@@ -29,7 +29,7 @@ KINDS = ("matched", "missed", "split", "merged", "misshapen", "false", "on_objec
 WORST_SHOWN = 5
 
 
-def kinds_per_image(model: str, names: list[str], diameter: str, workers: int) -> list[ErrorKinds]:
+def kinds_per_image(model: str, names: list[str], diameter: str | float, workers: int) -> list[ErrorKinds]:
     entries = {e.id: e for e in index(DATA)}
     preds = predict_in_processes(Segmenter.load(model), DATA, names, diameter, workers)
     return [error_kinds(load(DATA, entries[name])[1], pred) for name, pred in zip(names, preds)]
