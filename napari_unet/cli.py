@@ -84,6 +84,8 @@ def _train(args) -> int:
     print(f"saved {path} ({last['steps']} steps in {last['seconds']:.0f} s, loss {last['loss']})")
     if trainer.tuning is not None:
         print(trainer.tuning.describe())
+        if trainer.tuning.errors is not None:
+            print(trainer.tuning.describe_errors(options=True))
     return 0
 
 

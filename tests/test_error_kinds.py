@@ -63,3 +63,14 @@ def test_report_names_the_most_common_mistake_and_its_remedy():
     assert "of 15 true objects: 10 matched, 1 missed, 0 split, 4 merged" in report
     assert "Most common: merged (4)" in report and "seed prominence" in report
     assert "Most common" not in ErrorKinds(matched=3).report()
+    assert "(--seed-prominence, --border-evidence)." in report  # the CLI's options for it
+
+
+def test_summary_is_one_line_of_the_mistakes_that_occur():
+    kinds = ErrorKinds(matched=10, missed=1, merged=4, false=2, on_objects=2)
+    line = kinds.summary()
+    assert line == ("10 matched; 1 missed, 4 merged, 2 false objects, 2 unmatched pieces on objects. Most common, "
+                    "merged: a lower seed prominence or border evidence separates touching objects")
+    assert kinds.summary(options=True).endswith("(--seed-prominence, --border-evidence)")
+    assert ErrorKinds(matched=3).summary() == "all 3 objects matched"
+    assert ErrorKinds(matched=3, missed=2, split=2).most_common() == "missed"  # a tie goes to the earlier kind

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from napari_unet.functionals.error_kinds import ErrorKinds
 from napari_unet.functionals.instance_tuning import (
     MIN_OBJECTS,
     OVERRIDE_OBJECTS,
@@ -51,6 +52,26 @@ def test_a_faint_border_inside_whole_objects_tunes_border_evidence_up():
     assert tuning.default_ap50 == 0.5 and tuning.ap50 == 1.0  # one lobe matches its object, the other is a false one
     assert tuning.objects == wholes.max() and tuning.images == 1
     assert "border evidence 0.7" in tuning.describe()
+    assert tuning.errors.matched == wholes.max() and tuning.errors.ap50 == tuning.ap50  # nothing left
+    assert tuning.describe_errors() == f"On the {wholes.max()} objects you outlined, which it learnt from: " \
+                                       f"all {wholes.max()} objects matched"
+
+
+def test_the_mistakes_left_at_the_picked_settings_are_counted_by_kind():
+    """A neck marked at 0.95 of the outer edge is never merged (the search stops at 0.9): each object stays
+    in two lobes, the larger matches it and the other is a piece on it. A model that finds nothing misses
+    every object, and the line names the remedy."""
+    prediction, wholes, _ = lobed_objects(rows=3, cols=8, neck_border=0.95)
+    tuning = tune_instance_params([TuningCase(prediction, wholes)], model_instances)
+    assert tuning.params.border_evidence == InstanceParams().border_evidence and tuning.ap50 == 0.5
+    errors = tuning.errors
+    assert errors.matched == errors.on_objects == 24 and errors.split == errors.missed == errors.false == 0
+    assert errors.most_common() is None  # pieces on matched objects have no remedy of their own
+    assert tuning.describe_errors().endswith("24 matched; 24 unmatched pieces on objects")
+    blind = tune_instance_params([TuningCase(prediction, wholes)], lambda p, params: model_instances(p, params) * 0)
+    assert blind.errors.missed == 24 and blind.ap50 == 0.0
+    assert blind.describe_errors().endswith("0 matched; 24 missed. Most common, missed: a lower threshold keeps "
+                                            "fainter objects")
 
 
 def test_where_the_lobes_are_the_objects_the_defaults_stay():
@@ -123,3 +144,7 @@ def test_round_trip_through_a_table_and_damaged_tables_are_refused():
         InstanceTuning.from_dict({"tuned": True})
     with pytest.raises(Exception, match="border evidence"):
         InstanceTuning.from_dict({**tuning.to_dict(), "params": {"border_evidence": 3.0}})
+    counted = InstanceTuning(InstanceParams(), True, 0.8, 0.8, 30, 1, errors=ErrorKinds(matched=24, merged=6))
+    assert InstanceTuning.from_dict(counted.to_dict()) == counted
+    for damaged in ({"matched": -1}, {**counted.to_dict()["errors"], "merged": "six"}, [1, 2]):
+        assert InstanceTuning.from_dict({**counted.to_dict(), "errors": damaged}).errors is None

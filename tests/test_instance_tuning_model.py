@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import tifffile
@@ -11,6 +13,7 @@ from test_training import TINY, run_to_end
 
 from napari_unet.cli import main
 from napari_unet.functionals.data import TrainingImage
+from napari_unet.functionals.error_kinds import ErrorKinds
 from napari_unet.functionals.instance_tuning import MIN_OBJECTS, InstanceTuning
 from napari_unet.functionals.instances import InstanceParams
 from napari_unet.nn.instance_tuning import tuning_steps
@@ -29,6 +32,9 @@ def test_training_on_outlined_objects_tunes_and_reports_it_as_progress():
     assert all(r.step == 3 and r.fraction == 1.0 for r in records if r.stage)
     tuning = trainer.tuning
     assert tuning is not None and tuning.tuned and tuning.objects == labels.max() and tuning.images == 1
+    assert tuning.errors is not None and tuning.errors.ap50 == pytest.approx(tuning.ap50, abs=1e-4)
+    assert tuning.errors.matched + tuning.errors.missed + tuning.errors.split + tuning.errors.merged \
+        + tuning.errors.misshapen == tuning.objects  # every outlined object has a kind
     assert segmenter.instance_tuning == tuning and segmenter.instance_params == tuning.params
     assert segmenter.history[-1]["instance_tuning"] == tuning.to_dict()
 
@@ -39,14 +45,16 @@ def test_scribbles_keep_what_was_tuned_before_and_say_why_not_now():
     scribbles[labels == 1], scribbles[:2] = 2, 1
     start = Segmenter.create(TrainConfig(**TINY).model_config(1, 2), ["background", "object"])
     start.instance_heads_trained = True
-    tuned = InstanceTuning(InstanceParams(border_evidence=0.7), True, 0.8, 0.7, 100, 3)
+    tuned = InstanceTuning(InstanceParams(border_evidence=0.7), True, 0.8, 0.7, 100, 3,
+                           errors=ErrorKinds(matched=80, merged=20))
     start.instance_tuning = tuned
     trainer = Trainer([TrainingImage.from_scribbles(image[None], scribbles)], TrainConfig(steps=1, **TINY),
                       segmenter=start)
     records, segmenter = run_to_end(trainer)
     assert not any(r.stage for r in records)
     assert not trainer.tuning.tuned and "scribbles only" in trainer.tuning.describe()
-    assert segmenter.instance_tuning == tuned and segmenter.instance_params.border_evidence == 0.7
+    assert segmenter.instance_params.border_evidence == 0.7
+    assert segmenter.instance_tuning == replace(tuned, errors=None)  # counted with the weights before this run
     off = Trainer([TrainingImage.from_instances(image[None], labels)], TrainConfig(steps=1, tune_instances=False, **TINY))
     assert run_to_end(off)[1].instance_tuning is None and off.tuning is None
 
@@ -106,3 +114,17 @@ def test_outlined_objects_with_untrained_instance_heads_say_so():
         next(steps)
     tuning = done.value.value
     assert not tuning.tuned and "instance heads are not trained" in tuning.describe()
+
+
+def test_cli_train_prints_the_mistakes_left_on_the_outlined_objects(tmp_path, capsys):
+    image, labels = blobs(160, n=40, seed=1)
+    tifffile.imwrite(tmp_path / "img.tif", image)
+    tifffile.imwrite(tmp_path / "lbl.tif", labels)
+    assert main(["train", "--image", str(tmp_path / "img.tif"), "--instances", str(tmp_path / "lbl.tif"),
+                 "--out", str(tmp_path / "m.pt"), "--steps", "3", "--patch-size", "48", "--batch-size", "2",
+                 "--device", "cpu", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    tuning = Segmenter.load(tmp_path / "m.pt").instance_tuning
+    assert tuning.tuned and tuning.errors is not None  # kept in the checkpoint with the settings
+    assert tuning.describe_errors(options=True) in out
+    assert f"On the {labels.max()} objects you outlined, which it learnt from: " in out

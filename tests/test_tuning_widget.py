@@ -39,7 +39,10 @@ def test_sliders_move_to_the_tuned_settings_of_a_trained_or_loaded_model(make_na
     assert step.border_slider.value() == pytest.approx(tuning.params.border_evidence)
     assert step.threshold_slider.value() == pytest.approx(tuning.params.threshold)
     assert step.instance_params() == tuning.params
-    assert step.tuning_label.text() == tuning.describe() and "tuned on your annotations" in tuning.describe()
+    assert "tuned on your annotations" in tuning.describe() and tuning.errors is not None
+    # what was picked, then the mistakes left on the 125 accepted objects
+    assert step.tuning_label.text() == f"{tuning.describe()}\n{tuning.describe_errors()}"
+    assert tuning.describe_errors().startswith("On the 125 objects you outlined, which it learnt from: ")
     assert not step.tuning_label.isHidden()
     assert any("tuned on your annotations" in text for _, text in controller.messages.log)  # the finish message
     step.border_slider.setValue(0.9)  # still the user's to move

@@ -25,15 +25,16 @@ import numpy as np
 from napari_unet.functionals.metrics import match_instances, matched_pairs
 
 MATCH_IOU = 0.5
-# What to try against each kind, in the words of the dock's sliders and the CLI's options.
+# What to try against each kind, in the words of the dock's sliders; OPTIONS names the CLI's.
 REMEDIES = {
-    "missed": "a lower threshold (--threshold) keeps fainter objects",
-    "split": "a higher seed prominence or border evidence (--seed-prominence, --border-evidence) keeps objects whole",
+    "missed": "a lower threshold keeps fainter objects",
+    "split": "a higher seed prominence or border evidence keeps objects whole",
     "merged": "a lower seed prominence or border evidence separates touching objects",
     "misshapen": "more training, or corrections on such objects, sharpen the outlines",
-    "false": "a higher threshold or min size (--threshold, --min-size) drops faint specks; "
-             "or annotate such places as background",
+    "false": "a higher threshold or min size drops faint specks, or annotate such places as background",
 }
+OPTIONS = {"missed": "--threshold", "split": "--seed-prominence, --border-evidence",
+           "merged": "--seed-prominence, --border-evidence", "misshapen": "", "false": "--threshold, --min-size"}
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ class ErrorKinds:
         return asdict(self)
 
     def report(self) -> str:
-        """A few lines for people: the counts, and what to try against the most common mistake."""
+        """A few lines for the command line: the counts, and what to try against the most common mistake."""
         true_total = self.matched + self.missed + self.split + self.merged + self.misshapen
         lines = [
             f"At IoU 0.5, of {true_total} true objects: {self.matched} matched, {self.missed} missed, "
@@ -70,11 +71,33 @@ class ErrorKinds:
             f"predicted objects without a match: {self.false} off every true object (false), "
             f"{self.on_objects} pieces or fusions of the above.",
         ]
+        worst = self.most_common()
+        if worst is not None:
+            named = f" ({OPTIONS[worst]})" if OPTIONS[worst] else ""
+            lines.append(f"Most common: {worst} ({getattr(self, worst)}): {REMEDIES[worst]}{named}.")
+        return "\n".join(lines)
+
+    def summary(self, options: bool = False) -> str:
+        """One line: the mistakes that occur, and what to try against the most common (with the CLI's
+        `options` for it, or in the words of the dock's sliders)."""
+        kinds = [f"{getattr(self, kind)} {kind}" for kind in ("missed", "split", "merged", "misshapen")
+                 if getattr(self, kind)]
+        if self.false:
+            kinds.append(f"{self.false} false object{'s' if self.false > 1 else ''}")
+        if self.on_objects:
+            kinds.append(f"{self.on_objects} unmatched piece{'s' if self.on_objects > 1 else ''} on objects")
+        if not kinds:
+            return f"all {self.matched} objects matched"
+        worst = self.most_common()
+        named = f" ({OPTIONS[worst]})" if options and worst and OPTIONS[worst] else ""
+        advice = f". Most common, {worst}: {REMEDIES[worst]}{named}" if worst else ""
+        return f"{self.matched} matched; {', '.join(kinds)}{advice}"
+
+    def most_common(self) -> str | None:
+        """The kind of mistake with a remedy that occurs most (None: none occurs); ties go to the earlier kind."""
         counts = {kind: getattr(self, kind) for kind in REMEDIES}
         worst = max(counts, key=counts.get)
-        if counts[worst]:
-            lines.append(f"Most common: {worst} ({counts[worst]}): {REMEDIES[worst]}.")
-        return "\n".join(lines)
+        return worst if counts[worst] else None
 
 
 def error_kinds(truth: np.ndarray, pred: np.ndarray) -> ErrorKinds:

@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
+from napari_unet.functionals.error_kinds import ErrorKinds, total_error_kinds
 from napari_unet.functionals.instances import InstanceParams
-from napari_unet.functionals.metrics import instance_counts
 from napari_unet.functionals.prediction import Prediction
 
 MIN_OBJECTS = 20  # fewer outlined objects than this: the model's settings stay (20, not 30: BENCHMARKS.md section 6)
@@ -65,6 +65,7 @@ class InstanceTuning:
     images: int = 0
     reason: str = ""
     source: str = ""  # what the annotations were, for a shipped model's settings; "": the user's own
+    errors: ErrorKinds | None = None  # the mistakes left on those objects with `params` (None: not measured)
 
     def describe(self) -> str:
         """One line for people: what was picked, on what, or why nothing was."""
@@ -77,16 +78,24 @@ class InstanceTuning:
         return (f"tuned on {self.source or 'your annotations'}: {picked} (AP@0.5 {self.ap50:.3f}, "
                 f"before {self.default_ap50:.3f}; {self.objects} objects in {self.images} image(s))")
 
+    def describe_errors(self, options: bool = False) -> str:
+        """What is still wrong on the outlined objects, and what to try (`options`: name the CLI's);
+        "" when it was not measured."""
+        if self.errors is None:
+            return ""
+        return f"On the {self.objects} objects you outlined, which it learnt from: {self.errors.summary(options)}"
+
     def to_dict(self) -> dict:
-        return {**asdict(self), "params": self.params.to_dict()}
+        return {**asdict(self), "params": self.params.to_dict()}  # asdict makes `errors` a table too
 
     @classmethod
     def from_dict(cls, table: dict) -> InstanceTuning:
         """From a checkpoint (a user file): the params are checked as InstanceParams checks them."""
         if not isinstance(table, dict) or not isinstance(table.get("params"), dict):
             raise TypeError("its instance tuning is not a table of settings")
-        fields = set(cls.__dataclass_fields__) - {"params"}
-        return cls(params=InstanceParams(**table["params"]), **{k: v for k, v in table.items() if k in fields})
+        fields = set(cls.__dataclass_fields__) - {"params", "errors"}
+        return cls(params=InstanceParams(**table["params"]), errors=_error_kinds(table.get("errors")),
+                   **{k: v for k, v in table.items() if k in fields})
 
 
 def settings_in_use(tuning: InstanceTuning | None) -> InstanceParams:
@@ -113,24 +122,22 @@ def tune_instance_params(
         return refused
     margin = max(MIN_GAIN, 1.0 / objects)
 
-    def ap50(params: InstanceParams) -> float:
-        tp = fp_fn = 0
-        for case in cases:
-            counts = instance_counts(case.truth, _inside(instances(case.prediction, params), case.known), (0.5,))[0.5]
-            tp, fp_fn = tp + counts[0], fp_fn + counts[1] + counts[2]
-        return tp / (tp + fp_fn) if tp + fp_fn else 1.0
+    def mistakes(params: InstanceParams) -> ErrorKinds:
+        return total_error_kinds((case.truth, _inside(instances(case.prediction, params), case.known))
+                                 for case in cases)
 
-    best, best_score = start, ap50(start)
-    default_score = best_score
+    best, best_errors = start, mistakes(start)
+    default_score = best_errors.ap50
     for name, values in SEARCH:
         for value in values:
             candidate = replace(best, **{name: value})
             if candidate == best:
                 continue
-            score = ap50(candidate)
-            if score > best_score + margin:
-                best, best_score = candidate, score
-    return InstanceTuning(best, True, round(best_score, 4), round(default_score, 4), objects, len(cases))
+            errors = mistakes(candidate)
+            if errors.ap50 > best_errors.ap50 + margin:
+                best, best_errors = candidate, errors
+    return InstanceTuning(best, True, round(best_errors.ap50, 4), round(default_score, 4), objects, len(cases),
+                          errors=best_errors)
 
 
 def too_few(objects: int, images: int, current: InstanceTuning | None = None) -> InstanceTuning | None:
@@ -161,3 +168,11 @@ def _inside(labels: np.ndarray, known: np.ndarray | None) -> np.ndarray:
     keep[0] = False
     return np.where(keep[labels], labels, 0)
 
+
+def _error_kinds(table: object) -> ErrorKinds | None:
+    """The stored mistakes of a checkpoint (a user file), or None where absent or not counts of kinds."""
+    if not isinstance(table, dict) or set(table) != set(ErrorKinds.__dataclass_fields__):
+        return None
+    if not all(isinstance(count, int) and not isinstance(count, bool) and count >= 0 for count in table.values()):
+        return None
+    return ErrorKinds(**table)

@@ -101,7 +101,8 @@ class PredictStep(QWidget):
         self.tuning_label = ui.hint("")  # what tuning after training picked for the model, or why not
         self.tuning_label.setToolTip(
             "After training, the settings above are tried on the objects you outlined (instance labels, accepted "
-            "regions) and the best are kept with the model; the sliders move to them and you can still move them")
+            "regions) and the best are kept with the model; the sliders move to them and you can still move them. "
+            "The mistakes left on those objects follow: the model learnt from them, so expect more on other images")
         layout.addWidget(self.tuning_label)
         self._tuned_model = None  # the model whose tuned settings the sliders were last moved to
         self._scope = "plane"  # what the last Predict asked for
@@ -205,7 +206,8 @@ class PredictStep(QWidget):
         """Move the sliders to a newly trained or loaded model's tuned settings, once per model, and say so."""
         model = self.controller.segmenter
         tuning = None if model is None else model.instance_tuning
-        self.tuning_label.setText("" if tuning is None else tuning.describe())
+        self.tuning_label.setText("" if tuning is None else "\n".join(
+            line for line in (tuning.describe(), tuning.describe_errors()) if line))
         self.tuning_label.setVisible(tuning is not None)
         if tuning is None or not tuning.tuned or model is self._tuned_model:
             return
