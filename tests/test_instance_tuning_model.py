@@ -59,6 +59,27 @@ def test_scribbles_keep_what_was_tuned_before_and_say_why_not_now():
     assert run_to_end(off)[1].instance_tuning is None and off.tuning is None
 
 
+def test_too_few_objects_to_change_the_settings_still_count_the_mistakes_left_on_them():
+    """A correction round of a few accepted objects on a model with settings picked on many: the settings
+    stay, and the mistakes on those objects are counted with the weights trained now."""
+    image, labels = blobs(96, n=8)
+    start = Segmenter.create(TrainConfig(**TINY).model_config(1, 2), ["background", "object"])
+    start.instance_heads_trained = True
+    shipped = InstanceTuning(InstanceParams(border_evidence=0.7), True, 0.877, 0.854, 3739, 100, source="DSB2018",
+                             errors=ErrorKinds(matched=3000, merged=739))
+    start.instance_tuning = shipped
+    trainer = Trainer([TrainingImage.from_instances(image[None], labels)], TrainConfig(steps=2, **TINY),
+                      segmenter=start)
+    records, segmenter = run_to_end(trainer)
+    stages = [r.stage for r in records if r.stage]
+    assert stages == ["counting mistakes: predicting image 1/1"]  # no search
+    found = trainer.tuning
+    assert not found.tuned and f"fewer than {MIN_OBJECTS}" in found.reason
+    assert found.errors is not None and found.errors.true_objects == labels.max() == 8
+    assert segmenter.instance_tuning == replace(shipped, errors=found.errors)  # the settings stay, counted anew
+    assert segmenter.instance_tuning.describe_errors().startswith("On the 8 objects you outlined")
+
+
 def test_tuned_settings_survive_the_checkpoint_and_old_checkpoints_load_with_the_defaults(tmp_path):
     segmenter = Segmenter.create(TrainConfig(**TINY).model_config(1, 2), ["background", "object"])
     assert segmenter.instance_params == InstanceParams()
@@ -87,7 +108,9 @@ def test_cli_predict_uses_the_models_settings_unless_an_option_is_given(tmp_path
     fast = ["--steps", "3", "--patch-size", "48", "--batch-size", "2", "--device", "cpu", "--quiet"]
     assert main(["train", "--image", str(tmp_path / "img.tif"), "--instances", str(tmp_path / "lbl.tif"),
                  "--out", str(tmp_path / "plain.pt"), *fast]) == 0
-    assert f"10 outlined objects, fewer than {MIN_OBJECTS}" in capsys.readouterr().out  # too few: says why
+    out = capsys.readouterr().out
+    assert f"10 outlined objects, fewer than {MIN_OBJECTS}" in out  # too few to tune: says why
+    assert "On the 10 objects you outlined, which it learnt from: " in out  # but enough to count mistakes on
     model = Segmenter.load(tmp_path / "plain.pt")
     model.instance_tuning = InstanceTuning(InstanceParams(threshold=0.9, border_evidence=0.7), True, 0.9, 0.8, 50, 1)
     model.save(tmp_path / "tuned.pt")

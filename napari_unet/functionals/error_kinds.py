@@ -54,6 +54,10 @@ class ErrorKinds:
         return ErrorKinds(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
 
     @property
+    def true_objects(self) -> int:
+        return self.matched + self.missed + self.split + self.merged + self.misshapen
+
+    @property
     def ap50(self) -> float:
         unmatched = self.missed + self.split + self.merged + self.misshapen + self.false + self.on_objects
         total = self.matched + unmatched
@@ -64,9 +68,8 @@ class ErrorKinds:
 
     def report(self) -> str:
         """A few lines for the command line: the counts, and what to try against the most common mistake."""
-        true_total = self.matched + self.missed + self.split + self.merged + self.misshapen
         lines = [
-            f"At IoU 0.5, of {true_total} true objects: {self.matched} matched, {self.missed} missed, "
+            f"At IoU 0.5, of {self.true_objects} true objects: {self.matched} matched, {self.missed} missed, "
             f"{self.split} split, {self.merged} merged, {self.misshapen} misshapen;",
             f"predicted objects without a match: {self.false} off every true object (false), "
             f"{self.on_objects} pieces or fusions of the above.",

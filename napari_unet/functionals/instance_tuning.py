@@ -83,7 +83,8 @@ class InstanceTuning:
         "" when it was not measured."""
         if self.errors is None:
             return ""
-        return f"On the {self.objects} objects you outlined, which it learnt from: {self.errors.summary(options)}"
+        return (f"On the {self.errors.true_objects} objects you outlined, which it learnt from: "
+                f"{self.errors.summary(options)}")
 
     def to_dict(self) -> dict:
         return {**asdict(self), "params": self.params.to_dict()}  # asdict makes `errors` a table too
@@ -123,8 +124,7 @@ def tune_instance_params(
     margin = max(MIN_GAIN, 1.0 / objects)
 
     def mistakes(params: InstanceParams) -> ErrorKinds:
-        return total_error_kinds((case.truth, _inside(instances(case.prediction, params), case.known))
-                                 for case in cases)
+        return mistakes_at(cases, instances, params)
 
     best, best_errors = start, mistakes(start)
     default_score = best_errors.ap50
@@ -138,6 +138,13 @@ def tune_instance_params(
                 best, best_errors = candidate, errors
     return InstanceTuning(best, True, round(best_errors.ap50, 4), round(default_score, 4), objects, len(cases),
                           errors=best_errors)
+
+
+def mistakes_at(
+    cases: Sequence[TuningCase], instances: Callable[[Prediction, InstanceParams], np.ndarray], params: InstanceParams
+) -> ErrorKinds:
+    """The mistakes `params` leave on the cases' objects, by kind (only predicted objects inside known regions)."""
+    return total_error_kinds((case.truth, _inside(instances(case.prediction, params), case.known)) for case in cases)
 
 
 def too_few(objects: int, images: int, current: InstanceTuning | None = None) -> InstanceTuning | None:

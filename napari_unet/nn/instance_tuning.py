@@ -2,13 +2,16 @@
 
 Predicts each image with outlined objects (dense instance labels, accepted regions) once, at
 its own objects' diameter as training saw it, then hands the outputs to
-`functionals.instance_tuning`, which repeats only the instance step. A generator, so the
+`functionals.instance_tuning`, which repeats only the instance step. With too few outlined
+objects to change the settings it still counts the mistakes the model's settings leave on them
+(after a correction round, whether the corrected kind of mistake is gone). A generator, so the
 training loop can report each step as progress.
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -17,6 +20,7 @@ from napari_unet.functionals.instances import InstanceParams
 from napari_unet.functionals.instance_tuning import (
     InstanceTuning,
     TuningCase,
+    mistakes_at,
     too_few,
     tune_instance_params,
 )
@@ -46,14 +50,16 @@ def tuning_steps(
         pixels += size
     objects = sum(_objects(item) for item in chosen)
     refused = too_few(objects, len(chosen), segmenter.instance_tuning)
-    if refused is not None:
+    if refused is not None and objects == 0:
         return refused
     cases = []
     for i, item in enumerate(chosen, start=1):
-        yield f"tuning instance settings: predicting image {i}/{len(chosen)}"
+        yield f"{'counting mistakes' if refused else 'tuning instance settings'}: predicting image {i}/{len(chosen)}"
         prediction = segmenter.predict(item.image, diameter=diameter or item.object_diameter())
         known = None if item.instance_mask is None or item.instance_mask.all() else item.instance_mask
         cases.append(TuningCase(prediction, np.asarray(item.instances), known))
+    if refused is not None:  # too few objects to change the settings, enough to say what they get wrong
+        return replace(refused, errors=mistakes_at(cases, segmenter.instances, refused.params))
     yield f"tuning instance settings: comparing settings on {objects} objects"
     return tune_instance_params(cases, segmenter.instances, segmenter.instance_tuning)
 

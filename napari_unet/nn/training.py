@@ -279,14 +279,14 @@ class Trainer:
         return segmenter
 
     def _keep_tuning(self, segmenter: Segmenter, tuning: InstanceTuning) -> None:
-        """Store what tuning picked; a run that could not tune (scribbles only) keeps settings tuned before,
-        without the mistakes counted then: the weights have changed since."""
+        """Store what tuning picked; a run that could not tune (scribbles only, few objects) keeps settings
+        tuned before, with the mistakes counted now (if any): the weights have changed since."""
         self.tuning = tuning
         segmenter.history[-1]["instance_tuning"] = tuning.to_dict()
         if tuning.tuned or segmenter.instance_tuning is None or not segmenter.instance_tuning.tuned:
             segmenter.instance_tuning = tuning
         else:
-            segmenter.instance_tuning = replace(segmenter.instance_tuning, errors=None)
+            segmenter.instance_tuning = replace(segmenter.instance_tuning, errors=tuning.errors)
 
     def learning_rate(self) -> float:
         """The peak rate: the configured one, else a lower one for a warm start, so the start model keeps its skills."""
