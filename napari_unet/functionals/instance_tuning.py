@@ -123,17 +123,14 @@ def tune_instance_params(
         return refused
     margin = max(MIN_GAIN, 1.0 / objects)
 
-    def mistakes(params: InstanceParams) -> ErrorKinds:
-        return mistakes_at(cases, instances, params)
-
-    best, best_errors = start, mistakes(start)
+    best, best_errors = start, mistakes_at(cases, instances, start)
     default_score = best_errors.ap50
     for name, values in SEARCH:
         for value in values:
             candidate = replace(best, **{name: value})
             if candidate == best:
                 continue
-            errors = mistakes(candidate)
+            errors = mistakes_at(cases, instances, candidate)
             if errors.ap50 > best_errors.ap50 + margin:
                 best, best_errors = candidate, errors
     return InstanceTuning(best, True, round(best_errors.ap50, 4), round(default_score, 4), objects, len(cases),
