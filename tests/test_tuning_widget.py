@@ -34,6 +34,7 @@ def test_sliders_move_to_the_tuned_settings_of_a_trained_or_loaded_model(make_na
     assert step.tuning_label.isHidden()
 
     assert train(qtbot, widget)
+    assert [step for step, _ in widget.train_step.loss_plot.points] == [1, 2, 3]  # tuning adds no point of its own
     tuning = controller.segmenter.instance_tuning
     assert tuning is not None and tuning.tuned and tuning.objects == 125
     assert step.border_slider.value() == pytest.approx(tuning.params.border_evidence)

@@ -329,7 +329,8 @@ class TrainStep(QWidget):
         self.controller.stop()
 
     def _on_progress(self, progress) -> None:
-        self.loss_plot.add(self._run_offset + progress.step, progress.loss)
+        if not progress.stage:  # the work after the last step (tuning, counting mistakes) repeats its step and loss
+            self.loss_plot.add(self._run_offset + progress.step, progress.loss)
         if not self.controller.is_training:  # a record that arrives after the end: the bar says stopped or done
             return
         now = time.perf_counter()
