@@ -67,14 +67,15 @@ def test_full_cycle(nuclei_dock, qtbot, tmp_path, monkeypatch):
     # instance parameters update the layer live from the cached prediction, never the network
     entry = widget.controller.session.cache.get(IMAGE, ())
     entry.prediction, entry.use_instance_heads, entry.params = _gt_prediction(), False, None
-    monkeypatch.setattr(widget.controller.session.segmenter, "predict", lambda *a, **k: pytest.fail("network re-run"))
-    with qtbot.waitSignal(widget.controller.instances_updated, timeout=TIMEOUT):
-        widget.predict_step.min_size_spin.setValue(5)
-    before = np.array(instances.data)
-    n_before = len(np.unique(before)) - 1
-    assert n_before > 20
-    with qtbot.waitSignal(widget.controller.instances_updated, timeout=TIMEOUT):
-        widget.predict_step.min_size_spin.setValue(150)
+    with monkeypatch.context() as patch:  # only here: training later predicts to count its mistakes
+        patch.setattr(widget.controller.session.segmenter, "predict", lambda *a, **k: pytest.fail("network re-run"))
+        with qtbot.waitSignal(widget.controller.instances_updated, timeout=TIMEOUT):
+            widget.predict_step.min_size_spin.setValue(5)
+        before = np.array(instances.data)
+        n_before = len(np.unique(before)) - 1
+        assert n_before > 20
+        with qtbot.waitSignal(widget.controller.instances_updated, timeout=TIMEOUT):
+            widget.predict_step.min_size_spin.setValue(150)
     n_after = len(np.unique(instances.data)) - 1
     assert 0 < n_after < n_before
     assert "objects in this plane" in widget.predict_step.instance_status.text()

@@ -275,7 +275,8 @@ class Trainer:
                 except StopIteration as done:
                     self._keep_tuning(segmenter, done.value)
                     break
-                yield self._record(step, loss_ema, speed_ema, device, time.perf_counter() - start, 1.0, stage=stage)
+                yield self._record(step, loss_ema, speed_ema, device, time.perf_counter() - start, 1.0,
+                                   validation=scores, stage=stage)
         return segmenter
 
     def _keep_tuning(self, segmenter: Segmenter, tuning: InstanceTuning) -> None:
