@@ -39,10 +39,13 @@ from common import machine, overrides, save, shared_data  # noqa: E402
 from scribble_start import load  # noqa: E402
 
 from napari_unet.functionals.corrections import accept_region  # noqa: E402
+from napari_unet.functionals.data import TrainingImage  # noqa: E402
+from napari_unet.functionals.instance_tuning import mistakes_at  # noqa: E402
 from napari_unet.functionals.instances import InstanceParams  # noqa: E402
 from napari_unet.functionals.metrics import average_precision  # noqa: E402
 from napari_unet.functionals.suggestions import SuggestionWalk  # noqa: E402
 from napari_unet.functionals.uncertainty import uncertainty_map  # noqa: E402
+from napari_unet.nn.instance_tuning import tuning_case  # noqa: E402
 from napari_unet.nn.segmenter import Segmenter  # noqa: E402
 from napari_unet.nn.training import TrainConfig  # noqa: E402
 
@@ -139,6 +142,13 @@ def _table(runs: list[dict]) -> str:
         change = [r["ap50"] - first[(r["image"], r["seed"])] for r in seconds]
         lines.append(f"\ncorrection round minus round 1: mean {np.mean(change):+.3f}, lower in "
                      f"{sum(c < 0 for c in change)} of {len(change)} loops")
+        counted = [r for r in seconds if "mistakes_before" in r]
+        if counted:
+            kinds = ("missed", "split", "merged", "misshapen", "false")
+            before = {k: sum(r["mistakes_before"][k] for r in counted) for k in kinds}
+            after = {k: sum(r["mistakes_after"][k] for r in counted) for k in kinds}
+            lines.append("mistakes on the accepted regions' objects before -> after the correction round, summed "
+                         "over loops: " + ", ".join(f"{k} {before[k]} -> {after[k]}" for k in kinds))
     return "\n".join(lines)
 
 
@@ -186,8 +196,11 @@ def _loop(start, image, truth, scribbles, config: TrainConfig, budget: str, *, s
         scribbles, truth, instances, uncertainty_map(prediction), objects, name)
     corrected, _ = ae.train(copy.deepcopy(first), [sample], [{"annotations": annotations, "accepted": accepted}],
                             second)
+    outlined = TrainingImage.from_annotations(image, annotations, accepted)  # the accepted regions' objects
     yield {"run": f"+ correct & accept suggested regions (>= {objects} objects) + {budget}",
            "corrected": corrected_objects, "regions": [list(r.key) for r in regions],
+           # issue 9: a retrain after a real correction must improve the corrected kind of mistake (own settings)
+           "mistakes_before": _mistakes(first, outlined), "mistakes_after": _mistakes(corrected, outlined),
            "steps": corrected.history[-1]["steps"], "diameter": corrected.object_diameter,
            # what it continued from (steps of every run behind it, oldest first) and its own seed: a round 2
            # that restarted from the start model or ignored its seed would show here
@@ -204,6 +217,12 @@ def _loop(start, image, truth, scribbles, config: TrainConfig, budget: str, *, s
     third, _ = ae.train(copy.deepcopy(first), [sample], [hurried], second)
     yield {"run": f"+ accept the same regions uncorrected + {budget}", "corrected": 0,
            **_score(third, image, truth, params)}
+
+
+def _mistakes(segmenter: Segmenter, outlined: TrainingImage) -> dict[str, int]:
+    """The mistakes a model's own settings leave on the accepted regions' objects, by kind (what the dock shows)."""
+    case = tuning_case(segmenter, outlined)
+    return mistakes_at([case], segmenter.instances, segmenter.instance_params).as_dict()
 
 
 def correct_suggested(scribbles: np.ndarray, truth: np.ndarray, instances: np.ndarray, uncertainty: np.ndarray,

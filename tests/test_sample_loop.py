@@ -47,6 +47,10 @@ def test_cached_first_round_is_reused_and_the_second_round_takes_its_own_setting
     # The correction round continues from the first round's model (not from the start model) with its own seed
     assert (first[1]["lineage"], again[1]["lineage"]) == ([2, 1], [2, 3])
     assert first[1]["train_seed"] == again[1]["train_seed"] == 7
+    # the mistakes on the accepted regions' objects, before and after the correction round, on the same objects
+    before, after = first[1]["mistakes_before"], first[1]["mistakes_after"]
+    true_objects = ("matched", "missed", "split", "merged", "misshapen")
+    assert sum(before[k] for k in true_objects) == sum(after[k] for k in true_objects) > 0
 
 
 def test_table_counts_correction_rounds_below_their_first_round():
@@ -57,6 +61,11 @@ def test_table_counts_correction_rounds_below_their_first_round():
     table = sample_loop._table(rows)
     assert "| a | + correct & accept the suggested region + 1 steps | 0.825 [0.750-0.900] | 0.50 | 2 | 1/2 | - |" in table
     assert "mean +0.075, lower in 1 of 2 loops" in table
+    assert "before -> after" not in table  # rows from before the mistakes were counted
+    kinds = dict.fromkeys(("matched", "missed", "split", "merged", "misshapen", "false", "on_objects"), 0)
+    for row, merged in zip(rows[2:], (3, 1)):
+        row["mistakes_before"], row["mistakes_after"] = {**kinds, "merged": merged}, {**kinds, "merged": 1}
+    assert "split 0 -> 0, merged 4 -> 2, misshapen 0 -> 0" in sample_loop._table(rows)
 
 
 def test_correction_round_walks_suggested_regions_until_enough_objects_are_corrected():

@@ -55,13 +55,18 @@ def tuning_steps(
     cases = []
     for i, item in enumerate(chosen, start=1):
         yield f"{'counting mistakes' if refused else 'tuning instance settings'}: predicting image {i}/{len(chosen)}"
-        prediction = segmenter.predict(item.image, diameter=diameter or item.object_diameter())
-        known = None if item.instance_mask is None or item.instance_mask.all() else item.instance_mask
-        cases.append(TuningCase(prediction, np.asarray(item.instances), known))
+        cases.append(tuning_case(segmenter, item, diameter))
     if refused is not None:  # too few objects to change the settings, enough to say what they get wrong
         return replace(refused, errors=mistakes_at(cases, segmenter.instances, refused.params))
     yield f"tuning instance settings: comparing settings on {objects} objects"
     return tune_instance_params(cases, segmenter.instances, segmenter.instance_tuning)
+
+
+def tuning_case(segmenter: Segmenter, item: TrainingImage, diameter: float | None = None) -> TuningCase:
+    """The model's outputs on one image with outlined objects, at the size training saw it, and its objects."""
+    prediction = segmenter.predict(item.image, diameter=diameter or item.object_diameter())
+    known = None if item.instance_mask is None or item.instance_mask.all() else item.instance_mask
+    return TuningCase(prediction, np.asarray(item.instances), known)
 
 
 def _objects(item: TrainingImage) -> int:
