@@ -151,3 +151,27 @@ def test_cli_train_prints_the_mistakes_left_on_the_outlined_objects(tmp_path, ca
     assert tuning.tuned and tuning.errors is not None  # kept in the checkpoint with the settings
     assert tuning.describe_errors(options=True) in out
     assert f"On the {labels.max()} objects you outlined, which it learnt from: " in out
+
+
+def test_images_too_large_for_the_search_are_left_out_and_the_line_says_so(monkeypatch):
+    from napari_unet.nn import instance_tuning
+
+    big_image, big = blobs(96, n=8)
+    small_image, small = blobs(64, n=6, seed=3)
+    model = Segmenter.create(TrainConfig(**TINY).model_config(1, 2), ["background", "object"])
+    model.instance_heads_trained = True
+    items = [TrainingImage.from_instances(big_image[None], big), TrainingImage.from_instances(small_image[None], small)]
+    monkeypatch.setattr(instance_tuning, "MAX_PIXELS", 64 * 64)  # the small image fits, the big one does not
+
+    def run(items):
+        steps = tuning_steps(model, items)
+        try:
+            while True:
+                next(steps)
+        except StopIteration as done:
+            return done.value
+
+    found = run(items)
+    assert found.errors is not None and found.errors.true_objects == small.max()  # only the small image counted
+    alone = run(items[:1])
+    assert not alone.tuned and alone.errors is None and "larger than 0.004096 Mpx" in alone.describe()

@@ -21,6 +21,7 @@ from napari_unet.functionals.instance_tuning import (
     InstanceTuning,
     TuningCase,
     mistakes_at,
+    settings_in_use,
     too_few,
     tune_instance_params,
 )
@@ -44,10 +45,12 @@ def tuning_steps(
     chosen, pixels = [], 0
     for item in outlined:
         size = int(np.prod(item.annotations.shape))
-        if chosen and pixels + size > MAX_PIXELS:
-            break
-        chosen.append(item)
-        pixels += size
+        if pixels + size <= MAX_PIXELS:
+            chosen.append(item)
+            pixels += size
+    if outlined and not chosen:
+        return InstanceTuning(settings_in_use(segmenter.instance_tuning), False,
+                              reason=f"the images with outlined objects are each larger than {MAX_PIXELS / 1e6:g} Mpx")
     objects = sum(_objects(item) for item in chosen)
     refused = too_few(objects, len(chosen), segmenter.instance_tuning)
     if refused is not None and objects == 0:
