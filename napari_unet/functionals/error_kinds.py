@@ -66,6 +66,15 @@ class ErrorKinds:
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, table: object) -> ErrorKinds | None:
+        """Counts stored in a checkpoint (a user file), or None where absent or not counts of every kind."""
+        if not isinstance(table, dict) or set(table) != set(cls.__dataclass_fields__):
+            return None
+        if not all(isinstance(count, int) and not isinstance(count, bool) and count >= 0 for count in table.values()):
+            return None
+        return cls(**table)
+
     def report(self) -> str:
         """A few lines for the command line: the counts, and what to try against the most common mistake."""
         lines = [

@@ -95,7 +95,7 @@ class InstanceTuning:
         if not isinstance(table, dict) or not isinstance(table.get("params"), dict):
             raise TypeError("its instance tuning is not a table of settings")
         fields = set(cls.__dataclass_fields__) - {"params", "errors"}
-        return cls(params=InstanceParams(**table["params"]), errors=_error_kinds(table.get("errors")),
+        return cls(params=InstanceParams(**table["params"]), errors=ErrorKinds.from_dict(table.get("errors")),
                    **{k: v for k, v in table.items() if k in fields})
 
 
@@ -172,11 +172,3 @@ def _inside(labels: np.ndarray, known: np.ndarray | None) -> np.ndarray:
     keep[0] = False
     return np.where(keep[labels], labels, 0)
 
-
-def _error_kinds(table: object) -> ErrorKinds | None:
-    """The stored mistakes of a checkpoint (a user file), or None where absent or not counts of kinds."""
-    if not isinstance(table, dict) or set(table) != set(ErrorKinds.__dataclass_fields__):
-        return None
-    if not all(isinstance(count, int) and not isinstance(count, bool) and count >= 0 for count in table.values()):
-        return None
-    return ErrorKinds(**table)
