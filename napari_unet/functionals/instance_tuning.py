@@ -171,4 +171,3 @@ def _inside(labels: np.ndarray, known: np.ndarray | None) -> np.ndarray:
     keep[ids] = inside * 2 > sizes[ids]
     keep[0] = False
     return np.where(keep[labels], labels, 0)
-
