@@ -7,7 +7,8 @@ M is a model trained on the K = 12 fluorescence `train` images of `--seed` (as
 images (at their own objects' diameter, as the tuning after training does) and on
 `--unseen` other `train` images spread over object size (at `--diameter auto`, as the CLI
 predicts); then every border evidence x threshold of a grid, and two seed prominences, are
-scored on both (AP@0.5 and the DSB score), and `tune_instance_params` runs on the 12.
+scored on both (AP@0.5 and the DSB score), and `tune_instance_params` runs on the 12; the
+settings it picks are scored on both too, with every `--min-confidence` in their place.
 `val` is never read: this is where the grid and the rules are chosen.
 """
 
@@ -17,6 +18,7 @@ import argparse
 import itertools
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from common import result_of, save
@@ -32,6 +34,7 @@ BORDER = (0.0, 0.3, 0.5, 0.7, 0.9)
 THRESHOLD = (0.4, 0.5, 0.6)
 # (border evidence, threshold, seed prominence): every border x threshold, and prominence at the defaults
 GRID = [(b, t, 0.1) for b, t in itertools.product(BORDER, THRESHOLD)] + [(0.5, 0.5, 0.05), (0.5, 0.5, 0.2)]
+MIN_CONFIDENCE = (0.0, 0.6, 0.7, 0.75, 0.8, 0.85)
 
 
 def scores(segmenter, predictions, truths, params: InstanceParams) -> dict:
@@ -93,11 +96,20 @@ def main() -> None:
         print(f"border {border:.1f} threshold {threshold:.1f} prominence {prominence:.2f}: "
               f"own AP@0.5 {row['own']['ap50']:.3f} DSB {row['own']['dsb']:.3f} | "
               f"unseen AP@0.5 {row['unseen']['ap50']:.3f} DSB {row['unseen']['dsb']:.3f}", flush=True)
+    at_picked = []
+    for level in sorted({*MIN_CONFIDENCE, picked.params.min_confidence}):
+        params = replace(picked.params, min_confidence=level)
+        row = {"min_confidence": level, "picked": params == picked.params,
+               "own": scores(segmenter, own, own_truth, params), "unseen": scores(segmenter, other, other_truth, params)}
+        at_picked.append(row)
+        print(f"picked settings, min confidence {level:.2f}{' (picked)' if row['picked'] else ''}: "
+              f"own AP@0.5 {row['own']['ap50']:.3f} | unseen AP@0.5 {row['unseen']['ap50']:.3f} "
+              f"DSB {row['unseen']['dsb']:.3f}", flush=True)
     path = save(args.name, {"command": " ".join(sys.argv), "model": str(args.model), "seed": args.seed,
                             "training_images": [e.id for e in train], "unseen_images": [e.id for e in unseen],
                             "picked": picked.to_dict(), "tune_seconds": round(tune_seconds, 2),
                             "search_seconds": round(search_seconds, 2), "search_cpu_seconds": round(search_cpu, 2),
-                            "rows": rows})
+                            "rows": rows, "picked_with_min_confidence": at_picked})
     print(f"wrote {path}")
 
 

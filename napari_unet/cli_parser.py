@@ -172,6 +172,9 @@ def _add_instance_options(parser: argparse.ArgumentParser) -> None:
                         help="two touching objects stay apart only where the boundary head marks their border at "
                              "least this fraction as clearly as the objects' outer edges (0: keep every split)"
                         + model.format(InstanceParams.border_evidence))
+    parser.add_argument("--min-confidence", type=_real(0.0, 1.0),
+                        help="objects whose mean foreground probability is below this are dropped (0: keep all)"
+                        + model.format(InstanceParams.min_confidence))
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:

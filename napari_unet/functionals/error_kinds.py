@@ -31,10 +31,12 @@ REMEDIES = {
     "split": "a higher seed prominence or border evidence keeps objects whole",
     "merged": "a lower seed prominence or border evidence separates touching objects",
     "misshapen": "more training, or corrections on such objects, sharpen the outlines",
-    "false": "a higher threshold or min size drops faint specks, or annotate such places as background",
+    "false": "a higher min confidence, threshold or min size drops faint objects and specks, or annotate such "
+             "places as background",
 }
 OPTIONS = {"missed": "--threshold", "split": "--seed-prominence, --border-evidence",
-           "merged": "--seed-prominence, --border-evidence", "misshapen": "", "false": "--threshold, --min-size"}
+           "merged": "--seed-prominence, --border-evidence", "misshapen": "",
+           "false": "--min-confidence, --threshold, --min-size"}
 
 
 @dataclass(frozen=True)

@@ -29,13 +29,16 @@ MIN_OBJECTS = 20  # fewer outlined objects than this: the model's settings stay 
 # the whole image (BENCHMARKS.md headline); below 100 objects AP@0.5 moves by chance more than 0.03.
 OVERRIDE_OBJECTS = 100
 MIN_GAIN = 0.01  # AP@0.5 a change must add (or one object's worth on few objects, whichever is more)
-# Searched one after the other from the model's settings (coordinate search): border evidence, then the threshold.
+# Searched one after the other from the model's settings (coordinate search): border evidence, the threshold,
+# then how sure of an object the network must be (values chosen on `train` images, BENCHMARKS.md headline).
 SEARCH: tuple[tuple[str, tuple[float, ...]], ...] = (
     ("border_evidence", (0.0, 0.3, 0.5, 0.7, 0.9)),
     ("threshold", (0.4, 0.5, 0.6)),
+    ("min_confidence", (0.7, 0.75, 0.8)),
 )
 SETTING_NAMES = {"threshold": "threshold", "min_size": "min size", "seed_spacing": "seed spacing",
-                 "seed_prominence": "seed prominence", "border_evidence": "border evidence"}
+                 "seed_prominence": "seed prominence", "border_evidence": "border evidence",
+                 "min_confidence": "min confidence"}
 
 
 @dataclass(frozen=True)

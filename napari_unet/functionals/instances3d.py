@@ -22,6 +22,7 @@ from scipy import ndimage
 from napari_unet.functionals.instances import (
     InstanceParams,
     components_in_halos,
+    drop_unsure,
     paste_objects,
     prominent_maxima,
     remove_small,
@@ -49,8 +50,9 @@ def instances_3d(
     if not predictions:
         raise ValueError("no planes to build objects from")
     mask, distance, boundary = stack_maps(predictions, params.threshold)
+    foreground = np.stack([p.foreground() for p in predictions]) if params.min_confidence > 0 else None
     return instances_from_volumes(mask, distance, boundary, params, use_instance_heads=use_instance_heads,
-                                  z_anisotropy=z_anisotropy)
+                                  z_anisotropy=z_anisotropy, foreground=foreground)
 
 
 def instances_from_volumes(
@@ -61,10 +63,12 @@ def instances_from_volumes(
     *,
     use_instance_heads: bool = True,
     z_anisotropy: float = 1.0,
+    foreground: np.ndarray | None = None,
 ) -> np.ndarray:
     """3D seeded watershed of a foreground `mask` on `boundary - distance`, component by component.
 
-    `min_size` counts voxels. Objects are numbered component by component in raster order.
+    `min_size` counts voxels. `min_confidence` needs the `foreground` probability volume (None: every
+    object stays). Objects are numbered component by component in raster order.
     """
     sampling = (float(z_anisotropy), 1.0, 1.0)
     sigma = (1.0 / max(z_anisotropy, 1e-6), 1.0, 1.0)
@@ -83,6 +87,8 @@ def instances_from_volumes(
             elevation = -edt
             seeds = _peaks(edt, component, params.seed_spacing, sampling)
         local, n = seeded_watershed(elevation, seeds, component, merge_seeds)
+        if foreground is not None:
+            local = drop_unsure(local, n, component, foreground[box], params.min_confidence)
         next_id = paste_objects(labels, box, component, remove_small(local, params.min_size), n, next_id)
     return labels
 

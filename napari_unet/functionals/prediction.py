@@ -34,6 +34,10 @@ class Prediction:
         """Probability that a pixel belongs to any non-background class."""
         return 1.0 - self.probabilities[0]
 
+    def foreground_in(self, box: tuple[slice, ...]) -> np.ndarray:
+        """`foreground()` on a crop only: the instance step reads it one object's box at a time."""
+        return 1.0 - self.probabilities[(0, *box)]
+
     def foreground_mask(self, threshold: float) -> np.ndarray:
         """`foreground() > threshold`, without the full-size float array."""
         return self.probabilities[0] < np.float32(1.0 - threshold)

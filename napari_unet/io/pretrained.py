@@ -84,7 +84,8 @@ def describe(card: dict) -> str:
     if settings:
         lines.append(f"  instance settings (picked on its `train` images): threshold {settings['threshold']:g}, "
                      f"min size {settings['min_size']}, seed prominence {settings['seed_prominence']:g}, "
-                     f"border evidence {settings['border_evidence']:g}")
+                     f"border evidence {settings['border_evidence']:g}"
+                     + (f", min confidence {settings['min_confidence']:g}" if settings.get("min_confidence") else ""))
     for key in ("data", "licence", "citation"):
         if card.get(key):
             lines.append(f"  {key}: {card[key]}")

@@ -51,6 +51,7 @@ def instance_params() -> InstanceParams:
             seed_spacing=int(float(settings.load("seed_spacing", defaults.seed_spacing))),
             seed_prominence=float(settings.load("seed_prominence", defaults.seed_prominence)),
             border_evidence=float(settings.load("border_evidence", defaults.border_evidence)),
+            min_confidence=float(settings.load("min_confidence", defaults.min_confidence)),
         )
     except (TypeError, ValueError):  # a hand-edited settings file: the package still gets valid ones
         return defaults

@@ -97,6 +97,11 @@ class PredictStep(QWidget):
             "fraction as clearly as the objects' outer edges: raise it if large objects come out in pieces, "
             "lower it if touching objects merge (0 keeps every split)")
         inst_form.addRow(ui.label("Border evidence", self.border_slider.toolTip()), self.border_slider)
+        self.confidence_slider = _fraction_slider(
+            0.0, defaults.min_confidence,
+            "Objects the model is less sure of than this, as a whole (their mean foreground probability), are "
+            "dropped: raise it if faint or out-of-focus objects you leave out come up (0 keeps every object)")
+        inst_form.addRow(ui.label("Min confidence", self.confidence_slider.toolTip()), self.confidence_slider)
         layout.addLayout(inst_form)
         self.tuning_label = ui.hint("")  # what tuning after training picked for the model, or why not
         self.tuning_label.setToolTip(
@@ -116,7 +121,7 @@ class PredictStep(QWidget):
                             (self.uncertainty_check, "uncertainty_layer"),
                             (self.threshold_slider, "threshold"), (self.min_size_spin, "min_size"),
                             (self.spacing_spin, "seed_spacing"), (self.prominence_slider, "seed_prominence"),
-                            (self.border_slider, "border_evidence"),
+                            (self.border_slider, "border_evidence"), (self.confidence_slider, "min_confidence"),
                             (self.diameter_combo, "object_diameter"),
                             (self.diameter_spin, "object_diameter_px"), (self.flips_combo, "test_time_flips")):
             settings.persist(widget, key)
@@ -125,7 +130,7 @@ class PredictStep(QWidget):
         self._instance_timer.setInterval(150)
         self._instance_timer.timeout.connect(lambda: controller.update_instances(self.instance_params()))
         for widget in (self.threshold_slider, self.min_size_spin, self.spacing_spin, self.prominence_slider,
-                       self.border_slider):
+                       self.border_slider, self.confidence_slider):
             widget.valueChanged.connect(lambda _: self._instance_timer.start())
         ui.listen(controller.prediction_progress, self._show_tile_progress)
         ui.listen(controller.store_progress, self._show_store_progress)
@@ -218,6 +223,7 @@ class PredictStep(QWidget):
         self.spacing_spin.setValue(params.seed_spacing)
         self.prominence_slider.setValue(params.seed_prominence)
         self.border_slider.setValue(params.border_evidence)
+        self.confidence_slider.setValue(params.min_confidence)
 
     def notify(self, level: str, text: str) -> None:
         self.controller.notify(level, text)
@@ -229,6 +235,7 @@ class PredictStep(QWidget):
             seed_spacing=int(self.spacing_spin.value()),
             seed_prominence=round(float(self.prominence_slider.value()), 4),
             border_evidence=round(float(self.border_slider.value()), 4),
+            min_confidence=round(float(self.confidence_slider.value()), 4),
         )
 
     def update_state(self) -> None:
