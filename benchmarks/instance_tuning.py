@@ -34,7 +34,7 @@ BORDER = (0.0, 0.3, 0.5, 0.7, 0.9)
 THRESHOLD = (0.4, 0.5, 0.6)
 # (border evidence, threshold, seed prominence): every border x threshold, and prominence at the defaults
 GRID = [(b, t, 0.1) for b, t in itertools.product(BORDER, THRESHOLD)] + [(0.5, 0.5, 0.05), (0.5, 0.5, 0.2)]
-MIN_CONFIDENCE = (0.0, 0.6, 0.7, 0.75, 0.8, 0.85)
+MIN_CONFIDENCE = (0.0, 0.7, 0.8, 0.85, 0.9, 0.95)
 
 
 def scores(segmenter, predictions, truths, params: InstanceParams) -> dict:

@@ -39,7 +39,7 @@ BASELINE = "Otsu + connected components"
 UNTUNED = "same model, default instance settings (not tuned)"
 # InstanceParams' defaults given explicitly: the same model's objects without its tuned settings
 DEFAULT_SETTINGS = ["--threshold", "0.5", "--min-size", "10", "--seed-spacing", "2", "--seed-prominence", "0.1",
-                    "--border-evidence", "0.5"]
+                    "--border-evidence", "0.5", "--min-confidence", "0.85"]
 CLI_DEFAULT_SEED = 0  # what train used before this script had --seeds: older results files are seed 0
 
 

@@ -82,8 +82,35 @@ def test_threshold_changes_result():
     pred = ideal_prediction(labels)
     pred.probabilities[1] *= 0.6
     pred.probabilities[0] = 1 - pred.probabilities[1]
-    assert instances_from_prediction(pred, InstanceParams(threshold=0.5)).max() == 1
-    assert instances_from_prediction(pred, InstanceParams(threshold=0.7)).max() == 0
+    assert instances_from_prediction(pred, InstanceParams(threshold=0.5, min_confidence=0.0)).max() == 1
+    assert instances_from_prediction(pred, InstanceParams(threshold=0.7, min_confidence=0.0)).max() == 0
+
+
+def test_min_confidence_drops_objects_the_network_is_much_less_sure_of_than_of_the_others():
+    """Two objects above the threshold: one the network is sure of, one faint (a dim nucleus the user leaves out)."""
+    labels = np.zeros((30, 60), np.int32)
+    labels[5:25, 5:25] = 1
+    labels[5:25, 35:55] = 2
+    pred = ideal_prediction(labels)
+
+    def objects(level: float | None = None) -> np.ndarray:
+        pred.probabilities[0] = 1 - pred.probabilities[1]
+        params = InstanceParams(min_size=5) if level is None else InstanceParams(min_size=5, min_confidence=level)
+        return instances_from_prediction(pred, params)
+
+    pred.probabilities[1][labels == 1] = 0.95
+    pred.probabilities[1][labels == 2] = 0.65
+    assert objects(0.0).max() == 2  # 0: every object stays
+    kept = objects()  # the default, 0.85 of the surest objects' 0.92
+    assert kept.max() == 1 and np.all(kept[labels == 1] == 1) and not kept[labels == 2].any()
+    # the mean decides, not the faintest pixel: an object sure at its core but faint at its rim stays
+    pred.probabilities[1][7:23, 37:53] = 0.99
+    assert objects().max() == 2
+    # relative to the image's surest objects: a model unsure of everything yet (early in training) keeps them all
+    pred.probabilities[1][labels > 0] = 0.6
+    assert objects().max() == 2 and objects(0.99).max() == 2
+    with pytest.raises(Exception, match="min confidence"):
+        InstanceParams(min_confidence=1.5)
 
 
 def _dumbbell_prediction() -> tuple[Prediction, np.ndarray]:

@@ -74,6 +74,31 @@ def test_the_mistakes_left_at_the_picked_settings_are_counted_by_kind():
                                             "fainter objects")
 
 
+def test_min_confidence_is_tuned_off_where_the_user_outlined_faint_objects_and_on_where_they_left_them_out():
+    """A model unsure of a third of the objects (mean foreground 0.65, the others 1): the default drops them.
+    Where the user outlined them, tuning keeps every object; where the user left them out (tuning from
+    settings that keep every object, as a shipped model's), it drops them again."""
+    prediction, wholes, _ = lobed_objects(neck_border=0.0)  # the default settings find whole objects
+    faint = (wholes % 3 == 0) & (wholes > 0)
+    prediction.probabilities[1][faint] = 0.65
+    prediction.probabilities[0] = 1 - prediction.probabilities[1]
+    outlined = tune_instance_params([TuningCase(prediction, wholes)], model_instances)
+    assert InstanceParams().min_confidence == 0.85 and outlined.default_ap50 < 0.7  # the faint ones missed
+    assert outlined.tuned and outlined.params.min_confidence == 0.0 and outlined.ap50 == 1.0
+    assert "min confidence 0" in outlined.describe()
+    left_out = np.where(faint, 0, wholes)
+    keep_all = InstanceTuning(InstanceParams(min_confidence=0.0), True, 0.8, 0.7, 19, 1)
+    dropped = tune_instance_params([TuningCase(prediction, left_out)], model_instances, keep_all)
+    assert dropped.tuned and dropped.params.min_confidence == 0.8 and dropped.ap50 == 1.0
+    assert dropped.errors.false == 0 and dropped.errors.matched == np.unique(left_out[left_out > 0]).size
+
+
+def test_settings_stored_before_min_confidence_existed_keep_every_object():
+    stored = InstanceTuning(InstanceParams(border_evidence=0.7), True, 0.81, 0.78, 412, 12).to_dict()
+    del stored["params"]["min_confidence"]
+    assert InstanceTuning.from_dict(stored).params == InstanceParams(border_evidence=0.7, min_confidence=0.0)
+
+
 def test_where_the_lobes_are_the_objects_the_defaults_stay():
     prediction, _, lobes = lobed_objects(neck_border=0.6)
     tuning = tune_instance_params([TuningCase(prediction, lobes)], model_instances)

@@ -37,6 +37,20 @@ def test_stack_gives_one_id_per_object_across_planes(heads):
     assert instance_scores([truth], [labels], thresholds=[0.5]).ap[0.5] > 0.8
 
 
+def test_min_confidence_drops_faint_3d_objects_as_wholes():
+    truth = ellipsoids(shape=(12, 64, 64), n=10, z_anisotropy=3.0, seed=1)
+    predictions = _plane_predictions(truth)
+    faint = int(np.unique(truth)[1])
+    for plane, prediction in zip(truth, predictions):  # one object the network is unsure of, in every plane
+        prediction.probabilities[1][plane == faint] = 0.6
+        prediction.probabilities[0] = 1 - prediction.probabilities[1]
+    every = instances_3d(predictions, InstanceParams(min_size=20, min_confidence=0.0), z_anisotropy=3.0)
+    sure = instances_3d(predictions, InstanceParams(min_size=20), z_anisotropy=3.0)  # the default, 0.85 of 1.0
+    assert every[truth == faint].any() and not sure[truth == faint].any()
+    assert sure.max() == every.max() - 1  # only that one, and the ids stay dense
+    assert sorted(np.unique(sure))[-1] == len(np.unique(sure)) - 1
+
+
 def test_split_fraction_counts_objects_cut_between_planes():
     truth = np.zeros((4, 8, 8), np.int32)
     truth[:, 2:6, 2:6] = 1

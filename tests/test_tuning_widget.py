@@ -50,11 +50,12 @@ def test_sliders_move_to_the_tuned_settings_of_a_trained_or_loaded_model(make_na
     assert step.instance_params().border_evidence == 0.9
 
     model = Segmenter.create(ModelConfig(depth=2, base_width=4), ["background", "nucleus"])
-    picked = InstanceParams(threshold=0.4, min_size=20, seed_prominence=0.2, border_evidence=0.7)
+    picked = InstanceParams(threshold=0.4, min_size=20, seed_prominence=0.2, border_evidence=0.7, min_confidence=0.9)
     model.instance_tuning = InstanceTuning(picked, True, 0.8, 0.7, 300, 12)
     controller.load_model(model.save(tmp_path / "tuned.pt"))
-    assert step.instance_params() == picked  # every setting, seed prominence included
+    assert step.instance_params() == picked  # every setting, seed prominence and min confidence included
     assert step.prominence_slider.value() == pytest.approx(0.2)
+    assert step.confidence_slider.value() == pytest.approx(0.9) and "min confidence 0.9" in step.tuning_label.text()
     assert "border evidence 0.7" in step.tuning_label.text() and "threshold 0.4" in step.tuning_label.text()
     step.border_slider.setValue(0.2)
     model.instance_tuning = None  # saved before tuning existed: the sliders stay where the user left them

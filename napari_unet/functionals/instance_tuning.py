@@ -34,8 +34,10 @@ MIN_GAIN = 0.01  # AP@0.5 a change must add (or one object's worth on few object
 SEARCH: tuple[tuple[str, tuple[float, ...]], ...] = (
     ("border_evidence", (0.0, 0.3, 0.5, 0.7, 0.9)),
     ("threshold", (0.4, 0.5, 0.6)),
-    ("min_confidence", (0.7, 0.75, 0.8)),
+    ("min_confidence", (0.0, 0.8, 0.85, 0.9)),
 )
+# Settings stored before `min_confidence` existed were picked with every object kept.
+BEFORE_MIN_CONFIDENCE = 0.0
 SETTING_NAMES = {"threshold": "threshold", "min_size": "min size", "seed_spacing": "seed spacing",
                  "seed_prominence": "seed prominence", "border_evidence": "border evidence",
                  "min_confidence": "min confidence"}
@@ -98,7 +100,8 @@ class InstanceTuning:
         if not isinstance(table, dict) or not isinstance(table.get("params"), dict):
             raise TypeError("its instance tuning is not a table of settings")
         fields = set(cls.__dataclass_fields__) - {"params", "errors"}
-        return cls(params=InstanceParams(**table["params"]), errors=ErrorKinds.from_dict(table.get("errors")),
+        params = {"min_confidence": BEFORE_MIN_CONFIDENCE, **table["params"]}
+        return cls(params=InstanceParams(**params), errors=ErrorKinds.from_dict(table.get("errors")),
                    **{k: v for k, v in table.items() if k in fields})
 
 

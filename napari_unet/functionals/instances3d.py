@@ -23,6 +23,7 @@ from napari_unet.functionals.instances import (
     InstanceParams,
     components_in_halos,
     drop_unsure,
+    object_means,
     paste_objects,
     prominent_maxima,
     remove_small,
@@ -77,6 +78,7 @@ def instances_from_volumes(
     merge_seeds = _ellipsoid(spacing // 2, sampling) if spacing > 1 else None  # closer than seed_spacing
     labels = np.zeros(mask.shape, np.uint32)
     next_id = 1
+    means = [np.zeros(1)]  # each object's mean foreground probability, by id (0: background)
     for box, component, grown, inner in components_in_halos(mask, params.min_size, halo):
         if use_instance_heads:
             smoothed = ndimage.gaussian_filter(distance[grown], sigma)[inner]
@@ -87,10 +89,11 @@ def instances_from_volumes(
             elevation = -edt
             seeds = _peaks(edt, component, params.seed_spacing, sampling)
         local, n = seeded_watershed(elevation, seeds, component, merge_seeds)
-        if foreground is not None:
-            local = drop_unsure(local, n, component, foreground[box], params.min_confidence)
-        next_id = paste_objects(labels, box, component, remove_small(local, params.min_size), n, next_id)
-    return labels
+        local = remove_small(local, params.min_size)
+        if foreground is not None and params.min_confidence > 0:
+            means.append(object_means(local, n, component, foreground[box]))
+        next_id = paste_objects(labels, box, component, local, n, next_id)
+    return labels if foreground is None else drop_unsure(labels, np.concatenate(means), params.min_confidence)
 
 
 def split_fraction(truth: np.ndarray, pred: np.ndarray, min_share: float = 0.1) -> float:
