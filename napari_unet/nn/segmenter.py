@@ -12,7 +12,7 @@ import io
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -172,8 +172,11 @@ class Segmenter:
         if diameter != AUTO or self.canonical_diameter is None:
             return run(factor)
 
+        # Sized on every object: measured on the sure ones only, one new model's `train` images lost 0.05 of AP@0.5
+        every_object = replace(self.instance_params, min_confidence=0.0)
+
         def target(prediction: Prediction) -> float:
-            measured = object_diameter(self.instances(prediction))
+            measured = object_diameter(self.instances(prediction, every_object))
             return math.inf if measured is None else scale_factor(measured, self.canonical_diameter)
 
         return auto_passes(factor, run, target)
