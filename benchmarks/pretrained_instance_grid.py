@@ -45,15 +45,19 @@ from generalisation import (
 from napari_unet.functionals.instances import InstanceParams
 from napari_unet.functionals.metrics import instance_counts
 
-DEFAULTS = InstanceParams()
+# The shipped picks were made before min confidence existed, every object kept: the grids and the defaults they
+# are compared with keep them that way, so a rerun reproduces them (weighing min confidence needs an axis of its own).
+EVERY_OBJECT = {"min_confidence": 0.0}
+DEFAULTS = InstanceParams(**EVERY_OBJECT)
 GRIDS = {
     # threshold x seed prominence x border evidence, and a few seed spacings and smallest sizes at the defaults
-    "coarse": [InstanceParams(threshold=t, seed_prominence=p, border_evidence=b)
+    "coarse": [InstanceParams(threshold=t, seed_prominence=p, border_evidence=b, **EVERY_OBJECT)
                for t, p, b in itertools.product((0.4, 0.5, 0.6), (0.05, 0.1, 0.2), (0.3, 0.5, 0.7, 0.9))]
-    + [InstanceParams(seed_spacing=s) for s in (4, 6)] + [InstanceParams(min_size=m) for m in (0, 30)],
+    + [InstanceParams(seed_spacing=s, **EVERY_OBJECT) for s in (4, 6)]
+    + [InstanceParams(min_size=m, **EVERY_OBJECT) for m in (0, 30)],
     # around the coarse grid's picks (threshold, prominence, border: `nuclei` 0.4, 0.2, 0.7; `nuclei-stained`
     # 0.5, 0.2, 0.5), past the edges they reached
-    "fine": [InstanceParams(threshold=t, seed_prominence=p, border_evidence=b, min_size=m)
+    "fine": [InstanceParams(threshold=t, seed_prominence=p, border_evidence=b, min_size=m, **EVERY_OBJECT)
              for t, p, b, m in itertools.product((0.3, 0.4, 0.5), (0.2, 0.3, 0.4), (0.5, 0.7), (10, 20, 30))]
     + [DEFAULTS],
 }

@@ -173,7 +173,8 @@ def _add_instance_options(parser: argparse.ArgumentParser) -> None:
                              "least this fraction as clearly as the objects' outer edges (0: keep every split)"
                         + model.format(InstanceParams.border_evidence))
     parser.add_argument("--min-confidence", type=_real(0.0, 1.0),
-                        help="objects whose mean foreground probability is below this are dropped (0: keep all)"
+                        help="an object stays if its mean foreground probability is at least this fraction of the "
+                             "image's surest objects' (their 90th percentile; 0: keep every object)"
                         + model.format(InstanceParams.min_confidence))
 
 

@@ -99,8 +99,9 @@ class PredictStep(QWidget):
         inst_form.addRow(ui.label("Border evidence", self.border_slider.toolTip()), self.border_slider)
         self.confidence_slider = _fraction_slider(
             0.0, defaults.min_confidence,
-            "Objects the model is less sure of than this, as a whole (their mean foreground probability), are "
-            "dropped: raise it if faint or out-of-focus objects you leave out come up (0 keeps every object)")
+            "An object stays if the model is at least this sure of it, as a fraction of how sure it is of the "
+            "image's surest objects (mean foreground probability): raise it if faint or out-of-focus objects you "
+            "leave out come up, lower it if faint objects you want are dropped (0 keeps every object)")
         inst_form.addRow(ui.label("Min confidence", self.confidence_slider.toolTip()), self.confidence_slider)
         layout.addLayout(inst_form)
         self.tuning_label = ui.hint("")  # what tuning after training picked for the model, or why not
