@@ -62,7 +62,8 @@ def split_instability(prediction: Prediction, params: InstanceParams = InstanceP
     Only the foreground components (at the low threshold) that hold a pixel between the two
     thresholds can change (elsewhere both splits see the same mask and the same heads), so the
     two instance passes run on those alone (most objects' edges cross the band, so this saves
-    little on a plane full of objects).
+    little on a plane full of objects). Every object counts, min confidence or not: dropping the
+    unsure ones looks at the whole image, and they are unsure anyway (the class entropy shows them).
     """
     low_t, high_t = (float(np.clip(params.threshold + d, 0.01, 0.99)) for d in (-SPLIT_SPREAD, SPLIT_SPREAD))
     low_mask = prediction.foreground_mask(low_t)
@@ -74,7 +75,7 @@ def split_instability(prediction: Prediction, params: InstanceParams = InstanceP
     # Background everywhere else: only the changing components are split (foreground reads only class 0).
     background = np.where(keep, prediction.probabilities[0], np.float32(1.0))[None]
     only_changing = Prediction(background, prediction.boundary, prediction.distance, prediction.scale)
-    low, high = (instances_from_prediction(only_changing, replace(params, threshold=t),
+    low, high = (instances_from_prediction(only_changing, replace(params, threshold=t, min_confidence=0.0),
                                            use_instance_heads=use_instance_heads) for t in (low_t, high_t))
     return unstable_objects(low, high)
 
