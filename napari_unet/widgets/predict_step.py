@@ -70,10 +70,9 @@ class PredictStep(QWidget):
         layout.addWidget(ui.hint("Objects update live from the cached network outputs (no new prediction):"))
         defaults = InstanceParams()
         inst_form = ui.form()
-        self.threshold_slider = _fraction_slider(
-            0.05, defaults.threshold,
+        self.threshold_slider = _fraction_row(
+            inst_form, "Threshold", 0.05, defaults.threshold,
             "Foreground threshold: pixels more likely than this to belong to a class become objects")
-        inst_form.addRow(ui.label("Threshold", self.threshold_slider.toolTip()), self.threshold_slider)
         self.min_size_spin = QSpinBox()
         self.min_size_spin.setRange(0, 1_000_000)
         self.min_size_spin.setValue(defaults.min_size)
@@ -86,23 +85,20 @@ class PredictStep(QWidget):
         self.spacing_spin.setSuffix(" px")
         self.spacing_spin.setToolTip("Closest distance between two object centres: raise it if objects are split too often")
         inst_form.addRow(ui.label("Seed spacing", self.spacing_spin.toolTip()), self.spacing_spin)
-        self.prominence_slider = _fraction_slider(
-            0.0, defaults.seed_prominence,
+        self.prominence_slider = _fraction_row(
+            inst_form, "Seed prominence", 0.0, defaults.seed_prominence,
             "How far a peak of the model's distance map must stand out from its surroundings to start an "
             "object of its own: raise it if objects are split too often, lower it if touching objects merge")
-        inst_form.addRow(ui.label("Seed prominence", self.prominence_slider.toolTip()), self.prominence_slider)
-        self.border_slider = _fraction_slider(
-            0.0, defaults.border_evidence,
+        self.border_slider = _fraction_row(
+            inst_form, "Border evidence", 0.0, defaults.border_evidence,
             "Two touching objects stay apart only where the model marks the line between them at least this "
             "fraction as clearly as the objects' outer edges: raise it if large objects come out in pieces, "
             "lower it if touching objects merge (0 keeps every split)")
-        inst_form.addRow(ui.label("Border evidence", self.border_slider.toolTip()), self.border_slider)
-        self.confidence_slider = _fraction_slider(
-            0.0, defaults.min_confidence,
+        self.confidence_slider = _fraction_row(
+            inst_form, "Min confidence", 0.0, defaults.min_confidence,
             "An object stays if the model is at least this sure of it, as a fraction of how sure it is of the "
             "image's surest objects (mean foreground probability): raise it if faint or out-of-focus objects you "
             "leave out come up, lower it if faint objects you want are dropped (0 keeps every object)")
-        inst_form.addRow(ui.label("Min confidence", self.confidence_slider.toolTip()), self.confidence_slider)
         layout.addLayout(inst_form)
         self.tuning_label = ui.hint("")  # what tuning after training picked for the model, or why not
         self.tuning_label.setToolTip(
@@ -407,12 +403,13 @@ class PredictStep(QWidget):
         self._instance_timer.stop()
 
 
-def _fraction_slider(low: float, value: float, tip: str) -> QLabeledDoubleSlider:
-    """A 0-1 instance setting in steps of 0.05, shown with its value."""
+def _fraction_row(form, label: str, low: float, value: float, tip: str) -> QLabeledDoubleSlider:
+    """A 0-1 instance setting in steps of 0.05, shown with its value, added to `form` as a row named `label`."""
     slider = QLabeledDoubleSlider(Qt.Horizontal)
     slider.setRange(low, 0.95)
     slider.setDecimals(2)
     slider.setSingleStep(0.05)
     slider.setValue(value)
     slider.setToolTip(tip)
+    form.addRow(ui.label(label, tip), slider)
     return slider
