@@ -40,6 +40,7 @@ def stronger_intensity(self: PatchSampler, image: np.ndarray) -> np.ndarray:
 VARIANTS: dict[str, dict] = {
     "base": {},  # the shipped recipe
     "lr2": {"train": {"learning_rate": 2e-3}},  # peak rate 2e-3 instead of 3e-3
+    "lr15": {"train": {"learning_rate": 1.5e-3}},
     "bpw2": {"train": {"boundary_pos_weight": 2.0}},  # boundary head's positive weight 2 instead of 3
     "group": {"train": {"norm": "group"}},  # GroupNorm: no running statistics carried to other images
     "sj50": {"sampler": {"scale_jitter": 0.5}},  # zoom up to 1.5x either way instead of 1.25x
