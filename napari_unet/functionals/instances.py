@@ -12,7 +12,7 @@ minutes marks every border fainter than a well-trained one). Objects the network
 of than of the image's surest objects are dropped: a model trained for minutes on a dozen images
 finds dim, out-of-focus nuclei that its users leave out. "Sure" is the mean foreground probability
 over the object, relative to the image's surest objects (their 90th percentile), because how sure a
-model is of anything grows with training: an absolute level emptied the early live previews.
+model is of anything grows with training: an absolute level left no objects to a model stopped early.
 """
 
 from __future__ import annotations
