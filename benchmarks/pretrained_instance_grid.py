@@ -6,7 +6,7 @@ A shipped model's instance settings are the package defaults unless its checkpoi
 others. This predicts `--train` `train` images of `--modality` (spread over object size) and
 every `val` image of it once, at `--diameter auto` as the CLI and the dock do, then
 repeats only the instance step over a grid of settings (`--grid`: `coarse`, then `fine`
-around its pick). The settings are picked by
+around its pick; `confidence`: the model's stored settings at each min confidence). The settings are picked by
 AP@0.5 on the `train` images; `val` is printed beside them so that the pick can be checked,
 never used to make it. The model learnt from those `train` images, so its outputs there are
 surer than on new images: that is why the pick must hold on `val` before it is shipped.
@@ -27,7 +27,7 @@ import itertools
 import json
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from common import machine, save
@@ -45,8 +45,9 @@ from generalisation import (
 from napari_unet.functionals.instances import InstanceParams
 from napari_unet.functionals.metrics import instance_counts
 
-# The shipped picks were made before min confidence existed, every object kept: the grids and the defaults they
-# are compared with keep them that way, so a rerun reproduces them (weighing min confidence needs an axis of its own).
+# The coarse and fine picks were made before min confidence existed, every object kept: those grids and the defaults
+# they are compared with keep them that way, so a rerun reproduces them; the `confidence` grid then weighs min
+# confidence on an axis of its own, from the stored pick.
 EVERY_OBJECT = {"min_confidence": 0.0}
 DEFAULTS = InstanceParams(**EVERY_OBJECT)
 GRIDS = {
@@ -61,6 +62,19 @@ GRIDS = {
              for t, p, b, m in itertools.product((0.3, 0.4, 0.5), (0.2, 0.3, 0.4), (0.5, 0.7), (10, 20, 30))]
     + [DEFAULTS],
 }
+# min confidence on an axis of its own: the model's stored settings (its pick) at each level, and the defaults
+CONFIDENCE_LEVELS = (0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.85)
+
+
+def grid_settings(grid: str, model: str) -> list[InstanceParams]:
+    """The settings of `grid`; "confidence" is built from `model`'s stored settings."""
+    if grid != "confidence":
+        return GRIDS[grid]
+    from napari_unet.io.pretrained import resolve
+    from napari_unet.nn.segmenter import Segmenter
+
+    stored = Segmenter.load(resolve(model)).instance_params
+    return [replace(stored, min_confidence=level) for level in CONFIDENCE_LEVELS] + [DEFAULTS]
 
 _WORKER: dict = {}
 
@@ -72,7 +86,8 @@ def _start_worker(model: str, data: str, diameter: str | float, grid: str) -> No
     from napari_unet.nn.segmenter import Segmenter
 
     torch.set_num_threads(1)
-    _WORKER.update(segmenter=Segmenter.load(resolve(model)), data=Path(data), diameter=diameter, grid=GRIDS[grid],
+    _WORKER.update(segmenter=Segmenter.load(resolve(model)), data=Path(data), diameter=diameter,
+                   grid=grid_settings(grid, model),
                    entries={e.id: e for e in index(Path(data))})
 
 
@@ -95,7 +110,7 @@ def grid_scores(model: str, data: Path, entries: list, diameter: str | float, gr
         per_image = list(pool.map(_counts_of_one_image, [e.id for e in entries]))
     areas = [e.median_area for e in entries]
     objects = sum(image[0][0.5][0] + image[0][0.5][2] for image in per_image)  # TP + FN: every true object
-    return [score_counts([image[i] for image in per_image], areas) for i in range(len(GRIDS[grid]))], objects
+    return [score_counts([image[i] for image in per_image], areas) for i in range(len(per_image[0]))], objects
 
 
 def main() -> None:
@@ -108,7 +123,7 @@ def main() -> None:
     parser.add_argument("--val", type=int, help="val images to check on (default: all)")
     parser.add_argument("--diameter", default="auto", type=lambda text: text if text == "auto" else float(text),
                         help="auto, or the objects' diameter in pixels for every image")
-    parser.add_argument("--grid", choices=sorted(GRIDS), default="coarse")
+    parser.add_argument("--grid", choices=sorted([*GRIDS, "confidence"]), default="coarse")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--ship", action="store_true", help="store the pick in the shipped model named --model")
     parser.add_argument("--ship-from", type=Path, help="store the pick of this saved run in --model; predict nothing")
@@ -128,17 +143,17 @@ def main() -> None:
     for split, chosen in splits.items():
         found[split], objects[split] = grid_scores(args.model, args.data, chosen, args.diameter, args.grid,
                                                    args.workers)
-    grid = GRIDS[args.grid]
+    grid = grid_settings(args.grid, args.model)
     rows = [{"params": asdict(params), "train": found["train"][i], "val": found["val"][i]}
             for i, params in enumerate(grid)]
     best = max(range(len(grid)), key=lambda i: found["train"][i]["ap50"])
     default = grid.index(DEFAULTS)
-    print("| threshold | prominence | border | spacing | min size | train AP@0.5 | val AP@0.5 | val DSB |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| threshold | prominence | border | spacing | min size | min confidence | train AP@0.5 | val AP@0.5 | val DSB |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for i, row in sorted(enumerate(rows), key=lambda r: -r[1]["train"]["ap50"]):
         p, mark = row["params"], " (picked)" if i == best else " (defaults)" if i == default else ""
         print(f"| {p['threshold']} | {p['seed_prominence']} | {p['border_evidence']} | {p['seed_spacing']} | "
-              f"{p['min_size']} | {row['train']['ap50']:.3f}{mark} | {row['val']['ap50']:.3f} | "
+              f"{p['min_size']} | {p['min_confidence']} | {row['train']['ap50']:.3f}{mark} | {row['val']['ap50']:.3f} | "
               f"{row['val']['dsb']:.3f} |")
     path = save(args.name, {"command": " ".join(sys.argv), "machine": machine(1), "model": args.model,
                             "diameter": args.diameter, "grid": args.grid,
