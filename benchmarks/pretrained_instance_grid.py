@@ -66,15 +66,12 @@ GRIDS = {
 CONFIDENCE_LEVELS = (0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.85)
 
 
-def grid_settings(grid: str, model: str) -> list[InstanceParams]:
-    """The settings of `grid`; "confidence" is built from `model`'s stored settings."""
+def grid_settings(grid: str, stored: InstanceParams) -> list[InstanceParams]:
+    """The settings of `grid`; "confidence" is built from the model's `stored` settings."""
     if grid != "confidence":
         return GRIDS[grid]
-    from napari_unet.io.pretrained import resolve
-    from napari_unet.nn.segmenter import Segmenter
-
-    stored = Segmenter.load(resolve(model)).instance_params
     return [replace(stored, min_confidence=level) for level in CONFIDENCE_LEVELS] + [DEFAULTS]
+
 
 _WORKER: dict = {}
 
@@ -86,9 +83,9 @@ def _start_worker(model: str, data: str, diameter: str | float, grid: str) -> No
     from napari_unet.nn.segmenter import Segmenter
 
     torch.set_num_threads(1)
-    _WORKER.update(segmenter=Segmenter.load(resolve(model)), data=Path(data), diameter=diameter,
-                   grid=grid_settings(grid, model),
-                   entries={e.id: e for e in index(Path(data))})
+    segmenter = Segmenter.load(resolve(model))
+    _WORKER.update(segmenter=segmenter, data=Path(data), diameter=diameter,
+                   grid=grid_settings(grid, segmenter.instance_params), entries={e.id: e for e in index(Path(data))})
 
 
 def _counts_of_one_image(name: str) -> list[dict]:
@@ -143,7 +140,10 @@ def main() -> None:
     for split, chosen in splits.items():
         found[split], objects[split] = grid_scores(args.model, args.data, chosen, args.diameter, args.grid,
                                                    args.workers)
-    grid = grid_settings(args.grid, args.model)
+    from napari_unet.io.pretrained import resolve
+    from napari_unet.nn.segmenter import Segmenter
+
+    grid = grid_settings(args.grid, Segmenter.load(resolve(args.model)).instance_params)
     rows = [{"params": asdict(params), "train": found["train"][i], "val": found["val"][i]}
             for i, params in enumerate(grid)]
     best = max(range(len(grid)), key=lambda i: found["train"][i]["ap50"])
