@@ -42,8 +42,8 @@ class InstanceParams:
     seed_prominence: float = 0.1
     border_evidence: float = 0.5  # a split stays if its border is this fraction of the outer edge; 0: all stay
     # An object stays if its mean foreground probability is at least this fraction of the image's surest objects'
-    # (0: all stay). Chosen on `train` images new models never saw and on ISBI EM; shipped models keep the 0
-    # they were picked with (BENCHMARKS.md headline).
+    # (0: all stay). Chosen on `train` images new models never saw and on ISBI EM; the shipped models store their
+    # own level, picked on their `train` images (BENCHMARKS.md headline).
     min_confidence: float = 0.85
 
     def __post_init__(self) -> None:

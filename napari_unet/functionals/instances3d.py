@@ -93,7 +93,7 @@ def instances_from_volumes(
         if foreground is not None and params.min_confidence > 0:
             means.append(object_means(local, n, component, foreground[box]))
         next_id = paste_objects(labels, box, component, local, n, next_id)
-    return labels if foreground is None else drop_unsure(labels, np.concatenate(means), params.min_confidence)
+    return drop_unsure(labels, np.concatenate(means), params.min_confidence)  # no means without a foreground
 
 
 def split_fraction(truth: np.ndarray, pred: np.ndarray, min_share: float = 0.1) -> float:
