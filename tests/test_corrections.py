@@ -10,6 +10,8 @@ from napari_unet.errors import UserInputError
 from napari_unet.functionals.corrections import (
     accept_region,
     clear_accepted,
+    keep_accepted,
+    keep_accepted_classes,
     merge_objects,
     object_at,
     region_mask,
@@ -307,3 +309,96 @@ def test_accept_shape_mismatch_raises():
         accept_region(np.zeros((5, 8), np.uint32), np.zeros((6, 8), np.uint8), semantic, instances, mask)
     with pytest.raises(UserInputError, match="differ in shape"):
         clear_accepted(np.zeros((5, 8), np.uint32), mask)
+
+
+# --------------------------------------------------------------------------- a new prediction keeps what was accepted
+
+
+def _accepted_left_half():
+    """A 8x12 prediction and an accepted left half (cols 0..6) holding two objects the user outlined."""
+    instances = np.zeros((8, 12), dtype=np.uint16)
+    instances[1:4, 1:4] = 1  # wholly inside the region, where the user outlined another object
+    instances[1:4, 5:9] = 2  # crosses the region's edge over an accepted object
+    instances[5:7, 5:11] = 3  # mostly outside, its inside part over accepted background
+    instances[5:7, 0:2] = 4  # inside, where the user said background
+    instances[0, 9:12] = 5  # outside, untouched
+    accepted = np.zeros((8, 12), dtype=np.uint32)
+    accepted[:, :7] = ACCEPTED_BACKGROUND
+    accepted[1:4, 5:7] = 7 + ACCEPTED_BACKGROUND
+    accepted[0:3, 0:3] = 2 + ACCEPTED_BACKGROUND
+    return _frozen(instances, accepted)
+
+
+def test_new_prediction_keeps_the_accepted_objects():
+    instances, accepted = _accepted_left_half()
+    out = keep_accepted(instances, accepted)
+    assert out.dtype == instances.dtype
+    # the user's objects inside, as outlined, with ids above the prediction's
+    first, crossing = out[0, 0], out[1, 5]
+    assert first > 5 and crossing > 5 and first != crossing
+    assert (out[0:3, 0:3] == first).all()
+    # the object crossing the edge continues the accepted one outside the region
+    assert (out[1:4, 5:9] == crossing).all()
+    # accepted background stays background: object 1's pixels outside the user's object, and object 4
+    assert (out[3, 1:4] == 0).all() and (out[5:7, 0:2] == 0).all()
+    # object 3 keeps its outside part (4 of 6 columns), not its inside one; object 5 is untouched
+    assert (out[5:7, 7:11] == 3).all() and (out[5:7, 5:7] == 0).all()
+    assert (out[0, 9:12] == 5).all()
+    assert set(np.unique(out)) == {0, 3, 5, int(first), int(crossing)}
+
+
+def test_an_object_mostly_inside_accepted_background_is_dropped():
+    instances = np.zeros((4, 10), dtype=np.int32)
+    instances[1:3, 2:8] = 9  # 4 of its 6 columns inside the accepted background
+    accepted = np.zeros((4, 10), dtype=np.uint32)
+    accepted[:, :6] = ACCEPTED_BACKGROUND
+    assert not keep_accepted(instances, accepted).any()
+
+
+def test_accepted_objects_with_one_id_in_two_places_stay_two_objects():
+    """Ids of different accepts repeat (each is the instance id of its time): each connected object keeps its own."""
+    instances = np.zeros((6, 6), dtype=np.uint8)
+    accepted = np.full((6, 6), ACCEPTED_BACKGROUND, dtype=np.uint32)
+    accepted[0:2, 0:2] = accepted[4:6, 4:6] = 3 + ACCEPTED_BACKGROUND
+    out = keep_accepted(instances, accepted)
+    assert out[0, 0] > 0 and out[5, 5] > 0 and out[0, 0] != out[5, 5]
+
+
+def test_nothing_accepted_returns_the_prediction_itself():
+    instances, _ = _accepted_left_half()
+    assert keep_accepted(instances, None) is instances
+    assert keep_accepted(instances, np.zeros(instances.shape, np.uint32)) is instances
+    with pytest.raises(UserInputError, match="differ in shape"):
+        keep_accepted(instances, np.zeros((3, 3), np.uint32))
+
+
+def test_ids_past_the_layer_dtype_raise_a_clear_error():
+    instances = np.zeros((2, 4), dtype=np.uint8)
+    instances[0, 3] = 255
+    accepted = np.zeros((2, 4), dtype=np.uint32)
+    accepted[:, :2] = 1 + ACCEPTED_BACKGROUND
+    with pytest.raises(UserInputError, match="relabel"):
+        keep_accepted(instances, accepted)
+
+
+def test_keep_accepted_works_on_stacks():
+    instances = np.zeros((2, 4, 4), dtype=np.uint16)
+    instances[:, 1:3, 1:3] = 1
+    accepted = np.zeros((2, 4, 4), dtype=np.uint32)
+    accepted[1] = ACCEPTED_BACKGROUND  # the user said plane 1 holds no object
+    out = keep_accepted(instances, accepted)
+    assert (out[0] == instances[0]).all() and not out[1].any()
+
+
+def test_new_semantic_prediction_keeps_the_classes_in_accepted_regions():
+    semantic = np.full((4, 6), BACKGROUND, dtype=np.uint8)
+    annotations = np.zeros((4, 6), dtype=np.uint8)
+    annotations[:, :3] = FIRST_CLASS + 1  # the user's classes where they accepted
+    annotations[0, 5] = FIRST_CLASS  # a stroke outside any accepted region
+    accepted = np.zeros((4, 6), dtype=np.uint32)
+    accepted[:, :3] = ACCEPTED_BACKGROUND
+    _frozen(semantic, annotations, accepted)
+    out = keep_accepted_classes(semantic, annotations, accepted)
+    assert (out[:, :3] == FIRST_CLASS + 1).all() and (out[:, 3:] == BACKGROUND).all()  # strokes stay strokes
+    assert keep_accepted_classes(semantic, None, accepted) is semantic
+    assert keep_accepted_classes(semantic, annotations, None) is semantic

@@ -13,6 +13,7 @@ pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
 from dock_helpers import IMAGE, TIMEOUT, predict, train  # noqa: E402
+from skimage.measure import label as label_regions  # noqa: E402
 
 from napari_unet import conventions as c  # noqa: E402
 from napari_unet.functionals.data import cut_objects  # noqa: E402
@@ -166,6 +167,25 @@ def test_full_cycle(nuclei_dock, qtbot, tmp_path, monkeypatch):
     assert np.array_equal(item.annotations, np.asarray(annotations.data))
     # the curve goes on where the first run ended, each run's last step in its place
     assert [step for step, _ in widget.train_step.loss_plot.points] == [1, 2, 3, 4, 5, 6]
+
+    # predicting again keeps the accepted objects and classes: the retrain never paints over what the user vouched for
+    # (and so does a live update of the objects from the sliders)
+    kept = np.asarray(accepted.data)
+    regions = label_regions(np.where(kept > c.ACCEPTED_BACKGROUND, kept, 0), connectivity=1)
+
+    def keeps_accepted() -> None:
+        objects_now = np.asarray(instances.data)
+        pairs = np.unique(np.stack([regions[regions > 0], objects_now[regions > 0]]), axis=1)
+        assert pairs.shape[1] == regions.max() and (pairs[1] > 0).all()  # one object per accepted object...
+        assert len(np.unique(pairs[1])) == regions.max()  # ... each its own
+        assert not objects_now[kept == c.ACCEPTED_BACKGROUND].any()
+
+    assert predict(qtbot, widget) == "done"
+    keeps_accepted()
+    assert np.array_equal(semantic.data[kept > 0], annotations.data[kept > 0])
+    with qtbot.waitSignal(widget.controller.instances_updated, timeout=TIMEOUT):
+        widget.predict_step.min_size_spin.setValue(widget.predict_step.min_size_spin.value() + 7)
+    keeps_accepted()
 
     # clear accepted (annotations keep their labels); undo the accept in the annotations layer
     widget.correct_step.clear_accepted("plane")

@@ -18,8 +18,10 @@ from scipy import ndimage
 from skimage.draw import line as draw_line
 from skimage.draw import polygon2mask
 from skimage.feature import peak_local_max
+from skimage.measure import label as label_regions
 from skimage.segmentation import relabel_sequential as _relabel_sequential
 from skimage.segmentation import watershed
+from skimage.util import map_array
 
 from napari_unet.conventions import (
     ACCEPTED_BACKGROUND,
@@ -207,6 +209,68 @@ def accept_region(
     codes = np.where(objects, instances, 0).astype(np.int64)[mask] + ACCEPTED_BACKGROUND
     new_accepted[mask] = _fit(codes, new_accepted.dtype, "object id", "accepted")
     return new_accepted, new_annotations
+
+
+def keep_accepted(instances: np.ndarray, accepted: np.ndarray | None) -> np.ndarray:
+    """A new prediction with the user's accepted objects in place of the model's, inside accepted regions.
+
+    Why: the user vouched for those objects (often after correcting them); a retrain and a new
+    prediction must not paint the model's mistakes back over them. Inside the accepted pixels the
+    objects are the accepted ones (new ids above the prediction's, one per connected accepted
+    object: ids of different accepts may repeat) and accepted background stays background. A
+    predicted object reaching out of an accepted region continues the accepted object it overlaps
+    most there (the object crosses the region's edge); one overlapping only accepted background keeps
+    its outside part when at least half of it lies outside, else it is dropped (the user said there
+    is no object). Any number of dimensions; returns the prediction's dtype (the input itself when
+    nothing is accepted).
+    """
+    instances = np.asarray(instances)
+    if accepted is None:
+        return instances
+    accepted = np.asarray(accepted)
+    _same_shape(instances=instances, accepted=accepted)
+    region = accepted >= ACCEPTED_BACKGROUND
+    if not region.any():
+        return instances
+    objects = label_regions(np.where(accepted > ACCEPTED_BACKGROUND, accepted, 0), background=0, connectivity=1)
+    top = int(instances.max(initial=0))
+    out = instances.astype(np.int64)
+    cut = region & (instances > 0)
+    if cut.any():
+        preds, inside = np.unique(instances[cut], return_counts=True)
+        pairs, counts = np.unique(np.stack([instances[cut].astype(np.int64), objects[cut]]), axis=1,
+                                  return_counts=True)
+        continues: dict[int, tuple[int, int]] = {}  # predicted id -> (accepted object, overlap)
+        for pred, obj, n in zip(*pairs.tolist(), counts.tolist()):
+            if obj and n > continues.get(pred, (0, 0))[1]:
+                continues[pred] = (obj, n)
+        outside = dict(zip(*np.unique(instances[~region & (instances > 0)], return_counts=True)))
+        new_ids = [top + continues[p][0] if p in continues
+                   else (p if 2 * outside.get(p, 0) >= outside.get(p, 0) + n else 0)
+                   for p, n in zip(preds.tolist(), inside.tolist())]
+        touched = np.isin(out, preds)
+        out[touched] = map_array(out[touched], preds.astype(np.int64), np.array(new_ids, dtype=np.int64))
+    out[region] = 0
+    out[objects > 0] = top + objects[objects > 0]
+    return _fit(out, instances.dtype, "object id", "instances")
+
+
+def keep_accepted_classes(semantic: np.ndarray, annotations: np.ndarray | None,
+                          accepted: np.ndarray | None) -> np.ndarray:
+    """A new semantic prediction with the user's classes inside accepted regions (accepting wrote the region's
+    classes into the annotations, and the user may have painted over them since): the counterpart of
+    `keep_accepted` for the semantic layer. Returns the input itself when nothing is accepted."""
+    semantic = np.asarray(semantic)
+    if accepted is None or annotations is None:
+        return semantic
+    accepted, annotations = np.asarray(accepted), np.asarray(annotations)
+    _same_shape(semantic=semantic, accepted=accepted, annotations=annotations)
+    keep = (accepted >= ACCEPTED_BACKGROUND) & (annotations != UNANNOTATED)
+    if not keep.any():
+        return semantic
+    out = semantic.copy()
+    out[keep] = _fit(annotations[keep], semantic.dtype, "class", "semantic")
+    return out
 
 
 def clear_accepted(accepted: np.ndarray | None, mask: np.ndarray) -> np.ndarray:

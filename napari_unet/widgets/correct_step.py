@@ -125,7 +125,8 @@ class CorrectStep(QWidget):
         self.accepted_status = ui.label("", "Accepted pixels of the selected image")
         self.accepted_status.setWordWrap(True)
         layout.addWidget(self.accepted_status)
-        layout.addWidget(ui.hint("Then train again (Shift+T): accepted regions train classes and object borders."))
+        layout.addWidget(ui.hint("Then train again (Shift+T): accepted regions train classes and object borders, "
+                                 "and new predictions keep your objects there (Clear accepted to see the model's)."))
         layout.addStretch(1)
         ui.listen(controller.image_changed, self.update_status)
         ui.listen(controller.accepted_changed, self.update_status)

@@ -11,7 +11,9 @@ from functools import partial
 
 from napari.layers import Image
 
+from napari_unet import conventions as c
 from napari_unet.errors import UserInputError
+from napari_unet.functionals.corrections import keep_accepted, keep_accepted_classes
 from napari_unet.functionals.instances import InstanceParams
 from napari_unet.functionals.instances3d import instances_3d
 from napari_unet.functionals.scale import AUTO, diameter_at
@@ -124,8 +126,10 @@ class PredictionJobs:
         layout = lb.layout_in(self.viewer, image)
         semantic = self.semantic_layer(image, layout)
         instances = self.instances_layer(image, layout)
-        lb.write_region(semantic, result.plane, result.semantic)
-        lb.write_region(instances, result.plane, result.instances.astype(instances.data.dtype, copy=False))
+        accepted, annotations = self._accepted_plane(image, result.plane)
+        lb.write_region(semantic, result.plane, keep_accepted_classes(result.semantic, annotations, accepted))
+        lb.write_region(instances, result.plane,
+                        keep_accepted(result.instances, accepted).astype(instances.data.dtype, copy=False))
         self.predicted_uncorrected(image)
         provenance = self._prediction_provenance(result)
         lb.set_meta(semantic, provenance=provenance)
@@ -151,9 +155,25 @@ class PredictionJobs:
         instances = self.instances_layer(image, lb.layout_in(self.viewer, image))
         if instances.data.shape != result.instances.shape:
             return
-        instances.data[...] = result.instances.astype(instances.data.dtype, copy=False)
+        accepted = self.paired(c.ROLE_ACCEPTED, image)
+        accepted = None if accepted is None or lb.is_lazy(accepted) else accepted.data
+        instances.data[...] = keep_accepted(result.instances, accepted).astype(instances.data.dtype, copy=False)
         instances.refresh()
         self.instances_updated.emit()
+
+    def _accepted_plane(self, image: Image, plane, region: tuple[slice, slice] | None = None) -> tuple:
+        """(accepted, annotations) of `image`'s plane (or a region of it), None where there is none: what a new
+        prediction keeps of the user's (accepted objects and classes), so a retrain never paints over their
+        corrections."""
+        accepted = self.paired(c.ROLE_ACCEPTED, image)
+        if accepted is None:
+            return None, None
+        annotations = self.paired(c.ROLE_ANNOTATIONS, image)
+        try:
+            return (lb.read_plane(accepted, plane, region),
+                    None if annotations is None else lb.read_plane(annotations, plane, region))
+        except (IndexError, ValueError):  # a layer of another shape: check_pair reports it when it is used
+            return None, None
 
     def _prediction_provenance(self, result: PlaneResult) -> dict:
         """What made these predictions, recorded in the layers and exported with them."""
@@ -234,7 +254,8 @@ class PredictionJobs:
         if image is None:
             return
         layer = self.instances_layer(image, lb.layout_in(self.viewer, image))
-        lb.write_region(layer, plane, labels.astype(layer.data.dtype, copy=False))
+        accepted, _ = self._accepted_plane(image, plane)
+        lb.write_region(layer, plane, keep_accepted(labels, accepted).astype(layer.data.dtype, copy=False))
         entry = self.session.cache.get(name, plane)
         if entry is not None:
             entry.params = params
