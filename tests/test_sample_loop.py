@@ -47,6 +47,8 @@ def test_cached_first_round_is_reused_and_the_second_round_takes_its_own_setting
     # The correction round continues from the first round's model (not from the start model) with its own seed
     assert (first[1]["lineage"], again[1]["lineage"]) == ([2, 1], [2, 3])
     assert first[1]["train_seed"] == again[1]["train_seed"] == 7
+    # a second round is also scored as the dock paints it, with the accepted objects kept
+    assert "ap50_shown" not in first[0] and 0.0 <= first[1]["ap50_shown"] <= 1.0
     # the mistakes on the accepted regions' objects, before and after the correction round, on the same objects
     before, after = first[1]["mistakes_before"], first[1]["mistakes_after"]
     true_objects = ("matched", "missed", "split", "merged", "misshapen")
