@@ -45,6 +45,9 @@ VARIANTS: dict[str, dict] = {
     "group": {"train": {"norm": "group"}},  # GroupNorm: no running statistics carried to other images
     "sj50": {"sampler": {"scale_jitter": 0.5}},  # zoom up to 1.5x either way instead of 1.25x
     "int": {"intensity": stronger_intensity},
+    # 2 patches a step instead of 4: a step costs half (BENCHMARKS.md), so the same seconds buy twice the
+    # steps; run with --steps 2694 to match 1347 steps of 4
+    "b2": {"train": {"batch_size": 2}},
 }
 
 
