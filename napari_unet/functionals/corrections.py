@@ -232,27 +232,42 @@ def keep_accepted(instances: np.ndarray, accepted: np.ndarray | None) -> np.ndar
     region = accepted >= ACCEPTED_BACKGROUND
     if not region.any():
         return instances
-    objects = label_regions(np.where(accepted > ACCEPTED_BACKGROUND, accepted, 0), background=0, connectivity=1)
+    box = _bounding_box(region)  # the work is in the accepted regions' box: a big plane stays cheap
+    region, inside_ids = region[box], instances[box]
+    objects = label_regions(np.where(accepted[box] > ACCEPTED_BACKGROUND, accepted[box], 0), background=0,
+                            connectivity=1)
     top = int(instances.max(initial=0))
-    out = instances.astype(np.int64)
-    cut = region & (instances > 0)
+    _fit(np.array([top + int(objects.max(initial=0))]), instances.dtype, "object id", "instances")
+    out = instances.copy()
+    cut = region & (inside_ids > 0)
     if cut.any():
-        preds, inside = np.unique(instances[cut], return_counts=True)
-        pairs, counts = np.unique(np.stack([instances[cut].astype(np.int64), objects[cut]]), axis=1,
+        pairs, counts = np.unique(np.stack([inside_ids[cut].astype(np.int64), objects[cut]]), axis=1,
                                   return_counts=True)
         continues: dict[int, tuple[int, int]] = {}  # predicted id -> (accepted object, overlap)
+        inside: dict[int, int] = {}
         for pred, obj, n in zip(*pairs.tolist(), counts.tolist()):
+            inside[pred] = inside.get(pred, 0) + n
             if obj and n > continues.get(pred, (0, 0))[1]:
                 continues[pred] = (obj, n)
-        outside = dict(zip(*np.unique(instances[~region & (instances > 0)], return_counts=True)))
-        new_ids = [top + continues[p][0] if p in continues
-                   else (p if 2 * outside.get(p, 0) >= outside.get(p, 0) + n else 0)
-                   for p, n in zip(preds.tolist(), inside.tolist())]
-        touched = np.isin(out, preds)
-        out[touched] = map_array(out[touched], preds.astype(np.int64), np.array(new_ids, dtype=np.int64))
-    out[region] = 0
-    out[objects > 0] = top + objects[objects > 0]
-    return _fit(out, instances.dtype, "object id", "instances")
+        preds = np.array(sorted(inside), dtype=instances.dtype)
+        touched = np.isin(instances, preds)
+        total = dict(zip(*(v.tolist() for v in np.unique(instances[touched], return_counts=True))))
+        new_ids = [top + continues[p][0] if p in continues else (p if 2 * (total[p] - inside[p]) >= total[p] else 0)
+                   for p in preds.tolist()]
+        out[touched] = map_array(instances[touched], preds, np.array(new_ids, dtype=instances.dtype))
+    view = out[box]
+    view[region] = 0
+    view[objects > 0] = top + objects[objects > 0]
+    return out
+
+
+def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
+    """The smallest box of slices holding every True pixel of a non-empty `mask`."""
+    box = []
+    for axis in range(mask.ndim):
+        hits = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
+    return tuple(box)
 
 
 def keep_accepted_classes(semantic: np.ndarray, annotations: np.ndarray | None,
