@@ -8,8 +8,9 @@
 
 Budgets are in training *steps*, not seconds: the machine is shared, so seconds buy a
 different amount of training from run to run while steps do not. The default budgets are
-the steps the fast preset made in 30 s and 120 s on the quiet 2-core machine
-(BENCHMARKS.md section 1: 341 and 1347); each row also records its wall time and steps/s.
+the steps the fast preset made in 30 s and 120 s on the quiet 2-core machine of 2026-11-25
+(BENCHMARKS.md section 1: 341 and 1347; another machine buys other steps with the same seconds:
+`steps_per_budget.py` measures them); each row also records its wall time and steps/s.
 Reports AP at IoU 0.5 / 0.7 / 0.9 (TP / (TP + FP + FN), counts summed over images), the
 DSB score (per image, mean AP over IoU 0.5:0.05:0.95, then the mean over images), the
 spread of per-image AP@0.5, and AP@0.5 by object-size tercile of the val images. Otsu +
@@ -37,7 +38,7 @@ from napari_unet.functionals.metrics import instance_counts
 
 DATA = shared_data("dsb2018-stage1-train")
 THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))  # the DSB score's IoU range
-STEPS_PER_QUIET_SECOND = 1347 / 120  # fast preset, batch 4, on the quiet machine (BENCHMARKS.md)
+STEPS_PER_QUIET_SECOND = 1347 / 120  # fast preset, batch 4, on the quiet machine of 2026-11-25 (BENCHMARKS.md)
 
 
 @dataclass
