@@ -203,3 +203,24 @@ def test_full_cycle(nuclei_dock, qtbot, tmp_path, monkeypatch):
     assert loaded.class_names == ["background", "nucleus"]
     assert widget.controller.session.segmenter is loaded
     assert not widget.controller.messages.errors(), widget.controller.messages.errors()
+
+
+def test_an_accepted_layer_that_does_not_fit_leaves_the_prediction_as_it_is(nuclei_dock):
+    """A new prediction keeps the accepted objects; an accepted layer of another shape gives a warning, not a traceback."""
+    viewer, widget = nuclei_dock
+    image = viewer.layers[IMAGE]
+    semantic = np.ones((512, 512), np.uint8)
+    instances = np.zeros((512, 512), np.uint32)
+    instances[10:20, 10:20] = 1
+    layer = viewer.add_labels(np.zeros((512, 512), np.uint32), name=c.layer_name(IMAGE, c.ROLE_ACCEPTED))
+    layer.data[0:30, 0:30] = c.ACCEPTED_BACKGROUND  # the user said: no object here
+    kept_semantic, kept = widget.controller.keeping_accepted(image, (), semantic, instances)
+    assert not kept.any()
+    strokes = np.asarray(viewer.layers[c.layer_name(IMAGE, c.ROLE_ANNOTATIONS)].data)[0:30, 0:30]
+    assert np.array_equal(kept_semantic[0:30, 0:30], np.where(strokes > 0, strokes, 1))  # the user's classes there
+    assert (kept_semantic[30:] == 1).all()
+    viewer.layers.remove(layer)
+    viewer.add_labels(np.ones((100, 100), np.uint32), name=c.layer_name(IMAGE, c.ROLE_ACCEPTED))
+    assert widget.controller.keeping_accepted(image, (), semantic, instances) == (semantic, instances)
+    level, text = widget.controller.messages.log[-1][:2]
+    assert level == "warning" and "without the accepted objects" in text

@@ -126,10 +126,9 @@ class PredictionJobs:
         layout = lb.layout_in(self.viewer, image)
         semantic = self.semantic_layer(image, layout)
         instances = self.instances_layer(image, layout)
-        accepted, annotations = self._accepted_plane(image, result.plane)
-        lb.write_region(semantic, result.plane, keep_accepted_classes(result.semantic, annotations, accepted))
-        lb.write_region(instances, result.plane,
-                        keep_accepted(result.instances, accepted).astype(instances.data.dtype, copy=False))
+        kept_semantic, kept_instances = self.keeping_accepted(image, result.plane, result.semantic, result.instances)
+        lb.write_region(semantic, result.plane, kept_semantic)
+        lb.write_region(instances, result.plane, kept_instances.astype(instances.data.dtype, copy=False))
         self.predicted_uncorrected(image)
         provenance = self._prediction_provenance(result)
         lb.set_meta(semantic, provenance=provenance)
@@ -155,25 +154,33 @@ class PredictionJobs:
         instances = self.instances_layer(image, lb.layout_in(self.viewer, image))
         if instances.data.shape != result.instances.shape:
             return
-        accepted = self.paired(c.ROLE_ACCEPTED, image)
-        accepted = None if accepted is None or lb.is_lazy(accepted) else accepted.data
-        instances.data[...] = keep_accepted(result.instances, accepted).astype(instances.data.dtype, copy=False)
+        _, objects = self.keeping_accepted(image, None, None, result.instances)
+        instances.data[...] = objects.astype(instances.data.dtype, copy=False)
         instances.refresh()
         self.instances_updated.emit()
 
-    def _accepted_plane(self, image: Image, plane, region: tuple[slice, slice] | None = None) -> tuple:
-        """(accepted, annotations) of `image`'s plane (or a region of it), None where there is none: what a new
-        prediction keeps of the user's (accepted objects and classes), so a retrain never paints over their
-        corrections."""
-        accepted = self.paired(c.ROLE_ACCEPTED, image)
-        if accepted is None:
-            return None, None
-        annotations = self.paired(c.ROLE_ANNOTATIONS, image)
+    def keeping_accepted(self, image: Image, plane, semantic=None, instances=None,
+                         region: tuple[slice, slice] | None = None) -> tuple:
+        """(semantic, instances) of a new prediction of `image`'s plane (None: the whole stack), or of a region
+        of it, with the user's accepted classes and objects kept (`corrections.keep_accepted`): a retrain
+        never paints over their corrections. Either may be None (not painted); unchanged where nothing is
+        accepted, and, with a warning, where the accepted layer does not fit (another shape, too many ids)."""
+        accepted_layer = self.paired(c.ROLE_ACCEPTED, image)
+        if accepted_layer is None or lb.is_lazy(accepted_layer):
+            return semantic, instances
+        annotations_layer = self.paired(c.ROLE_ANNOTATIONS, image)
         try:
-            return (lb.read_plane(accepted, plane, region),
-                    None if annotations is None else lb.read_plane(annotations, plane, region))
-        except (IndexError, ValueError):  # a layer of another shape: check_pair reports it when it is used
-            return None, None
+            if plane is None:
+                accepted = accepted_layer.data
+                annotations = None if annotations_layer is None else annotations_layer.data
+            else:
+                accepted = lb.read_plane(accepted_layer, plane, region)
+                annotations = None if annotations_layer is None else lb.read_plane(annotations_layer, plane, region)
+            return (None if semantic is None else keep_accepted_classes(semantic, annotations, accepted),
+                    None if instances is None else keep_accepted(instances, accepted))
+        except (IndexError, ValueError, UserInputError) as error:
+            self.notify("warning", f"the new prediction is shown without the accepted objects: {error}")
+            return semantic, instances
 
     def _prediction_provenance(self, result: PlaneResult) -> dict:
         """What made these predictions, recorded in the layers and exported with them."""
@@ -254,8 +261,8 @@ class PredictionJobs:
         if image is None:
             return
         layer = self.instances_layer(image, lb.layout_in(self.viewer, image))
-        accepted, _ = self._accepted_plane(image, plane)
-        lb.write_region(layer, plane, keep_accepted(labels, accepted).astype(layer.data.dtype, copy=False))
+        _, labels = self.keeping_accepted(image, plane, None, labels)
+        lb.write_region(layer, plane, labels.astype(layer.data.dtype, copy=False))
         entry = self.session.cache.get(name, plane)
         if entry is not None:
             entry.params = params

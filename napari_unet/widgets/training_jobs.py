@@ -16,7 +16,6 @@ from napari.layers import Image
 
 from napari_unet import conventions as c
 from napari_unet.errors import UserInputError
-from napari_unet.functionals.corrections import keep_accepted_classes
 from napari_unet.functionals.uncertainty import uncertainty_map
 from napari_unet.io.pretrained import available_models, model_path
 from napari_unet.napari import guidance
@@ -182,9 +181,8 @@ class TrainingJobs:
             return
         try:
             layout = lb.layout_in(self.viewer, image)
-            accepted, annotations = self._accepted_plane(image, plane, (rows, cols))
-            lb.write_region(self.semantic_layer(image, layout), plane,
-                            keep_accepted_classes(prediction.semantic(), annotations, accepted), (rows, cols))
+            semantic, _ = self.keeping_accepted(image, plane, prediction.semantic(), region=(rows, cols))
+            lb.write_region(self.semantic_layer(image, layout), plane, semantic, (rows, cols))
             shown = guidance.uncertainty_layer(self.viewer, image, layout, create=False)
             if shown is not None:  # one byte per pixel from the preview's probabilities: milliseconds
                 guidance.paint_uncertainty(shown, plane, uncertainty_map(prediction), (rows, cols))
