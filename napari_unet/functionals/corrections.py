@@ -232,7 +232,7 @@ def keep_accepted(instances: np.ndarray, accepted: np.ndarray | None) -> np.ndar
     region = accepted >= ACCEPTED_BACKGROUND
     if not region.any():
         return instances
-    box = _bounding_box(region)  # the work is in the accepted regions' box: a big plane stays cheap
+    box = ndimage.find_objects(region.astype(np.uint8))[0]  # the work is in the accepted regions' box
     region, inside_ids = region[box], instances[box]
     objects = label_regions(np.where(accepted[box] > ACCEPTED_BACKGROUND, accepted[box], 0), background=0,
                             connectivity=1)
@@ -259,15 +259,6 @@ def keep_accepted(instances: np.ndarray, accepted: np.ndarray | None) -> np.ndar
     view[region] = 0
     view[objects > 0] = top + objects[objects > 0]
     return out
-
-
-def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
-    """The smallest box of slices holding every True pixel of a non-empty `mask`."""
-    box = []
-    for axis in range(mask.ndim):
-        hits = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
-    return tuple(box)
 
 
 def keep_accepted_classes(semantic: np.ndarray, annotations: np.ndarray | None,

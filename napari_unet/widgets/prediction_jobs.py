@@ -168,14 +168,14 @@ class PredictionJobs:
         accepted_layer = self.paired(c.ROLE_ACCEPTED, image)
         if accepted_layer is None or lb.is_lazy(accepted_layer):
             return semantic, instances
-        annotations_layer = self.paired(c.ROLE_ANNOTATIONS, image)
+        annotations_layer = self.paired(c.ROLE_ANNOTATIONS, image) if semantic is not None else None
+
+        def read(layer):
+            return layer.data if plane is None else lb.read_plane(layer, plane, region)
+
         try:
-            if plane is None:
-                accepted = accepted_layer.data
-                annotations = None if annotations_layer is None else annotations_layer.data
-            else:
-                accepted = lb.read_plane(accepted_layer, plane, region)
-                annotations = None if annotations_layer is None else lb.read_plane(annotations_layer, plane, region)
+            accepted = read(accepted_layer)
+            annotations = None if annotations_layer is None else read(annotations_layer)
             return (None if semantic is None else keep_accepted_classes(semantic, annotations, accepted),
                     None if instances is None else keep_accepted(instances, accepted))
         except (IndexError, ValueError, UserInputError) as error:
