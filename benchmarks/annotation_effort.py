@@ -197,9 +197,15 @@ def error_correlation(segmenter: Segmenter, pool: list[Sample], outputs: list[di
             entropy.append(r.score)
             split.append(sfp + sfn)
             combined.append(combined_scores[(r.top, r.left)])
-    rho = {name: spearmanr(values, errors)[0] for name, values in
-           (("entropy", entropy), ("split", split), ("combined", combined))}
-    return {f"rho_{name}": None if np.isnan(v) else round(float(v), 3) for name, v in rho.items()}
+
+    def rho(values: list[float]) -> float | None:
+        """Spearman's rank correlation with the errors; None where a list is constant (a tiny run), as it is undefined."""
+        if len(errors) < 2 or not np.ptp(values) or not np.ptp(errors):
+            return None
+        return round(float(spearmanr(values, errors)[0]), 3)
+
+    return {f"rho_{name}": rho(values) for name, values in (("entropy", entropy), ("split", split),
+                                                            ("combined", combined))}
 
 
 def train(segmenter: Segmenter | None, pool: list[Sample], states: list[dict],

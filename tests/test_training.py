@@ -98,7 +98,7 @@ def test_a_warm_start_fine_tunes_at_the_lower_rate_unless_a_rate_is_set():
         """(peak rate in the history, largest change of a first-layer weight after one Adam step)."""
         before = None if start is None else start.net.encoders[0][0].weight.detach().clone()
         _, trained = run_to_end(Trainer([item], TrainConfig(steps=1, **settings, **TINY), segmenter=start))
-        change = None if before is None else float((trained.net.encoders[0][0].weight - before).abs().max())
+        change = None if before is None else float((trained.net.encoders[0][0].weight.detach() - before).abs().max())
         return trained.history[-1]["config"]["learning_rate"], change
 
     new_rate, _ = first_step(None)
