@@ -127,6 +127,23 @@ def test_run_batch_on_its_own_local_cluster_writes_stacks_and_images(stack, mode
     assert "2 predicted" in summary.line() and "1 failed" in summary.line()
 
 
+def test_a_local_cluster_starts_without_a_warning_while_another_holds_the_dashboard_port(recwarn):
+    """Another cluster (the dock's, a second batch) on port 8787: ours takes a free port and prints nothing."""
+    import socket
+
+    from napari_unet.nn.batch import cluster_client
+
+    with socket.socket() as held:
+        try:
+            held.bind(("", 8787))
+            held.listen()
+        except OSError:
+            pass  # something holds it already: the same situation
+        with cluster_client(None, None, 1, False, 1) as client:
+            assert client.submit(sum, [1, 2]).result() == 3
+    assert [str(w.message) for w in recwarn if "port" in str(w.message).lower()] == []
+
+
 def test_predict_a_lazy_image_into_a_zarr_store(stack, model, tmp_path, capsys):
     import zarr
 

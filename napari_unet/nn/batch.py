@@ -358,8 +358,10 @@ class cluster_client:
             except (OSError, TimeoutError) as error:
                 raise UserInputError(f"could not reach the dask scheduler at {self.scheduler}: {error}") from error
             return self.client
+        # no dashboard, and its HTTP server on a free port: the default 8787 is taken whenever another cluster
+        # runs (the dock's, a second batch), and distributed then warns on stderr
         self.cluster = LocalCluster(n_workers=self.n_workers, threads_per_worker=1, processes=self.processes,
-                                    dashboard_address=None)
+                                    dashboard_address=":0", scheduler_kwargs={"dashboard": False})
         self.client = Client(self.cluster)
         return self.client
 
