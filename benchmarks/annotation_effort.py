@@ -199,7 +199,7 @@ def error_correlation(segmenter: Segmenter, pool: list[Sample], outputs: list[di
             combined.append(combined_scores[(r.top, r.left)])
 
     def rho(values: list[float]) -> float | None:
-        """Spearman's rank correlation with the errors; None where a list is constant (a tiny run), as it is undefined."""
+        """Spearman's rank correlation with the errors; None where a list is constant (a tiny run): undefined."""
         if len(errors) < 2 or not np.ptp(values) or not np.ptp(errors):
             return None
         return round(float(spearmanr(values, errors)[0]), 3)

@@ -25,8 +25,10 @@ collect() {
 for s in ${SEEDS:-0 1 2 3 4 5}; do
   for n in ${BUDGETS:-1347 6735}; do
     w=1; [ "$n" -gt 2000 ] && w=2; w=${WORKERS:-$w}
-    ( python3 generalisation.py --steps "$n" --seeds "$s" --k "${K:-12}" --threads 1 --workers "$w" --data "$DATA" ${VAL:+--val "$VAL"} \
-        --name "gpu_curve${K:+_k$K}_${n}_s$s" >"$L/curve${K:+_k$K}_${n}_s$s.log" 2>&1 || echo "${K:+K=$K, }$n steps seed $s failed"
+    name="curve${K:+_k$K}_${n}_s$s"
+    ( python3 generalisation.py --steps "$n" --seeds "$s" --k "${K:-12}" --threads 1 --workers "$w" \
+        --data "$DATA" ${VAL:+--val "$VAL"} --name "gpu_$name" >"$L/$name.log" 2>&1 \
+        || echo "${K:+K=$K, }$n steps seed $s failed"
       echo "${K:+K=$K, }$n steps seed $s done at $(( $(date +%s) - start )) s" ) &
   done
 done
@@ -38,5 +40,6 @@ import glob, json
 for f in sorted(glob.glob("results/gpu_curve_*.json")):
     for row in json.load(open(f))["rows"]:
         if "ap50" in row:
-            print(f.split("/")[-1], row.get("method"), row.get("seed"), row.get("steps"), "AP@0.5 %.3f DSB %.3f" % (row["ap50"], row["dsb"]))
+            print(f.split("/")[-1], row.get("method"), row.get("seed"), row.get("steps"),
+                  "AP@0.5 %.3f DSB %.3f" % (row["ap50"], row["dsb"]))
 PY
